@@ -1,0 +1,27 @@
+"""Run every benchmark (or those named) in one sandbox: `./podnet.sh bench [lab inspect cni ...]`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox import ensure_sandbox  # noqa: E402
+
+ALL = ("lab", "inspect", "cni", "throughput")
+
+
+def main() -> None:
+    ensure_sandbox()
+    here = os.path.dirname(os.path.abspath(__file__))
+    wanted = sys.argv[1:] or [b for b in ALL if os.path.exists(os.path.join(here, f"{b}.py"))]
+    failed = 0
+    for name in wanted:
+        print(f"\n=== bench/{name}.py ===", flush=True)
+        failed |= subprocess.call([sys.executable, os.path.join(here, f"{name}.py")])
+    sys.exit(failed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# podnet.sh: set up podnet on a fresh Debian 12 machine (as root, with only bash and apt) and run it.
+#
+#   ./podnet.sh demo      install, then bring up the default lab inside a sandbox and show it
+#   ./podnet.sh test      install with test tools, then lint, type-check and run every test
+#   ./podnet.sh bench     install, then run the benchmarks in bench/
+#   ./podnet.sh sandbox [CMD...]   run CMD (default: a shell) in a fresh sandbox with podnet on PATH
+#
+# The sandbox is a new network, mount and PID namespace with private tmpfs on /run: the lab never
+# touches this machine's own interfaces, and every process it starts ends with the sandbox.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+venv=${PODNET_VENV:-/opt/podnet/venv}
+runtime_pkgs=(python3 python3-venv iproute2 nftables curl procps util-linux)
+test_pkgs=(containernetworking-plugins containerd runc busybox-static iperf3 tcpdump)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "podnet.sh: run as root: podnet builds network namespaces and veth pairs" >&2
+    exit 1
+  fi
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq
+  # Debian's postinst would start containerd as a machine-wide service: tests run their own.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+}
+
+setup() {
+  local extra=${1:-}
+  need_root
+  apt_install "${runtime_pkgs[@]}"
+  [ "$extra" = dev ] && apt_install "${test_pkgs[@]}"
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    mkdir -p "$(dirname "$venv")"
+    /usr/bin/python3 -m venv "$venv"
+  fi
+  local spec="$here"
+  [ "$extra" = dev ] && spec="$here[dev]"
+  if ! "$venv/bin/python" -c 'import podnet' 2>/dev/null || [ "$extra" = dev ]; then
+    log "installing podnet into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -e "$spec"
+  fi
+}
+
+# Run "$@" in a fresh network + mount + PID namespace with private tmpfs on /run.
+sandbox() {
+  PATH="$venv/bin:$PATH" unshare --net --mount --pid --fork --mount-proc --propagation private -- \
+    bash -c 'mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/netns /run/podnet &&
+             ip link set lo up && export PODNET_SANDBOX=1 && exec "$@"' sandbox "$@"
+}
+
+demo_script() {
+  cat <<'DEMO'
+set -e
+show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+show podnet up
+show podnet get pods -o wide
+show podnet exec jumpbox -- curl -s http://localhost:80
+pod=$(podnet get pods -n dev -o name | head -1)
+show podnet exec -n dev "$pod" -- cat /etc/hosts
+jump=$(podnet get pods -o jsonpath=jumpbox.ip)
+show podnet exec -n dev "$pod" -- curl -s "http://$jump:80"
+show podnet node-exec kind-worker -- ip address
+if [ -t 0 ]; then
+  printf '\nYou are in podnet'"'"'s sandbox with the lab up. Try `podnet explain`, `podnet get links`.\n'
+  printf 'Leave with `exit`: the sandbox and everything in it go away.\n'
+  bash -i || true
+fi
+show podnet down
+DEMO
+}
+
+case "${1:-}" in
+  demo)
+    setup
+    sandbox bash -c "$(demo_script)"
+    ;;
+  test)
+    shift
+    setup dev
+    cd "$here"
+    log "ruff"; "$venv/bin/ruff" check src tests bench
+    log "mypy --strict"; "$venv/bin/mypy"
+    log "pytest (inside a sandbox)"
+    sandbox "$venv/bin/python" -m pytest "$@"
+    ;;
+  bench)
+    shift
+    setup dev
+    cd "$here"
+    sandbox "$venv/bin/python" bench/run.py "$@"
+    ;;
+  sandbox)
+    shift
+    setup
+    if [ $# -eq 0 ]; then set -- bash -i; fi
+    sandbox "$@"
+    ;;
+  *)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac

@@ -1,0 +1,132 @@
+"""`up` and `down` of a lab: record, observe, plan, execute, record again."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, replace
+
+from podnet import state as lab_state
+from podnet.apply.executor import Progress, execute
+from podnet.apply.handlers import Context
+from podnet.kernel import netns
+from podnet.kernel.netlink import Netlink
+from podnet.model.types import ClusterSpec
+from podnet.plan.layout import Layout, layout
+from podnet.plan.steps import Observed, Step, plan, plan_down
+from podnet.runtime.procs import ProcessRef, is_alive
+from podnet.runtime.spawner import Spawner
+
+__all__ = ["Outcome", "down", "observe", "up"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    steps: list[Step]
+    layout: Layout | None
+
+
+def observe(record: lab_state.LabState | None) -> Observed:
+    """What of the recorded lab really exists: namespaces, live containers, peer routes."""
+    if record is None:
+        return Observed(netns=frozenset(netns.list_named()))
+    names = frozenset(netns.list_named())
+    running = set()
+    for pod in record.layout.pods:
+        refs = record.containers_of(pod.key)
+        if len(refs) == len(pod.containers) and all(
+            is_alive(ProcessRef(r.pid, r.starttime)) for r in refs
+        ):
+            running.add(pod.key)
+    routes: dict[str, frozenset[str]] = {}
+    fabric_net = record.layout.fabric_gateway.network
+    for node in record.layout.nodes:
+        if node.netns not in names:
+            continue
+        with Netlink.open(netns.path_of(node.netns), label=node.netns) as nl:
+            routes[node.name] = frozenset(
+                r["dst"]
+                for r in nl.routes()
+                if r["gateway"] and ipaddress.ip_address(r["gateway"]) in fabric_net
+                and r["dst"] != "default"
+            )
+    return Observed(netns=names, running=frozenset(running), routes=routes)
+
+
+def up(
+    spec: ClusterSpec,
+    *,
+    topology: str = "",
+    spawner: Spawner | None = None,
+    progress: Progress | None = None,
+    dry_run: bool = False,
+) -> Outcome:
+    """Converge the running lab on `spec`; a second call with the same spec does nothing."""
+    with lab_state.locked(spec.name):
+        record = lab_state.load(spec.name)
+        previous = record.layout if record else None
+        desired = layout(spec, previous)
+        steps = plan(desired, previous, observe(record))
+        if dry_run or not steps:
+            return Outcome(steps, desired)
+        owned = _netns_of(previous) if previous else frozenset()
+        # Record the union before touching anything: if this run dies, `down` finds it all.
+        intent = lab_state.LabState(
+            layout=_union(desired, previous),
+            containers=list(record.containers) if record else [],
+            topology=topology,
+            complete=False,
+        )
+        lab_state.save(intent)
+        ctx = Context(desired, intent, owned)
+        try:
+            execute(ctx, steps, spawner=spawner, progress=progress)
+        except Exception:
+            _record_after_failure(ctx, previous, desired, topology)
+            raise
+        final = lab_state.LabState(desired, ctx.state.containers, topology, complete=True)
+        lab_state.save(final)
+        return Outcome(steps, desired)
+
+
+def down(cluster: str, *, progress: Progress | None = None) -> Outcome:
+    """Remove everything the record names; succeeds when there is nothing left."""
+    with lab_state.locked(cluster):
+        record = lab_state.load(cluster)
+        if record is None:
+            lab_state.remove(cluster)
+            return Outcome([], None)
+        steps = plan_down(record.layout)
+        ctx = Context(record.layout, record, _netns_of(record.layout))
+        execute(ctx, steps, progress=progress)
+        lab_state.remove(cluster)
+        return Outcome(steps, record.layout)
+
+
+def _netns_of(lay: Layout) -> frozenset[str]:
+    return frozenset(
+        [lay.fabric_netns, *(n.netns for n in lay.nodes), *(p.netns for p in lay.pods)]
+    )
+
+
+def _union(desired: Layout, previous: Layout | None) -> Layout:
+    if previous is None:
+        return desired
+    keys = {p.key for p in desired.pods}
+    names = {n.name for n in desired.nodes}
+    return replace(
+        desired,
+        nodes=desired.nodes + tuple(n for n in previous.nodes if n.name not in names),
+        pods=desired.pods + tuple(p for p in previous.pods if p.key not in keys),
+    )
+
+
+def _record_after_failure(
+    ctx: Context, previous: Layout | None, desired: Layout, topology: str
+) -> None:
+    """After a rollback, record what may still exist so `down` can remove it."""
+    if previous is None and not netns.exists(desired.fabric_netns) and not ctx.state.containers:
+        lab_state.remove(desired.cluster)
+        return
+    lab_state.save(
+        lab_state.LabState(_union(desired, previous), ctx.state.containers, topology, False)
+    )

@@ -1,0 +1,3 @@
+"""Command-line faces of podnet: thin commands over the library."""
+
+__all__: list[str] = []

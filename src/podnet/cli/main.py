@@ -1,0 +1,66 @@
+"""`podnet`: the entry point. Registers the command groups and turns errors into messages."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from podnet import __version__
+from podnet.cli.lab import down, exec_command, explain, fail, get, node_exec, up
+from podnet.errors import PodnetError
+
+__all__ = ["cli", "main"]
+
+
+class _LazyGroup(click.Group):
+    """Commands from other faces (inspect, cni) load only when called: keeps start-up light."""
+
+    lazy = {
+        "inspect": ("podnet.cli.inspect", "inspect_command"),
+        "cni": ("podnet.cli.cni", "cni_group"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="podnet")
+def cli() -> None:
+    """podnet: Kubernetes pod networking, built from real namespaces, veth pairs and routes.
+
+    \b
+    lab:      up, get, exec, node-exec, explain, down
+    inspect:  map every namespace and veth pair on this host to its pod or process
+    cni:      install podnet as the CNI plugin of a real container runtime
+    """
+
+
+for command in (up, down, get, exec_command, node_exec, explain):
+    cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except PodnetError as exc:
+        fail(exc)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

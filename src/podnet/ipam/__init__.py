@@ -1,0 +1,3 @@
+"""Address allocation shared by the lab and the CNI plugin."""
+
+__all__: list[str] = []

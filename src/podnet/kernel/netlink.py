@@ -1,0 +1,278 @@
+"""A netlink route socket bound to one network namespace: the only place that calls pyroute2.
+
+A netlink socket stays in the namespace it was opened in, so `Netlink.open(path)` enters the
+namespace in this thread, opens the socket and comes straight back (about 1 ms), instead of
+pyroute2's `NetNS`, which forks a helper process per namespace (16 ms).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pyroute2.iproute.linux import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, ObjectMissingError
+from podnet.kernel import netns
+
+__all__ = ["OWNER_ALIAS", "Netlink", "netlink_errors"]
+
+# Every link podnet creates carries this ifalias: `down` and GC remove only what carries it.
+OWNER_ALIAS = "podnet"
+
+IFA_F_NOPREFIXROUTE = 0x200
+SCOPE_LINK = 253
+SCOPE_HOST = 254
+T = TypeVar("T")
+
+
+@contextmanager
+def netlink_errors(what: str) -> Iterator[None]:
+    """Turn pyroute2's NetlinkError into podnet's error tree, naming the object."""
+    try:
+        yield
+    except NetlinkError as exc:
+        code = exc.code
+        text = os.strerror(code) if code else str(exc)
+        message = f"{what}: {text}"
+        if code == errno.EEXIST:
+            raise ObjectExistsError(message, errno=code) from None
+        if code in (errno.ENODEV, errno.ENOENT, errno.ESRCH):
+            raise ObjectMissingError(message, errno=code) from None
+        if code in (errno.EPERM, errno.EACCES):
+            raise NotPermittedError(message, errno=code) from None
+        raise KernelError(message, errno=code) from None
+
+
+class Netlink:
+    """Route netlink in one namespace: links, addresses, routes, neighbours."""
+
+    def __init__(self, ipr: Any, where: str) -> None:
+        self._ipr = ipr
+        self.where = where  # namespace name for messages ("host" for our own)
+
+    @classmethod
+    def open(cls, path: str | None = None, *, label: str | None = None) -> Netlink:
+        """Open a socket in the namespace at `path` (None: the one this thread is in)."""
+        where = label or (os.path.basename(path) if path else "host")
+        if path is None:
+            return cls(IPRoute(), where)
+        with netns.entered(path):
+            return cls(IPRoute(), where)
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with netlink_errors(f"{what} in {self.where}"):
+            return fn(*args, **kwargs)
+
+    # --- links -------------------------------------------------------------------------------
+
+    def index(self, ifname: str) -> int:
+        found = self._call(f"looking up {ifname}", self._ipr.link_lookup, ifname=ifname)
+        if not found:
+            raise ObjectMissingError(f"no interface {ifname} in {self.where}", errno=errno.ENODEV)
+        return int(found[0])
+
+    def add_veth(
+        self, ifname: str, peer: str, peer_netns_fd: int | None = None, mtu: int | None = None
+    ) -> None:
+        """Create a veth pair whose peer is born in `peer_netns_fd` (never moved: 16 ms saved)."""
+        peer_spec: dict[str, Any] = {"ifname": peer}
+        if peer_netns_fd is not None:
+            peer_spec["net_ns_fd"] = peer_netns_fd
+        extra: dict[str, Any] = {}
+        if mtu:
+            extra["mtu"] = mtu
+            peer_spec["mtu"] = mtu
+        self._call(
+            f"creating veth {ifname}", self._ipr.link, "add",
+            ifname=ifname, kind="veth", peer=peer_spec, **extra,
+        )
+
+    def add_bridge(self, ifname: str, mtu: int | None = None) -> None:
+        extra: dict[str, Any] = {"mtu": mtu} if mtu else {}
+        self._call(f"creating bridge {ifname}", self._ipr.link, "add",
+                   ifname=ifname, kind="bridge", **extra)
+
+    def add_vxlan(
+        self, ifname: str, vni: int, local: str, port: int, underlay: str, mtu: int | None = None
+    ) -> None:
+        extra: dict[str, Any] = {"mtu": mtu} if mtu else {}
+        self._call(
+            f"creating vxlan {ifname}", self._ipr.link, "add",
+            ifname=ifname, kind="vxlan", vxlan_id=vni, vxlan_local=local,
+            vxlan_port=port, vxlan_link=self.index(underlay), vxlan_learning=0, **extra,
+        )
+
+    def set_link(
+        self,
+        ifname: str | int,
+        *,
+        up: bool | None = None,
+        owned: bool = False,
+        master: str | None = None,
+        mtu: int | None = None,
+    ) -> None:
+        """Change a link in one message: state, the ownership mark, master and MTU."""
+        index = ifname if isinstance(ifname, int) else self.index(ifname)
+        changes: dict[str, Any] = {}
+        if up is not None:
+            changes["state"] = "up" if up else "down"
+        if owned:
+            changes["ifalias"] = OWNER_ALIAS
+        if master is not None:
+            changes["master"] = self.index(master)
+        if mtu is not None:
+            changes["mtu"] = mtu
+        self._call(f"setting {ifname}", self._ipr.link, "set", index=index, **changes)
+
+    def set_hairpin(self, index: int) -> None:
+        """Let frames leave the bridge port they came in by (a pod reaching itself via a VIP)."""
+        self._call(f"setting hairpin on {index}", self._ipr.brport, "set",
+                   index=index, hairpin_mode=1)
+
+    def delete_link(self, ifname: str) -> bool:
+        """Delete a link; False if it was already gone."""
+        try:
+            index = self.index(ifname)
+            self._call(f"deleting {ifname}", self._ipr.link, "del", index=index)
+        except ObjectMissingError:
+            return False
+        return True
+
+    def links(self) -> list[dict[str, Any]]:
+        """Every link, as plain dicts: index, ifname, kind, mac, mtu, state, alias, master."""
+        out = []
+        for msg in self._call("listing links", self._ipr.get_links):
+            info = msg.get("IFLA_LINKINFO")
+            out.append({
+                "index": msg["index"],
+                "ifname": msg.get("IFLA_IFNAME"),
+                "kind": info.get("IFLA_INFO_KIND") if info else None,
+                "mac": msg.get("IFLA_ADDRESS"),
+                "mtu": msg.get("IFLA_MTU"),
+                "state": msg.get("IFLA_OPERSTATE"),
+                "up": bool(msg["flags"] & 1),
+                "alias": msg.get("IFLA_IFALIAS"),
+                "master": msg.get("IFLA_MASTER"),
+                "link": msg.get("IFLA_LINK"),
+                "link_netnsid": msg.get("IFLA_LINK_NETNSID"),
+            })
+        return out
+
+    # --- addresses and routes -------------------------------------------------------------
+
+    def add_address(
+        self, ifname: str | int, cidr: str, *, noprefixroute: bool = False, exist_ok: bool = False
+    ) -> None:
+        index = ifname if isinstance(ifname, int) else self.index(ifname)
+        iface = ipaddress.ip_interface(cidr)
+        extra: dict[str, Any] = {"IFA_FLAGS": IFA_F_NOPREFIXROUTE} if noprefixroute else {}
+        if iface.version == 4 and iface.network.prefixlen < 31:
+            extra["broadcast"] = str(iface.network.broadcast_address)
+        try:
+            self._call(
+                f"adding {cidr} to {ifname}", self._ipr.addr, "add", index=index,
+                address=str(iface.ip), prefixlen=iface.network.prefixlen, **extra,
+            )
+        except ObjectExistsError:
+            if not exist_ok:
+                raise
+
+    def addresses(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "index": msg["index"],
+                "address": f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}",
+                "scope": msg["scope"],
+                "family": msg["family"],
+            }
+            for msg in self._call("listing addresses", self._ipr.get_addr)
+        ]
+
+    def add_route(
+        self,
+        dst: str,
+        *,
+        gateway: str | None = None,
+        dev: str | int | None = None,
+        scope: str | None = None,
+        src: str | None = None,
+        onlink: bool = False,
+        exist_ok: bool = False,
+    ) -> None:
+        """`ip route add DST [via GW] [dev DEV] [scope link|host] [src SRC] [onlink]`."""
+        spec: dict[str, Any] = {"dst": dst}
+        if gateway:
+            spec["gateway"] = gateway
+        if dev is not None:
+            spec["oif"] = dev if isinstance(dev, int) else self.index(dev)
+        if scope:
+            spec["scope"] = {"link": SCOPE_LINK, "host": SCOPE_HOST}[scope]
+        if src:
+            spec["prefsrc"] = src
+        if onlink:
+            spec["flags"] = ["onlink"]
+        try:
+            self._call(f"adding route {dst}", self._ipr.route, "add", **spec)
+        except ObjectExistsError:
+            if not exist_ok:
+                raise
+
+    def delete_route(self, dst: str) -> bool:
+        try:
+            self._call(f"deleting route {dst}", self._ipr.route, "del", dst=dst)
+        except ObjectMissingError:
+            return False
+        return True
+
+    def routes(self) -> list[dict[str, Any]]:
+        out = []
+        for msg in self._call("listing routes", self._ipr.get_routes, table=254):
+            dst = msg.get("RTA_DST")
+            out.append({
+                "dst": f"{dst}/{msg['dst_len']}" if dst else "default",
+                "gateway": msg.get("RTA_GATEWAY"),
+                "oif": msg.get("RTA_OIF"),
+                "scope": msg["scope"],
+                "src": msg.get("RTA_PREFSRC"),
+                "family": msg["family"],
+            })
+        return out
+
+    def route_get(self, dst: str) -> dict[str, Any]:
+        """The kernel's own route decision for `dst`, as `ip route get` shows it."""
+        msg = self._call(f"looking up the route to {dst}", self._ipr.route, "get", dst=dst)[0]
+        return {
+            "dst": dst,
+            "gateway": msg.get("RTA_GATEWAY"),
+            "oif": msg.get("RTA_OIF"),
+            "src": msg.get("RTA_PREFSRC"),
+        }
+
+    # --- neighbours and bridge forwarding entries (VXLAN) ----------------------------------
+
+    def add_neighbour(self, ifname: str, ip: str, mac: str) -> None:
+        self._call(
+            f"adding neighbour {ip} on {ifname}", self._ipr.neigh, "replace",
+            ifindex=self.index(ifname), dst=ip, lladdr=mac, state="permanent",
+        )
+
+    def add_fdb(self, ifname: str, mac: str, remote: str) -> None:
+        self._call(
+            f"adding fdb {mac} on {ifname}", self._ipr.fdb, "append",
+            ifindex=self.index(ifname), lladdr=mac, dst=remote,
+        )

@@ -1,0 +1,162 @@
+"""Named network namespaces, as `ip netns` keeps them: a bind mount of an nsfs file in /run/netns.
+
+Creation happens in the calling thread (unshare, bind mount, setns back): it costs well under a
+millisecond, where starting `ip netns add` costs 1.3 ms and pyroute2's helper process 16 ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+
+from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, ObjectMissingError
+from podnet.kernel import syscalls
+
+__all__ = [
+    "NETNS_DIR",
+    "create",
+    "delete",
+    "entered",
+    "exists",
+    "inode",
+    "is_own_namespace",
+    "list_named",
+    "path_of",
+]
+
+NETNS_DIR = "/run/netns"
+
+
+def path_of(name: str) -> str:
+    return os.path.join(NETNS_DIR, name)
+
+
+def exists(name: str) -> bool:
+    return os.path.ismount(path_of(name))
+
+
+def inode(path: str) -> int:
+    """The namespace's identity: two paths name the same namespace when their inodes match."""
+    return os.stat(path).st_ino
+
+
+def is_own_namespace(path: str) -> bool:
+    """True when `path` is the namespace this thread runs in (never configure that by mistake)."""
+    return inode(path) == inode("/proc/thread-self/ns/net")
+
+
+def list_named() -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if os.path.ismount(path_of(n)))
+    except FileNotFoundError:
+        return []
+
+
+def _ensure_netns_dir() -> None:
+    """Make /run/netns a shared mount, as `ip netns add` does.
+
+    Shared propagation matters: a container's private mount namespace starts with copies of these
+    bind mounts, and a copy would keep a deleted pod's namespace (and its veth) alive. As a slave of
+    this shared mount, the copy is unmounted when we unmount ours.
+    """
+    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+    if NETNS_DIR not in _mount_points():
+        syscalls.bind_mount(NETNS_DIR, NETNS_DIR)
+    try:
+        syscalls.make_shared(NETNS_DIR)
+    except OSError as exc:
+        raise _kernel_error(exc, f"making {NETNS_DIR} a shared mount") from None
+
+
+def _mount_points() -> set[str]:
+    # os.path.ismount misses a directory bind-mounted onto itself (same device, same inode).
+    with open("/proc/self/mountinfo") as fh:
+        return {line.split()[4] for line in fh}
+
+
+_dir_ready = False
+
+
+def create(name: str) -> str:
+    """Create the named namespace `name` and return its path; fails if the name is taken."""
+    global _dir_ready  # noqa: PLW0603  # checked once per process: mountinfo is long on busy hosts
+    path = path_of(name)
+    if not _dir_ready:
+        _ensure_netns_dir()
+        _dir_ready = True
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+    except FileExistsError:
+        raise ObjectExistsError(
+            f"network namespace {name} already exists",
+            errno=errno.EEXIST,
+            hint=f"it is not podnet's: inspect it with `ip netns exec {name} ip address`, "
+            f"then remove it with `ip netns del {name}` if it is stale",
+        ) from None
+    except PermissionError as exc:
+        raise NotPermittedError(f"cannot create {path}: {exc.strerror}", errno=exc.errno) from None
+    os.close(fd)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWNET)
+        try:
+            syscalls.bind_mount("/proc/thread-self/ns/net", path)
+        finally:
+            syscalls.setns(home, syscalls.CLONE_NEWNET)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise _kernel_error(exc, f"network namespace {name}") from None
+    finally:
+        os.close(home)
+    return path
+
+
+def delete(name: str) -> bool:
+    """Remove the named namespace; the kernel frees it once no process or socket holds it.
+
+    Returns False when there was nothing to delete (deleting twice succeeds).
+    """
+    path = path_of(name)
+    try:
+        syscalls.umount(path)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+            raise _kernel_error(exc, f"network namespace {name}") from None
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def entered(path: str, nstype: int = syscalls.CLONE_NEWNET) -> Iterator[None]:
+    """Run the body with the calling thread inside the namespace at `path`, then come back."""
+    kind = {syscalls.CLONE_NEWNET: "net", syscalls.CLONE_NEWUTS: "uts"}[nstype]
+    home = os.open(f"/proc/thread-self/ns/{kind}", os.O_RDONLY)
+    try:
+        try:
+            target = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise ObjectMissingError(f"namespace {path} does not exist", errno=errno.ENOENT) from None
+        try:
+            syscalls.setns(target, nstype)
+        except OSError as exc:
+            raise _kernel_error(exc, f"namespace {path}") from None
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            syscalls.setns(home, nstype)
+    finally:
+        os.close(home)
+
+
+def _kernel_error(exc: OSError, what: str) -> KernelError:
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return NotPermittedError(f"{what}: {exc.strerror}", errno=exc.errno)
+    return KernelError(f"{what}: {exc.strerror}", errno=exc.errno)

@@ -1,0 +1,39 @@
+"""Per-namespace sysctls (ip_forward, accept_ra, ...), written from inside the namespace.
+
+/proc/sys/net answers for the network namespace of the thread that opens the file, so entering
+the namespace in this thread is enough; no `ip netns exec sysctl` process is needed.
+"""
+
+from __future__ import annotations
+
+from podnet.errors import KernelError
+from podnet.kernel import netns
+
+__all__ = ["read", "write"]
+
+
+def _file(key: str) -> str:
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+def write(netns_path: str | None, settings: dict[str, str]) -> None:
+    """Apply `settings` ({"net.ipv4.ip_forward": "1", ...}) inside the namespace at `netns_path`."""
+    if netns_path is None:
+        _write_here(settings)
+        return
+    with netns.entered(netns_path):
+        _write_here(settings)
+
+
+def _write_here(settings: dict[str, str]) -> None:
+    for key, value in settings.items():
+        try:
+            with open(_file(key), "w") as fh:
+                fh.write(value)
+        except OSError as exc:
+            raise KernelError(f"setting {key}={value}: {exc.strerror}", errno=exc.errno) from None
+
+
+def read(netns_path: str, key: str) -> str:
+    with netns.entered(netns_path), open(_file(key)) as fh:
+        return fh.read().strip()

@@ -1,0 +1,420 @@
+"""Checks that need the whole file at once: overlapping subnets, names used twice, pods pinned to
+nodes that do not exist, nodes whose pod CIDR cannot hold their pods, Service ports.
+
+The loader reads each document into a draft (the model's objects plus where each came from);
+`check` returns every problem it finds across drafts, and `service_specs` resolves what
+Services need from pods (named target ports). Problems are collected, never raised, so that a
+person sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from podnet.errors import Problem
+from podnet.model.types import (
+    Attachment,
+    NodeSpec,
+    PodSpec,
+    Routing,
+    ServicePort,
+    ServiceSpec,
+)
+
+__all__ = [
+    "ClusterDraft",
+    "NodeDraft",
+    "Origin",
+    "PodDraft",
+    "PortDraft",
+    "ServiceDraft",
+    "check",
+    "did_you_mean",
+    "nearest",
+    "service_specs",
+    "usable_pod_addresses",
+]
+
+SUBNET_KEYS = ("podSubnet", "serviceSubnet", "nodeSubnet")
+KIND_SUBNETS = "kind uses podSubnet 10.244.0.0/16, serviceSubnet 10.96.0.0/16, nodeSubnet 172.18.0.0/16"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an object was written: `doc` is "document 2", `where` adds what it is, and `path`
+    is the object's own field path inside the document ("" for a whole document)."""
+
+    doc: str
+    where: str
+    path: str = ""
+
+    def at(self, rel: str) -> str:
+        if not self.path:
+            return rel
+        return f"{self.path}{rel}" if rel.startswith("[") else f"{self.path}.{rel}"
+
+    def problem(self, rel: str, message: str, hint: str = "") -> Problem:
+        return Problem(self.where, self.at(rel), message, hint)
+
+
+@dataclass
+class NodeDraft:
+    spec: NodeSpec
+    origin: Origin  # path "nodes[i]"
+    named: bool  # the file set `name:`; otherwise kind's numbering chose it
+
+
+@dataclass
+class PodDraft:
+    spec: PodSpec
+    origin: Origin  # path "" for a Pod, "spec.template" for a Deployment's replicas
+    port_names: dict[str, int] = field(default_factory=dict)  # ports[].name -> containerPort
+
+
+@dataclass
+class PortDraft:
+    port: int
+    target: int | str  # a number, or the name of a container port
+    field: str  # "spec.ports[0]"
+    protocol: str = "TCP"
+    node_port: int | None = None
+    name: str = ""
+
+
+@dataclass
+class ServiceDraft:
+    name: str
+    namespace: str
+    origin: Origin
+    type: str = "ClusterIP"
+    selector: tuple[tuple[str, str], ...] = ()
+    ports: list[PortDraft] = field(default_factory=list)
+    cluster_ip: ipaddress.IPv4Address | None = None
+
+
+@dataclass
+class ClusterDraft:
+    """The Cluster document as read; a setting that was invalid is None here (and reported), so
+    that checks built on it are skipped instead of piling up consequences of one mistake."""
+
+    origin: Origin
+    name: str = "kind"
+    nodes: list[NodeDraft] = field(default_factory=list)
+    subnets: dict[str, ipaddress.IPv4Network | None] = field(
+        default_factory=lambda: {
+            "podSubnet": ipaddress.IPv4Network("10.244.0.0/16"),
+            "serviceSubnet": ipaddress.IPv4Network("10.96.0.0/16"),
+            "nodeSubnet": ipaddress.IPv4Network("172.18.0.0/16"),
+        }
+    )
+    explicit: set[str] = field(default_factory=set)  # networking keys the file set
+    node_cidr_prefix: int | None = 24
+    attachment: Attachment = "ptp"
+    routing: Routing = "static"
+    mtu: int = 1500
+    vxlan_vni: int = 1
+    vxlan_port: int = 8472
+    pods: list[PodDraft] = field(default_factory=list)
+    services: list[ServiceDraft] = field(default_factory=list)
+    deployments: list[tuple[str, Origin]] = field(default_factory=list)  # (ns/name, origin)
+
+    def net_field(self, key: str) -> str:
+        return f"networking.{key}"
+
+
+def nearest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to `word` (case aside), or None when nothing is close."""
+    import difflib  # only on the error path
+
+    by_lower = {c.lower(): c for c in choices}
+    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[match[0]] if match else None
+
+
+def did_you_mean(word: str, choices: Iterable[str], otherwise: str) -> str:
+    options = list(choices)
+    guess = nearest(word, options)
+    return f"did you mean '{guess}'?" if guess else otherwise
+
+
+def usable_pod_addresses(prefix: int) -> int:
+    """Pod addresses in a node's /prefix: all but network, gateway (the node) and broadcast."""
+    return max(0, 2 ** (32 - prefix) - 3)
+
+
+def check(draft: ClusterDraft) -> list[Problem]:
+    """Every problem that spans documents or objects, in file order as far as possible."""
+    problems: list[Problem] = []
+    problems += _subnets(draft)
+    problems += _node_names(draft)
+    problems += _duplicates(
+        "Deployment", [(key, origin, "metadata.name") for key, origin in draft.deployments]
+    )
+    problems += _duplicates(
+        "pod", [(p.spec.key, p.origin, "metadata.name") for p in draft.pods if not p.spec.owner]
+    )
+    problems += _duplicates(
+        "Service",
+        [(f"{s.namespace}/{s.name}", s.origin, "metadata.name") for s in draft.services],
+    )
+    problems += _pinned(draft)
+    problems += _capacity(draft)
+    problems += _service_addresses(draft)
+    return problems
+
+
+def _subnets(draft: ClusterDraft) -> list[Problem]:
+    problems = []
+    nets = draft.subnets
+    for i, a in enumerate(SUBNET_KEYS):
+        for b in SUBNET_KEYS[i + 1 :]:
+            na, nb = nets[a], nets[b]
+            if na is None or nb is None or not na.overlaps(nb):
+                continue
+            # Report on the key the file set, naming the other (and saying if it is a default).
+            key, other = (a, b) if a in draft.explicit or b not in draft.explicit else (b, a)
+            default = "" if other in draft.explicit else " (the default)"
+            problems.append(
+                draft.origin.problem(
+                    draft.net_field(key),
+                    f"{nets[key]} overlaps {other} {nets[other]}{default}",
+                    f"give each range its own addresses; {KIND_SUBNETS}",
+                )
+            )
+    pod, prefix = nets["podSubnet"], draft.node_cidr_prefix
+    count = len(draft.nodes)
+    if pod is None or prefix is None or count == 0:
+        return problems
+    if prefix < pod.prefixlen:
+        problems.append(
+            draft.origin.problem(
+                draft.net_field("nodeCIDRPrefix"),
+                f"/{prefix} is wider than podSubnet {pod}: no node range fits in it",
+                f"use nodeCIDRPrefix {max(pod.prefixlen, 24)} or more, or widen podSubnet",
+            )
+        )
+        return problems
+    ranges = 2 ** (prefix - pod.prefixlen)
+    if ranges < count:
+        needed = prefix - math.ceil(math.log2(count))
+        wider = ipaddress.IPv4Network(f"{pod.network_address}/{needed}", strict=False)
+        problems.append(
+            draft.origin.problem(
+                draft.net_field("podSubnet"),
+                f"{pod} holds {ranges} node range{'s' if ranges != 1 else ''} of /{prefix}, "
+                f"the cluster has {count} nodes",
+                f"use a podSubnet of /{needed} or wider (such as {wider}), "
+                "or a larger nodeCIDRPrefix",
+            )
+        )
+    return problems
+
+
+def _node_names(draft: ClusterDraft) -> list[Problem]:
+    problems = []
+    first: dict[str, NodeDraft] = {}
+    for node in draft.nodes:
+        earlier = first.setdefault(node.spec.name, node)
+        if earlier is node:
+            continue
+        if node.named:
+            problems.append(
+                node.origin.problem(
+                    "name",
+                    f"'{node.spec.name}' is already the name of {earlier.origin.path}",
+                    "give every node its own name",
+                )
+            )
+        else:
+            problems.append(
+                node.origin.problem(
+                    "",
+                    f"kind names it '{node.spec.name}', already the name of "
+                    f"{earlier.origin.path}",
+                    f"set name: on {node.origin.path}, or rename {earlier.origin.path}",
+                )
+            )
+    return problems
+
+
+def _duplicates(kind: str, items: list[tuple[str, Origin, str]]) -> list[Problem]:
+    problems = []
+    first: dict[str, Origin] = {}
+    for key, origin, rel in items:
+        earlier = first.setdefault(key, origin)
+        if earlier is not origin:
+            problems.append(
+                origin.problem(
+                    rel,
+                    f"{kind} {key} is already defined in {earlier.doc}",
+                    f"{kind} names must be unique within a namespace: rename one",
+                )
+            )
+    return problems
+
+
+def _pinned(draft: ClusterDraft) -> list[Problem]:
+    names = [n.spec.name for n in draft.nodes]
+    problems = []
+    reported: set[tuple[str, str]] = set()  # one report per Deployment, not per replica
+    for pod in draft.pods:
+        node = pod.spec.node
+        if node is None or node in names or (pod.origin.where, node) in reported:
+            continue
+        reported.add((pod.origin.where, node))
+        problems.append(
+            pod.origin.problem(
+                "spec.nodeName",
+                f"no node is named '{node}'",
+                did_you_mean(node, names, f"the nodes are {', '.join(names)}"),
+            )
+        )
+    return problems
+
+
+def schedulable(nodes: list[NodeDraft]) -> list[NodeDraft]:
+    """Where unpinned pods may go: the workers, as kind taints its control-plane nodes; a
+    cluster of control-plane nodes only (kind's default) schedules on them."""
+    workers = [n for n in nodes if n.spec.role == "worker"]
+    return workers or nodes
+
+
+def _capacity(draft: ClusterDraft) -> list[Problem]:
+    prefix = draft.node_cidr_prefix
+    if prefix is None or not draft.nodes:
+        return []
+    names = {n.spec.name for n in draft.nodes}
+    pinned: dict[str, int] = {}
+    unpinned = 0
+    for pod in draft.pods:
+        if pod.spec.node is None:
+            unpinned += 1
+        elif pod.spec.node in names:
+            pinned[pod.spec.node] = pinned.get(pod.spec.node, 0) + 1
+    targets = schedulable(draft.nodes)
+    share = math.ceil(unpinned / len(targets))
+    usable = usable_pod_addresses(prefix)
+    problems = []
+    for node in draft.nodes:
+        mine = pinned.get(node.spec.name, 0)
+        extra = share if node in targets else 0
+        need = mine + extra
+        if need <= usable:
+            continue
+        fits = 32 - math.ceil(math.log2(need + 3))
+        parts = [f"{mine} pinned"] if mine else []
+        if extra:
+            parts.append(f"{extra} of the {unpinned} unpinned")
+        problems.append(
+            draft.origin.problem(
+                draft.net_field("nodeCIDRPrefix"),
+                f"node {node.spec.name} must hold {need} pods ({', '.join(parts)}), "
+                f"a /{prefix} has {usable} pod addresses",
+                f"use nodeCIDRPrefix {fits} or less, or add worker nodes",
+            )
+        )
+    return problems
+
+
+def _service_addresses(draft: ClusterDraft) -> list[Problem]:
+    problems = []
+    net = draft.subnets["serviceSubnet"]
+    ips: dict[ipaddress.IPv4Address, ServiceDraft] = {}
+    node_ports: dict[tuple[int, str], ServiceDraft] = {}
+    for svc in draft.services:
+        ip = svc.cluster_ip
+        if ip is not None:
+            if net is not None and (
+                ip not in net or ip in (net.network_address, net.broadcast_address)
+            ):
+                problems.append(
+                    svc.origin.problem(
+                        "spec.clusterIP",
+                        f"{ip} is not a usable address of serviceSubnet {net}",
+                        f"pick an address inside {net}, or leave clusterIP out",
+                    )
+                )
+            elif (other := ips.setdefault(ip, svc)) is not svc:
+                problems.append(
+                    svc.origin.problem(
+                        "spec.clusterIP",
+                        f"{ip} is already the clusterIP of Service "
+                        f"{other.namespace}/{other.name}",
+                        "give each Service its own clusterIP, or leave it out",
+                    )
+                )
+        for port in svc.ports:
+            if port.node_port is None:
+                continue
+            owner = node_ports.setdefault((port.node_port, port.protocol), svc)
+            if owner is not svc:
+                problems.append(
+                    Problem(
+                        svc.origin.where,
+                        f"{port.field}.nodePort",
+                        f"{port.node_port}/{port.protocol} is already the nodePort of "
+                        f"Service {owner.namespace}/{owner.name}",
+                        "pick another port in 30000..32767, or leave nodePort out",
+                    )
+                )
+    return problems
+
+
+def _selects(selector: tuple[tuple[str, str], ...], pod: PodSpec, namespace: str) -> bool:
+    if not selector or pod.namespace != namespace:
+        return False
+    labels = pod.label_dict()
+    return all(labels.get(k) == v for k, v in selector)
+
+
+def service_specs(draft: ClusterDraft) -> tuple[tuple[ServiceSpec, ...], list[Problem]]:
+    """Services with named targetPorts resolved against the containers of the pods they
+    select (`targetPort: http` -> the containerPort named http)."""
+    services = []
+    problems = []
+    for svc in draft.services:
+        ports = []
+        for port in svc.ports:
+            target = port.target
+            if isinstance(target, str):
+                found = {
+                    p.port_names[target]
+                    for p in draft.pods
+                    if target in p.port_names and _selects(svc.selector, p.spec, svc.namespace)
+                }
+                if len(found) != 1:
+                    what = "no selected pod names" if not found else "selected pods disagree on"
+                    problems.append(
+                        Problem(
+                            svc.origin.where,
+                            f"{port.field}.targetPort",
+                            f"{what} a container port '{target}'",
+                            "name the port in the pods' containers[].ports[].name, or give "
+                            "targetPort as a number",
+                        )
+                    )
+                    continue
+                target = found.pop()
+            ports.append(
+                ServicePort(
+                    port=port.port,
+                    target_port=target,
+                    protocol="UDP" if port.protocol == "UDP" else "TCP",
+                    node_port=port.node_port,
+                    name=port.name,
+                )
+            )
+        services.append(
+            ServiceSpec(
+                name=svc.name,
+                namespace=svc.namespace,
+                type="NodePort" if svc.type == "NodePort" else "ClusterIP",
+                selector=svc.selector,
+                ports=tuple(ports),
+                cluster_ip=str(svc.cluster_ip) if svc.cluster_ip is not None else None,
+            )
+        )
+    return tuple(services), problems

@@ -1,0 +1,142 @@
+"""A pod's sandbox besides its network namespace: a UTS namespace (its hostname) and /etc/hosts.
+
+The UTS namespace is kept the way `ip netns` keeps a network namespace: the nsfs file bind-mounted
+onto a file of ours, so it lives without any process in it and every container can join it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Sequence
+
+from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, StateError
+from podnet.kernel import syscalls
+from podnet.runtime.hosts import pod_hostname, render_hosts
+
+__all__ = ["create_pod_uts", "delete_pod_uts", "write_file_atomic", "write_hosts_file"]
+
+_HOSTNAME_BYTES = 64  # HOST_NAME_MAX: sethostname(2) refuses longer names
+
+
+def create_pod_uts(path: str, hostname: str) -> None:
+    """Create a UTS namespace whose hostname is `hostname` and keep it at `path`.
+
+    Runs in the calling thread (unshare, sethostname, bind mount, setns back), so it costs a few
+    tens of microseconds. Fails with ObjectExistsError if `path` exists. A pod name longer than
+    63 characters is cut as kubelet cuts it (`pod_hostname`), matching the pod's hosts file.
+    """
+    hostname = pod_hostname(hostname)
+    raw = hostname.encode()
+    if not raw or len(raw) > _HOSTNAME_BYTES:
+        raise ValueError(f"hostname {hostname!r} must be 1 to {_HOSTNAME_BYTES} bytes")
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+    try:
+        flags = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o444)
+    except FileExistsError:
+        raise ObjectExistsError(
+            f"UTS namespace file {path} already exists",
+            errno=errno.EEXIST,
+            hint="a pod of that name is already up, or a crash left it: `podnet down` removes it",
+        ) from None
+    except PermissionError as exc:
+        raise NotPermittedError(f"cannot create {path}: {exc.strerror}", errno=exc.errno) from None
+    os.close(fd)
+    home = os.open("/proc/thread-self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWUTS)
+        try:
+            syscalls.sethostname(hostname)
+            syscalls.bind_mount("/proc/thread-self/ns/uts", path)
+        finally:
+            syscalls.setns(home, syscalls.CLONE_NEWUTS)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise _kernel_error(exc, f"UTS namespace {path} for {hostname}") from None
+    finally:
+        os.close(home)
+
+
+def delete_pod_uts(path: str) -> bool:
+    """Unmount and remove a pod's UTS namespace file; False if there was nothing to remove.
+
+    Unlinking also detaches the copies of this mount that containers' mount namespaces hold, so the
+    namespace is freed once no process is in it.
+    """
+    try:
+        syscalls.umount(path, syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+            raise _kernel_error(exc, f"UTS namespace {path}") from None
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def write_hosts_file(
+    path: str,
+    pod_ip: str | Sequence[str],
+    pod_name: str,
+    extra: Sequence[tuple[str, Sequence[str]]] = (),
+) -> None:
+    """Write the pod's /etc/hosts (kubelet's format) to `path`, atomically and mode 0644.
+
+    Containers bind-mount the file when they start, so a running container keeps the version that
+    existed then (kubelet also writes it once per pod): rewrite it before starting containers.
+    """
+    write_file_atomic(path, render_hosts(pod_ip, pod_hostname(pod_name), extra))
+
+
+def write_file_atomic(path: str, text: str, mode: int = 0o644) -> None:
+    """Replace `path` with `text`: a temporary file in the same directory renamed over it.
+
+    Readers see the old file or the new one, never half of one; neither the directory nor the
+    file is followed through a symlink.
+    """
+    data = text.encode()
+    parent, name = os.path.split(path)
+    parent = parent or "."
+    os.makedirs(parent, mode=0o755, exist_ok=True)
+    try:
+        dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StateError(
+            f"cannot open {parent} to write {name}: {exc.strerror}",
+            hint="it must be a real directory, not a symlink",
+        ) from None
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    try:
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            mode,
+            dir_fd=dir_fd,
+        )
+        try:
+            os.fchmod(fd, mode)  # whatever the umask: every user in the pod reads /etc/hosts
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise StateError(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        os.close(dir_fd)
+
+
+def _kernel_error(exc: OSError, what: str) -> KernelError:
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return NotPermittedError(f"{what}: {exc.strerror}", errno=exc.errno)
+    return KernelError(f"{what}: {exc.strerror}", errno=exc.errno)

@@ -1,0 +1,395 @@
+"""podnet's built-in HTTP responder: the stand-in for a web container that declares ports.
+
+One process serves every port on 0.0.0.0 (and [::] when the pod has IPv6) with a selector loop:
+no thread per connection, HTTP/1.1 GET and HEAD with keep-alive. Every path answers a small page
+naming the pod, node, pod IP, container, port and client (plain text if the client asks for
+text/plain), so `curl http://<pod ip>` shows which pod answered; /healthz answers "ok".
+
+A bad request, a reset connection or running out of file descriptors ends that connection at
+most, never the server.
+
+Run alone:
+    python -m podnet.runtime.responder --port 80 --pod dev/x --node n --ip 1.2.3.4 --container c
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import html
+import selectors
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn, TextIO
+
+__all__ = ["Identity", "Responder", "main", "render_page"]
+
+_MAX_HEAD = 16 * 1024  # request line plus headers; more gets 431
+_IDLE = 60.0  # seconds a keep-alive connection may stay silent
+_MAX_CONNS = 4096
+_LOG_LINES = 10_000  # access log lines before it goes quiet: load tests must not fill /run
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who answers: shown on every page."""
+
+    pod: str  # namespace/name
+    node: str
+    ip: str
+    container: str
+
+
+def render_page(who: Identity, port: int, client: str, *, plain: bool) -> tuple[bytes, str]:
+    """The body and content type for one answer."""
+    facts = [
+        ("pod", who.pod),
+        ("node", who.node),
+        ("pod IP", who.ip),
+        ("container", who.container),
+        ("port", str(port)),
+        ("client", client),
+    ]
+    if plain:
+        lines = [f"podnet: pod {who.pod} answered", *(f"{k + ':':<11}{v}" for k, v in facts)]
+        return ("\n".join(lines) + "\n").encode(), "text/plain; charset=utf-8"
+    e = html.escape
+    items = "\n".join(f"<li>{e(k)}: <b>{e(v)}</b></li>" for k, v in facts)
+    page = (
+        "<!DOCTYPE html>\n<html>\n<head>\n"
+        f"<title>podnet: {e(who.pod)}</title>\n"
+        "<style>body { width: 40em; margin: 0 auto; font-family: sans-serif; }</style>\n"
+        "</head>\n<body>\n"
+        f"<h1>Pod {e(who.pod)} answered</h1>\n"
+        "<p>This page comes from podnet's built-in responder, running as a container "
+        "inside the pod's network namespace.</p>\n"
+        f"<ul>\n{items}\n</ul>\n"
+        "</body>\n</html>\n"
+    )
+    return page.encode(), "text/html; charset=utf-8"
+
+
+@dataclass
+class _Conn:
+    sock: socket.socket
+    client: str
+    port: int
+    inbuf: bytearray = field(default_factory=bytearray)
+    outbuf: bytearray = field(default_factory=bytearray)
+    close_after: bool = False
+    last: float = 0.0
+
+
+class Responder:
+    """Listening sockets for `ports` and the loop that answers them."""
+
+    def __init__(self, who: Identity, ports: Sequence[int], log: TextIO | None = None) -> None:
+        self.who = who
+        self.ports = list(dict.fromkeys(ports))
+        self.log = log
+        self._logged = 0
+        self._sel = selectors.DefaultSelector()
+        self._listeners: list[socket.socket] = []
+        self._conns: dict[int, _Conn] = {}
+        self._paused_until = 0.0
+
+    def bind(self) -> list[str]:
+        """Listen on every port; return the addresses. OSError names the port that failed."""
+        addresses = []
+        for port in self.ports:
+            if not 0 < port < 65536:
+                raise ValueError(f"port {port} is not between 1 and 65535")
+            # Every address on purpose: the pod's own namespace is the boundary.
+            sock = self._listen(socket.AF_INET, "0.0.0.0", port)  # noqa: S104
+            if sock is None:  # pragma: no cover - IPv4 always exists
+                continue
+            addresses.append(f"0.0.0.0:{port}")
+            if self._listen(socket.AF_INET6, "::", port) is not None:
+                addresses.append(f"[::]:{port}")
+        return addresses
+
+    def _listen(self, family: socket.AddressFamily, host: str, port: int) -> socket.socket | None:
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            if family == socket.AF_INET6:
+                return None  # no IPv6 in this kernel
+            raise
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+            sock.listen(socket.SOMAXCONN)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            if family == socket.AF_INET6 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                return None  # IPv6 is off in this namespace
+            what = f"cannot listen on {host} port {port}: {exc.strerror}"
+            raise OSError(exc.errno, what) from None
+        self._listeners.append(sock)
+        self._sel.register(sock, selectors.EVENT_READ, None)
+        return sock
+
+    def serve_forever(self) -> NoReturn:
+        while True:
+            self.serve_once(5.0)
+
+    def serve_once(self, timeout: float) -> None:
+        """Handle what is ready within `timeout` seconds, then close idle connections."""
+        for key, events in self._sel.select(timeout):
+            if key.data is None:
+                self._accept(key.fileobj)  # type: ignore[arg-type]
+                continue
+            conn: _Conn = key.data
+            try:
+                if events & selectors.EVENT_READ:
+                    self._read(conn)
+                if conn.sock.fileno() >= 0 and events & selectors.EVENT_WRITE:
+                    self._flush(conn)
+            except Exception as exc:  # one bad connection must never stop the server
+                self._note(f"{conn.client}: dropped: {exc!r}")
+                self._close(conn)
+        self._sweep()
+
+    def close(self) -> None:
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        for sock in self._listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(sock)
+            sock.close()
+        self._listeners.clear()
+        self._sel.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        port = listener.getsockname()[1]
+        for _ in range(64):  # a burst, then let the others have a turn
+            try:
+                sock, addr = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._pause_accepting()
+                return  # ECONNABORTED and friends: that client gave up
+            if len(self._conns) >= _MAX_CONNS:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            host = addr[0]
+            client = f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+            conn = _Conn(sock, client, port, last=time.monotonic())
+            self._conns[sock.fileno()] = conn
+            self._sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _pause_accepting(self) -> None:
+        """Out of file descriptors: stop accepting for a second instead of spinning on accept."""
+        self._paused_until = time.monotonic() + 1.0
+        for sock in self._listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(sock)
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+            return
+        conn.last = time.monotonic()
+        if conn.close_after:
+            return  # answering a request that ends the connection: ignore what follows
+        conn.inbuf += data
+        while not conn.close_after:
+            head = _take_head(conn.inbuf)
+            if head is None:
+                if len(conn.inbuf) > _MAX_HEAD:
+                    self._respond(conn, 431, "request header too large\n", close=True)
+                break
+            self._handle(conn, head)
+        self._flush(conn)
+
+    def _handle(self, conn: _Conn, head: bytes) -> None:
+        try:
+            lines = [line.rstrip("\r") for line in head.decode("latin-1").split("\n")]
+            method, target, version = lines[0].split(" ")
+            if not version.startswith("HTTP/1.") or not target:
+                raise ValueError(version)
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, colon, value = line.partition(":")
+                if not colon or not name or name != name.strip():
+                    raise ValueError(line)
+                headers[name.lower()] = value.strip()
+        except ValueError:
+            self._respond(conn, 400, "bad request\n", close=True)
+            self._access(conn, "-", 400)
+            return
+        request = f"{method} {target[:200]} {version}"
+        # A body we do not read would be parsed as the next request: answer, then close.
+        close = (
+            version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive"
+        ) or headers.get("connection", "").lower() == "close"
+        close = close or headers.get("content-length", "0") != "0"
+        close = close or "transfer-encoding" in headers
+        if method not in ("GET", "HEAD"):
+            self._respond(conn, 405, "only GET and HEAD\n", close=True, allow=True)
+            self._access(conn, request, 405)
+            return
+        path = target.split("?", 1)[0]
+        if path == "/healthz":
+            body, ctype = b"ok\n", "text/plain; charset=utf-8"
+        else:
+            accept = headers.get("accept", "")
+            plain = "text/plain" in accept and "text/html" not in accept
+            body, ctype = render_page(self.who, conn.port, conn.client, plain=plain)
+        self._respond(conn, 200, body, close=close, ctype=ctype, head_only=method == "HEAD")
+        self._access(conn, request, 200)
+
+    def _respond(
+        self,
+        conn: _Conn,
+        status: int,
+        body: bytes | str,
+        *,
+        close: bool,
+        ctype: str = "text/plain; charset=utf-8",
+        head_only: bool = False,
+        allow: bool = False,
+    ) -> None:
+        raw = body.encode() if isinstance(body, str) else body
+        reason = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed"}.get(
+            status, "Request Header Fields Too Large"
+        )
+        head = [
+            f"HTTP/1.1 {status} {reason}",
+            "Server: podnet-responder",
+            f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}",
+            f"Content-Type: {ctype}",
+            f"Content-Length: {len(raw)}",
+            f"X-Podnet-Pod: {self.who.pod}",
+            f"Connection: {'close' if close else 'keep-alive'}",
+        ]
+        if allow:
+            head.append("Allow: GET, HEAD")
+        conn.outbuf += ("\r\n".join(head) + "\r\n\r\n").encode("latin-1", "replace")
+        if not head_only:
+            conn.outbuf += raw
+        conn.close_after = conn.close_after or close
+
+    def _flush(self, conn: _Conn) -> None:
+        if conn.sock.fileno() < 0:
+            return
+        while conn.outbuf:
+            try:
+                sent = conn.sock.send(conn.outbuf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._close(conn)
+                return
+            del conn.outbuf[:sent]
+        if not conn.outbuf and conn.close_after:
+            self._close(conn)
+            return
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outbuf else 0)
+        if self._sel.get_key(conn.sock).events != want:
+            self._sel.modify(conn.sock, want, conn)
+
+    def _close(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        if fd < 0:
+            return
+        self._conns.pop(fd, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(conn.sock)
+        conn.sock.close()
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for conn in [c for c in self._conns.values() if now - c.last > _IDLE]:
+            self._close(conn)
+        if self._paused_until and now >= self._paused_until:
+            self._paused_until = 0.0
+            for sock in self._listeners:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._sel.register(sock, selectors.EVENT_READ, None)
+
+    def _access(self, conn: _Conn, request: str, status: int) -> None:
+        if self._logged == _LOG_LINES:
+            self._note(f"log stops after {_LOG_LINES} lines; still serving")
+            return
+        # Printable ASCII only: a request line must not forge lines in the log.
+        safe = "".join(c if " " <= c <= "~" else "?" for c in request)
+        self._note(f'{conn.client} "{safe}" {status}')
+
+    def _note(self, line: str) -> None:
+        if self.log is None or self._logged > _LOG_LINES:
+            return
+        self._logged += 1
+        with contextlib.suppress(OSError, ValueError):
+            self.log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+            self.log.flush()
+
+
+def _take_head(buf: bytearray) -> bytes | None:
+    """Cut one request head (line and headers) off `buf`; None until a blank line arrives."""
+    ends = [(i, n) for i, n in ((buf.find(b"\r\n\r\n"), 4), (buf.find(b"\n\n"), 2)) if i >= 0]
+    if not ends:
+        return None
+    end, size = min(ends)
+    head = bytes(buf[:end])
+    del buf[: end + size]
+    return head
+
+
+def run(who: Identity, ports: Sequence[int], log: TextIO | None) -> Responder:
+    """Bind and announce; the caller then calls serve_forever()."""
+    server = Responder(who, ports, log)
+    addresses = server.bind()
+    if log is not None:
+        with contextlib.suppress(OSError, ValueError):
+            log.write(f"podnet responder for pod {who.pod} listening on {', '.join(addresses)}\n")
+            log.flush()
+    return server
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m podnet.runtime.responder",
+        description="podnet's built-in HTTP responder: answers with a page naming the pod.",
+    )
+    parser.add_argument("--port", type=int, action="append", required=True, help="repeatable")
+    parser.add_argument("--pod", default="default/unknown", help="namespace/name")
+    parser.add_argument("--node", default="")
+    parser.add_argument("--ip", default="")
+    parser.add_argument("--container", default="")
+    args = parser.parse_args(argv)
+    who = Identity(args.pod, args.node, args.ip, args.container)
+    try:
+        server = run(who, args.port, sys.stdout)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"responder: {exc}\n")
+        return 1
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""The running lab's record under /run/podnet/<cluster>/: what podnet made, so `down` removes exactly that.
+
+The record is the layout plus the container processes started (PID and start time). It is written
+atomically (temp file, fsync-free rename: /run is tmpfs and vanishes with the kernel objects at
+reboot anyway), 0600, never through a symlink. It is read by `exec` on every call, so loading it
+imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from podnet.errors import StateError
+from podnet.model.types import ContainerSpec
+from podnet.plan.layout import STATE_ROOT, Layout, NodeLayout, PodLayout
+
+__all__ = [
+    "ContainerRecord",
+    "LabState",
+    "list_labs",
+    "load",
+    "locked",
+    "remove",
+    "save",
+    "state_path",
+]
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    pod: str  # namespace/name
+    name: str
+    pid: int
+    starttime: int
+
+
+@dataclass
+class LabState:
+    layout: Layout
+    containers: list[ContainerRecord] = field(default_factory=list)
+    topology: str = ""  # the file `up` was given ("" for the embedded default)
+    complete: bool = False  # False while an `up` runs, or after it crashed: `down` still works
+
+    def containers_of(self, pod_key: str) -> list[ContainerRecord]:
+        return [c for c in self.containers if c.pod == pod_key]
+
+
+def state_path(cluster: str) -> str:
+    return f"{STATE_ROOT}/{cluster}/state.json"
+
+
+def list_labs() -> list[str]:
+    try:
+        return sorted(
+            d for d in os.listdir(STATE_ROOT) if os.path.isfile(state_path(d))
+        )
+    except FileNotFoundError:
+        return []
+
+
+@contextmanager
+def locked(cluster: str) -> Iterator[None]:
+    """One `up` or `down` at a time per lab."""
+    directory = f"{STATE_ROOT}/{cluster}"
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd = os.open(f"{directory}/lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateError(
+                f"another podnet command is changing lab {cluster}",
+                hint="wait for it to finish; the lock is released when it exits",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def save(state: LabState) -> None:
+    path = state_path(state.layout.cluster)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(_encode(state), fh, indent=1)
+    os.replace(tmp, path)
+
+
+def load(cluster: str) -> LabState | None:
+    path = state_path(cluster)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read {path}: {exc.strerror}") from None
+    with os.fdopen(fd) as fh:
+        try:
+            return _decode(json.load(fh))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                f"{path} is damaged ({exc})",
+                hint=f"remove the lab's namespaces by hand (ip netns list) and then {path}",
+            ) from None
+
+
+def remove(cluster: str) -> None:
+    directory = f"{STATE_ROOT}/{cluster}"
+    for name in ("state.json", "state.json.tmp", "lock"):
+        try:
+            os.unlink(f"{directory}/{name}")
+        except FileNotFoundError:
+            pass
+    for sub in ("pods", "nodes", "logs", ""):
+        try:
+            os.rmdir(f"{directory}/{sub}".rstrip("/"))
+        except OSError:
+            pass  # not empty (a file we did not make) or already gone: leave it
+
+
+# --- JSON shape (documented in the README; inspect and exec read it) ---------------------------
+
+
+def _encode(state: LabState) -> dict[str, Any]:
+    lay = state.layout
+    by_pod: dict[str, list[ContainerRecord]] = {}
+    for c in state.containers:
+        by_pod.setdefault(c.pod, []).append(c)
+    return {
+        "format": FORMAT,
+        "cluster": lay.cluster,
+        "complete": state.complete,
+        "topology": state.topology,
+        "fabric": {
+            "netns": lay.fabric_netns,
+            "bridge": lay.bridge,
+            "gateway": str(lay.fabric_gateway),
+        },
+        "attachment": lay.attachment,
+        "routing": lay.routing,
+        "mtu": lay.mtu,
+        "nodes": [
+            {
+                "name": n.name,
+                "role": n.role,
+                "netns": n.netns,
+                "ip": str(n.ip),
+                "pod_cidr": str(n.pod_cidr),
+                "uplink": n.uplink,
+                "uts": n.uts,
+                "hosts_file": n.hosts_file,
+            }
+            for n in lay.nodes
+        ],
+        "pods": [
+            {
+                "namespace": p.namespace,
+                "name": p.name,
+                "node": p.node,
+                "netns": p.netns,
+                "ip": str(p.ip),
+                "veth": p.veth,
+                "hostname": p.name,
+                "uts": p.uts,
+                "hosts_file": p.hosts_file,
+                "labels": dict(p.labels),
+                "spec": [_encode_container(c) for c in p.containers],
+                "containers": [
+                    {"name": c.name, "pid": c.pid, "starttime": c.starttime}
+                    for c in by_pod.get(p.key, [])
+                ],
+            }
+            for p in lay.pods
+        ],
+    }
+
+
+def _encode_container(c: ContainerSpec) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "command": list(c.command) if c.command is not None else None,
+        "ports": list(c.ports),
+        "env": [list(e) for e in c.env],
+    }
+
+
+def _decode_container(d: dict[str, Any]) -> ContainerSpec:
+    return ContainerSpec(
+        name=d["name"],
+        command=tuple(d["command"]) if d["command"] is not None else None,
+        ports=tuple(d["ports"]),
+        env=tuple((k, v) for k, v in d.get("env", [])),
+    )
+
+
+def _decode(d: dict[str, Any]) -> LabState:
+    nodes = tuple(
+        NodeLayout(
+            name=n["name"],
+            role=n["role"],
+            netns=n["netns"],
+            ip=ipaddress.IPv4Interface(n["ip"]),
+            pod_cidr=ipaddress.IPv4Network(n["pod_cidr"]),
+            uplink=n["uplink"],
+            uts=n["uts"],
+            hosts_file=n["hosts_file"],
+        )
+        for n in d["nodes"]
+    )
+    pods = []
+    containers = []
+    for p in d["pods"]:
+        pods.append(
+            PodLayout(
+                namespace=p["namespace"],
+                name=p["name"],
+                node=p["node"],
+                netns=p["netns"],
+                ip=ipaddress.IPv4Interface(p["ip"]),
+                veth=p["veth"],
+                uts=p["uts"],
+                hosts_file=p["hosts_file"],
+                containers=tuple(_decode_container(c) for c in p["spec"]),
+                labels=tuple(sorted(p["labels"].items())),
+            )
+        )
+        key = f"{p['namespace']}/{p['name']}"
+        containers += [ContainerRecord(key, c["name"], c["pid"], c["starttime"])
+                       for c in p["containers"]]
+    fabric = d["fabric"]
+    lay = Layout(
+        cluster=d["cluster"],
+        fabric_netns=fabric["netns"],
+        bridge=fabric["bridge"],
+        fabric_gateway=ipaddress.IPv4Interface(fabric["gateway"]),
+        attachment=d["attachment"],
+        routing=d["routing"],
+        mtu=d["mtu"],
+        nodes=nodes,
+        pods=tuple(pods),
+        state_dir=f"{STATE_ROOT}/{d['cluster']}",
+    )
+    return LabState(lay, containers, topology=d.get("topology", ""), complete=d["complete"])
