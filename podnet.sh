@@ -60,7 +60,7 @@ setup() {
 sandbox() {
   PATH="$venv/bin:$PATH" unshare --net --mount --pid --fork --mount-proc --propagation private -- \
     bash -c 'mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/netns /run/podnet &&
-             ip link set lo up && export PODNET_SANDBOX=1 && exec "$@"' sandbox "$@"
+             ip link set lo up && export PODNET_SANDBOX=1 && "$@"' sandbox "$@"
 }
 
 demo_script() {

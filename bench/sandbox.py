@@ -17,7 +17,7 @@ __all__ = ["ensure_sandbox", "median_time", "run", "timed"]
 
 _SETUP = (
     "mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/netns /run/podnet && "
-    'ip link set lo up && export PODNET_SANDBOX=1 && exec "$@"'
+    'ip link set lo up && export PODNET_SANDBOX=1 && "$@"'
 )
 
 

@@ -19,7 +19,7 @@ from podnet.plan.layout import Layout, NodeLayout, PodLayout
 from podnet.plan.steps import Action, Step
 from podnet.runtime import pod as pod_runtime
 from podnet.runtime.procs import ProcessRef, stop
-from podnet.runtime.spawner import SpawnRequest
+from podnet.runtime.container import SpawnRequest
 from podnet.state import ContainerRecord, LabState
 
 __all__ = ["HANDLERS", "Context"]
@@ -172,6 +172,8 @@ def pod_delete(ctx: Context, step: Step) -> None:
     netns.delete(pod.netns)
     pod_runtime.delete_pod_uts(pod.uts)
     _unlink(pod.hosts_file)
+    for container in pod.containers:
+        _unlink(log_path(ctx.layout, pod, container.name))
 
 
 def pod_start(ctx: Context, step: Step) -> None:
@@ -183,9 +185,12 @@ def pod_stop(ctx: Context, step: Step) -> None:
     _stop_containers(ctx, step.target)
 
 
+def log_path(lay: Layout, pod: PodLayout, container: str) -> str:
+    return f"{lay.state_dir}/logs/{pod.namespace}_{pod.name}_{container}.log"
+
+
 def spawn_requests(ctx: Context, pod: PodLayout) -> list[SpawnRequest]:
-    logs = f"{ctx.layout.state_dir}/logs"
-    os.makedirs(logs, mode=0o700, exist_ok=True)
+    os.makedirs(f"{ctx.layout.state_dir}/logs", mode=0o700, exist_ok=True)
     return [
         SpawnRequest(
             netns_path=netns.path_of(pod.netns),
@@ -193,7 +198,7 @@ def spawn_requests(ctx: Context, pod: PodLayout) -> list[SpawnRequest]:
             hosts_file=pod.hosts_file,
             argv=list(c.command) if c.command else None,
             ports=list(c.ports),
-            log_path=f"{logs}/{pod.namespace}_{pod.name}_{c.name}.log",
+            log_path=log_path(ctx.layout, pod, c.name),
             pod_name=pod.name,
             pod_namespace=pod.namespace,
             node_name=pod.node,

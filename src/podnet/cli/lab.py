@@ -356,6 +356,7 @@ def node_exec(cluster: str | None, node: str, command: tuple[str, ...]) -> NoRet
     `ip netns list` there shows that node's pods only, so `ip link` names each veth's peer
     namespace (link-netns cni-...) as on a real node.
     """
+    from podnet.kernel.netns import path_of
     from podnet.runtime.node import exec_on_node
 
     record = _require(cluster)
@@ -364,7 +365,7 @@ def node_exec(cluster: str | None, node: str, command: tuple[str, ...]) -> NoRet
         names = ", ".join(n.name for n in record.layout.nodes)
         raise StateError(f"node {node} not found", hint=f"nodes: {names}")
     pods = [p.netns for p in record.layout.pods_on(node)]
-    exec_on_node(found.netns, found.uts, found.hosts_file, pods, list(command))
+    exec_on_node(path_of(found.netns), found.uts, found.hosts_file, pods, list(command))
 
 
 # --- explain -----------------------------------------------------------------------------------

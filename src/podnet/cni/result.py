@@ -158,7 +158,7 @@ class Result:
         return cls(tuple(interfaces), tuple(ips), tuple(routes), DNS.from_json(doc.get("dns")))
 
     def merged_after(self, prev: Result | None) -> Result:
-        """Chaining: keep what earlier plugins reported, ours after it, interface indexes shifted."""
+        """Chaining: what earlier plugins reported, then ours, our interface indexes shifted."""
         if prev is None:
             return self
         shift = len(prev.interfaces)

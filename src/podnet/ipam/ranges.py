@@ -89,40 +89,32 @@ def _pool(raw: object, where: str, reserved: frozenset[ipaddress.IPv4Address],
     start = _address(raw.get("rangeStart"), f"{where}.rangeStart", problems)
     end = _address(raw.get("rangeEnd"), f"{where}.rangeEnd", problems)
     gateway = _address(raw.get("gateway"), f"{where}.gateway", problems)
-    for name, addr in (("rangeStart", start), ("rangeEnd", end), ("gateway", gateway)):
-        if addr is not None and addr not in subnet:
-            problems.append(f"{where}.{name} {addr} is outside {subnet}")
-            return None
+    outside = [f"{where}.{name} {addr} is outside {subnet}"
+               for name, addr in (("rangeStart", start), ("rangeEnd", end), ("gateway", gateway))
+               if addr is not None and addr not in subnet]
     if start is not None and end is not None and start > end:
-        problems.append(f"{where}: rangeStart {start} is after rangeEnd {end}")
+        outside.append(f"{where}: rangeStart {start} is after rangeEnd {end}")
+    if outside:
+        problems.extend(outside)
         return None
     return Pool(subnet, gateway, start, end, frozenset(a for a in reserved if a in subnet))
 
 
-def parse_ipam_config(ipam: object) -> IpamConfig:
-    if not isinstance(ipam, dict):
-        raise _fail(CNI_INVALID_CONFIG, ["the ipam section must be an object"])
-    problems: list[str] = []
-    unsupported = [f'unsupported field "{k}": {ipam[k]!r}' for k in ipam if k not in _KNOWN]
-    reserved: set[ipaddress.IPv4Address] = set()
-    for i, raw in enumerate(ipam.get("reserved") or ()):
-        addr = _address(raw, f"reserved[{i}]", problems)
-        if addr is not None:
-            reserved.add(addr)
-    frozen = frozenset(reserved)
+def _range_sets(ipam: dict[str, Any], reserved: frozenset[ipaddress.IPv4Address],
+                problems: list[str], unsupported: list[str]) -> list[RangeSet]:
     raw_sets = ipam.get("ranges")
     if raw_sets is None and "subnet" in ipam:
         raw_sets = [[{k: ipam[k] for k in _RANGE_KEYS if k in ipam}]]
-    sets: list[RangeSet] = []
     if not isinstance(raw_sets, list) or not raw_sets:
         problems.append('"ranges" must be a non-empty list of range sets, e.g. '
                         '[[{"subnet": "10.244.1.0/24"}]]')
-        raw_sets = []
+        return []
+    sets: list[RangeSet] = []
     for i, raw_set in enumerate(raw_sets):
         if not isinstance(raw_set, list) or not raw_set:
             problems.append(f"ranges[{i}] must be a non-empty list of ranges")
             continue
-        pools = [_pool(r, f"ranges[{i}][{j}]", frozen, problems, unsupported)
+        pools = [_pool(r, f"ranges[{i}][{j}]", reserved, problems, unsupported)
                  for j, r in enumerate(raw_set)]
         found = [p for p in pools if p is not None]
         for a in range(len(found)):
@@ -130,6 +122,18 @@ def parse_ipam_config(ipam: object) -> IpamConfig:
                 if _overlap(found[a], found[b]):
                     problems.append(f"ranges[{i}]: ranges {a} and {b} overlap")
         sets.append(RangeSet(tuple(found)))
+    return sets
+
+
+def parse_ipam_config(ipam: object) -> IpamConfig:
+    if not isinstance(ipam, dict):
+        raise _fail(CNI_INVALID_CONFIG, ["the ipam section must be an object"])
+    problems: list[str] = []
+    unsupported = [f'unsupported field "{k}": {ipam[k]!r}' for k in ipam if k not in _KNOWN]
+    reserved = {_address(raw, f"reserved[{i}]", problems)
+                for i, raw in enumerate(ipam.get("reserved") or ())}
+    sets = _range_sets(ipam, frozenset(a for a in reserved if a is not None), problems,
+                       unsupported)
     routes = ipam.get("routes") or []
     if not isinstance(routes, list) or not all(isinstance(r, dict) and "dst" in r
                                                for r in routes):
@@ -149,7 +153,10 @@ def parse_ipam_config(ipam: object) -> IpamConfig:
     return IpamConfig(tuple(sets), tuple(routes), str(data_dir), resolv)
 
 
+def _span(p: Pool) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    return p.range_start or p.subnet.network_address, p.range_end or p.subnet.broadcast_address
+
+
 def _overlap(a: Pool, b: Pool) -> bool:
-    a_lo, a_hi = a.range_start or a.subnet.network_address, a.range_end or a.subnet.broadcast_address
-    b_lo, b_hi = b.range_start or b.subnet.network_address, b.range_end or b.subnet.broadcast_address
+    (a_lo, a_hi), (b_lo, b_hi) = _span(a), _span(b)
     return a_lo <= b_hi and b_lo <= a_hi

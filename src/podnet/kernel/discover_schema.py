@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import socket
 import struct
 import sys
@@ -53,9 +54,20 @@ def _light_import(name: str) -> ModuleType:
         loader = spec.loader
         running = False
 
+        where = list(spec.submodule_search_locations or [])
+
+        def is_submodule(attr: str) -> bool:
+            return any(
+                os.path.exists(os.path.join(d, attr + ".py"))
+                or os.path.exists(os.path.join(d, attr, "__init__.py"))
+                for d in where
+            )
+
         def __getattr__(attr: str) -> Any:  # noqa: N807  # the module-level hook, PEP 562
             nonlocal running
-            if running or attr.startswith("__"):
+            # `from pyroute2 import config` asks for a submodule: AttributeError lets the
+            # import system load just that file, as it would for any package.
+            if running or attr.startswith("__") or is_submodule(attr):
                 raise AttributeError(attr)
             running = True
             del package.__dict__["__getattr__"]
@@ -89,6 +101,9 @@ class constants:  # noqa: N801  # a namespace of numbers, read as constants.NAME
     RTM_GETNSID: int = _rtnl.RTM_GETNSID
     RTM_NEWNSID: int = _rtnl.RTM_NEWNSID
     RT_TABLE_MAIN = 254  # `ip route` shows the main table
+    # linux/rtnetlink.h (pyroute2 names it only in a comment): leave IFLA_STATS* out of link
+    # dumps, as `ip link` does without -s; the kernel then skips summing per-CPU counters.
+    RTEXT_FILTER_SKIP_STATS = 1 << 3
     IFF_UP = 0x1
     IFF_LOOPBACK = 0x8
     OPERSTATES: dict[int, str] = dict(_ifinf.state_by_code)
@@ -183,7 +198,7 @@ LINK = Layout.of(
     _ifinf.ifinfmsg,
     ("IFLA_IFNAME", "IFLA_ADDRESS", "IFLA_MTU", "IFLA_OPERSTATE", "IFLA_MASTER", "IFLA_LINK",
      "IFLA_LINK_NETNSID", "IFLA_LINKINFO"),
-    extra=("IFLA_IF_NETNSID",),  # the kernel's IFLA_TARGET_NETNSID: look into a peer namespace
+    extra=("IFLA_IF_NETNSID", "IFLA_EXT_MASK"),  # the kernel's IFLA_TARGET_NETNSID: look into a peer namespace
 )
 LINKINFO = Layout.of(_ifinf.ifinfmsg.ifinfo, ("IFLA_INFO_KIND",))
 ADDR = Layout.of(_ifaddr.ifaddrmsg, ("IFA_ADDRESS", "IFA_LOCAL"))

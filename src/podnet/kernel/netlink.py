@@ -49,6 +49,23 @@ def netlink_errors(what: str) -> Iterator[None]:
         raise KernelError(message, errno=code) from None
 
 
+def _link_dict(msg: Any) -> dict[str, Any]:
+    info = msg.get("IFLA_LINKINFO")
+    return {
+        "index": msg["index"],
+        "ifname": msg.get("IFLA_IFNAME"),
+        "kind": info.get("IFLA_INFO_KIND") if info else None,
+        "mac": msg.get("IFLA_ADDRESS"),
+        "mtu": msg.get("IFLA_MTU"),
+        "state": msg.get("IFLA_OPERSTATE"),
+        "up": bool(msg["flags"] & 1),
+        "alias": msg.get("IFLA_IFALIAS"),
+        "master": msg.get("IFLA_MASTER"),
+        "link": msg.get("IFLA_LINK"),
+        "link_netnsid": msg.get("IFLA_LINK_NETNSID"),
+    }
+
+
 class Netlink:
     """Route netlink in one namespace: links, addresses, routes, neighbours."""
 
@@ -155,23 +172,13 @@ class Netlink:
 
     def links(self) -> list[dict[str, Any]]:
         """Every link, as plain dicts: index, ifname, kind, mac, mtu, state, alias, master."""
-        out = []
-        for msg in self._call("listing links", self._ipr.get_links):
-            info = msg.get("IFLA_LINKINFO")
-            out.append({
-                "index": msg["index"],
-                "ifname": msg.get("IFLA_IFNAME"),
-                "kind": info.get("IFLA_INFO_KIND") if info else None,
-                "mac": msg.get("IFLA_ADDRESS"),
-                "mtu": msg.get("IFLA_MTU"),
-                "state": msg.get("IFLA_OPERSTATE"),
-                "up": bool(msg["flags"] & 1),
-                "alias": msg.get("IFLA_IFALIAS"),
-                "master": msg.get("IFLA_MASTER"),
-                "link": msg.get("IFLA_LINK"),
-                "link_netnsid": msg.get("IFLA_LINK_NETNSID"),
-            })
-        return out
+        return [_link_dict(msg) for msg in self._call("listing links", self._ipr.get_links)]
+
+    def link(self, ifname: str | int) -> dict[str, Any]:
+        """One link, as `links()` describes it; ObjectMissingError if there is none."""
+        index = ifname if isinstance(ifname, int) else self.index(ifname)
+        msgs = self._call(f"looking up {ifname}", self._ipr.link, "get", index=index)
+        return _link_dict(msgs[0])
 
     # --- addresses and routes -------------------------------------------------------------
 

@@ -159,11 +159,11 @@ def bad_cluster_name(name: str) -> str | None:
 
 
 def suggest_label(name: str, limit: int = NAME_MAX, *, letter_first: bool = False) -> str:
-    """The nearest valid label to `name` ('' if there is none), for hints."""
-    text = re.sub(r"[^a-z0-9-]+", "-", name.lower())
-    if letter_first:
-        text = re.sub(r"^[^a-z]+", "", text)
-    return text.strip("-")[:limit].rstrip("-")
+    """The nearest valid label to `name`, for hints; '' if there is no obvious one."""
+    text = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:limit].rstrip("-")
+    if letter_first and not text[:1].isalpha():
+        return ""
+    return text
 
 
 def bad_label_key(key: str) -> str | None:

@@ -9,6 +9,7 @@ person sees all of them at once.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import math
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from podnet.model.types import (
 )
 
 __all__ = [
+    "SUBNET_KEYS",
     "ClusterDraft",
     "NodeDraft",
     "Origin",
@@ -39,7 +41,9 @@ __all__ = [
 ]
 
 SUBNET_KEYS = ("podSubnet", "serviceSubnet", "nodeSubnet")
-KIND_SUBNETS = "kind uses podSubnet 10.244.0.0/16, serviceSubnet 10.96.0.0/16, nodeSubnet 172.18.0.0/16"
+KIND_SUBNETS = (
+    "kind uses podSubnet 10.244.0.0/16, serviceSubnet 10.96.0.0/16, nodeSubnet 172.18.0.0/16"
+)
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class ClusterDraft:
 
 def nearest(word: str, choices: Iterable[str]) -> str | None:
     """The choice closest to `word` (case aside), or None when nothing is close."""
-    import difflib  # only on the error path
+    import difflib  # noqa: PLC0415  # only on the error path
 
     by_lower = {c.lower(): c for c in choices}
     match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
@@ -135,14 +139,13 @@ def nearest(word: str, choices: Iterable[str]) -> str | None:
 
 
 def did_you_mean(word: str, choices: Iterable[str], otherwise: str) -> str:
-    options = list(choices)
-    guess = nearest(word, options)
+    guess = nearest(word, choices)
     return f"did you mean '{guess}'?" if guess else otherwise
 
 
 def usable_pod_addresses(prefix: int) -> int:
     """Pod addresses in a node's /prefix: all but network, gateway (the node) and broadcast."""
-    return max(0, 2 ** (32 - prefix) - 3)
+    return max(0, (1 << (32 - prefix)) - 3)
 
 
 def check(draft: ClusterDraft) -> list[Problem]:
@@ -175,7 +178,7 @@ def _subnets(draft: ClusterDraft) -> list[Problem]:
             if na is None or nb is None or not na.overlaps(nb):
                 continue
             # Report on the key the file set, naming the other (and saying if it is a default).
-            key, other = (a, b) if a in draft.explicit or b not in draft.explicit else (b, a)
+            key, other = (b, a) if b in draft.explicit else (a, b)
             default = "" if other in draft.explicit else " (the default)"
             problems.append(
                 draft.origin.problem(
@@ -199,7 +202,7 @@ def _subnets(draft: ClusterDraft) -> list[Problem]:
         return problems
     ranges = 2 ** (prefix - pod.prefixlen)
     if ranges < count:
-        needed = prefix - math.ceil(math.log2(count))
+        needed = max(0, prefix - math.ceil(math.log2(count)))
         wider = ipaddress.IPv4Network(f"{pod.network_address}/{needed}", strict=False)
         problems.append(
             draft.origin.problem(
@@ -232,8 +235,7 @@ def _node_names(draft: ClusterDraft) -> list[Problem]:
             problems.append(
                 node.origin.problem(
                     "",
-                    f"kind names it '{node.spec.name}', already the name of "
-                    f"{earlier.origin.path}",
+                    f"kind names it '{node.spec.name}', already the name of {earlier.origin.path}",
                     f"set name: on {node.origin.path}, or rename {earlier.origin.path}",
                 )
             )
@@ -258,6 +260,12 @@ def _duplicates(kind: str, items: list[tuple[str, Origin, str]]) -> list[Problem
 
 def _pinned(draft: ClusterDraft) -> list[Problem]:
     names = [n.spec.name for n in draft.nodes]
+    if not names:  # `nodes` itself was wrong, and reported
+        return []
+    if draft.origin.doc == "cluster":
+        otherwise = f"with no Cluster document the one node is {names[0]}: add one with nodes"
+    else:
+        otherwise = f"the nodes are {', '.join(names)}"
     problems = []
     reported: set[tuple[str, str]] = set()  # one report per Deployment, not per replica
     for pod in draft.pods:
@@ -269,49 +277,55 @@ def _pinned(draft: ClusterDraft) -> list[Problem]:
             pod.origin.problem(
                 "spec.nodeName",
                 f"no node is named '{node}'",
-                did_you_mean(node, names, f"the nodes are {', '.join(names)}"),
+                did_you_mean(node, names, otherwise),
             )
         )
     return problems
 
 
-def schedulable(nodes: list[NodeDraft]) -> list[NodeDraft]:
+def _schedulable(nodes: list[NodeDraft]) -> list[NodeDraft]:
     """Where unpinned pods may go: the workers, as kind taints its control-plane nodes; a
-    cluster of control-plane nodes only (kind's default) schedules on them."""
+    cluster of control-plane nodes only (kind's default) schedules on them. The planner
+    (`podnet.plan.layout`) places pods by the same rule."""
     workers = [n for n in nodes if n.spec.role == "worker"]
     return workers or nodes
 
 
 def _capacity(draft: ClusterDraft) -> list[Problem]:
+    """Nodes whose pod CIDR cannot hold the pods they get: pinned pods, then every other pod
+    on the least-loaded schedulable node (ties in file order), as the planner places them."""
     prefix = draft.node_cidr_prefix
     if prefix is None or not draft.nodes:
         return []
-    names = {n.spec.name for n in draft.nodes}
-    pinned: dict[str, int] = {}
+    index = {n.spec.name: i for i, n in enumerate(draft.nodes)}
+    pinned = [0] * len(draft.nodes)
     unpinned = 0
     for pod in draft.pods:
         if pod.spec.node is None:
             unpinned += 1
-        elif pod.spec.node in names:
-            pinned[pod.spec.node] = pinned.get(pod.spec.node, 0) + 1
-    targets = schedulable(draft.nodes)
-    share = math.ceil(unpinned / len(targets))
+        elif pod.spec.node in index:
+            pinned[index[pod.spec.node]] += 1
+    extra = [0] * len(draft.nodes)
+    heap = [(pinned[index[n.spec.name]], index[n.spec.name]) for n in _schedulable(draft.nodes)]
+    heapq.heapify(heap)
+    for _ in range(unpinned):
+        load, i = heapq.heappop(heap)
+        extra[i] += 1
+        heapq.heappush(heap, (load + 1, i))
     usable = usable_pod_addresses(prefix)
     problems = []
-    for node in draft.nodes:
-        mine = pinned.get(node.spec.name, 0)
-        extra = share if node in targets else 0
-        need = mine + extra
+    for i, node in enumerate(draft.nodes):
+        need = pinned[i] + extra[i]
         if need <= usable:
             continue
         fits = 32 - math.ceil(math.log2(need + 3))
-        parts = [f"{mine} pinned"] if mine else []
-        if extra:
-            parts.append(f"{extra} of the {unpinned} unpinned")
+        parts = [f"{pinned[i]} pinned"] if pinned[i] else []
+        if extra[i]:
+            parts.append(f"{extra[i]} of the {unpinned} unpinned")
         problems.append(
             draft.origin.problem(
                 draft.net_field("nodeCIDRPrefix"),
-                f"node {node.spec.name} must hold {need} pods ({', '.join(parts)}), "
+                f"node {node.spec.name} gets {need} pods ({', '.join(parts)}), "
                 f"a /{prefix} has {usable} pod addresses",
                 f"use nodeCIDRPrefix {fits} or less, or add worker nodes",
             )
@@ -341,8 +355,7 @@ def _service_addresses(draft: ClusterDraft) -> list[Problem]:
                 problems.append(
                     svc.origin.problem(
                         "spec.clusterIP",
-                        f"{ip} is already the clusterIP of Service "
-                        f"{other.namespace}/{other.name}",
+                        f"{ip} is already the clusterIP of Service {other.namespace}/{other.name}",
                         "give each Service its own clusterIP, or leave it out",
                     )
                 )

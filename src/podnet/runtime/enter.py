@@ -14,14 +14,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from podnet.errors import KernelError, NotPermittedError, ObjectMissingError, ProcessError
 from podnet.kernel import syscalls
+from podnet.kernel.netns import NETNS_DIR
 
-__all__ = ["ExecError", "enter_pod", "exec_command", "exec_in_pod", "reset_signals"]
+__all__ = [
+    "ExecError",
+    "enter_pod",
+    "exec_command",
+    "exec_in_pod",
+    "mount_template",
+    "reset_signals",
+]
 
 # Signals Python ignores or handles that a new program expects at their defaults: an ignored
 # SIGPIPE survives exec and turns `cmd | head` into "Broken pipe" errors.
@@ -44,9 +53,17 @@ class ExecError(ProcessError):
         self.exit_status = exit_status
 
 
-def enter_pod(netns_path: str, uts_path: str | None, hosts_file: str | None) -> None:
+def enter_pod(
+    netns_path: str,
+    uts_path: str | None,
+    hosts_file: str | None,
+    *,
+    mount_template: int | None = None,
+) -> None:
     """Move the calling (single-threaded) process into a pod; None skips that part.
 
+    The new mount namespace is a copy of ours with "/" a recursive slave, as `ip netns exec` makes
+    it, or, given `mount_template` (an fd from `mount_template()`), a copy of that template.
     Every file is opened before anything changes, so a missing pod fails with ObjectMissingError
     while the process is still where it was.
     """
@@ -54,28 +71,25 @@ def enter_pod(netns_path: str, uts_path: str | None, hosts_file: str | None) -> 
     try:
         net = _open_ns(netns_path, "network", fds)
         uts = _open_ns(uts_path, "UTS", fds) if uts_path else None
-        hosts = None
         if hosts_file:
-            try:
-                # O_PATH|O_NOFOLLOW: the file we mount is the file we opened, never a symlink's.
-                hosts = os.open(hosts_file, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError as exc:
-                raise ObjectMissingError(
-                    f"pod hosts file {hosts_file}: {exc.strerror}",
-                    errno=exc.errno,
-                    hint="`podnet up` writes it again",
-                ) from None
-            fds.append(hosts)
+            os.close(_open_hosts(hosts_file))  # fail early, before anything changed
         _setns(net, syscalls.CLONE_NEWNET, netns_path)
         if uts is not None:
             _setns(uts, syscalls.CLONE_NEWUTS, uts_path or "")
         try:
-            syscalls.unshare(syscalls.CLONE_NEWNS)
-            syscalls.make_slave("/")
+            if mount_template is None:
+                syscalls.unshare(syscalls.CLONE_NEWNS)
+                syscalls.make_slave("/")
+            else:
+                syscalls.setns(mount_template, syscalls.CLONE_NEWNS)
+                syscalls.unshare(syscalls.CLONE_NEWNS)  # private already: nothing to make slave
         except OSError as exc:
             raise _kernel_error(exc, "a private mount namespace for the pod") from None
         _mount_sysfs()
-        if hosts is not None:
+        if hosts_file:
+            # Opened again in the new mount namespace: mount(2) refuses a source from another one.
+            hosts = _open_hosts(hosts_file)
+            fds.append(hosts)
             try:
                 syscalls.bind_mount(f"/proc/self/fd/{hosts}", "/etc/hosts")
             except OSError as exc:
@@ -83,6 +97,53 @@ def enter_pod(netns_path: str, uts_path: str | None, hosts_file: str | None) -> 
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def mount_template() -> int:
+    """A mount namespace for containers to copy: ours, private, without any namespace files.
+
+    Returns an fd that keeps it alive. In it, every nsfs bind mount (/run/netns/*, pods' UTS
+    files) is detached, so a container copies a dozen mounts instead of two per pod (unshare
+    then costs 70 us instead of 1-2 ms), holds no other pod's namespace, and, being private, costs
+    nothing when the host later adds or removes namespaces (no propagation to hundreds of slaves).
+    Built in the calling thread, which then returns to its own mount namespace.
+    """
+    home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        try:
+            syscalls.make_private("/")
+            for _ in range(3):  # again for mounts stacked on the same point
+                targets = _namespace_mounts()
+                for target in targets:
+                    with contextlib.suppress(OSError):  # gone already, with a parent we detached
+                        syscalls.umount(target, syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
+                if not targets:
+                    break
+            return os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            syscalls.setns(home, syscalls.CLONE_NEWNS)
+    except OSError as exc:
+        raise _kernel_error(exc, "a mount namespace template for containers") from None
+    finally:
+        os.close(home)
+
+
+def _namespace_mounts() -> list[str]:
+    """Mount points to detach: /run/netns as a whole when it is a mount (one call for every pod),
+    then each nsfs mount outside it."""
+    with open("/proc/thread-self/mountinfo") as fh:
+        rows = [line.split(" - ") for line in fh]
+    points = [(_unescape(head.split()[4]), tail.split()[0]) for head, tail in rows]
+    found = [NETNS_DIR] if any(point == NETNS_DIR for point, _ in points) else []
+    skip = NETNS_DIR + "/" if found else "\0"
+    found += [p for p, fstype in points if fstype == "nsfs" and not p.startswith(skip)]
+    return found
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes a space as \\040 (and tab, newline, backslash likewise)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
 
 
 def exec_in_pod(
@@ -124,6 +185,18 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> N
 def reset_signals() -> None:
     for sig in _RESET:
         signal.signal(sig, signal.SIG_DFL)
+
+
+def _open_hosts(path: str) -> int:
+    """O_PATH|O_NOFOLLOW: the file mounted is the one opened here, never a symlink's target."""
+    try:
+        return os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ObjectMissingError(
+            f"pod hosts file {path}: {exc.strerror}",
+            errno=exc.errno,
+            hint="`podnet up` writes it again",
+        ) from None
 
 
 def _open_ns(path: str, kind: str, fds: list[int]) -> int:

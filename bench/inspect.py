@@ -1,0 +1,139 @@
+"""`podnet inspect -o json` against the loop people write, on 200 and 1,000 pods, in one run.
+
+    ./podnet.sh bench inspect        (or: python bench/inspect.py [--pods 200 1000] [--repeat 5])
+
+The pods are built the way the lesson's kind node has them (kindnet's /32 style): a named
+namespace `cni-N` per pod, a veth pair with `eth0` born in the pod, the node end holding
+10.244.0.1/32 and a host route per pod, the pod holding its /24 and a default route. They are
+built with plain `ip` (one `ip -batch` for the node, one per pod), which is not timed.
+
+Timed, as whole commands (interpreter start-up included), median of --repeat runs, interleaved:
+
+- podnet: `python -m podnet.cli.inspect -o json` (every namespace, link, address and main-table
+  route, every veth pair joined end to end, holders and pods);
+- the loop: `ip -j link` and `ip -n NS -j addr` for every namespace, joined into one output. It
+  does less than podnet (no routes, no pairing): it is the floor of what people run by hand.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "inspect":
+    # Every bench script puts bench/ first on sys.path, so `import inspect` anywhere in a bench
+    # process (dataclasses does it) finds this file before the standard library's module. Hand
+    # the real one over; the import system returns whatever sys.modules holds when this ends.
+    import importlib.util
+    import sysconfig
+
+    _std = importlib.util.spec_from_file_location(
+        "inspect", sysconfig.get_paths()["stdlib"] + "/inspect.py"
+    )
+    assert _std is not None and _std.loader is not None
+    _module = importlib.util.module_from_spec(_std)
+    sys.modules["inspect"] = _module
+    _std.loader.exec_module(_module)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox import ensure_sandbox, run, timed  # noqa: E402
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+LOOP = (
+    "ip -j link; "
+    "for ns in $(ip netns list | cut -d' ' -f1); do ip -n \"$ns\" -j addr; done"
+)
+
+
+def pod_ip(i: int) -> str:
+    return f"10.244.{1 + i // 250}.{2 + i % 250}"
+
+
+def build(first: int, last: int) -> None:
+    """Pods first..last-1, the lesson's way, with plain `ip`."""
+    node = []
+    for i in range(first, last):
+        ns, veth = f"cni-{i:05d}", f"veth{i:05d}"
+        node += [
+            f"netns add {ns}",
+            f"link add {veth} type veth peer name eth0 netns {ns}",
+            f"link set {veth} up",
+            f"addr add 10.244.0.1/32 dev {veth}",
+            f"route add {pod_ip(i)}/32 dev {veth} scope host",
+        ]
+    run(["ip", "-batch", "-"], stdin="\n".join(node) + "\n")
+    for i in range(first, last):
+        ip = pod_ip(i)
+        pod = [
+            "link set lo up",
+            "link set eth0 up",
+            f"addr add {ip}/24 dev eth0",
+            "route add 10.244.0.1 dev eth0 scope link",
+            "route add default via 10.244.0.1 dev eth0",
+        ]
+        run(["ip", "-n", f"cni-{i:05d}", "-batch", "-"], stdin="\n".join(pod) + "\n")
+
+
+def podnet_json() -> str:
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-m", "podnet.cli.inspect", "-o", "json"],
+                         capture_output=True, text=True, check=True, env=env)
+    return out.stdout
+
+
+def loop_output() -> str:
+    out = subprocess.run(["bash", "-c", LOOP], capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def check(pods: int) -> None:
+    """podnet must have found every pod and joined every pair, or the timing means nothing."""
+    doc = json.loads(podnet_json())
+    ok = [p for p in doc["veth_pairs"] if p["status"] == "ok"]
+    if len(doc["namespaces"]) != pods + 1 or len(ok) != pods:
+        raise SystemExit(
+            f"podnet found {len(doc['namespaces'])} namespaces and {len(ok)} pairs, "
+            f"expected {pods + 1} and {pods}"
+        )
+
+
+def measure(pods: int, repeat: int) -> tuple[float, float]:
+    podnet_times, loop_times = [], []
+    for _ in range(repeat):  # interleaved, so drift on a shared machine hits both sides
+        podnet_times.append(timed(podnet_json))
+        loop_times.append(timed(loop_output))
+    return statistics.median(podnet_times), statistics.median(loop_times)
+
+
+def main() -> None:
+    ensure_sandbox()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    built = 0
+    print(f"{'pods':>6}  {'podnet inspect -o json':>22}  {'ip loop':>9}  {'speed-up':>8}  "
+          f"{'target':>6}")
+    failed = False
+    for pods in sorted(args.pods):
+        build(built, pods)
+        built = pods
+        check(pods)
+        podnet, loop = measure(pods, args.repeat)
+        ratio = loop / podnet
+        target = "2x" if pods <= 200 else "< 1 s"
+        met = ratio >= 2 if pods <= 200 else podnet < 1.0
+        failed |= not met
+        print(f"{pods:>6}  {podnet * 1000:>19.0f} ms  {loop * 1000:>6.0f} ms  {ratio:>7.1f}x  "
+              f"{target:>6} {'ok' if met else 'MISSED'}", flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""IPAM delegation, as the reference plugins do it: find the plugin named by ipam.type in
+CNI_PATH, run it with our environment (CNI_COMMAND set) and the same configuration on stdin.
+
+podnet-ipam itself is called in-process: same code, same files, one process start saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+from podnet.cni import ipam_plugin
+from podnet.cni.result import Result
+from podnet.cni.spec import Request
+from podnet.errors import CNI_INCOMPATIBLE_VERSION, CNI_INVALID_CONFIG, CniError
+
+__all__ = ["IN_PROCESS", "find_plugin", "ipam"]
+
+IN_PROCESS = "podnet-ipam"
+
+
+def find_plugin(kind: str, path: tuple[str, ...]) -> str:
+    if "/" in kind or kind in ("", ".", ".."):
+        raise CniError(CNI_INVALID_CONFIG, f"plugin type {kind!r} must be a plain name")
+    for directory in path:
+        candidate = os.path.join(directory, kind)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise CniError(
+        CNI_INVALID_CONFIG,
+        f"IPAM plugin {kind} was not found in CNI_PATH ({':'.join(path) or 'empty'})",
+        details=f"install it there, or set ipam.type to {IN_PROCESS}",
+    )
+
+
+def _run(kind: str, command: str, conf: dict[str, Any], req: Request) -> dict[str, Any] | None:
+    exe = find_plugin(kind, req.path)
+    env = dict(req.env)
+    env["CNI_COMMAND"] = command
+    proc = subprocess.run([exe], input=json.dumps(conf).encode(), env=env,
+                          capture_output=True, check=False)
+    out = proc.stdout.strip()
+    if proc.returncode != 0:
+        try:
+            err = json.loads(out)
+            code, msg, details = int(err["code"]), str(err["msg"]), str(err.get("details", ""))
+        except (ValueError, KeyError, TypeError):
+            code, msg = 999, (proc.stderr or out).decode(errors="replace").strip()[:400]
+            details = ""
+        raise CniError(code, f"IPAM plugin {kind} {command} failed: {msg}", details=details)
+    if not out:
+        return None
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        raise CniError(999, f"IPAM plugin {kind} {command} printed something that is not JSON: "
+                       f"{out[:200]!r}") from None
+    return doc if isinstance(doc, dict) else None
+
+
+def ipam(command: str, conf: dict[str, Any], req: Request) -> Result | None:
+    """Run the IPAM plugin of `conf` for `command`; ADD returns its result."""
+    kind = str(conf["ipam"]["type"])
+    if kind == IN_PROCESS:
+        if command == "ADD":
+            return ipam_plugin.ipam_add(conf, req)
+        if command == "DEL":
+            ipam_plugin.ipam_del(conf, req)
+        elif command == "CHECK":
+            ipam_plugin.ipam_check(conf, req)
+        elif command == "GC":
+            ipam_plugin.ipam_gc(conf)
+        elif command == "STATUS":
+            ipam_plugin.ipam_status(conf)
+        return None
+    try:
+        doc = _run(kind, command, conf, req)
+    except CniError as exc:
+        # A delegate older than spec 1.1 knows no STATUS or GC: it has nothing to report.
+        if command in ("STATUS", "GC") and exc.cni_code == CNI_INCOMPATIBLE_VERSION:
+            return None
+        raise
+    if command == "ADD":
+        if doc is None:
+            raise CniError(999, f"IPAM plugin {kind} ADD printed no result")
+        return Result.from_json(doc)
+    return None

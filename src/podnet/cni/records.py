@@ -1,0 +1,94 @@
+"""What each attachment made, so DEL and GC can undo it without the netns or a prevResult.
+
+    <stateDir>/<network>/<sha256(containerID/ifname)[:32]>.json   (0600, written atomically)
+
+The record names the host end of the veth (which carries podnet's ifalias), the mode and the
+addresses (for the ipMasq set). DEL prefers the prevResult when the runtime sends one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from podnet.ipam.store import open_dir_safely
+
+__all__ = ["Record", "all_records", "read_record", "remove_record", "write_record"]
+
+
+@dataclass(frozen=True)
+class Record:
+    containerID: str  # noqa: N815  # the spec's spelling, as in the file
+    ifname: str
+    netns: str
+    hostIfname: str  # noqa: N815
+    mode: str
+    ips: tuple[str, ...]
+    masq: bool
+
+
+def _name(container_id: str, ifname: str) -> str:
+    return hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()[:32] + ".json"
+
+
+def _dir(state_dir: str, network: str) -> int:
+    return open_dir_safely(os.path.join(state_dir, network))
+
+
+def write_record(state_dir: str, network: str, rec: Record) -> None:
+    fd = _dir(state_dir, network)
+    try:
+        name = _name(rec.containerID, rec.ifname)
+        tmp = f".{name}.{os.urandom(4).hex()}"
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      0o600, dir_fd=fd)
+        with os.fdopen(out, "w") as fh:
+            json.dump(asdict(rec), fh)
+        os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _load(fd: int, name: str) -> Record | None:
+    try:
+        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(src) as fh:
+            doc = json.load(fh)
+        doc["ips"] = tuple(doc.get("ips") or ())
+        return Record(**doc)
+    except (ValueError, TypeError):
+        return None
+
+
+def read_record(state_dir: str, network: str, container_id: str, ifname: str) -> Record | None:
+    fd = _dir(state_dir, network)
+    try:
+        return _load(fd, _name(container_id, ifname))
+    finally:
+        os.close(fd)
+
+
+def remove_record(state_dir: str, network: str, container_id: str, ifname: str) -> None:
+    fd = _dir(state_dir, network)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_name(container_id, ifname), dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def all_records(state_dir: str, network: str) -> list[Record]:
+    fd = _dir(state_dir, network)
+    try:
+        with os.scandir(fd) as entries:
+            names = [e.name for e in entries if e.name.endswith(".json")
+                     and not e.name.startswith(".")]
+        return [r for r in (_load(fd, n) for n in names) if r is not None]
+    finally:
+        os.close(fd)

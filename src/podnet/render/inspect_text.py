@@ -1,0 +1,280 @@
+"""`podnet inspect` output for people and scripts: JSON, tables and the one-line interface answer.
+
+The JSON shape is a public interface (documented in the README): add keys, never rename or remove.
+Tables use rich, imported only when a table is asked for (it costs about 60 ms).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from podnet.inspect.model import Holder, Host, Interface, Namespace, PairEnd, Route, VethPair
+
+__all__ = [
+    "describe_interface",
+    "render_json",
+    "render_table",
+    "to_json",
+]
+
+SCHEMA_VERSION = 1
+
+
+def _end(end: PairEnd) -> dict[str, Any]:
+    return {
+        "netns": end.netns,
+        "inode": end.inode,
+        "ifname": end.ifname,
+        "ifindex": end.ifindex,
+        "mac": end.mac,
+        "mtu": end.mtu,
+        "state": end.state,
+        "addresses": None if end.addresses is None else list(end.addresses),
+        "master": end.master,
+    }
+
+
+def _interface(i: Interface) -> dict[str, Any]:
+    return {
+        "ifname": i.ifname,
+        "ifindex": i.ifindex,
+        "kind": i.kind,
+        "mac": i.mac,
+        "mtu": i.mtu,
+        "state": i.state,
+        "up": i.up,
+        "addresses": list(i.addresses),
+        "master": i.master,
+        "peer": None if i.peer is None else {
+            "netns": i.peer.netns,
+            "ifname": i.peer.ifname,
+            "ifindex": i.peer.ifindex,
+            "status": i.peer.status,
+        },
+    }
+
+
+def _route(r: Route) -> dict[str, Any]:
+    return {
+        "dst": r.dst,
+        "family": r.family,
+        "gateway": r.gateway,
+        "dev": r.dev,
+        "src": r.src,
+        "scope": r.scope,
+        "protocol": r.protocol,
+        "type": r.type,
+        "metric": r.metric,
+        "nexthops": [{"gateway": gw, "dev": dev} for gw, dev in r.nexthops],
+    }
+
+
+def _namespace(ns: Namespace) -> dict[str, Any]:
+    return {
+        "name": ns.name,
+        "label": ns.label,
+        "inode": ns.inode,
+        "current": ns.current,
+        "paths": list(ns.paths),
+        "pids": [h.pid for h in ns.holders],
+        "holders": [
+            {"pid": h.pid, "comm": h.comm, "container_id": h.container_id} for h in ns.holders
+        ],
+        "pod": ns.pod,
+        "node": ns.node,
+        "error": ns.error,
+        "interfaces": [_interface(i) for i in ns.interfaces],
+        "routes": [_route(r) for r in ns.routes],
+    }
+
+
+def _pair(p: VethPair) -> dict[str, Any]:
+    return {"ends": [_end(e) for e in p.ends], "status": p.status, "netnsid": p.netnsid}
+
+
+def to_json(host: Host) -> dict[str, Any]:
+    """The documented `podnet inspect -o json` object."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "namespaces": [_namespace(ns) for ns in host.namespaces],
+        "veth_pairs": [_pair(p) for p in host.veth_pairs],
+    }
+
+
+def render_json(host: Host, *, indent: int | None = 2) -> str:
+    return json.dumps(to_json(host), indent=indent)
+
+
+# --- people -------------------------------------------------------------------------------------
+
+
+def _holders(holders: Sequence[Holder], limit: int = 3) -> str:
+    if not holders:
+        return "-"
+    shown = ", ".join(f"{h.pid} ({h.comm})" for h in holders[:limit])
+    more = len(holders) - limit
+    return f"{shown}, +{more} more" if more > 0 else shown
+
+
+def _and(items: Sequence[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _addresses(addresses: Iterable[str] | None, *, link_local: bool) -> str:
+    if addresses is None:
+        return "?"
+    shown = [a for a in addresses if link_local or not a.lower().startswith("fe80:")]
+    return ", ".join(shown) or "-"
+
+
+def _owner(ns: Namespace) -> str:
+    if ns.pod:
+        return f"pod {ns.pod}"
+    if ns.node:
+        return f"node {ns.node}"
+    ids = {h.container_id for h in ns.holders if h.container_id}
+    if len(ids) == 1:
+        return f"container {next(iter(ids))[:12]}"
+    return "-"
+
+
+def _peer_text(end: PairEnd, pair: VethPair) -> str:
+    if pair.status == "peer-gone":
+        return f"peer ifindex {end.ifindex} is gone (its namespace was deleted?)"
+    if pair.status == "peer-hidden":
+        return (f"{end.ifname} in a namespace podnet cannot see "
+                f"(nsid {pair.netnsid} from {pair.ends[0].netns})")
+    return f"{end.ifname} in {end.netns}"
+
+
+def _route_text(r: Route) -> str:
+    parts = [r.dst]
+    if r.gateway:
+        parts += ["via", r.gateway]
+    if r.dev:
+        parts += ["dev", r.dev]
+    for gw, dev in r.nexthops:
+        parts += ["nexthop", *(["via", gw] if gw else []), *(["dev", dev] if dev else [])]
+    if r.scope not in ("universe",):
+        parts += ["scope", r.scope]
+    if r.src:
+        parts += ["src", r.src]
+    return " ".join(parts)
+
+
+def render_table(host: Host, *, wide: bool = False, width: int | None = None,
+                 color: bool = False) -> str:
+    """Namespaces and veth pairs as tables; `wide` adds every interface and route."""
+    from rich.console import Console  # noqa: PLC0415  # 60 ms: only when a table is asked for
+    from rich.table import Table  # noqa: PLC0415
+
+    out = io.StringIO()
+    console = Console(file=out, width=width or 160, force_terminal=color, no_color=not color,
+                      highlight=False, soft_wrap=False)
+
+    spaces = Table(title="network namespaces", title_justify="left", box=None, pad_edge=False)
+    for header in ("NETNS", "OWNER", "HOLDERS", "INTERFACES"):
+        spaces.add_column(header, overflow="fold")
+    if wide:
+        spaces.add_column("INODE")
+    for ns in host.namespaces:
+        ifaces = ", ".join(i.ifname for i in ns.interfaces) or "-"
+        if ns.error:
+            ifaces = f"[not read: {ns.error}]"
+        row = [ns.label + (" (podnet)" if ns.current and ns.label != "host" else ""),
+               _owner(ns), _holders(ns.holders, 6 if wide else 3), ifaces]
+        if wide:
+            row.append(str(ns.inode))
+        spaces.add_row(*row)
+    console.print(spaces)
+
+    pairs = Table(title="\nveth pairs", title_justify="left", box=None, pad_edge=False)
+    for header in ("NETNS", "VETH", "MASTER", "ADDRESSES", "", "PEER NETNS", "PEER", "ADDRESSES",
+                   "OWNER"):
+        pairs.add_column(header, overflow="fold")
+    for pair in host.veth_pairs:
+        a, b = pair.ends
+        owner = host.by_inode[b.inode] if b.inode in host.by_inode else None
+        link = "===" if pair.status == "ok" else "=/="
+        pairs.add_row(
+            a.netns or "?", a.ifname or "?", a.master or "-",
+            _addresses(a.addresses, link_local=wide), link,
+            b.netns or ("(gone)" if pair.status == "peer-gone" else "(not visible)"),
+            b.ifname or "?", _addresses(b.addresses, link_local=wide),
+            _owner(owner) if owner else "-",
+        )
+    console.print(pairs)
+
+    if wide:
+        ifaces_t = Table(title="\ninterfaces", title_justify="left", box=None, pad_edge=False)
+        for header in ("NETNS", "IFACE", "KIND", "STATE", "MTU", "MAC", "MASTER", "ADDRESSES",
+                       "PEER"):
+            ifaces_t.add_column(header, overflow="fold")
+        routes_t = Table(title="\nroutes (main table)", title_justify="left", box=None,
+                         pad_edge=False)
+        for header in ("NETNS", "ROUTE", "PROTO"):
+            routes_t.add_column(header, overflow="fold")
+        for ns in host.namespaces:
+            for i in ns.interfaces:
+                peer = "-"
+                if i.peer is not None:
+                    peer = (f"{i.peer.ifname}@{i.peer.netns}" if i.peer.status == "ok"
+                            else f"{i.peer.ifname or '?'} ({i.peer.status})")
+                ifaces_t.add_row(ns.label, i.ifname, i.kind, i.state, str(i.mtu or "-"),
+                                 i.mac or "-", i.master or "-",
+                                 _addresses(i.addresses, link_local=True), peer)
+            for r in ns.routes:
+                routes_t.add_row(ns.label, _route_text(r), r.protocol)
+        console.print(ifaces_t)
+        console.print(routes_t)
+    return out.getvalue().rstrip("\n")
+
+
+def describe_interface(host: Host, ifname: str) -> list[str]:
+    """One line per interface named `ifname`: where it is, its peer, and who is behind it.
+
+    "veth09e8e743 in host: peer is eth0 in cni-c5b8..., held by PIDs 157 (nginx) and
+    6042 (curl), pod dev/demo-58465f467c-24bcq"
+    """
+    lines = []
+    pairs = {(e.inode, e.ifindex): p for p in host.veth_pairs for e in p.ends if e.inode}
+    for ns in host.namespaces:
+        iface = ns.interface(ifname)
+        if iface is None:
+            continue
+        head = f"{iface.ifname} in {ns.label}"
+        if ns.pod or ns.node:
+            head += f" ({_owner(ns)})"
+        pair = pairs.get((ns.inode, iface.ifindex))
+        if pair is None:
+            addresses = _addresses(iface.addresses, link_local=False)
+            detail = f"{iface.kind}, {iface.state}, {addresses}"
+            if iface.master:
+                detail += f", port of {iface.master}"
+            ports = [i.ifname for i in ns.interfaces if i.master == iface.ifname]
+            if ports:
+                detail += f", ports {', '.join(ports)}"
+            lines.append(f"{head}: {detail}")
+            continue
+        other = pair.ends[1] if pair.ends[0].inode == ns.inode else pair.ends[0]
+        if pair.ends[0].inode == pair.ends[1].inode:
+            other = pair.ends[1] if pair.ends[0].ifindex == iface.ifindex else pair.ends[0]
+        text = f"{head}: peer is {_peer_text(other, pair)}"
+        far = host.by_inode.get(other.inode) if other.inode else None
+        if far is not None and not far.current:
+            if far.holders:
+                pids = _and([f"{h.pid} ({h.comm})" for h in far.holders[:6]])
+                more = len(far.holders) - 6
+                text += f", held by PID{'s' if len(far.holders) > 1 else ''} {pids}"
+                text += f" and {more} more" if more > 0 else ""
+            if far.pod:
+                text += f", pod {far.pod}"
+            elif far.node:
+                text += f", node {far.node}"
+        lines.append(text)
+    return lines

@@ -1,0 +1,221 @@
+"""One container: the request that describes it, and the code its process runs after the fork.
+
+`run` executes in a freshly forked child of the zygote. It leads its own session and process
+group, joins the pod, sends stdin to /dev/null and stdout/stderr to the container's log, then
+becomes the container: the command (execvp), podnet's HTTP responder (in this same process, no
+exec), or an idle pause process. It tells the zygote how it went through a status pipe:
+
+    P <pid> <starttime>     first, always
+    R                       ready (responder listening, or pause idling)
+    E <message>             could not start; the process then exits
+
+An exec'd command sends nothing after P: the pipe is close-on-exec, so end of file without an E
+means exec succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from podnet.runtime import responder
+from podnet.runtime.enter import ExecError, enter_pod, exec_command, reset_signals
+from podnet.runtime.hosts import pod_hostname
+from podnet.runtime.procs import identify
+
+__all__ = ["DEFAULT_PATH", "SpawnRequest", "container_env", "run"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    """Everything needed to start one container of one pod."""
+
+    netns_path: str
+    uts_path: str | None
+    hosts_file: str | None
+    argv: Sequence[str] | None  # None: the responder if `ports`, else a pause process
+    ports: Sequence[int]
+    log_path: str  # created 0600 if missing, appended to
+    pod_name: str
+    pod_namespace: str
+    node_name: str
+    pod_ip: str
+    container_name: str
+    env: Sequence[tuple[str, str]] = field(default_factory=tuple)
+
+    @property
+    def label(self) -> str:
+        return f"container {self.container_name} of pod {self.pod_namespace}/{self.pod_name}"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "netns_path": self.netns_path,
+            "uts_path": self.uts_path,
+            "hosts_file": self.hosts_file,
+            "argv": list(self.argv) if self.argv is not None else None,
+            "ports": [int(p) for p in self.ports],
+            "log_path": self.log_path,
+            "pod_name": self.pod_name,
+            "pod_namespace": self.pod_namespace,
+            "node_name": self.node_name,
+            "pod_ip": self.pod_ip,
+            "container_name": self.container_name,
+            "env": [[str(k), str(v)] for k, v in self.env],
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> SpawnRequest:
+        argv = data["argv"]
+        return cls(
+            netns_path=str(data["netns_path"]),
+            uts_path=data["uts_path"],
+            hosts_file=data["hosts_file"],
+            argv=[str(a) for a in argv] if argv is not None else None,
+            ports=[int(p) for p in data["ports"]],
+            log_path=str(data["log_path"]),
+            pod_name=str(data["pod_name"]),
+            pod_namespace=str(data["pod_namespace"]),
+            node_name=str(data["node_name"]),
+            pod_ip=str(data["pod_ip"]),
+            container_name=str(data["container_name"]),
+            env=[(str(k), str(v)) for k, v in data["env"]],
+        )
+
+
+def container_env(request: SpawnRequest, path: str | None = None) -> dict[str, str]:
+    """A container's environment: PATH, HOSTNAME and HOME, then the container's own variables.
+
+    Nothing else of podnet's environment leaks in, as nothing of kubelet's does into a pod.
+    """
+    env = {
+        "PATH": path or os.environ.get("PATH") or DEFAULT_PATH,
+        "HOSTNAME": pod_hostname(request.pod_name),
+        "HOME": "/root",
+    }
+    env.update(request.env)
+    return env
+
+
+class _Status:
+    """The write end of the status pipe; never written after it is closed (its number is reused)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: int | None = fd
+
+    def send(self, text: str) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.fd, text.encode("utf-8", "replace"))
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def run(request: SpawnRequest, status_fd: int, mount_template: int | None = None) -> NoReturn:
+    """Become the container. Never returns, whatever happens: it ends in exec or os._exit.
+
+    Call it in a fresh child of a single-threaded process. `mount_template`: see
+    `enter.mount_template`; None copies the caller's mount namespace as `ip netns exec` does.
+    """
+    status = _Status(status_fd)
+    code = 1
+    try:
+        _close_fds_except(status_fd, mount_template)
+        os.setsid()  # leads its own session and group: `stop` signals the group
+        me = identify(os.getpid())
+        status.send(f"P {os.getpid()} {me.starttime if me else 0}\n")
+        reset_signals()
+        _redirect(request.log_path)
+        enter_pod(
+            request.netns_path,
+            request.uts_path,
+            request.hosts_file,
+            mount_template=mount_template,
+        )
+        if mount_template is not None:
+            os.close(mount_template)
+        os.chdir("/")
+        os.umask(0o022)
+        if request.argv:
+            exec_command(request.argv, container_env(request))
+        if request.ports:
+            _serve(request, status)
+        _set_comm("pause")
+        status.send("R\n")
+        status.close()
+        while True:
+            signal.pause()
+    except ExecError as exc:
+        code = exc.exit_status
+        status.send(f"E {exc.message}\n")
+    except BaseException as exc:  # reported to the zygote, then this process ends
+        status.send(f"E {_describe(exc)}\n")
+    finally:
+        os._exit(code)
+
+
+def _serve(request: SpawnRequest, status: _Status) -> NoReturn:
+    who = responder.Identity(
+        pod=f"{request.pod_namespace}/{request.pod_name}",
+        node=request.node_name,
+        ip=request.pod_ip,
+        container=request.container_name,
+    )
+    log = os.fdopen(1, "w", encoding="utf-8", errors="replace", closefd=False)
+    server = responder.run(who, request.ports, log)
+    _set_comm("podnet-http")
+    status.send("R\n")
+    status.close()
+    server.serve_forever()
+
+
+def _close_fds_except(*keep: int | None) -> None:
+    """Drop every descriptor inherited from the zygote but stdio and `keep`: a responder never
+    execs, so close-on-exec would not clean up for it."""
+    low = 3
+    for fd in sorted(k for k in keep if k is not None and k >= low):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
+def _redirect(log_path: str) -> None:
+    """stdin from /dev/null; stdout and stderr appended to the log (a regular file, never a FIFO
+    that would block us, never followed through a symlink)."""
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        log = os.open(log_path, flags, 0o600)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot open log {log_path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(log).st_mode):
+        raise OSError(f"log {log_path} is not a regular file")
+    os.set_blocking(log, True)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+
+
+def _set_comm(name: str) -> None:
+    """Name the process for `ps -o comm` and `top`: it runs our Python, not a program of its own."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as fh:
+        fh.write(name[:15])
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and not hasattr(exc, "message"):
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())  # one line: the status protocol is line-based
