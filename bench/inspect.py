@@ -34,14 +34,14 @@ if __name__ == "inspect":
     sys.modules["inspect"] = _module
     _std.loader.exec_module(_module)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
+import argparse
+import json
+import os
+import statistics
+import subprocess
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox import ensure_sandbox, run, timed  # noqa: E402
+from sandbox import ensure_sandbox, run, timed
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 LOOP = (

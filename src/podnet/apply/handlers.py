@@ -11,7 +11,7 @@ import ipaddress
 import os
 from collections.abc import Callable
 
-from podnet.errors import ObjectMissingError
+from podnet.errors import ObjectMissingError, ProcessError
 from podnet.kernel import netns, sysctl
 from podnet.kernel.attach import PodAttachment, attach_pod, ensure_bridge
 from podnet.kernel.netlink import Netlink
@@ -19,6 +19,7 @@ from podnet.plan.layout import Layout, NodeLayout, PodLayout
 from podnet.plan.steps import Action, Step
 from podnet.runtime import pod as pod_runtime
 from podnet.runtime.procs import ProcessRef, stop
+from podnet.runtime.spawner import Spawner
 from podnet.runtime.container import SpawnRequest
 from podnet.state import ContainerRecord, LabState
 
@@ -31,13 +32,31 @@ _NODE_SYSCTLS_V6 = {"net.ipv6.conf.default.accept_ra": "0", "net.ipv6.conf.all.f
 class Context:
     """Open sockets and the record being updated, for one `up` or `down`."""
 
-    def __init__(self, layout: Layout, state: LabState, owned_netns: frozenset[str]) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        state: LabState,
+        owned_netns: frozenset[str],
+        spawner: Spawner | None = None,
+    ) -> None:
         self.layout = layout
         self.state = state
         # Namespaces the record named before this run: the only ones we may replace.
         self.owned_netns = owned_netns
+        self.spawner = spawner
         self._sockets: dict[str, Netlink] = {}
-        self.pending_starts: list[PodLayout] = []
+        self.submitted: list[PodLayout] = []  # pods whose containers the spawner is starting
+
+    def collect_started(self) -> None:
+        """Wait for the containers submitted so far and record them (PID and start time)."""
+        if not self.submitted or self.spawner is None:
+            return
+        pods, self.submitted = self.submitted, []
+        refs = self.spawner.collect()
+        cursor = 0
+        for pod in pods:
+            record_started(self, pod, refs[cursor : cursor + len(pod.containers)])
+            cursor += len(pod.containers)
 
     def nl(self, ns: str) -> Netlink:
         sock = self._sockets.get(ns)
@@ -177,8 +196,14 @@ def pod_delete(ctx: Context, step: Step) -> None:
 
 
 def pod_start(ctx: Context, step: Step) -> None:
-    """Queue the pod: the executor spawns all queued containers in one pipelined batch."""
-    ctx.pending_starts.append(_desired_pod(ctx, step.target))
+    """Hand the pod's containers to the spawner, which starts them on the other core while
+    the next pods are built; `Context.collect_started` waits for them at the end."""
+    if ctx.spawner is None:
+        raise ProcessError(f"cannot start the containers of {step.target}: no spawner")
+    pod = _desired_pod(ctx, step.target)
+    for request in spawn_requests(ctx, pod):
+        ctx.spawner.submit(request)
+    ctx.submitted.append(pod)
 
 
 def pod_stop(ctx: Context, step: Step) -> None:

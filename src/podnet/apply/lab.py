@@ -77,9 +77,9 @@ def up(
             complete=False,
         )
         lab_state.save(intent)
-        ctx = Context(desired, intent, owned)
+        ctx = Context(desired, intent, owned, spawner)
         try:
-            execute(ctx, steps, spawner=spawner, progress=progress)
+            execute(ctx, steps, progress=progress)
         except Exception:
             _record_after_failure(ctx, previous, desired, topology)
             raise

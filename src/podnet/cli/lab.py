@@ -73,7 +73,6 @@ def up(path: str | None, dry_run: bool, quiet: bool) -> None:
 
         outcome = _with_progress(
             quiet or dry_run,
-            len(spec.pods) * 2 + len(spec.nodes) + 1,
             "building lab " + spec.name,
             lambda progress: lab_up(
                 spec, topology=source, spawner=spawner, progress=progress, dry_run=dry_run
@@ -102,11 +101,9 @@ def down(cluster: str | None, quiet: bool) -> None:
     from podnet.apply.lab import down as lab_down
 
     name = _pick_cluster(cluster)
-    record = lab_state.load(name)
-    total = (len(record.layout.pods) * 2 + len(record.layout.nodes) + 1) if record else 1
     started = time.perf_counter()
     outcome = _with_progress(
-        quiet, total, f"removing lab {name}", lambda progress: lab_down(name, progress=progress)
+        quiet, f"removing lab {name}", lambda progress: lab_down(name, progress=progress)
     )
     if outcome.layout is None:
         click.echo(f"lab {name}: nothing to remove")
@@ -117,7 +114,7 @@ def down(cluster: str | None, quiet: bool) -> None:
     )
 
 
-def _with_progress(quiet: bool, total: int, label: str, run: Any) -> Any:
+def _with_progress(quiet: bool, label: str, run: Any) -> Any:
     if quiet or not sys.stderr.isatty():
         return run(None)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -126,8 +123,8 @@ def _with_progress(quiet: bool, total: int, label: str, run: Any) -> Any:
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(), transient=True, console=None,
     ) as bar:
-        task = bar.add_task(label, total=total)
-        return run(lambda step: bar.advance(task))
+        task = bar.add_task(label, total=None)
+        return run(lambda step, done, total: bar.update(task, completed=done, total=total))
 
 
 # --- get ---------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def cmd_add(req: Request, conf: PodnetConf) -> Result:
     with pod_namespace(req.netns) as ns, Netlink.open(ns, label=req.netns) as pod, \
             Netlink.open() as host:
         with contextlib.suppress(ObjectMissingError):
-            pod.index(req.ifname)
+            pod.link(req.ifname)
             raise CniError(999, f"interface {req.ifname} already exists in {req.netns}",
                            details="CNI_IFNAME must name an interface the container lacks")
         _clear_stale_host_end(host, host_name)

@@ -1,4 +1,4 @@
-"""A live host as `podnet inspect` sees it: pure data, built by `inspect.build`, read by `render`."""
+"""A live host as `podnet inspect` sees it: pure data, built by inspect.build, read by render."""
 
 from __future__ import annotations
 

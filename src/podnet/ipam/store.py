@@ -146,7 +146,7 @@ class Store:
         return doc  # type: ignore[no-any-return]
 
     def _write(self, dir_fd: int, doc: dict[str, Any]) -> None:
-        data = json.dumps(doc, indent=1).encode() + b"\n"
+        data = json.dumps(doc, separators=(",", ":")).encode() + b"\n"  # C encoder: no indent
         tmp = f".{_STATE}.{os.getpid()}.{os.urandom(4).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dir_fd)

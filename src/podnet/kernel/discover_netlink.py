@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from podnet.errors import KernelError
 from podnet.kernel import discover_schema as schema
 from podnet.kernel import syscalls
-from podnet.kernel.discover_schema import constants as C
+from podnet.kernel.discover_schema import Rtnl
 from podnet.kernel.discover_types import Address, Link, NamespaceDump, Nexthop, Route
 
 __all__ = ["Session"]
@@ -32,7 +32,9 @@ _RECV_SIZE = 65536  # a dump reply fits in 32 KiB per read; below glibc's mmap t
 _NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 
-def _attrs(data: bytes, pos: int, end: int, layout: schema.Layout, family: int) -> dict[str, object]:
+def _attrs(
+    data: bytes, pos: int, end: int, layout: schema.Layout, family: int
+) -> dict[str, object]:
     """Walk one attribute chain; unpack only the attributes named in `layout`."""
     wanted = layout.attrs
     out: dict[str, object] = {}
@@ -50,14 +52,14 @@ def _attrs(data: bytes, pos: int, end: int, layout: schema.Layout, family: int) 
 
 def _link(data: bytes, pos: int, end: int) -> Link:
     layout = schema.LINK
-    _family, ifi_type, index, flags, _change = layout.header.unpack_from(data, pos)
+    _family, _type, index, flags, _change = layout.header.unpack_from(data, pos)
     a = _attrs(data, pos + layout.header.size, end, layout, 0)
     info = a.get("IFLA_LINKINFO")
     kind = None
     if isinstance(info, bytes):
         kind = _attrs(info, 0, len(info), schema.LINKINFO, 0).get("IFLA_INFO_KIND")
     if kind is None:
-        kind = "loopback" if flags & C.IFF_LOOPBACK else "device"
+        kind = "loopback" if flags & Rtnl.IFF_LOOPBACK else "device"
     master = a.get("IFLA_MASTER")
     # The kernel leaves IFLA_LINK out when it equals the link's own ifindex, which happens for a
     # veth whose peer got the same ifindex in its namespace (both ends "2" is common). A veth
@@ -70,7 +72,7 @@ def _link(data: bytes, pos: int, end: int) -> Link:
         mac=a.get("IFLA_ADDRESS"),  # type: ignore[arg-type]
         mtu=a.get("IFLA_MTU"),  # type: ignore[arg-type]
         state=str(a.get("IFLA_OPERSTATE", "UNKNOWN")),
-        up=bool(flags & C.IFF_UP),
+        up=bool(flags & Rtnl.IFF_UP),
         master=master or None,  # type: ignore[arg-type]
         peer_index=peer or None,  # type: ignore[arg-type]
         peer_netnsid=a.get("IFLA_LINK_NETNSID"),  # type: ignore[arg-type]
@@ -114,9 +116,9 @@ def _route(data: bytes, pos: int, end: int) -> Route:
         gateway=a.get("RTA_GATEWAY"),  # type: ignore[arg-type]
         oif=a.get("RTA_OIF"),  # type: ignore[arg-type]
         prefsrc=a.get("RTA_PREFSRC"),  # type: ignore[arg-type]
-        scope=C.RT_SCOPE.get(scope, str(scope)),
-        protocol=C.RT_PROTO.get(proto, str(proto)),
-        type=C.RT_TYPE.get(rtype, str(rtype)),
+        scope=Rtnl.RT_SCOPE.get(scope, str(scope)),
+        protocol=Rtnl.RT_PROTO.get(proto, str(proto)),
+        type=Rtnl.RT_TYPE.get(rtype, str(rtype)),
         metric=a.get("RTA_PRIORITY"),  # type: ignore[arg-type]
         table=a.get("RTA_TABLE", table),  # type: ignore[arg-type]
         nexthops=_nexthops(multipath, family) if isinstance(multipath, bytes) else (),
@@ -124,9 +126,9 @@ def _route(data: bytes, pos: int, end: int) -> Route:
 
 
 # Requests are encoded once by pyroute2 and reused for every namespace.
-_DUMP_LINKS = schema.request("link", attrs={"IFLA_EXT_MASK": C.RTEXT_FILTER_SKIP_STATS})
+_DUMP_LINKS = schema.request("link", attrs={"IFLA_EXT_MASK": Rtnl.RTEXT_FILTER_SKIP_STATS})
 _DUMP_ADDRS = schema.request("addr")
-_DUMP_ROUTES = schema.request("route", table=C.RT_TABLE_MAIN)
+_DUMP_ROUTES = schema.request("route", table=Rtnl.RT_TABLE_MAIN)
 _NSID_FD_OFFSET = -4  # NETNSA_FD is the last attribute: its u32 value ends the message
 _GET_NSID = bytearray(schema.request("nsid", dump=False, attrs={"NETNSA_FD": 0}))
 
@@ -138,7 +140,7 @@ class _Socket:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         try:
             # Lets the kernel filter route dumps by table (Linux 4.20+); filtered below otherwise.
-            self.sock.setsockopt(C.SOL_NETLINK, C.NETLINK_GET_STRICT_CHK, 1)
+            self.sock.setsockopt(Rtnl.SOL_NETLINK, Rtnl.NETLINK_GET_STRICT_CHK, 1)
             self.strict = True
         except OSError:
             self.strict = False
@@ -158,9 +160,9 @@ class _Socket:
                 length, mtype, flags, _seq, _pid = _NLMSGHDR.unpack_from(data, pos)
                 if length < _NLMSGHDR.size:
                     return
-                if mtype == C.NLMSG_DONE:
+                if mtype == Rtnl.NLMSG_DONE:
                     return
-                if mtype == C.NLMSG_ERROR:
+                if mtype == Rtnl.NLMSG_ERROR:
                     code = -_ERRNO.unpack_from(data, pos + _NLMSGHDR.size)[0]
                     if code:
                         raise OSError(code, os.strerror(code))
@@ -175,14 +177,14 @@ class _Socket:
         out.links = [_link(d, p, e) for d, p, e, _ in self.messages(_DUMP_LINKS)]
         out.addresses = [_address(d, p, e) for d, p, e, _ in self.messages(_DUMP_ADDRS)]
         routes = [_route(d, p, e) for d, p, e, _ in self.messages(_DUMP_ROUTES)]
-        out.routes = routes if self.strict else [r for r in routes if r.table == C.RT_TABLE_MAIN]
+        out.routes = routes if self.strict else [r for r in routes if r.table == Rtnl.RT_TABLE_MAIN]
         return out
 
     def nsid_of(self, fd: int) -> int | None:
         """The id this socket's namespace gives the namespace behind `fd` (None: none given)."""
         _GET_NSID[_NSID_FD_OFFSET:] = struct.pack("=I", fd)
         for data, pos, end, mtype in self.messages(_GET_NSID):
-            if mtype != C.RTM_NEWNSID:
+            if mtype != Rtnl.RTM_NEWNSID:
                 continue
             header = schema.NSID.header
             a = _attrs(data, pos + header.size, end, schema.NSID, 0)

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "ADDR",
@@ -37,15 +37,15 @@ __all__ = [
     "NSID",
     "ROUTE",
     "Layout",
-    "constants",
-    "request",
+    "Rtnl",
+        "request",
 ]
 
 Decoder = Callable[[bytes, int, int, int], Any]  # (data, start, end, family) -> value
 
 
 def _light_import(name: str) -> ModuleType:
-    """Import `pyroute2.<...>` without running pyroute2/__init__.py until a top-level name is used."""
+    """Import a pyroute2 submodule; pyroute2/__init__.py runs only when a top-level name is used."""
     if "pyroute2" not in sys.modules:
         spec = importlib.util.find_spec("pyroute2")
         if spec is None or spec.loader is None:
@@ -87,7 +87,14 @@ _rt = _light_import("pyroute2.netlink.rtnl.rtmsg")
 _nsid = _light_import("pyroute2.netlink.rtnl.nsidmsg")
 
 
-class constants:  # noqa: N801  # a namespace of numbers, read as constants.NAME
+def _by_number(names: dict[Any, Any]) -> dict[int, str]:
+    """pyroute2's two-way maps ({2: "kernel", "kernel": 2}) reduced to number -> name."""
+    return {k: v for k, v in names.items() if isinstance(k, int)}
+
+
+class Rtnl:
+    """Numbers for route netlink, read as Rtnl.NAME."""
+
     NLMSG_ERROR: int = _netlink.NLMSG_ERROR
     NLMSG_DONE: int = _netlink.NLMSG_DONE
     NLM_F_REQUEST: int = _netlink.NLM_F_REQUEST
@@ -106,10 +113,10 @@ class constants:  # noqa: N801  # a namespace of numbers, read as constants.NAME
     RTEXT_FILTER_SKIP_STATS = 1 << 3
     IFF_UP = 0x1
     IFF_LOOPBACK = 0x8
-    OPERSTATES: dict[int, str] = dict(_ifinf.state_by_code)
-    RT_PROTO: dict[int, str] = {k: v for k, v in _rt.rt_proto.items() if isinstance(k, int)}
-    RT_SCOPE: dict[int, str] = {k: v for k, v in _rt.rt_scope.items() if isinstance(k, int)}
-    RT_TYPE: dict[int, str] = {k: v for k, v in _rt.rt_type.items() if isinstance(k, int)}
+    OPERSTATES: ClassVar[dict[int, str]] = dict(_ifinf.state_by_code)
+    RT_PROTO: ClassVar[dict[int, str]] = _by_number(_rt.rt_proto)
+    RT_SCOPE: ClassVar[dict[int, str]] = _by_number(_rt.rt_scope)
+    RT_TYPE: ClassVar[dict[int, str]] = _by_number(_rt.rt_type)
 
 
 def _asciiz(data: bytes, start: int, end: int, family: int) -> str:
@@ -136,7 +143,7 @@ def _unpacker(code: str) -> Decoder:
 
 
 def _state(data: bytes, start: int, end: int, family: int) -> str:
-    return constants.OPERSTATES.get(data[start], str(data[start]))
+    return Rtnl.OPERSTATES.get(data[start], str(data[start]))
 
 
 def _raw(data: bytes, start: int, end: int, family: int) -> bytes:
@@ -154,7 +161,7 @@ _BY_FORMAT: dict[str, Decoder] = {
 
 
 def _decoder_for(cls: type, fmt_name: str) -> Decoder:
-    fmt_name = fmt_name.split("(")[0].lstrip("*")
+    fmt_name = fmt_name.split("(", maxsplit=1)[0].lstrip("*")
     if fmt_name in _BY_FORMAT:
         return _BY_FORMAT[fmt_name]
     atom = getattr(cls, fmt_name, None)
@@ -198,7 +205,8 @@ LINK = Layout.of(
     _ifinf.ifinfmsg,
     ("IFLA_IFNAME", "IFLA_ADDRESS", "IFLA_MTU", "IFLA_OPERSTATE", "IFLA_MASTER", "IFLA_LINK",
      "IFLA_LINK_NETNSID", "IFLA_LINKINFO"),
-    extra=("IFLA_IF_NETNSID", "IFLA_EXT_MASK"),  # the kernel's IFLA_TARGET_NETNSID: look into a peer namespace
+    # IFLA_IF_NETNSID is the kernel's IFLA_TARGET_NETNSID: look into a peer's namespace by its id
+    extra=("IFLA_IF_NETNSID", "IFLA_EXT_MASK"),
 )
 LINKINFO = Layout.of(_ifinf.ifinfmsg.ifinfo, ("IFLA_INFO_KIND",))
 ADDR = Layout.of(_ifaddr.ifaddrmsg, ("IFA_ADDRESS", "IFA_LOCAL"))
@@ -220,14 +228,14 @@ def request(kind: str, *, dump: bool = True, attrs: dict[str, int] | None = None
         "nsid": _nsid.nsidmsg,
     }[kind]
     msg_type = {
-        "link": constants.RTM_GETLINK,
-        "addr": constants.RTM_GETADDR,
-        "route": constants.RTM_GETROUTE,
-        "nsid": constants.RTM_GETNSID,
+        "link": Rtnl.RTM_GETLINK,
+        "addr": Rtnl.RTM_GETADDR,
+        "route": Rtnl.RTM_GETROUTE,
+        "nsid": Rtnl.RTM_GETNSID,
     }[kind]
     msg = msg_class()
     msg["header"]["type"] = msg_type
-    msg["header"]["flags"] = constants.NLM_F_REQUEST | (constants.NLM_F_DUMP if dump else 0)
+    msg["header"]["flags"] = Rtnl.NLM_F_REQUEST | (Rtnl.NLM_F_DUMP if dump else 0)
     msg["header"]["sequence_number"] = 1
     for name, value in fields.items():
         msg[name] = value

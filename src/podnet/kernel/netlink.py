@@ -19,6 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, ObjectMissingError
 from podnet.kernel import netns
+from podnet.kernel.batch import Batch
 
 __all__ = ["OWNER_ALIAS", "Netlink", "netlink_errors"]
 
@@ -94,6 +95,11 @@ class Netlink:
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with netlink_errors(f"{what} in {self.where}"):
             return fn(*args, **kwargs)
+
+    def send(self, batch: Batch) -> None:
+        """Send every request of `batch` in one datagram and wait for all their answers."""
+        if batch.messages:
+            self._call(batch.what, self._ipr.nlm_request_batch, batch.messages)
 
     # --- links -------------------------------------------------------------------------------
 
@@ -176,8 +182,8 @@ class Netlink:
 
     def link(self, ifname: str | int) -> dict[str, Any]:
         """One link, as `links()` describes it; ObjectMissingError if there is none."""
-        index = ifname if isinstance(ifname, int) else self.index(ifname)
-        msgs = self._call(f"looking up {ifname}", self._ipr.link, "get", index=index)
+        key = {"index": ifname} if isinstance(ifname, int) else {"ifname": ifname}
+        msgs = self._call(f"looking up {ifname}", self._ipr.link, "get", **key)
         return _link_dict(msgs[0])
 
     # --- addresses and routes -------------------------------------------------------------

@@ -101,7 +101,12 @@ def plan(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
             starts.append(_pod_start(pod))
         elif old is not None and (old.containers != pod.containers or pod.key not in seen.running):
             starts.append(_pod_start(pod))
-    return steps + creates + starts
+    # Each pod's start follows its creation, so its containers start (in the spawner, on the
+    # other core) while the next pods are built.
+    starts_by_pod = {s.target: s for s in starts}
+    for create in creates:
+        steps += [create, starts_by_pod.pop(create.target)]
+    return steps + list(starts_by_pod.values())
 
 
 def plan_down(current: Layout) -> list[Step]:

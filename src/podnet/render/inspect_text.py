@@ -167,72 +167,81 @@ def _route_text(r: Route) -> str:
     return " ".join(parts)
 
 
-def render_table(host: Host, *, wide: bool = False, width: int | None = None,
-                 color: bool = False) -> str:
-    """Namespaces and veth pairs as tables; `wide` adds every interface and route."""
-    from rich.console import Console  # noqa: PLC0415  # 60 ms: only when a table is asked for
-    from rich.table import Table  # noqa: PLC0415
+def _table(title: str, headers: Sequence[str]) -> Any:
+    from rich.table import Table  # noqa: PLC0415  # 60 ms: only when a table is asked for
 
-    out = io.StringIO()
-    console = Console(file=out, width=width or 160, force_terminal=color, no_color=not color,
-                      highlight=False, soft_wrap=False)
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
 
-    spaces = Table(title="network namespaces", title_justify="left", box=None, pad_edge=False)
-    for header in ("NETNS", "OWNER", "HOLDERS", "INTERFACES"):
-        spaces.add_column(header, overflow="fold")
-    if wide:
-        spaces.add_column("INODE")
+
+def _namespaces_table(host: Host, wide: bool) -> Any:
+    table = _table("network namespaces",
+                   ("NETNS", "OWNER", "HOLDERS", "INTERFACES", *(("INODE",) if wide else ())))
     for ns in host.namespaces:
         ifaces = ", ".join(i.ifname for i in ns.interfaces) or "-"
         if ns.error:
             ifaces = f"[not read: {ns.error}]"
-        row = [ns.label + (" (podnet)" if ns.current and ns.label != "host" else ""),
-               _owner(ns), _holders(ns.holders, 6 if wide else 3), ifaces]
-        if wide:
-            row.append(str(ns.inode))
-        spaces.add_row(*row)
-    console.print(spaces)
+        label = ns.label + (" (podnet)" if ns.current and ns.label != "host" else "")
+        row = [label, _owner(ns), _holders(ns.holders, 6 if wide else 3), ifaces]
+        table.add_row(*row, *((str(ns.inode),) if wide else ()))
+    return table
 
-    pairs = Table(title="\nveth pairs", title_justify="left", box=None, pad_edge=False)
-    for header in ("NETNS", "VETH", "MASTER", "ADDRESSES", "", "PEER NETNS", "PEER", "ADDRESSES",
-                   "OWNER"):
-        pairs.add_column(header, overflow="fold")
+
+def _pairs_table(host: Host, wide: bool) -> Any:
+    table = _table("\nveth pairs", ("NETNS", "VETH", "MASTER", "ADDRESSES", "", "PEER NETNS",
+                                      "PEER", "ADDRESSES", "OWNER"))
     for pair in host.veth_pairs:
         a, b = pair.ends
-        owner = host.by_inode[b.inode] if b.inode in host.by_inode else None
-        link = "===" if pair.status == "ok" else "=/="
-        pairs.add_row(
+        owner = host.by_inode.get(b.inode) if b.inode else None
+        far = b.netns or ("(gone)" if pair.status == "peer-gone" else "(not visible)")
+        table.add_row(
             a.netns or "?", a.ifname or "?", a.master or "-",
-            _addresses(a.addresses, link_local=wide), link,
-            b.netns or ("(gone)" if pair.status == "peer-gone" else "(not visible)"),
-            b.ifname or "?", _addresses(b.addresses, link_local=wide),
+            _addresses(a.addresses, link_local=wide), "===" if pair.status == "ok" else "=/=",
+            far, b.ifname or "?", _addresses(b.addresses, link_local=wide),
             _owner(owner) if owner else "-",
         )
-    console.print(pairs)
+    return table
 
+
+def _interfaces_table(host: Host) -> Any:
+    table = _table("\ninterfaces", ("NETNS", "IFACE", "KIND", "STATE", "MTU", "MAC", "MASTER",
+                                      "ADDRESSES", "PEER"))
+    for ns in host.namespaces:
+        for i in ns.interfaces:
+            peer = "-"
+            if i.peer is not None and i.peer.status == "ok":
+                peer = f"{i.peer.ifname}@{i.peer.netns}"
+            elif i.peer is not None:
+                peer = f"{i.peer.ifname or '?'} ({i.peer.status})"
+            table.add_row(ns.label, i.ifname, i.kind, i.state, str(i.mtu or "-"), i.mac or "-",
+                          i.master or "-", _addresses(i.addresses, link_local=True), peer)
+    return table
+
+
+def _routes_table(host: Host) -> Any:
+    table = _table("\nroutes (main table)", ("NETNS", "ROUTE", "PROTO"))
+    for ns in host.namespaces:
+        for r in ns.routes:
+            table.add_row(ns.label, _route_text(r), r.protocol)
+    return table
+
+
+def render_table(host: Host, *, wide: bool = False, width: int | None = None,
+                 color: bool = False) -> str:
+    """Namespaces and veth pairs as tables; `wide` adds every interface and route."""
+    from rich.console import Console  # noqa: PLC0415  # 60 ms: only when a table is asked for
+
+    out = io.StringIO()
+    console = Console(file=out, width=width or 160, force_terminal=color, no_color=not color,
+                      highlight=False, soft_wrap=False)
+    console.print(_namespaces_table(host, wide))
+    console.print(_pairs_table(host, wide))
     if wide:
-        ifaces_t = Table(title="\ninterfaces", title_justify="left", box=None, pad_edge=False)
-        for header in ("NETNS", "IFACE", "KIND", "STATE", "MTU", "MAC", "MASTER", "ADDRESSES",
-                       "PEER"):
-            ifaces_t.add_column(header, overflow="fold")
-        routes_t = Table(title="\nroutes (main table)", title_justify="left", box=None,
-                         pad_edge=False)
-        for header in ("NETNS", "ROUTE", "PROTO"):
-            routes_t.add_column(header, overflow="fold")
-        for ns in host.namespaces:
-            for i in ns.interfaces:
-                peer = "-"
-                if i.peer is not None:
-                    peer = (f"{i.peer.ifname}@{i.peer.netns}" if i.peer.status == "ok"
-                            else f"{i.peer.ifname or '?'} ({i.peer.status})")
-                ifaces_t.add_row(ns.label, i.ifname, i.kind, i.state, str(i.mtu or "-"),
-                                 i.mac or "-", i.master or "-",
-                                 _addresses(i.addresses, link_local=True), peer)
-            for r in ns.routes:
-                routes_t.add_row(ns.label, _route_text(r), r.protocol)
-        console.print(ifaces_t)
-        console.print(routes_t)
-    return out.getvalue().rstrip("\n")
+        console.print(_interfaces_table(host))
+        console.print(_routes_table(host))
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines()).strip("\n")
 
 
 def describe_interface(host: Host, ifname: str) -> list[str]:

@@ -170,6 +170,7 @@ def _serve(request: SpawnRequest, status: _Status) -> NoReturn:
         ip=request.pod_ip,
         container=request.container_name,
     )
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a server takes EPIPE as an error, not death
     log = os.fdopen(1, "w", encoding="utf-8", errors="replace", closefd=False)
     server = responder.run(who, request.ports, log)
     _set_comm("podnet-http")

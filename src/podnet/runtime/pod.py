@@ -108,9 +108,10 @@ def write_file_atomic(path: str, text: str, mode: int = 0o644) -> None:
     try:
         dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
+        why = "it is a symlink" if os.path.islink(parent) else exc.strerror
         raise StateError(
-            f"cannot open {parent} to write {name}: {exc.strerror}",
-            hint="it must be a real directory, not a symlink",
+            f"cannot write {name} into {parent}: {why}",
+            hint="podnet writes its state only into real directories, never through symlinks",
         ) from None
     tmp = f".{name}.{secrets.token_hex(6)}.tmp"
     try:

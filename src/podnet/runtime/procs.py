@@ -71,6 +71,9 @@ def stop(refs: Sequence[ProcessRef], timeout: float = 2.0) -> None:
     something survives SIGKILL.
     """
     pending = [ref for ref in refs if _signal(ref, signal.SIGTERM)]
+    # Wait for the rest of each group too (a shell's children), so that when we return nothing
+    # of the containers holds their pod's namespaces any more.
+    pending += _group_members({ref.pid for ref in pending}, exclude=set(pending))
     for ref in refs:
         _reap(ref)
     pending = _wait_gone(pending, time.monotonic() + timeout)
@@ -83,6 +86,27 @@ def stop(refs: Sequence[ProcessRef], timeout: float = 2.0) -> None:
             hint="they are stuck in the kernel (state D in `ps -o pid,stat,wchan`); "
             "they go once the call they wait on returns",
         )
+
+
+def _group_members(groups: set[int], exclude: set[ProcessRef]) -> list[ProcessRef]:
+    """Running processes whose process group is one of `groups` (one pass over /proc)."""
+    if not groups:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                raw = fh.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        rest = raw[raw.rindex(b")") + 1 :].split()
+        if int(rest[2]) in groups and rest[0] not in (b"Z", b"X"):  # field 5: the group
+            ref = ProcessRef(int(entry), int(rest[19]))
+            if ref not in exclude:
+                found.append(ref)
+    return found
 
 
 def _open_verified(ref: ProcessRef) -> int | None:

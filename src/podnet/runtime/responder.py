@@ -94,6 +94,7 @@ class Responder:
         self._listeners: list[socket.socket] = []
         self._conns: dict[int, _Conn] = {}
         self._paused_until = 0.0
+        self._next_sweep = 0.0
 
     def bind(self) -> list[str]:
         """Listen on every port; return the addresses. OSError names the port that failed."""
@@ -292,7 +293,8 @@ class Responder:
             return
         while conn.outbuf:
             try:
-                sent = conn.sock.send(conn.outbuf)
+                # MSG_NOSIGNAL: a client gone mid-answer must not SIGPIPE the whole server.
+                sent = conn.sock.send(conn.outbuf, socket.MSG_NOSIGNAL)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -317,6 +319,9 @@ class Responder:
 
     def _sweep(self) -> None:
         now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 1.0
         for conn in [c for c in self._conns.values() if now - c.last > _IDLE]:
             self._close(conn)
         if self._paused_until and now >= self._paused_until:
