@@ -183,6 +183,11 @@ def test_containers_live_in_the_pods_namespaces_and_outlive_the_spawner(
         with open(f"/proc/{ref.pid}/mountinfo") as fh:
             assert " nsfs " not in fh.read()
     http_ref, sleep_ref = refs
+    # `ps` names what runs: the responder is Python forked from the zygote, not a program.
+    with open(f"/proc/{http_ref.pid}/cmdline", "rb") as fh:
+        assert fh.read().rstrip(b"\0") == b"podnet-http dev/web-1 http :80"
+    with open(f"/proc/{sleep_ref.pid}/cmdline", "rb") as fh:
+        assert fh.read() == b"sleep\x001000\x00"
     with open(f"/proc/{sleep_ref.pid}/environ", "rb") as fh:
         env = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if item)
     assert env[b"HOSTNAME"] == b"web-1"

@@ -46,6 +46,23 @@ class Context:
         self.spawner = spawner
         self._sockets: dict[str, Netlink] = {}
         self.submitted: list[PodLayout] = []  # pods whose containers the spawner is starting
+        self._next_index: dict[str, int] = {}
+        self._pod_eth0_index: int | None = None
+
+    def free_index(self, ns: str) -> int:
+        """An ifindex unused in namespace `ns`, so one batch can create and address a veth."""
+        if ns not in self._next_index:
+            self._next_index[ns] = max(link["index"] for link in self.nl(ns).links()) + 1
+        self._next_index[ns] += 1
+        return self._next_index[ns] - 1
+
+    def pod_eth0_index(self, pod_nl: Netlink) -> int:
+        """The first free ifindex of a new pod namespace: lo, plus whatever fallback tunnel
+        devices this kernel's modules put in every new namespace (tunl0, sit0...): on a kind
+        node that makes pods' eth0 if2 or if3. Asked once per run: all new namespaces match."""
+        if self._pod_eth0_index is None:
+            self._pod_eth0_index = max(link["index"] for link in pod_nl.links()) + 1
+        return self._pod_eth0_index
 
     def collect_started(self) -> None:
         """Wait for the containers submitted so far and record them (PID and start time)."""
@@ -165,6 +182,7 @@ def pod_create(ctx: Context, step: Step) -> None:
     node = lay.node(pod.node)
     path = _create_netns(ctx, pod.netns)
     with Netlink.open(path, label=pod.netns) as pod_nl:
+        indexes = (ctx.free_index(node.netns), ctx.pod_eth0_index(pod_nl))
         attach_pod(
             ctx.nl(node.netns),
             pod_nl,
@@ -179,6 +197,7 @@ def pod_create(ctx: Context, step: Step) -> None:
                 hairpin=lay.attachment == "bridge",
                 host_accept_ra=True,  # inherited: node_create set the node's default to 0
             ),
+            indexes=indexes,
         )
     pod_runtime.create_pod_uts(pod.uts, pod.name)
     pod_runtime.write_hosts_file(pod.hosts_file, str(pod.ip.ip), pod.name)

@@ -60,6 +60,11 @@ def _run(kind: str, command: str, conf: dict[str, Any], req: Request) -> dict[st
     return doc if isinstance(doc, dict) else None
 
 
+def _speaks_1_1(kind: str, req: Request) -> bool:
+    doc = _run(kind, "VERSION", {"cniVersion": "1.1.0"}, req) or {}
+    return "1.1.0" in (doc.get("supportedVersions") or ())
+
+
 def ipam(command: str, conf: dict[str, Any], req: Request) -> Result | None:
     """Run the IPAM plugin of `conf` for `command`; ADD returns its result."""
     kind = str(conf["ipam"]["type"])
@@ -75,10 +80,11 @@ def ipam(command: str, conf: dict[str, Any], req: Request) -> Result | None:
         elif command == "STATUS":
             ipam_plugin.ipam_status(conf)
         return None
+    if command in ("STATUS", "GC") and not _speaks_1_1(kind, req):
+        return None  # a delegate older than spec 1.1 knows no STATUS or GC: nothing to ask
     try:
         doc = _run(kind, command, conf, req)
     except CniError as exc:
-        # A delegate older than spec 1.1 knows no STATUS or GC: it has nothing to report.
         if command in ("STATUS", "GC") and exc.cni_code == CNI_INCOMPATIBLE_VERSION:
             return None
         raise

@@ -85,8 +85,13 @@ def _refuse_own_namespace(path: str) -> None:
     """DEL: the same refusal as ADD, for a namespace that still exists."""
     if not path:
         return
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError), pod_namespace(path):
-        pass
+    try:
+        with pod_namespace(path):
+            pass
+    except CniError as exc:
+        if "own network namespace" in exc.message:
+            raise
+        # Gone, or not a namespace: DEL cleans up what it can without it.
 
 
 def _first_ipv4(result: Result, kind: str) -> IPConfig:
@@ -279,11 +284,11 @@ def cmd_check(req: Request, conf: PodnetConf) -> None:
     expected = prev.interfaces[index]
     ips = [ip for ip in prev.ips if ip.interface == index]
     host_name = host_veth_name(conf.net.name, req.container_id, req.ifname)
-    delegate.ipam("CHECK", conf.net.raw, req)
-    with pod_namespace(req.netns) as ns, Netlink.open(ns, label=req.netns) as pod, \
-            Netlink.open() as host:
-        _check_pod(pod, req, expected, ips, prev)
-        _check_host(host, conf, host_name, ips)
+    with pod_namespace(req.netns) as ns:
+        delegate.ipam("CHECK", conf.net.raw, req)
+        with Netlink.open(ns, label=req.netns) as pod, Netlink.open() as host:
+            _check_pod(pod, req, expected, ips, prev)
+            _check_host(host, conf, host_name, ips)
     if conf.ip_masq:
         for ip in ips:
             if not nft.masq_contains(conf.net.name, ipaddress.IPv4Address(str(ip.address.ip))):

@@ -38,25 +38,44 @@ class PodAttachment:
     host_netns_path: str | None = None  # where `host` lives (None: this thread's namespace)
 
 
-def attach_pod(host: Netlink, pod: Netlink, pod_netns_path: str, a: PodAttachment) -> int:
+def attach_pod(
+    host: Netlink,
+    pod: Netlink,
+    pod_netns_path: str,
+    a: PodAttachment,
+    *,
+    indexes: tuple[int, int] | None = None,
+) -> int:
     """Create and configure both ends; return the pod end's ifindex.
 
-    The pod end is born inside the pod's namespace (moving it costs 15 ms). Each side's changes
-    go in one batched round trip. Nothing is undone here on failure: callers delete the host end
-    (or the whole namespace) to roll back.
+    The pod end is born inside the pod's namespace (moving it costs 15 ms). With `indexes`
+    (host end, pod end) free in their namespaces, each side is one round trip: the veth and the
+    host side's address and route go in one batch. Without, the kernel picks the indexes and
+    one lookup learns them. Nothing is undone here on failure: callers delete the host end (or
+    the whole namespace) to roll back.
     """
     fd = os.open(pod_netns_path, os.O_RDONLY)
     try:
-        host.add_veth(a.host_ifname, a.pod_ifname, fd, mtu=a.mtu)
+        if indexes is None:
+            host.add_veth(a.host_ifname, a.pod_ifname, fd, mtu=a.mtu)
+            created = host.link(a.host_ifname)  # one answer gives both ends' indexes
+            host_index, pod_index = int(created["index"]), int(created["link"])
+            batch = Batch(f"attaching {a.pod_ip}")
+        else:
+            host_index, pod_index = indexes
+            batch = Batch(f"attaching {a.pod_ip}").veth_add(
+                a.host_ifname, host_index, a.pod_ifname, pod_index, fd, a.mtu
+            )
+        if a.host_accept_ra:
+            host.send(_host_side(host, a, host_index, batch))
+        else:
+            host.send(batch)  # the sysctl needs the interface to exist
+            _disable_accept_ra(a.host_ifname, a.host_netns_path)
+            host.send(_host_side(host, a, host_index, Batch(batch.what)))
     finally:
         os.close(fd)
-    created = host.link(a.host_ifname)  # one answer gives both ends' indexes
-    host_index, pod_index = created["index"], created["link"]
-    if not a.host_accept_ra:
-        _disable_accept_ra(a.host_ifname, a.host_netns_path)
-    host.send(_host_side(host, a, host_index))
     pod.send(_pod_side(a, pod_index))
-    return int(pod_index)
+    return pod_index
 
 
 def _disable_accept_ra(ifname: str, netns_path: str | None) -> None:
@@ -71,8 +90,7 @@ def _disable_accept_ra(ifname: str, netns_path: str | None) -> None:
             sysctl.write(None, {key: "0"})
 
 
-def _host_side(host: Netlink, a: PodAttachment, index: int) -> Batch:
-    batch = Batch(f"configuring {a.host_ifname} in {host.where}")
+def _host_side(host: Netlink, a: PodAttachment, index: int, batch: Batch) -> Batch:
     if a.mode == "ptp":
         batch.link_set(index, up=True, alias=OWNER_ALIAS)
         batch.addr_add(index, f"{a.gateway}/32")
@@ -84,7 +102,7 @@ def _host_side(host: Netlink, a: PodAttachment, index: int) -> Batch:
     if a.hairpin:
         host.send(batch)
         host.set_hairpin(index)
-        return Batch(batch.what)
+        return Batch(batch.what)  # nothing left to send
     return batch
 
 

@@ -2,7 +2,7 @@
 
 The kernel runs the messages of one datagram in order and acknowledges each, so a pod's six
 changes (lo up, address, eth0 up, three routes) cost one round trip instead of six. Messages are
-pyroute2's own classes; pyroute2's `nlm_request_batch` sends them.
+pyroute2's own classes; `kernel.rtnl.RawRtnl` carries them.
 """
 
 from __future__ import annotations
@@ -32,8 +32,28 @@ class Batch:
     """Collects requests for one socket; `Netlink.send(batch)` sends them together."""
 
     def __init__(self, what: str) -> None:
-        self.what = what  # for error messages: "configuring eth0 of pod dev/x"
+        self.what = what  # for error messages: "attaching pod dev/x"
         self.messages: list[Any] = []
+        self.notes: list[str] = []  # what each message does, for the error that names it
+
+    def veth_add(
+        self,
+        ifname: str,
+        index: int,
+        peer: str,
+        peer_index: int,
+        peer_netns_fd: int,
+        mtu: int,
+    ) -> Batch:
+        """A veth pair with both ifindexes chosen by us, so the next messages of the same batch
+        can address both ends; the peer is born in `peer_netns_fd`."""
+        msg = ifinfmsg()
+        msg["index"] = index
+        peer_attrs = [["IFLA_IFNAME", peer], ["IFLA_NET_NS_FD", peer_netns_fd], ["IFLA_MTU", mtu]]
+        data = {"attrs": [["VETH_INFO_PEER", {"index": peer_index, "attrs": peer_attrs}]]}
+        info = {"attrs": [["IFLA_INFO_KIND", "veth"], ["IFLA_INFO_DATA", data]]}
+        msg["attrs"] = [["IFLA_IFNAME", ifname], ["IFLA_MTU", mtu], ["IFLA_LINKINFO", info]]
+        return self._add(msg, RTM_NEWLINK, _CREATE, f"creating veth {ifname} (peer {peer})")
 
     def link_set(
         self, index: int, *, up: bool = True, alias: str | None = None, master: int | None = None
@@ -48,7 +68,8 @@ class Batch:
         if master is not None:
             attrs.append(["IFLA_MASTER", master])
         msg["attrs"] = attrs
-        return self._add(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK)
+        state = "up" if up else "down"
+        return self._add(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, f"setting link {index} {state}")
 
     def addr_add(self, index: int, cidr: str, *, noprefixroute: bool = False) -> Batch:
         iface = ipaddress.IPv4Interface(cidr)
@@ -63,7 +84,7 @@ class Batch:
         if noprefixroute:
             attrs.append(["IFA_FLAGS", IFA_F_NOPREFIXROUTE])
         msg["attrs"] = attrs
-        return self._add(msg, RTM_NEWADDR, _CREATE)
+        return self._add(msg, RTM_NEWADDR, _CREATE, f"adding {cidr} to link {index}")
 
     def route_add(
         self,
@@ -90,10 +111,12 @@ class Batch:
         if src:
             attrs.append(["RTA_PREFSRC", src])
         msg["attrs"] = attrs
-        return self._add(msg, RTM_NEWROUTE, _CREATE)
+        via = f" via {gateway}" if gateway else ""
+        return self._add(msg, RTM_NEWROUTE, _CREATE, f"adding route {dst}{via}")
 
-    def _add(self, msg: Any, kind: int, flags: int) -> Batch:
+    def _add(self, msg: Any, kind: int, flags: int, note: str) -> Batch:
         msg["header"]["type"] = kind
         msg["header"]["flags"] = flags
         self.messages.append(msg)
+        self.notes.append(note)
         return self

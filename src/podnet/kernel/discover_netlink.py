@@ -126,9 +126,12 @@ def _route(data: bytes, pos: int, end: int) -> Route:
 
 
 # Requests are encoded once by pyroute2 and reused for every namespace.
-_DUMP_LINKS = schema.request("link", attrs={"IFLA_EXT_MASK": Rtnl.RTEXT_FILTER_SKIP_STATS})
-_DUMP_ADDRS = schema.request("addr")
-_DUMP_ROUTES = schema.request("route", table=Rtnl.RT_TABLE_MAIN)
+# Family 0 (AF_UNSPEC): IPv4 and IPv6 in one dump; pyroute2's rtmsg would default to AF_INET.
+_DUMP_LINKS = schema.request(
+    "link", family=0, attrs={"IFLA_EXT_MASK": Rtnl.RTEXT_FILTER_SKIP_STATS}
+)
+_DUMP_ADDRS = schema.request("addr", family=0)
+_DUMP_ROUTES = schema.request("route", family=0, table=Rtnl.RT_TABLE_MAIN)
 _NSID_FD_OFFSET = -4  # NETNSA_FD is the last attribute: its u32 value ends the message
 _GET_NSID = bytearray(schema.request("nsid", dump=False, attrs={"NETNSA_FD": 0}))
 

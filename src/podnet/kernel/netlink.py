@@ -20,6 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, ObjectMissingError
 from podnet.kernel import netns
 from podnet.kernel.batch import Batch
+from podnet.kernel.rtnl import RawRtnl
 
 __all__ = ["OWNER_ALIAS", "Netlink", "netlink_errors"]
 
@@ -70,21 +71,35 @@ def _link_dict(msg: Any) -> dict[str, Any]:
 class Netlink:
     """Route netlink in one namespace: links, addresses, routes, neighbours."""
 
-    def __init__(self, ipr: Any, where: str) -> None:
-        self._ipr = ipr
+    def __init__(self, path: str | None, where: str) -> None:
+        self._path = path
         self.where = where  # namespace name for messages ("host" for our own)
+        self._raw = RawRtnl()  # batches: opened now, while the caller is in the namespace
+        self._iproute: Any = None  # everything else: pyroute2's IPRoute, opened on first use
 
     @classmethod
     def open(cls, path: str | None = None, *, label: str | None = None) -> Netlink:
-        """Open a socket in the namespace at `path` (None: the one this thread is in)."""
+        """Open sockets in the namespace at `path` (None: the one this thread is in)."""
         where = label or (os.path.basename(path) if path else "host")
         if path is None:
-            return cls(IPRoute(), where)
+            return cls(None, where)
         with netns.entered(path):
-            return cls(IPRoute(), where)
+            return cls(path, where)
+
+    @property
+    def _ipr(self) -> Any:
+        if self._iproute is None:
+            if self._path is None:
+                self._iproute = IPRoute()
+            else:
+                with netns.entered(self._path):
+                    self._iproute = IPRoute()
+        return self._iproute
 
     def close(self) -> None:
-        self._ipr.close()
+        self._raw.close()
+        if self._iproute is not None:
+            self._iproute.close()
 
     def __enter__(self) -> Netlink:
         return self
@@ -99,7 +114,7 @@ class Netlink:
     def send(self, batch: Batch) -> None:
         """Send every request of `batch` in one datagram and wait for all their answers."""
         if batch.messages:
-            self._call(batch.what, self._ipr.nlm_request_batch, batch.messages)
+            self._raw.send(batch, self.where)
 
     # --- links -------------------------------------------------------------------------------
 

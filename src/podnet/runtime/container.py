@@ -16,6 +16,7 @@ means exec succeeded.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import stat
@@ -28,7 +29,7 @@ from podnet.runtime.enter import ExecError, enter_pod, exec_command, reset_signa
 from podnet.runtime.hosts import pod_hostname
 from podnet.runtime.procs import identify
 
-__all__ = ["DEFAULT_PATH", "SpawnRequest", "container_env", "run"]
+__all__ = ["DEFAULT_PATH", "SpawnRequest", "container_env", "run", "set_process_title"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -149,7 +150,8 @@ def run(request: SpawnRequest, status_fd: int, mount_template: int | None = None
             exec_command(request.argv, container_env(request))
         if request.ports:
             _serve(request, status)
-        _set_comm("pause")
+        pod = f"{request.pod_namespace}/{request.pod_name}"
+        _set_title("pause", f"pause {pod} {request.container_name}")
         status.send("R\n")
         status.close()
         while True:
@@ -173,7 +175,8 @@ def _serve(request: SpawnRequest, status: _Status) -> NoReturn:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a server takes EPIPE as an error, not death
     log = os.fdopen(1, "w", encoding="utf-8", errors="replace", closefd=False)
     server = responder.run(who, request.ports, log)
-    _set_comm("podnet-http")
+    ports = ",".join(str(p) for p in request.ports)
+    _set_title("podnet-http", f"podnet-http {who.pod} {who.container} :{ports}")
     status.send("R\n")
     status.close()
     server.serve_forever()
@@ -208,10 +211,32 @@ def _redirect(log_path: str) -> None:
     os.close(log)
 
 
-def _set_comm(name: str) -> None:
-    """Name the process for `ps -o comm` and `top`: it runs our Python, not a program of its own."""
+def _set_title(comm: str, title: str) -> None:
+    """Name the process for `ps`: it runs the zygote's Python, not a program of its own.
+
+    `comm` (top, `ps -o comm`) goes through /proc/self/comm; the command line is rewritten in
+    place, in the argv area the kernel shows as /proc/PID/cmdline (the zygote's argv reserves
+    room for it), as setproctitle does. Python keeps its own copy of argv, so nothing reads it.
+    """
+    set_process_title(title)
     with contextlib.suppress(OSError), open("/proc/self/comm", "w") as fh:
-        fh.write(name[:15])
+        fh.write(comm[:15])
+
+
+def set_process_title(title: str) -> None:
+    """Overwrite this process's command line as `ps` shows it, cut to the room there is."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            raw = fh.read()
+        fields = raw[raw.rindex(b")") + 1 :].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start and arg_end: fields 48 and 49
+    except (OSError, ValueError, IndexError):
+        return
+    size = end - start
+    if start <= 0 or size <= 1:
+        return
+    data = title.encode()[: size - 1]
+    ctypes.memmove(start, data + b"\0" * (size - len(data)), size)
 
 
 def _describe(exc: BaseException) -> str:

@@ -396,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server = run(who, args.port, sys.stdout)
     except (OSError, ValueError) as exc:
-        sys.stderr.write(f"responder: {exc}\n")
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        sys.stderr.write(f"responder: {text}\n")
         return 1
     try:
         server.serve_forever()

@@ -30,6 +30,9 @@ from podnet.runtime.procs import ProcessRef, stop
 __all__ = ["SpawnError", "SpawnRequest", "Spawner"]
 
 
+_TITLE_ROOM = 100
+
+
 class SpawnError(ProcessError):
     """Containers did not start; `failures` holds (request, reason) for each."""
 
@@ -68,8 +71,10 @@ class Spawner:
             p for p in (root, os.environ.get("PYTHONPATH", "")) if p
         )
         # -S: no site-packages scan; podnet is found through PYTHONPATH, the rest is stdlib.
+        # The blank argument is room in the argv area, where containers write the command line
+        # `ps` shows for them ("podnet-http dev/web-1 web :80").
         self._proc = subprocess.Popen(
-            [sys.executable, "-S", "-m", "podnet.runtime.zygote"],
+            [sys.executable, "-S", "-m", "podnet.runtime.zygote", " " * _TITLE_ROOM],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.errors import PodnetError
-from podnet.runtime.container import SpawnRequest, run
+from podnet.runtime.container import SpawnRequest, run, set_process_title
 from podnet.runtime.enter import mount_template
 
 __all__ = ["main"]
@@ -153,6 +153,7 @@ def _reap() -> None:
 def main() -> int:
     # Ctrl-C reaches the whole foreground group: podnet handles it and closes our stdin.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_process_title("podnet-zygote")
     try:
         template: int | None = mount_template()
     except PodnetError:
