@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox import ensure_sandbox, run, timed  # noqa: E402
+from sandbox import ensure_sandbox, run, timed
 
 NODES = ("bench-worker", "bench-worker2", "bench-worker3")
 

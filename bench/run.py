@@ -1,4 +1,4 @@
-"""Run every benchmark (or those named) in one sandbox: `./podnet.sh bench [lab inspect cni ...]`."""
+"""Run every benchmark (or those named) in one sandbox: `./podnet.sh bench [lab inspect ...]`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox import ensure_sandbox  # noqa: E402
+from sandbox import ensure_sandbox
 
 ALL = ("lab", "inspect", "cni", "throughput")
 

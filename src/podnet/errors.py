@@ -26,8 +26,8 @@ __all__ = [
     "ObjectExistsError",
     "ObjectMissingError",
     "PodnetError",
-    "ProcessError",
     "Problem",
+    "ProcessError",
     "StateError",
     "TopologyError",
 ]
@@ -101,7 +101,7 @@ class KernelError(PodnetError, OSError):
 
     def __init__(self, message: str, *, errno: int | None = None, hint: str = "") -> None:
         PodnetError.__init__(self, message, hint=hint)
-        self.errno = errno  # type: ignore[assignment]  # OSError declares errno as int
+        self.errno = errno
 
     def __str__(self) -> str:
         return self.message

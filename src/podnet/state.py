@@ -1,4 +1,4 @@
-"""The running lab's record under /run/podnet/<cluster>/: what podnet made, so `down` removes exactly that.
+"""The lab's record in /run/podnet/<cluster>/: what podnet made, so `down` removes just that.
 
 The record is the layout plus the container processes started (PID and start time). It is written
 atomically (temp file, fsync-free rename: /run is tmpfs and vanishes with the kernel objects at
@@ -13,7 +13,7 @@ import ipaddress
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,15 +117,11 @@ def load(cluster: str) -> LabState | None:
 def remove(cluster: str) -> None:
     directory = f"{STATE_ROOT}/{cluster}"
     for name in ("state.json", "state.json.tmp", "lock"):
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(f"{directory}/{name}")
-        except FileNotFoundError:
-            pass
     for sub in ("pods", "nodes", "logs", ""):
-        try:
+        with suppress(OSError):  # not empty (a file we did not make) or already gone: leave it
             os.rmdir(f"{directory}/{sub}".rstrip("/"))
-        except OSError:
-            pass  # not empty (a file we did not make) or already gone: leave it
 
 
 # --- JSON shape (documented in the README; inspect and exec read it) ---------------------------

@@ -37,6 +37,11 @@ def ip(*args: str) -> str:
 
 
 def ip_json(ns: str | None, *args: str) -> Any:
+    """`ip -j` in a named namespace, or in the one at a path such as /proc/PID/ns/net."""
+    if ns is not None and ns.startswith("/"):
+        argv = ["nsenter", f"--net={ns}", "ip", "-j", *args]
+        return json.loads(subprocess.run(argv, capture_output=True, text=True,
+                                         check=True).stdout or "[]")
     return json.loads(ip(*(["-n", ns] if ns else []), "-j", *args) or "[]")
 
 
@@ -64,6 +69,11 @@ def look(tmp_path: Path, *names: str) -> Host:
     raise AssertionError("the namespaces kept changing")
 
 
+def v4(addresses: tuple[str, ...] | None) -> list[str]:
+    assert addresses is not None
+    return [a for a in addresses if "." in a]
+
+
 def one(host: Host, selector: str) -> Namespace:
     found = host.find(selector)
     assert len(found) == 1, f"{selector}: {[n.label for n in found]}"
@@ -85,11 +95,9 @@ def assert_matches_ip(host: Host, name: str, path: str | None = None) -> None:
     """Every link, address and main-table route inspect reports for a namespace is what `ip -j`
     reports for it, and nothing is missing."""
     ns = one(host, name)
-    prefix = ["nsenter", f"--net={path}"] if path else []
 
     def ipj(*args: str) -> Any:
-        argv = [*prefix, "ip", *([] if path else ["-n", name]), "-j", *args]
-        return json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+        return ip_json(path or name, *args)
 
     links = {link["ifname"]: link for link in ipj("-d", "link", "show")}
     assert sorted(links) == sorted(i.ifname for i in ns.interfaces)
@@ -244,11 +252,11 @@ def test_pairs_between_non_root_namespaces(
     lefts = [netns_factory("left") for _ in range(4)]
     rights = [netns_factory("right") for _ in range(4)]
     for n, (left, right) in enumerate(zip(lefts, rights, strict=True)):
-        ip("-n", left, "link", "add", "a", "type", "veth", "peer", "name", "b", "netns", right)
-        ip("-n", left, "addr", "add", f"192.168.{n}.1/30", "dev", "a")
-        ip("-n", right, "addr", "add", f"192.168.{n}.2/30", "dev", "b")
-        ip("-n", left, "link", "set", "a", "up")
-        ip("-n", right, "link", "set", "b", "up")
+        ip("-n", left, "link", "add", "xa", "type", "veth", "peer", "name", "xb", "netns", right)
+        ip("-n", left, "addr", "add", f"192.168.{n}.1/30", "dev", "xa")
+        ip("-n", right, "addr", "add", f"192.168.{n}.2/30", "dev", "xb")
+        ip("-n", left, "link", "set", "xa", "up")
+        ip("-n", right, "link", "set", "xb", "up")
     # and a pair with both ends in one namespace
     ip("-n", lefts[0], "link", "add", "loop-a", "type", "veth", "peer", "name", "loop-b")
     for n, (left, right) in enumerate(zip(lefts, rights, strict=True)):
@@ -257,10 +265,10 @@ def test_pairs_between_non_root_namespaces(
     host = look(tmp_path, *lefts, *rights)
 
     for n, (left, right) in enumerate(zip(lefts, rights, strict=True)):
-        a, b = pair_at(host, left, "a").ends
+        a, b = pair_at(host, left, "xa").ends
         assert (a.ifindex, b.ifindex) == (2, 2)
-        assert (b.netns, b.ifname) == (right, "b")
-        assert a.addresses == (f"192.168.{n}.1/30",) and b.addresses == (f"192.168.{n}.2/30",)
+        assert (b.netns, b.ifname) == (right, "xb")
+        assert v4(a.addresses) == [f"192.168.{n}.1/30"] and v4(b.addresses) == [f"192.168.{n}.2/30"]
     a, b = pair_at(host, lefts[0], "loop-a").ends
     assert (b.netns, b.ifname) == (lefts[0], "loop-b")
     assert all(p.status == "ok" for p in host.veth_pairs)
@@ -323,7 +331,7 @@ def test_unnamed_namespace_held_by_a_sleeping_process(
     subprocess.run([*inside, "addr", "add", "10.9.0.2/24", "dev", "eth0"], check=True)
     subprocess.run([*inside, "link", "set", "eth0", "up"], check=True)
 
-    host = look(tmp_path, node)
+    host = look(tmp_path, node, f"/proc/{proc.pid}/ns/net")
 
     label = f"pid:{proc.pid}"
     ns = one(host, label)
@@ -331,8 +339,8 @@ def test_unnamed_namespace_held_by_a_sleeping_process(
     assert [(h.pid, h.comm) for h in ns.holders] == [(proc.pid, "sleep")]
     assert ns.inode == os.stat(f"/proc/{proc.pid}/ns/net").st_ino
     near, far = pair_at(host, node, "vsleep").ends
-    assert (far.netns, far.ifname, far.addresses) == (label, "eth0", ("10.9.0.2/24",))
-    assert near.addresses == ("10.9.0.1/24",)
+    assert (far.netns, far.ifname, v4(far.addresses)) == (label, "eth0", ["10.9.0.2/24"])
+    assert v4(near.addresses) == ["10.9.0.1/24"]
     assert _describe(host, "vsleep") == [
         f"vsleep in {node}: peer is eth0 in {label}, held by PID {proc.pid} (sleep)"
     ]
@@ -356,6 +364,12 @@ def _cni(plugin: str, command: str, node: str, pod: str, container_id: str,
     )
     assert result.returncode == 0, f"{plugin} {command}: {result.stdout}{result.stderr}"
     return json.loads(result.stdout) if result.stdout.strip() else {}
+
+
+def _host_end(result: dict[str, Any]) -> dict[str, Any]:
+    """The node end of the veth in a CNI result: no sandbox, and not the bridge (listed first)."""
+    node_side = [i for i in result["interfaces"] if not i.get("sandbox")]
+    return dict(node_side[-1])
 
 
 @pytest.mark.skipif(not os.path.exists(f"{CNI_BIN}/bridge"), reason="containernetworking-plugins")
@@ -404,7 +418,7 @@ def test_reference_cni_plugins(netns_factory: Callable[[str], str], tmp_path: Pa
 
         for plugin, pod in pods.items():
             result = results[plugin]
-            host_if = next(i for i in result["interfaces"] if not i.get("sandbox"))
+            host_if = _host_end(result)
             pod_if = next(i for i in result["interfaces"] if i.get("sandbox"))
             near, far = pair_at(host, node, host_if["name"]).ends
             assert (near.mac, far.netns, far.ifname, far.mac) == (
@@ -414,20 +428,18 @@ def test_reference_cni_plugins(netns_factory: Callable[[str], str], tmp_path: Pa
             routes = {(r.dst, r.gateway, r.dev) for r in one(host, pod).routes}
             assert ("default", address["gateway"], "eth0") in routes
             assert_matches_ip(host, pod)
-        near, _ = pair_at(host, node, next(
-            i["name"] for i in results["bridge"]["interfaces"] if not i.get("sandbox"))).ends
+        near, _ = pair_at(host, node, _host_end(results["bridge"])["name"]).ends
         assert near.master == "cnitest0"
         bridge = one(host, node).interface("cnitest0")
         assert bridge is not None and "10.88.0.1/24" in bridge.addresses
-        near, _ = pair_at(host, node, next(
-            i["name"] for i in results["ptp"]["interfaces"] if not i.get("sandbox"))).ends
+        near, _ = pair_at(host, node, _host_end(results["ptp"])["name"]).ends
         assert near.master is None and near.addresses is not None
         assert "10.89.0.1/32" in near.addresses
         assert_matches_ip(host, node)
         assert one(host, bridged).pod == "dev/demo-58465f467c-24bcq"
         assert one(host, ptp).pod == "default/jumpbox"
         assert one(host, node).node == "kind-worker"
-        veth = next(i["name"] for i in results["bridge"]["interfaces"] if not i.get("sandbox"))
+        veth = _host_end(results["bridge"])["name"]
         assert _describe(host, veth) == [
             f"{veth} in {node} (node kind-worker): peer is eth0 in {bridged}, "
             "pod dev/demo-58465f467c-24bcq"

@@ -1,4 +1,4 @@
-"""The lab end to end, through the real CLI, with real namespaces and real packets (sandbox only)."""
+"""The lab end to end through the real CLI: real namespaces, real packets (sandbox only)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_default_lab_has_the_lessons_shape(lab: str) -> None:
     names = sorted(str(p["metadata"]["name"]) for p in items)  # type: ignore[index]
     assert "jumpbox" in names and sum(n.startswith("demo-") for n in names) == 3
     assert all(p["status"]["phase"] == "Running" for p in items)  # type: ignore[index]
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    netns = netns_list()
     for p in items:
         assert str(p["podnet"]["netns"]).startswith("cni-")  # type: ignore[index]
         assert p["podnet"]["netns"] in netns  # type: ignore[index]
@@ -152,3 +152,8 @@ def pods_of(cluster: str) -> list[dict[str, object]]:
     items: list[dict[str, object]] = json.loads(
         podnet("get", "pods", "-C", cluster, "-o", "json").stdout)["items"]
     return items
+
+
+def netns_list() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                          check=True).stdout

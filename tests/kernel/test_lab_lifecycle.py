@@ -6,12 +6,11 @@ Each test starts from an empty sandbox (the shared default lab of test_lab.py is
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.kernel.test_lab import host_snapshot, podnet, pods_of, write_topology
+from tests.kernel.test_lab import host_snapshot, netns_list, podnet, pods_of, write_topology
 
 pytestmark = pytest.mark.kernel
 
@@ -22,7 +21,7 @@ def test_down_leaves_nothing_and_succeeds_twice(tmp_path: Path) -> None:
     pids = [c["pid"] for p in pods_of("small") for c in p["status"]["containerStatuses"]]  # type: ignore[index]
     assert pids
     podnet("down", "-q", "-C", "small")
-    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == ""
+    assert netns_list() == ""
     assert all(dead(pid) for pid in pids)
     assert not os.path.exists("/run/podnet/small")
     assert host_snapshot() == before
@@ -39,7 +38,7 @@ def test_up_with_a_changed_file_converges(tmp_path: Path) -> None:
     podnet("up", "-q", "-f", str(write_topology(tmp_path, replicas=4)))
     third = pods_of("small")
     assert len(third) == 4 and all(p["status"]["phase"] == "Running" for p in third)  # type: ignore[index]
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    netns = netns_list()
     assert netns.count("cni-") == 4
     podnet("down", "-q", "-C", "small")
 
@@ -52,7 +51,7 @@ def test_failure_mid_up_rolls_back(tmp_path: Path) -> None:
                     env={"PODNET_INJECT_FAILURE": victim})
     assert result.returncode == 1
     assert "injected failure" in result.stderr and "rolled back" in result.stderr
-    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == ""
+    assert netns_list() == ""
     assert not os.path.exists("/run/podnet/small/state.json")
     assert host_snapshot() == before
 
@@ -67,7 +66,7 @@ def test_bad_input_is_refused_before_anything_is_created(tmp_path: Path) -> None
     assert result.returncode == 1
     for fragment in ("overlap", "nowhere", "Gadget"):
         assert fragment in result.stderr
-    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == ""
+    assert netns_list() == ""
 
 
 def _replica_names(topo: Path) -> list[str]:

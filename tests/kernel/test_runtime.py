@@ -372,6 +372,26 @@ def test_a_batch_is_all_or_nothing(web: Pod) -> None:
     assert pids_in(web.netns) == []  # the good one was stopped with the batch
 
 
+def test_containers_never_collected_are_stopped_on_close(web: Pod) -> None:
+    spawner = Spawner()
+    spawner.submit(web.request("orphan", ["sleep", "1000"]))
+    spawner.close()  # e.g. the caller failed between submit and collect: no record names it
+    assert pids_in(web.netns) == []
+
+
+def test_a_dead_spawner_process_is_an_error_not_a_hang(web: Pod) -> None:
+    spawner = Spawner()
+    spawner.start()
+    zygote = spawner._proc
+    assert zygote is not None
+    zygote.kill()
+    zygote.wait()
+    with pytest.raises(SpawnError, match="container x of pod dev/web-1: the spawner process exit"):
+        spawner.spawn(web.request("x", ["sleep", "1000"]))
+    spawner.close()
+    assert pids_in(web.netns) == []
+
+
 def test_spawn_errors_name_the_container_and_the_cause(web: Pod) -> None:
     with Spawner() as spawner:
         first = spawner.spawn(web.request("a", ports=(80,)))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from podnet.apply.handlers import HANDLERS, Context
 from podnet.errors import ApplyError, PodnetError
-from podnet.plan.steps import Action, Step
+from podnet.plan.steps import Step
 
 __all__ = ["FAIL_ENV", "Progress", "execute"]
 

@@ -16,11 +16,11 @@ from podnet.kernel import netns, sysctl
 from podnet.kernel.attach import PodAttachment, attach_pod, ensure_bridge
 from podnet.kernel.netlink import Netlink
 from podnet.plan.layout import Layout, NodeLayout, PodLayout
-from podnet.plan.steps import Action, Step
+from podnet.plan.steps import ALL_PODS, Action, Step
 from podnet.runtime import pod as pod_runtime
+from podnet.runtime.container import SpawnRequest
 from podnet.runtime.procs import ProcessRef, stop
 from podnet.runtime.spawner import Spawner
-from podnet.runtime.container import SpawnRequest
 from podnet.state import ContainerRecord, LabState
 
 __all__ = ["HANDLERS", "Context"]
@@ -262,10 +262,11 @@ def record_started(ctx: Context, pod: PodLayout, refs: list[ProcessRef]) -> None
 
 
 def _stop_containers(ctx: Context, pod_key: str) -> None:
-    records = ctx.state.containers_of(pod_key)
+    every = pod_key == ALL_PODS
+    records = ctx.state.containers if every else ctx.state.containers_of(pod_key)
     if records:
         stop([ProcessRef(r.pid, r.starttime) for r in records])
-        ctx.state.containers = [c for c in ctx.state.containers if c.pod != pod_key]
+        ctx.state.containers = [c for c in ctx.state.containers if not every and c.pod != pod_key]
 
 
 def _desired_pod(ctx: Context, key: str) -> PodLayout:

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
@@ -283,6 +284,7 @@ def get(kind: str, name: str | None, namespace: str | None, output: str | None,
         cluster: str | None) -> None:
     """List pods, nodes or veth links of the lab, like kubectl get."""
     record = _require(cluster)
+    table: Callable[[list[dict[str, Any]], bool], str]
     if kind.startswith("po"):
         objects = _pod_objects(record)
         if namespace:
@@ -303,7 +305,7 @@ def get(kind: str, name: str | None, namespace: str | None, output: str | None,
 
 
 def _find_pod(record: lab_state.LabState, name: str, namespace: str | None) -> Any:
-    name = name.split("/")[-1]
+    name = name.rsplit("/", maxsplit=1)[-1]
     matches = [p for p in record.layout.pods
                if p.name == name and (namespace is None or p.namespace == namespace)]
     if namespace is None and len(matches) > 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import ClassVar
 
 import click
 
@@ -16,7 +17,7 @@ __all__ = ["cli", "main"]
 class _LazyGroup(click.Group):
     """Commands from other faces (inspect, cni) load only when called: keeps start-up light."""
 
-    lazy = {
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "inspect": ("podnet.cli.inspect", "inspect_command"),
         "cni": ("podnet.cli.cni", "cni_group"),
     }

@@ -10,11 +10,13 @@ One code path for the lab and the CNI plugin, in the two shapes Kubernetes netwo
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from dataclasses import dataclass
 from typing import Literal
 
+from podnet.errors import ObjectExistsError
 from podnet.kernel import netns, sysctl
 from podnet.kernel.batch import Batch
 from podnet.kernel.netlink import OWNER_ALIAS, Netlink
@@ -126,11 +128,7 @@ def _pod_side(a: PodAttachment, index: int) -> Batch:
 
 def ensure_bridge(host: Netlink, name: str, gateway: ipaddress.IPv4Interface, mtu: int) -> None:
     """A bridge holding the pods' gateway (cni0): created once, then reused."""
-    from podnet.errors import ObjectExistsError
-
-    try:
+    with contextlib.suppress(ObjectExistsError):
         host.add_bridge(name, mtu=mtu)
-    except ObjectExistsError:
-        pass
     host.set_link(name, up=True, owned=True)
     host.add_address(name, str(gateway), exist_ok=True)

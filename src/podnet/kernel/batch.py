@@ -69,7 +69,8 @@ class Batch:
             attrs.append(["IFLA_MASTER", master])
         msg["attrs"] = attrs
         state = "up" if up else "down"
-        return self._add(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, f"setting link {index} {state}")
+        flags = NLM_F_REQUEST | NLM_F_ACK
+        return self._add(msg, RTM_NEWLINK, flags, f"setting link {index} {state}")
 
     def addr_add(self, index: int, cidr: str, *, noprefixroute: bool = False) -> Batch:
         iface = ipaddress.IPv4Interface(cidr)

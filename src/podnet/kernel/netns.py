@@ -141,7 +141,9 @@ def entered(path: str, nstype: int = syscalls.CLONE_NEWNET) -> Iterator[None]:
         try:
             target = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise ObjectMissingError(f"namespace {path} does not exist", errno=errno.ENOENT) from None
+            raise ObjectMissingError(
+                f"namespace {path} does not exist", errno=errno.ENOENT
+            ) from None
         try:
             syscalls.setns(target, nstype)
         except OSError as exc:

@@ -1,4 +1,4 @@
-"""A plain rtnetlink socket for batches: pyroute2 encodes the messages, the socket only carries them.
+"""A plain rtnetlink socket for batches: pyroute2 encodes the messages, this only carries them.
 
 pyroute2 0.9 runs every request through an asyncio loop, which costs more than the kernel's own
 work for small changes. Batches need none of it: the messages are encoded by pyroute2's classes,

@@ -1,4 +1,4 @@
-"""The concrete lab: every namespace name, interface name and address, decided before anything is built.
+"""The concrete lab: every namespace, interface name and address, decided before anything is built.
 
 `layout(spec, previous)` is pure. It keeps what `previous` (the recorded state of the running lab)
 already decided for pods and nodes that stay, so a second `up` decides exactly the same things and
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from podnet.ipam.pool import Pool, PoolExhaustedError
 from podnet.model.types import ClusterSpec, ContainerSpec, PodSpec
 
-__all__ = ["Layout", "NodeLayout", "PodLayout", "STATE_ROOT", "layout"]
+__all__ = ["STATE_ROOT", "Layout", "NodeLayout", "PodLayout", "layout"]
 
 STATE_ROOT = "/run/podnet"
 _NETNS_UUID_NAMESPACE = uuid.UUID("0b7f5a2e-4f4e-4c1b-9d8a-706f646e6574")
@@ -118,7 +118,9 @@ def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
                 netns=node.name,
                 ip=kept.ip if kept else ip,
                 pod_cidr=kept.pod_cidr if kept else cidrs[index],
-                uplink=kept.uplink if kept else _unique_veth((spec.name, node.name), fabric_uplinks),
+                uplink=kept.uplink
+                if kept
+                else _unique_veth((spec.name, node.name), fabric_uplinks),
                 uts=f"{state_dir}/nodes/{node.name}.uts",
                 hosts_file=f"{state_dir}/nodes/{node.name}.hosts",
             )
@@ -172,17 +174,17 @@ def _place_pods(
     last: dict[str, ipaddress.IPv4Address | None] = {n.name: None for n in nodes}
     out = []
     for pod in spec.pods:
-        node = by_name[placed[pod.key]]
+        host = by_name[placed[pod.key]]
         kept = old.get(pod.key)
-        if kept and kept.node == node.name:
+        if kept and kept.node == host.name:
             ip, veth = kept.ip, kept.veth
         else:
-            address = _allocate(node, used[node.name], last[node.name])
-            used[node.name].add(address)
-            last[node.name] = address
-            ip = ipaddress.IPv4Interface(f"{address}/{node.pod_cidr.prefixlen}")
-            veth = _unique_veth((spec.name, node.name, pod.key), veths[node.name])
-        out.append(_pod_layout(spec.name, pod, node.name, ip, veth, state_dir))
+            address = _allocate(host, used[host.name], last[host.name])
+            used[host.name].add(address)
+            last[host.name] = address
+            ip = ipaddress.IPv4Interface(f"{address}/{host.pod_cidr.prefixlen}")
+            veth = _unique_veth((spec.name, host.name, pod.key), veths[host.name])
+        out.append(_pod_layout(spec.name, pod, host.name, ip, veth, state_dir))
     return out
 
 

@@ -7,14 +7,16 @@ do the same by hand: `podnet explain` prints those, so the plan doubles as the l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from podnet.plan.layout import Layout, NodeLayout, PodLayout
 
-__all__ = ["Action", "Observed", "Step", "plan", "plan_down"]
+__all__ = ["ALL_PODS", "Action", "Observed", "Step", "plan", "plan_down"]
+
+ALL_PODS = "*"  # the target of a POD_STOP that stops every pod of the lab
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     FABRIC_CREATE = "fabric.create"
     FABRIC_DELETE = "fabric.delete"
     NODE_CREATE = "node.create"
@@ -52,7 +54,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Observed:
-    """What the kernel and /proc say about a recorded lab (gathered by apply, not by the planner)."""
+    """What the kernel and /proc say about a recorded lab (gathered by apply, not the planner)."""
 
     netns: frozenset[str] = frozenset()  # named namespaces that exist
     running: frozenset[str] = frozenset()  # pods whose every container process is alive
@@ -61,57 +63,71 @@ class Observed:
 
 def plan(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
     """Steps that take the lab from `current` (recorded; None if new) to `desired`."""
-    steps: list[Step] = []
-    current_pods = {p.key: p for p in current.pods} if current else {}
-    desired_pods = {p.key: p for p in desired.pods}
-    current_nodes = {n.name: n for n in current.nodes} if current else {}
-    desired_nodes = {n.name for n in desired.nodes}
+    return (
+        _removals(desired, current, seen)
+        + _infrastructure(desired, current, seen)
+        + _pods(desired, current, seen)
+    )
 
-    # Remove first: pods that left the file, moved node, or changed shape; then nodes that left.
-    for key, old in current_pods.items():
-        new = desired_pods.get(key)
-        if new is None or new.node != old.node or new.ip != old.ip or new.veth != old.veth:
+
+def _same_place(old: PodLayout | None, new: PodLayout) -> bool:
+    return old is not None and (old.node, old.ip, old.veth) == (new.node, new.ip, new.veth)
+
+
+def _removals(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
+    """Pods that left the file or moved, containers that changed, then nodes that left."""
+    if current is None:
+        return []
+    steps = []
+    for old in current.pods:
+        new = desired.pod(old.key)
+        if new is None or not _same_place(old, new):
             steps.append(_pod_delete(old))
         elif new.containers != old.containers and old.netns in seen.netns:
-            steps.append(Step(Action.POD_STOP, key, f"stop the containers of {key} (changed)"))
-    for name, old_node in current_nodes.items():
-        if name not in desired_nodes:
-            steps.append(_node_delete(old_node))
+            steps.append(Step(Action.POD_STOP, old.key, f"stop the containers of {old.key}"))
+    names = {n.name for n in desired.nodes}
+    return steps + [_node_delete(n) for n in current.nodes if n.name not in names]
 
-    if desired.fabric_netns not in seen.netns:
-        steps.append(_fabric_create(desired))
-    for node in desired.nodes:
-        if node.netns not in seen.netns or node.name not in current_nodes:
-            steps.append(_node_create(desired, node))
+
+def _infrastructure(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
+    """The node network, missing nodes, and each node's routes to the others' pod CIDRs."""
+    recorded = {n.name for n in current.nodes} if current else set()
+    steps = [_fabric_create(desired)] if desired.fabric_netns not in seen.netns else []
+    steps += [
+        _node_create(desired, node)
+        for node in desired.nodes
+        if node.netns not in seen.netns or node.name not in recorded
+    ]
     for node in desired.nodes:
         wanted = _peer_routes(desired, node)
         if frozenset(cidr for cidr, _ in wanted) != seen.routes.get(node.name, frozenset()):
             steps.append(_node_routes(node, wanted))
+    return steps
 
-    creates: list[Step] = []
-    starts: list[Step] = []
+
+def _pods(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
+    """Pods to (re)build, each followed by its start, so its containers start (in the spawner,
+    on the other core) while the next pods are built; then pods that only need a (re)start."""
+    recorded_nodes = {n.name for n in current.nodes} if current else set()
+    steps: list[Step] = []
+    restarts: list[Step] = []
     for pod in desired.pods:
-        old = current_pods.get(pod.key)
-        same_place = old is not None and (old.node, old.ip, old.veth) == (pod.node, pod.ip, pod.veth)
-        node_kept = pod.node in current_nodes and desired.node(pod.node).netns in seen.netns
-        if not (same_place and node_kept and pod.netns in seen.netns):
-            if old is not None and same_place and old.netns in seen.netns:
+        old = current.pod(pod.key) if current else None
+        node_kept = pod.node in recorded_nodes and desired.node(pod.node).netns in seen.netns
+        intact = _same_place(old, pod) and node_kept and pod.netns in seen.netns
+        if not intact:
+            if old is not None and _same_place(old, pod) and old.netns in seen.netns:
                 steps.append(_pod_delete(old))  # its node was rebuilt: rebuild the pod too
-            creates.append(_pod_create(desired, pod))
-            starts.append(_pod_start(pod))
+            steps += [_pod_create(desired, pod), _pod_start(pod)]
         elif old is not None and (old.containers != pod.containers or pod.key not in seen.running):
-            starts.append(_pod_start(pod))
-    # Each pod's start follows its creation, so its containers start (in the spawner, on the
-    # other core) while the next pods are built.
-    starts_by_pod = {s.target: s for s in starts}
-    for create in creates:
-        steps += [create, starts_by_pod.pop(create.target)]
-    return steps + list(starts_by_pod.values())
+            restarts.append(_pod_start(pod))
+    return steps + restarts
 
 
 def plan_down(current: Layout) -> list[Step]:
     """Everything a recorded lab made, removed: containers, pods, nodes, the node network."""
-    steps = [Step(Action.POD_STOP, p.key, f"stop the containers of {p.key}") for p in current.pods]
+    # One stop for all: a single pass over /proc finds every container's process group.
+    steps = [Step(Action.POD_STOP, ALL_PODS, "stop every container of the lab")]
     steps += [_pod_delete(p) for p in current.pods]
     steps += [_node_delete(n) for n in current.nodes]
     steps.append(
@@ -217,7 +233,8 @@ def _pod_create(lay: Layout, pod: PodLayout) -> Step:
     commands += [
         f"ip -n {p} route add default via {gw} dev eth0",
         f"touch {pod.uts} && unshare --uts={pod.uts} hostname {pod.name}",
-        f"printf '# Kubernetes-managed hosts file.\\n...{ip.ip}\\t{pod.name}\\n' > {pod.hosts_file}",
+        f"printf '# Kubernetes-managed hosts file.\\n...{ip.ip}\\t{pod.name}\\n'"
+        f" > {pod.hosts_file}",
     ]
     return Step(
         Action.POD_CREATE,

@@ -1,9 +1,13 @@
 """Put the current process inside a pod, as `ip netns exec` and a container runtime would.
 
 The process joins the pod's network and UTS namespaces and gets a mount namespace of its own in
-which the pod's hosts file covers /etc/hosts and /sys describes the pod's network devices. Mounts
-made here never propagate back (the root is a slave), while unmounts of /run/netns/* on the host
-still reach it, so a container never keeps a deleted pod's namespace alive.
+which the pod's hosts file covers /etc/hosts and /sys describes the pod's network devices.
+
+`podnet exec` copies the caller's mount namespace with "/" a recursive slave, as `ip netns exec`
+does: mounts made inside never propagate back, while unmounts of /run/netns/* on the host still
+reach it, so it never keeps a deleted pod's namespace alive. Spawned containers copy a template
+instead (`mount_template`): private and without any namespace file in it, for the same guarantee
+at a fraction of the cost.
 
 The mount namespace part needs a single-threaded process: unshare(CLONE_NEWNS) refuses a process
 whose threads share its filesystem information.

@@ -17,7 +17,6 @@ import os
 import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import IO, Any, NoReturn
@@ -47,8 +46,8 @@ class SpawnError(ProcessError):
 
 
 class Spawner:
-    """A client of one zygote process. Usable as a context manager; `close` leaves the
-    containers running (they belong to nobody once started)."""
+    """A client of one zygote process, usable as a context manager. Containers outlive it: once
+    `collect` has returned them they belong to nobody, and the caller records them."""
 
     def __init__(self, *, timeout: float = 30.0) -> None:
         self.timeout = timeout  # seconds without any progress before we give up on the zygote
@@ -85,7 +84,14 @@ class Spawner:
         os.set_blocking(self._proc.stdin.fileno(), False)
 
     def close(self) -> None:
-        """Stop the zygote (end of its stdin). Started containers keep running."""
+        """Stop the zygote (end of its stdin). Containers `collect` handed out keep running;
+        any submitted but never collected are stopped: nobody recorded them."""
+        if self._proc is not None and self._submitted:
+            with contextlib.suppress(SpawnError):
+                stop(self.collect())
+        self._shutdown()
+
+    def _shutdown(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -156,37 +162,36 @@ class Spawner:
     # -- the pipe exchange ------------------------------------------------------------------
 
     def _pump(self, timeout: float) -> bool:
-        """Write what the pipe takes and read what is there; wait up to `timeout` for either.
-        Returns False if nothing moved."""
+        """Write what the pipe takes and read what is there, waiting up to `timeout` seconds for
+        either. Returns False if nothing moved."""
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         wfd, rfd = proc.stdin.fileno(), proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while True:
-            readable, writable, _ = select.select(
-                [rfd], [wfd] if self._out else [], [], max(0.0, deadline - time.monotonic())
-            )
-            if not readable and not writable:
-                return False
-            if writable:
-                try:
-                    sent = os.write(wfd, self._out)
-                except BlockingIOError:
-                    sent = 0
-                except BrokenPipeError:
-                    self._abandon("the spawner process exited")
-                del self._out[:sent]
-            if readable:
-                data = os.read(rfd, 65536)
-                if not data:
-                    self._abandon("the spawner process exited")
-                self._in += data
-                *lines, rest = self._in.split(b"\n")
-                self._in = bytearray(rest)
-                for line in lines:
-                    answer = json.loads(line)
-                    self._answers[int(answer["id"])] = answer
-            return True
+        poller = select.poll()  # not select(): the caller may hold more than 1024 descriptors
+        poller.register(rfd, select.POLLIN)
+        if self._out:
+            poller.register(wfd, select.POLLOUT)
+        ready = dict(poller.poll(timeout * 1000))
+        if not ready:
+            return False
+        if wfd in ready:
+            try:
+                del self._out[: os.write(wfd, self._out)]
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                self._abandon("the spawner process exited")
+        if rfd in ready:
+            data = os.read(rfd, 65536)
+            if not data:
+                self._abandon("the spawner process exited")
+            self._in += data
+            *lines, rest = self._in.split(b"\n")
+            self._in = bytearray(rest)
+            for line in lines:
+                answer = json.loads(line)
+                self._answers[int(answer["id"])] = answer
+        return True
 
     def _abandon(self, why: str) -> NoReturn:
         """The zygote is gone or stuck: stop it and what this batch started, then raise."""
@@ -196,7 +201,7 @@ class Spawner:
             proc.kill()
             proc.wait()
             detail = _tail(proc.stderr)
-        self.close()
+        self._shutdown()
         first = self._first_id
         pending = [r for i, r in enumerate(self._submitted) if first + i not in self._answers]
         answers = self._answers.values()
