@@ -66,21 +66,27 @@ sandbox() {
 demo_script() {
   cat <<'DEMO'
 set -e
-show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
-show podnet up
-show podnet get pods -o wide
-show podnet exec jumpbox -- curl -s http://localhost:80
-pod=$(podnet get pods -n dev -o name | head -1)
-show podnet exec -n dev "$pod" -- cat /etc/hosts
-jump=$(podnet get pods -o jsonpath=jumpbox.ip)
-show podnet exec -n dev "$pod" -- curl -s "http://$jump:80"
-show podnet node-exec kind-worker -- ip address
+step() { printf '\n\033[1m$ %s\033[0m\n' "$1"; eval "$1"; }
+step 'podnet up'
+step 'podnet get nodes'
+step 'podnet get pods -o wide'
+step 'podnet exec jumpbox -- curl -s http://localhost:80 | grep "<h1>"'
+demo=$(podnet get pods -n dev -o name | head -1)
+step "podnet exec -n dev $demo -- grep -v ip6 /etc/hosts"
+jump_ip=$(podnet get pods jumpbox -o 'jsonpath={.status.podIP}')
+far=$(podnet get pods -n dev -o 'jsonpath={.items[*].metadata.name}' | tr ' ' '\n' |
+      while read -r p; do [ "$(podnet get pods "$p" -o 'jsonpath={.spec.nodeName}')" = kind-worker2 ] && echo "$p"; done | head -1)
+step "podnet exec -n dev $far -- curl -s http://$jump_ip:80 | grep '<h1>'"
+step 'podnet node-exec kind-worker -- ip netns list'
+step 'podnet node-exec kind-worker -- ip address | grep "inet "'
+step 'podnet get links'
+step 'podnet explain | head -24'
 if [ -t 0 ]; then
-  printf '\nYou are in podnet'"'"'s sandbox with the lab up. Try `podnet explain`, `podnet get links`.\n'
+  printf '\nYou are in podnet'"'"'s sandbox with the lab up: try podnet exec, podnet explain.\n'
   printf 'Leave with `exit`: the sandbox and everything in it go away.\n'
   bash -i || true
 fi
-show podnet down
+step 'podnet down'
 DEMO
 }
 

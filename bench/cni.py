@@ -78,10 +78,10 @@ def _run_row(exe: str, conf: dict[str, Any], pods: list[str], path: str) -> dict
         took, out = _call(exe, "ADD", conf, env)
         times["ADD"].append(took)
         results[ns] = (env, json.loads(out))
-    for ns, (env, result) in results.items():
+    for env, result in results.values():
         took, _ = _call(exe, "CHECK", {**conf, "prevResult": result}, env)
         times["CHECK"].append(took)
-    for ns, (env, result) in results.items():
+    for env, result in results.values():
         took, _ = _call(exe, "DEL", {**conf, "prevResult": result}, env)
         times["DEL"].append(took)
     return {k: statistics.median(v) * 1000 for k, v in times.items()}

@@ -89,8 +89,8 @@ def bridges() -> Iterator[list[str]]:
 
 @pytest.fixture
 def flavor(cni_install: Install, bridges: list[str]) -> Callable[..., Plugin]:
-    """Make a network: flavor(kind, **overrides) with kind one of
-    podnet-ptp, podnet-bridge, podnet-ptp-hostlocal, podnet-bridge-hostlocal, ref-bridge, ref-ptp."""
+    """Make a network: flavor(kind, **overrides) with kind one of podnet-ptp, podnet-bridge,
+    podnet-ptp-hostlocal, podnet-bridge-hostlocal, ref-bridge, ref-ptp."""
 
     def make(kind: str, *, lone: bool = False, ipam: dict[str, Any] | None = None,
              version: str = "1.0.0", **extra: Any) -> Plugin:

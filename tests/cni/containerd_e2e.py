@@ -152,7 +152,7 @@ def stop_shims(address: str) -> None:
                 log(f"stopped shim pid {entry}")
 
 
-def main() -> int:  # noqa: PLR0915  # one linear story, easier read top to bottom
+def main() -> int:  # one linear story, easier read top to bottom
     from podnet.cni.install import InstallOptions, install
 
     root = Path(tempfile.mkdtemp(prefix="podnet-e2e-", dir="/run"))
@@ -235,7 +235,11 @@ def main() -> int:  # noqa: PLR0915  # one linear story, easier read top to bott
                  "CNI_IFNAME": "eth0", "CNI_PATH": str(bin_dir), "PATH": "/usr/sbin:/usr/bin"},
             capture_output=True, check=False)
         log(f"DEL default-{name}: exit {proc.returncode} {proc.stdout.decode().strip()}")
-    return return_code
+        if proc.returncode != 0:
+            return_code = 1
+    left = json.loads(allocations.read_text())["allocations"]
+    log(f"reservations after DEL: {left}")
+    return return_code if not left else 1
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def test_add_result_agrees_with_reference(flavor: Flavor, netns_factory: NetnsFa
         results[kind] = (plugin, ns, result)
         _assert_result_describes_netns(result, ns, version)
         plugin.check("c1", _path(ns)).ok()
-    (ref_plugin, _, ref), (_, _, got) = results[reference], results[ours]
+    (_, _, ref), (_, _, got) = results[reference], results[ours]
     assert got["cniVersion"] == ref["cniVersion"] == version
     assert len(got["interfaces"]) == len(ref["interfaces"])
     assert [bool(i.get("sandbox")) for i in got["interfaces"]] == \

@@ -100,6 +100,8 @@ def test_exec_passes_stdin_stdout_and_exit_code(lab: str) -> None:
         text=True, check=True)
     assert piped.stdout.strip() == "from-jumpbox"
     assert podnet("exec", "jumpbox", "--", "sh", "-c", "exit 7", check=False).returncode == 7
+    missing = podnet("exec", "jumpbox", "--", "no-such-command", check=False)
+    assert missing.returncode == 127 and "no-such-command: command not found" in missing.stderr
 
 
 def test_node_exec_shows_the_nodes_veths(lab: str) -> None:

@@ -48,7 +48,7 @@ def install_command(*, bin_dir: str, conf_dir: str, mode: str, subnet: str, netw
                     bridge: str, mtu: int, ip_masq: bool, ipam: str, socket_path: str,
                     client: str) -> None:
     """Write podnet-cni, podnet-ipam and a .conflist; runtimes call them from then on."""
-    from podnet.cni.install import InstallOptions, install  # noqa: PLC0415  # lazy by design
+    from podnet.cni.install import InstallOptions, install  # lazy by design
 
     opts = InstallOptions(bin_dir=bin_dir, conf_dir=conf_dir, mode=mode,  # type: ignore[arg-type]
                           subnet=subnet, network=network, bridge=bridge, mtu=mtu,
@@ -67,7 +67,7 @@ def install_command(*, bin_dir: str, conf_dir: str, mode: str, subnet: str, netw
 @click.option("--conf-dir", default="/etc/cni/net.d", show_default=True)
 def uninstall_command(bin_dir: str, conf_dir: str) -> None:
     """Remove what `podnet cni install` wrote (pods keep their network until deleted)."""
-    from podnet.cni.install import uninstall  # noqa: PLC0415
+    from podnet.cni.install import uninstall
 
     for path in uninstall(bin_dir, conf_dir):
         click.echo(f"removed {path}")
@@ -78,7 +78,7 @@ def uninstall_command(bin_dir: str, conf_dir: str) -> None:
 @click.option("--quiet", is_flag=True, help="Do not log each request.")
 def agent_command(socket_path: str, quiet: bool) -> None:
     """Serve plugin requests with pyroute2 loaded once (runs in the foreground)."""
-    from podnet.cni.agent import Agent  # noqa: PLC0415  # loads pyroute2
+    from podnet.cni.agent import Agent  # loads pyroute2
 
     def log(command: str, code: int, seconds: float) -> None:
         click.echo(f"{command} -> {code} in {seconds * 1000:.1f} ms", err=True)

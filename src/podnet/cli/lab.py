@@ -388,4 +388,5 @@ def explain(path: str | None) -> None:
 
 def fail(exc: PodnetError) -> NoReturn:
     click.echo(f"podnet: {exc.for_people()}", err=True)
-    sys.exit(1)
+    # `exec` of a missing command exits 127 and of a non-executable file 126, as a shell does.
+    sys.exit(getattr(exc, "exit_status", 1))

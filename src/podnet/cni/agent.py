@@ -74,8 +74,8 @@ class Agent:
     @staticmethod
     def preload() -> None:
         """Load the link layer (pyroute2) and open one netlink socket now, not on the first ADD."""
-        from podnet.cni import plugin  # noqa: PLC0415, F401  # the point is the import
-        from podnet.kernel.netlink import Netlink  # noqa: PLC0415
+        from podnet.cni import plugin  # noqa: F401  # the point is the import
+        from podnet.kernel.netlink import Netlink
 
         Netlink.open().close()
 

@@ -40,7 +40,7 @@ def _recv_field(sock: object) -> bytes:
 def ask_agent(plugin: str, socket_path: str, env: dict[str, str],
               stdin: bytes) -> tuple[int, bytes, bytes] | None:
     """The agent's answer, or None when it is absent, refuses (another namespace) or fails."""
-    import _socket  # noqa: PLC0415  # built in: socket.py would cost 10 ms of start-up
+    import _socket  # built in: socket.py would cost 10 ms of start-up
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -61,10 +61,10 @@ def ask_agent(plugin: str, socket_path: str, env: dict[str, str],
 
 def run_here(plugin: str, env: dict[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
     if sys.flags.no_site:
-        import site  # noqa: PLC0415  # started with -S for speed: site-packages hold pyroute2
+        import site  # started with -S for speed: site-packages hold pyroute2
 
         site.main()
-    from podnet.cni.dispatch import handle  # noqa: PLC0415  # only when no agent answered
+    from podnet.cni.dispatch import handle  # only when no agent answered
 
     outcome = handle(plugin, env, stdin)
     return outcome.code, outcome.stdout, outcome.stderr

@@ -90,7 +90,7 @@ def _main(command: str, net: NetConf, req: Request) -> Result | None:
         # Ready when the IPAM can hand out an address (podnet-ipam: code 50 when exhausted).
         delegate.ipam("STATUS", net.raw, req)
         return None
-    from podnet.cni import plugin  # noqa: PLC0415  # loads pyroute2: only for link work
+    from podnet.cni import plugin  # loads pyroute2: only for link work
 
     if command == "ADD":
         return plugin.cmd_add(req, conf)

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from podnet.ipam.store import open_dir_safely
+from podnet.ipam.store import open_child_dir, open_dir_safely
 
 __all__ = ["Record", "all_records", "read_record", "remove_record", "write_record"]
 
@@ -35,7 +35,11 @@ def _name(container_id: str, ifname: str) -> str:
 
 
 def _dir(state_dir: str, network: str) -> int:
-    return open_dir_safely(os.path.join(state_dir, network))
+    base = open_dir_safely(state_dir)
+    try:
+        return open_child_dir(base, network, os.path.join(state_dir, network))
+    finally:
+        os.close(base)
 
 
 def write_record(state_dir: str, network: str, rec: Record) -> None:

@@ -6,8 +6,9 @@
 Every change writes a new file (0600, O_EXCL, fsync) and renames it over the old one, so a reader
 or a crash sees the old state or the new one, never half of either. Every file below the network
 directory is opened relative to a directory descriptor with O_NOFOLLOW: a symlink planted there is
-refused, never followed. Directories on the way to dataDir may be symlinks only when root owns
-them and their parent is writable by root alone (/var/run -> /run).
+refused, never followed, and so is a symlink in place of the network directory. Directories on
+the way to dataDir may be symlinks only when root owns them and their parent is writable by root
+alone (/var/run -> /run).
 
 One file (not host-local's file per address) because an ADD must know what the container already
 holds and what is taken: one read answers both, where host-local reads every reservation.
@@ -30,7 +31,7 @@ from podnet.errors import StateError
 from podnet.ipam.pool import Pool, PoolExhaustedError
 from podnet.ipam.ranges import RangeSet
 
-__all__ = ["Allocation", "Store", "open_dir_safely"]
+__all__ = ["Allocation", "Store", "open_child_dir", "open_dir_safely"]
 
 _STATE = "allocations.json"
 _LOCK = "lock"
@@ -84,6 +85,11 @@ def open_dir_safely(path: str, create_mode: int = 0o700) -> int:
     except BaseException:
         os.close(fd)
         raise
+    _check_private(fd, path)
+    return fd
+
+
+def _check_private(fd: int, path: str) -> None:
     st = os.fstat(fd)
     if st.st_uid != os.geteuid() or st.st_mode & 0o022:
         os.close(fd)
@@ -92,6 +98,23 @@ def open_dir_safely(path: str, create_mode: int = 0o700) -> int:
             f"mode {stat.filemode(st.st_mode)})",
             hint=f"chown it to uid {os.geteuid()} and chmod 0700",
         )
+
+
+def open_child_dir(parent_fd: int, name: str, where: str) -> int:
+    """Open (creating) the directory `name` under `parent_fd`; a symlink there is refused."""
+    if not name or "/" in name or name in (".", ".."):
+        raise StateError(f"{name!r} cannot name a state directory")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+    try:
+        fd = os.open(name, _NOFOLLOW_DIR, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise StateError(f"refusing to follow {where}: it is a symlink or not a directory",
+                             hint="remove it; podnet creates its state directories itself") \
+                from None
+        raise StateError(f"cannot open {where}: {exc.strerror}") from None
+    _check_private(fd, where)
     return fd
 
 
@@ -101,11 +124,17 @@ class Store:
     def __init__(self, data_dir: str, network: str) -> None:
         if not network or "/" in network or network in (".", ".."):
             raise StateError(f"network name {network!r} cannot name a state directory")
+        self.data_dir = data_dir
+        self.network = network
         self.path = os.path.join(data_dir, network)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[int]:
-        fd = open_dir_safely(self.path)
+        base = open_dir_safely(self.data_dir)
+        try:
+            fd = open_child_dir(base, self.network, self.path)
+        finally:
+            os.close(base)
         try:
             lock = os.open(_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                            dir_fd=fd)

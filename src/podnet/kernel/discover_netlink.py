@@ -147,6 +147,7 @@ class _Socket:
             self.strict = True
         except OSError:
             self.strict = False
+        self.interrupted = False  # set when the kernel marks a reply NLM_F_DUMP_INTR
 
     def close(self) -> None:
         self.sock.close()
@@ -163,6 +164,8 @@ class _Socket:
                 length, mtype, flags, _seq, _pid = _NLMSGHDR.unpack_from(data, pos)
                 if length < _NLMSGHDR.size:
                     return
+                if flags & Rtnl.NLM_F_DUMP_INTR:
+                    self.interrupted = True
                 if mtype == Rtnl.NLMSG_DONE:
                     return
                 if mtype == Rtnl.NLMSG_ERROR:
@@ -176,11 +179,18 @@ class _Socket:
                 pos += (length + 3) & ~3
 
     def dump(self) -> NamespaceDump:
-        out = NamespaceDump()
-        out.links = [_link(d, p, e) for d, p, e, _ in self.messages(_DUMP_LINKS)]
-        out.addresses = [_address(d, p, e) for d, p, e, _ in self.messages(_DUMP_ADDRS)]
-        routes = [_route(d, p, e) for d, p, e, _ in self.messages(_DUMP_ROUTES)]
-        out.routes = routes if self.strict else [r for r in routes if r.table == Rtnl.RT_TABLE_MAIN]
+        """Links, addresses and routes; again (up to 3 times) if the kernel flagged a dump as
+        interrupted by a change made while it ran."""
+        for _ in range(3):
+            self.interrupted = False
+            out = NamespaceDump()
+            out.links = [_link(d, p, e) for d, p, e, _ in self.messages(_DUMP_LINKS)]
+            out.addresses = [_address(d, p, e) for d, p, e, _ in self.messages(_DUMP_ADDRS)]
+            routes = [_route(d, p, e) for d, p, e, _ in self.messages(_DUMP_ROUTES)]
+            out.routes = (routes if self.strict
+                          else [r for r in routes if r.table == Rtnl.RT_TABLE_MAIN])
+            if not self.interrupted:
+                break
         return out
 
     def nsid_of(self, fd: int) -> int | None:

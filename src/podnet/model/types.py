@@ -29,7 +29,7 @@ Routing = Literal["static", "host-gw", "vxlan"]  # how a node reaches other node
 class ContainerSpec:
     name: str
     # None: no command given. With ports, podnet's built-in HTTP responder serves them;
-    # without, the container idles (`sleep infinity`), as a pause container would.
+    # without, the container idles (signal.pause()), as a pause container does.
     command: tuple[str, ...] | None = None
     ports: tuple[int, ...] = ()
     env: tuple[tuple[str, str], ...] = ()

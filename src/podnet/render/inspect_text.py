@@ -145,7 +145,7 @@ def _owner(ns: Namespace) -> str:
 
 def _peer_text(end: PairEnd, pair: VethPair) -> str:
     if pair.status == "peer-gone":
-        return f"peer ifindex {end.ifindex} is gone (its namespace was deleted?)"
+        return f"gone (it was ifindex {end.ifindex} in a namespace that no longer exists)"
     if pair.status == "peer-hidden":
         return (f"{end.ifname} in a namespace podnet cannot see "
                 f"(nsid {pair.netnsid} from {pair.ends[0].netns})")

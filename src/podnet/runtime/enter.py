@@ -174,8 +174,8 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> N
     reset_signals()
     try:
         if env is None:
-            os.execvp(argv[0], list(argv))  # noqa: S606  # an argument list, never a shell
-        os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606
+            os.execvp(argv[0], list(argv))  # an argument list, never a shell
+        os.execvpe(argv[0], list(argv), dict(env))
     except FileNotFoundError:
         raise ExecError(
             f"{argv[0]}: command not found",

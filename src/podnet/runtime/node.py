@@ -8,11 +8,11 @@ The command runs in the node's network and UTS namespaces with the node's /etc/h
 from __future__ import annotations
 
 import os
-import sys
 from typing import NoReturn
 
 from podnet.kernel import syscalls
 from podnet.kernel.netns import NETNS_DIR
+from podnet.runtime.enter import exec_command
 
 __all__ = ["exec_on_node"]
 
@@ -29,11 +29,7 @@ def exec_on_node(
     _node_netns_view(pod_netns)
     if os.path.exists(hosts_file):
         syscalls.bind_mount(hosts_file, "/etc/hosts")
-    try:
-        os.execvp(argv[0], argv)
-    except FileNotFoundError:
-        sys.stderr.write(f"podnet node-exec: {argv[0]}: command not found\n")
-        os._exit(127)
+    exec_command(argv)
 
 
 def _node_netns_view(pod_netns: list[str]) -> None:

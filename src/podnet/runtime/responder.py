@@ -380,7 +380,7 @@ def run(who: Identity, ports: Sequence[int], log: TextIO | None) -> Responder:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse  # noqa: PLC0415  # not in every container's memory: only run alone
+    import argparse  # not in every container's memory: only run alone
 
     parser = argparse.ArgumentParser(
         prog="python -m podnet.runtime.responder",

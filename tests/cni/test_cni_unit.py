@@ -1,0 +1,342 @@
+"""Pure parts of the CNI plugin: env and config validation, results per spec version, the
+podnet-ipam store, the agent protocol, the installer. No root, no kernel objects."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import stat
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podnet.cni import wire
+from podnet.cni.dispatch import handle
+from podnet.cni.install import InstallOptions, install, render_conflist
+from podnet.cni.netconf import parse_netconf, parse_podnet
+from podnet.cni.result import Result
+from podnet.cni.spec import check_version, parse_cni_args, parse_request
+from podnet.errors import CniError, StateError
+from podnet.ipam.pool import PoolExhaustedError
+from podnet.ipam.ranges import parse_ipam_config
+from podnet.ipam.store import Store
+
+GOOD_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc-1.x_y", "CNI_NETNS": "/run/netns/p",
+            "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin:/usr/lib/cni"}
+
+
+def _code(fn: Any, *args: Any) -> CniError:
+    with pytest.raises(CniError) as info:
+        fn(*args)
+    return info.value
+
+
+# --- environment ----------------------------------------------------------------------------
+
+def test_request_parses_a_good_environment() -> None:
+    req = parse_request({**GOOD_ENV, "CNI_ARGS": "K8S_POD_NAME=web;IgnoreUnknown=1"})
+    assert (req.command, req.container_id, req.ifname) == ("ADD", "abc-1.x_y", "eth0")
+    assert req.path == ("/opt/cni/bin", "/usr/lib/cni")
+    assert req.args == {"K8S_POD_NAME": "web", "IgnoreUnknown": "1"}
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("CNI_COMMAND", "ADDX"), ("CNI_CONTAINERID", "../x"), ("CNI_CONTAINERID", "-lead"),
+    ("CNI_CONTAINERID", "a/b"), ("CNI_CONTAINERID", "x" * 201), ("CNI_IFNAME", "x" * 16),
+    ("CNI_IFNAME", "."), ("CNI_IFNAME", "a b"), ("CNI_IFNAME", "a:b"), ("CNI_IFNAME", "a/b"),
+    ("CNI_NETNS", ""), ("CNI_NETNS", "relative/path"), ("CNI_ARGS", "novalue"),
+])
+def test_bad_environment_names_the_variable(key: str, value: str) -> None:
+    err = _code(parse_request, {**GOOD_ENV, key: value})
+    assert err.cni_code == 4 and key in err.message
+
+
+def test_ifname_of_15_bytes_is_fine_and_containerd_ids_are_long() -> None:
+    req = parse_request({**GOOD_ENV, "CNI_IFNAME": "x" * 15, "CNI_CONTAINERID": "f" * 64})
+    assert len(req.ifname) == 15
+
+
+def test_version_needs_no_container() -> None:
+    assert parse_request({"CNI_COMMAND": "VERSION"}).command == "VERSION"
+    assert parse_cni_args("") == {}
+
+
+@pytest.mark.parametrize("version", [None, "", "0.3.1", "2.0.0", "x"])
+def test_unsupported_versions_are_code_1(version: str | None) -> None:
+    assert _code(check_version, version).cni_code == 1
+
+
+# --- configuration -------------------------------------------------------------------------
+
+def _conf(**extra: Any) -> bytes:
+    doc = {"cniVersion": "1.0.0", "name": "net", "type": "podnet-cni",
+           "ipam": {"type": "podnet-ipam", "subnet": "10.1.0.0/24"}, **extra}
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(("extra", "code", "needle"), [
+    ({"wat": 1}, 2, "wat"), ({"mode": "l3"}, 2, "mode"), ({"mtu": 10}, 7, "mtu"),
+    ({"ipam": {}}, 7, "ipam"), ({"ipam": {"type": "../x"}}, 7, "ipam"),
+    ({"hairpinMode": "yes"}, 7, "hairpinMode"), ({"bridge": "x" * 16}, 7, "bridge"),
+    ({"stateDir": "rel"}, 7, "stateDir"),
+])
+def test_config_errors(extra: dict[str, Any], code: int, needle: str) -> None:
+    err = _code(lambda: parse_podnet(parse_netconf(_conf(**extra))))
+    assert err.cni_code == code and needle in err.message
+
+
+def test_config_decode_and_name_errors() -> None:
+    assert _code(parse_netconf, b"{").cni_code == 6
+    assert _code(parse_netconf, b"[]").cni_code == 7
+    assert _code(parse_netconf, _conf(name="../x")).cni_code == 7
+
+
+def test_config_defaults() -> None:
+    conf = parse_podnet(parse_netconf(_conf()))
+    assert (conf.mode, conf.mtu, conf.ip_masq, conf.is_gateway) == ("ptp", 1500, False, True)
+
+
+def test_ipam_ranges_as_host_local_reads_them() -> None:
+    cfg = parse_ipam_config({"type": "podnet-ipam", "ranges": [
+        [{"subnet": "10.2.0.0/24", "rangeStart": "10.2.0.10", "rangeEnd": "10.2.0.20",
+          "gateway": "10.2.0.254"}],
+        [{"subnet": "10.3.0.0/24"}, {"subnet": "10.4.0.0/24"}]], "reserved": ["10.2.0.10"]})
+    assert len(cfg.range_sets) == 2 and len(cfg.range_sets[1].pools) == 2
+    pool = cfg.range_sets[0].pools[0]
+    assert pool.gateway_address == ipaddress.IPv4Address("10.2.0.254")
+    assert pool.capacity() == 10  # 11 addresses, one reserved
+
+
+@pytest.mark.parametrize(("ipam", "code"), [
+    ({"ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.9.0.1"}]]}, 7),
+    ({"ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "10.0.0.128/25"}]]}, 7),
+    ({"ranges": [[{"subnet": "fd00::/64"}]]}, 2),
+    ({"ranges": [[{"subnet": "10.0.0.0/24", "exclude": "x"}]]}, 2),
+    ({"ranges": []}, 7), ({"subnet": "10.0.0.0/24", "dataDir": "rel"}, 7),
+])
+def test_ipam_config_errors(ipam: dict[str, Any], code: int) -> None:
+    assert _code(parse_ipam_config, {"type": "podnet-ipam", **ipam}).cni_code == code
+
+
+# --- results per version -------------------------------------------------------------------
+
+RESULT_11 = {"cniVersion": "1.1.0",
+             "interfaces": [{"name": "veth1", "mac": "aa:bb:cc:dd:ee:ff"},
+                            {"name": "eth0", "mac": "aa:bb:cc:dd:ee:00", "sandbox": "/x",
+                             "mtu": 1400}],
+             "ips": [{"address": "10.1.0.2/24", "gateway": "10.1.0.1", "interface": 1}],
+             "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1", "priority": 5}],
+             "dns": {"nameservers": ["10.96.0.10"]}}
+
+
+def test_result_round_trips_in_1_1() -> None:
+    assert Result.from_json(RESULT_11).to_json("1.1.0") == RESULT_11
+
+
+def test_result_written_for_older_versions() -> None:
+    r = Result.from_json(RESULT_11)
+    v1 = r.to_json("1.0.0")
+    assert "mtu" not in v1["interfaces"][1] and "priority" not in v1["routes"][0]
+    assert "version" not in v1["ips"][0]
+    v04 = r.to_json("0.4.0")
+    assert v04["ips"][0]["version"] == "4" and v04["cniVersion"] == "0.4.0"
+
+
+def test_chaining_shifts_interface_indexes() -> None:
+    prev = Result.from_json({"interfaces": [{"name": "a"}, {"name": "b"}],
+                             "ips": [{"address": "192.0.2.1/24", "interface": 0}]})
+    merged = Result.from_json(RESULT_11).merged_after(prev).to_json("1.0.0")
+    assert [i["name"] for i in merged["interfaces"]] == ["a", "b", "veth1", "eth0"]
+    assert [ip["interface"] for ip in merged["ips"]] == [0, 3]
+
+
+def test_bad_prev_result_is_a_decode_error() -> None:
+    assert _code(Result.from_json, {"ips": [{"address": "nope"}]}).cni_code == 6
+
+
+# --- the podnet-ipam store ------------------------------------------------------------------
+
+def _sets(subnet: str = "10.5.0.0/29", **extra: Any) -> Any:
+    return parse_ipam_config({"type": "podnet-ipam", "ranges": [[{"subnet": subnet, **extra}]]}
+                             ).range_sets
+
+
+def test_store_allocates_distinct_and_is_idempotent(tmp_path: Path) -> None:
+    store, sets = Store(str(tmp_path), "net"), _sets()
+    a = store.allocate("c1", "eth0", sets)[0].ip
+    b = store.allocate("c2", "eth0", sets)[0].ip
+    assert a != b and str(a) == "10.5.0.2"  # .1 is the gateway
+    assert store.allocate("c1", "eth0", sets)[0].ip == a  # a retried ADD gets the same
+    assert store.allocate("c1", "net1", sets)[0].ip not in (a, b)
+
+
+def test_store_round_robins_like_host_local(tmp_path: Path) -> None:
+    store, sets = Store(str(tmp_path), "net"), _sets()
+    first = store.allocate("c1", "eth0", sets)[0].ip
+    store.release("c1", "eth0")
+    assert store.allocate("c2", "eth0", sets)[0].ip != first
+
+
+def test_store_exhaustion_reserves_nothing(tmp_path: Path) -> None:
+    store = Store(str(tmp_path), "net")
+    sets = _sets("10.5.0.0/30")  # .1 gateway, .2 the only address
+    sets = (*sets, *_sets("10.6.0.0/30"))
+    store.allocate("c1", "eth0", sets)
+    with pytest.raises(PoolExhaustedError) as info:
+        store.allocate("c2", "eth0", sets)
+    assert info.value.cni_code == 50
+    assert [a.container_id for a in store.held_by("c2", "eth0")] == []
+    assert store.free(sets) == [0, 0]
+    store.release("c1", "eth0")
+    store.release("c1", "eth0")  # twice is fine
+    assert store.free(sets) == [1, 1]
+
+
+def test_store_gc_keeps_only_valid_attachments(tmp_path: Path) -> None:
+    store, sets = Store(str(tmp_path), "net"), _sets()
+    for c in ("c1", "c2", "c3"):
+        store.allocate(c, "eth0", sets)
+    gone = store.gc({("c2", "eth0")})
+    assert sorted(a.container_id for a in gone) == ["c1", "c3"]
+    assert [a.container_id for a in store.held_by("c2", "eth0")] == ["c2"]
+
+
+def test_store_files_are_private_and_crash_leftovers_are_swept(tmp_path: Path) -> None:
+    store, sets = Store(str(tmp_path), "net"), _sets()
+    store.allocate("c1", "eth0", sets)
+    state = tmp_path / "net" / "allocations.json"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "net").stat().st_mode) == 0o700
+    leftover = tmp_path / "net" / ".allocations.json.123.abcd"
+    leftover.write_text("half a file")
+    store.release("c1", "eth0")
+    assert not leftover.exists()
+
+
+def test_store_refuses_symlinks(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    (tmp_path / "net").symlink_to(target)
+    with pytest.raises(StateError, match="symlink"):
+        Store(str(tmp_path), "net").allocate("c1", "eth0", _sets())
+    (tmp_path / "net2").mkdir(mode=0o700)
+    (tmp_path / "net2" / "allocations.json").symlink_to(target / "victim")
+    with pytest.raises(StateError, match="symlink"):
+        Store(str(tmp_path), "net2").allocate("c1", "eth0", _sets())
+    assert not (target / "victim").exists()
+
+
+def test_store_refuses_a_shared_directory(tmp_path: Path) -> None:
+    (tmp_path / "net").mkdir(mode=0o777)
+    os.chmod(tmp_path / "net", 0o777)
+    with pytest.raises(StateError, match="not private"):
+        Store(str(tmp_path), "net").allocate("c1", "eth0", _sets())
+
+
+def test_store_reports_foreign_state(tmp_path: Path) -> None:
+    (tmp_path / "net").mkdir(mode=0o700)
+    (tmp_path / "net" / "allocations.json").write_text("garbage")
+    with pytest.raises(StateError, match="not podnet-ipam state"):
+        Store(str(tmp_path), "net").allocate("c1", "eth0", _sets())
+
+
+# --- podnet-ipam through dispatch (files only: no kernel) ------------------------------------
+
+def _ipam_conf(tmp_path: Path, version: str = "1.1.0", **extra: Any) -> bytes:
+    return json.dumps({"cniVersion": version, "name": "n1", "type": "podnet-ipam", **extra,
+                       "ipam": {"type": "podnet-ipam", "subnet": "10.7.0.0/30",
+                                "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(tmp_path)}}
+                      ).encode()
+
+
+def test_podnet_ipam_commands(tmp_path: Path) -> None:
+    env = {**GOOD_ENV, "CNI_COMMAND": "ADD"}
+    out = handle("podnet-ipam", env, _ipam_conf(tmp_path))
+    assert out.code == 0, out
+    doc = json.loads(out.stdout)
+    assert doc["ips"] == [{"address": "10.7.0.2/30", "gateway": "10.7.0.1"}]
+    assert doc["routes"] == [{"dst": "0.0.0.0/0"}]
+    status = handle("podnet-ipam", {"CNI_COMMAND": "STATUS"}, _ipam_conf(tmp_path))
+    assert json.loads(status.stdout)["code"] == 50
+    assert handle("podnet-ipam", {**env, "CNI_COMMAND": "CHECK"}, _ipam_conf(tmp_path)).code == 0
+    gc = _ipam_conf(tmp_path, **{"cni.dev/valid-attachments": []})
+    assert handle("podnet-ipam", {"CNI_COMMAND": "GC"}, gc).code == 0
+    assert handle("podnet-ipam", {"CNI_COMMAND": "STATUS"}, _ipam_conf(tmp_path)).code == 0
+    check = handle("podnet-ipam", {**env, "CNI_COMMAND": "CHECK"}, _ipam_conf(tmp_path))
+    assert check.code != 0
+    assert handle("podnet-ipam", {**env, "CNI_COMMAND": "DEL"}, _ipam_conf(tmp_path)).code == 0
+
+
+def test_status_and_gc_need_1_1(tmp_path: Path) -> None:
+    out = handle("podnet-ipam", {"CNI_COMMAND": "STATUS"}, _ipam_conf(tmp_path, "1.0.0"))
+    assert json.loads(out.stdout)["code"] == 1
+
+
+def test_version_output() -> None:
+    out = handle("podnet-cni", {"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"1.0.0"}')
+    doc = json.loads(out.stdout)
+    assert out.code == 0 and doc["supportedVersions"] == ["0.4.0", "1.0.0", "1.1.0"]
+
+
+def test_errors_are_json_objects_with_the_config_version() -> None:
+    out = handle("podnet-cni", {**GOOD_ENV, "CNI_IFNAME": ""}, _conf(cniVersion="0.4.0"))
+    doc = json.loads(out.stdout)
+    assert out.code == 1 and doc["code"] == 4 and "CNI_IFNAME" in doc["msg"]
+
+
+# --- agent protocol and installed executables -------------------------------------------------
+
+def test_wire_env_round_trip() -> None:
+    env = {"A": "1", "B": "x=y", "C": ""}
+    assert wire.decode_env(wire.encode_env(env)) == env
+
+
+def test_agent_answers_a_client(tmp_path: Path) -> None:
+    from podnet.cni.agent import Agent
+    from podnet.cni.client import ask_agent
+
+    agent = Agent(str(tmp_path / "run" / "a.sock"))
+    agent.bind()
+    server = threading.Thread(target=agent.serve_forever)
+    server.start()
+    try:
+        got = ask_agent("podnet-cni", agent.socket_path, {"CNI_COMMAND": "VERSION"}, b"{}")
+        assert got is not None and got[0] == 0 and b"supportedVersions" in got[1]
+        assert stat.S_IMODE(os.stat(agent.socket_path).st_mode) == 0o600
+    finally:
+        agent.stop()
+        server.join(10)
+    assert ask_agent("podnet-cni", agent.socket_path, {}, b"") is None  # gone: caller runs it
+
+
+def test_conflist_for_containerd_1_6() -> None:
+    doc = render_conflist(InstallOptions(mode="bridge", subnet="10.9.0.0/24"))
+    assert doc["cniVersion"] == "1.0.0" and doc["cniVersions"] == ["1.0.0", "1.1.0"]
+    plugin = doc["plugins"][0]
+    assert plugin["type"] == "podnet-cni" and plugin["mode"] == "bridge"
+    assert plugin["ipam"]["ranges"] == [[{"subnet": "10.9.0.0/24"}]]
+    assert _code(render_conflist, InstallOptions(subnet="10.9.0.0/33")).cni_code == 7
+
+
+@pytest.mark.parametrize("client", ["python", "c"])
+def test_installed_plugin_runs_without_an_agent(tmp_path: Path, client: str) -> None:
+    if client == "c" and not any(os.access(f"{d}/cc", os.X_OK) for d in ("/usr/bin", "/bin")):
+        pytest.skip("no C compiler")
+    done = install(InstallOptions(bin_dir=str(tmp_path / "bin"), conf_dir=str(tmp_path / "d"),
+                                  socket=str(tmp_path / "nobody.sock"),
+                                  client=client))  # type: ignore[arg-type]
+    assert done.client == client
+    conf = json.loads((tmp_path / "d" / "10-podnet.conflist").read_text())
+    assert conf["plugins"][0]["type"] == "podnet-cni"
+    for exe in done.executables:
+        assert os.access(exe, os.X_OK)
+        # A runtime's environment: no virtualenv, no PYTHONPATH.
+        proc = subprocess.run([exe], input=b'{"cniVersion":"1.0.0"}', capture_output=True,
+                              env={"CNI_COMMAND": "VERSION", "PATH": "/usr/bin:/bin"},
+                              check=False, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["supportedVersions"][-1] == "1.1.0"
