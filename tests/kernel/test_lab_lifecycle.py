@@ -6,6 +6,9 @@ Each test starts from an empty sandbox (the shared default lab of test_lab.py is
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,50 @@ def dead(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_containers_of_a_pod_share_its_network_over_loopback(tmp_path: Path) -> None:
+    topo = tmp_path / "sidecar.yaml"
+    topo.write_text("""kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+name: side
+nodes: [{role: control-plane}, {role: worker}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: dev}
+spec:
+  containers:
+  - name: app
+    ports: [{containerPort: 8080}]
+  - name: sidecar
+    command: [python3, -m, http.server, "9090", --bind, 127.0.0.1]
+""")
+    podnet("up", "-q", "-f", str(topo))
+    try:
+        pod = pods_of("side")[0]
+        statuses = pod["status"]["containerStatuses"]  # type: ignore[index]
+        assert [c["name"] for c in statuses] == ["app", "sidecar"]
+        inodes = {os.stat(f"/proc/{c['pid']}/ns/net").st_ino for c in statuses}
+        utss = {os.stat(f"/proc/{c['pid']}/ns/uts").st_ino for c in statuses}
+        assert len(inodes) == 1 and len(utss) == 1, "containers of a pod share net and uts"
+        # The sidecar listens on 127.0.0.1 only: reachable from the pod's other processes
+        # over lo, never from outside the pod.
+        listing = _poll(lambda: podnet("exec", "-C", "side", "-n", "dev", "web", "--", "curl",
+                                       "-s", "-m", "2", "http://localhost:9090/", check=False))
+        assert "Directory listing" in listing
+        page = podnet("exec", "-C", "side", "-n", "dev", "web", "--", "curl", "-s",
+                      "http://127.0.0.1:8080/").stdout
+        assert "dev/web" in page
+    finally:
+        podnet("down", "-q", "-C", "side")
+
+
+def _poll(attempt: Callable[[], subprocess.CompletedProcess[str]], tries: int = 50) -> str:
+    """Retry until the sidecar (a fresh Python process) listens: poll, never sleep blindly."""
+    for _ in range(tries):
+        result = attempt()
+        if result.returncode == 0 and result.stdout:
+            return str(result.stdout)
+        time.sleep(0.1)
+    raise AssertionError("the sidecar never answered on localhost:9090")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -91,9 +92,18 @@ def masq_remove(network: str, ips: Iterable[ipaddress.IPv4Address]) -> None:
 
 
 def masq_contains(network: str, ip: ipaddress.IPv4Address) -> bool:
+    """Whether the pod's address is in the set and the chain still masquerades (one nft run)."""
     set_name, chain = names_for(network)
-    element = subprocess.run([_nft(), "get", "element", "ip", TABLE, set_name, f"{{ {ip} }}"],
-                             capture_output=True, check=False)
-    rule = subprocess.run([_nft(), "list", "chain", "ip", TABLE, chain],
-                          capture_output=True, check=False)
-    return element.returncode == 0 and rule.returncode == 0 and b"masquerade" in rule.stdout
+    proc = subprocess.run([_nft(), "-j", "list", "table", "ip", TABLE], capture_output=True,
+                          check=False)
+    if proc.returncode != 0:
+        return False
+    has_element = has_rule = False
+    for item in json.loads(proc.stdout).get("nftables", []):
+        found = item.get("set", {})
+        if found.get("name") == set_name and str(ip) in found.get("elem", []):
+            has_element = True
+        rule = item.get("rule", {})
+        if rule.get("chain") == chain and any("masquerade" in e for e in rule.get("expr", [])):
+            has_rule = True
+    return has_element and has_rule
