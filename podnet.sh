@@ -50,7 +50,10 @@ setup() {
   fi
   local spec="$here"
   [ "$extra" = dev ] && spec="$here[dev]"
-  if ! "$venv/bin/python" -c 'import podnet' 2>/dev/null || [ "$extra" = dev ]; then
+  # (Re)install when podnet is missing, installed from another checkout, or test tools are wanted.
+  local where
+  where=$("$venv/bin/python" -c 'import podnet; print(podnet.__file__)' 2>/dev/null || true)
+  if [ "$where" != "$here/src/podnet/__init__.py" ] || [ "$extra" = dev ]; then
     log "installing podnet into $venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -e "$spec"
   fi
