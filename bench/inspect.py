@@ -36,6 +36,7 @@ if __name__ == "inspect":
     _std.loader.exec_module(_module)
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -117,7 +118,7 @@ def measure(repeat: int, commands: dict[str, list[str]]) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in [*commands, "loop"]}
     for _ in range(repeat):
         for name, argv in commands.items():
-            times[name].append(timed(lambda argv=argv: podnet_json(argv)))  # type: ignore[misc]
+            times[name].append(timed(functools.partial(podnet_json, argv)))
         times["loop"].append(timed(loop_output))
     return {name: statistics.median(values) for name, values in times.items()}
 

@@ -340,3 +340,24 @@ def test_installed_plugin_runs_without_an_agent(tmp_path: Path, client: str) -> 
                               check=False, timeout=30)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["supportedVersions"][-1] == "1.1.0"
+
+
+def test_cli_install_and_uninstall(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from podnet.cli.cni import cni_group
+
+    bin_dir, conf_dir = tmp_path / "bin", tmp_path / "net.d"
+    runner = CliRunner()
+    result = runner.invoke(cni_group, ["install", "--bin-dir", str(bin_dir), "--conf-dir",
+                                       str(conf_dir), "--mode", "bridge", "--subnet",
+                                       "10.244.7.0/24", "--client", "python"])
+    assert result.exit_code == 0, result.output
+    assert "podnet cni agent" in result.output
+    conf = json.loads((conf_dir / "10-podnet.conflist").read_text())
+    assert conf["plugins"][0]["mode"] == "bridge"
+    script = (bin_dir / "podnet-cni").read_text()
+    assert script.startswith("#!") and " -IS\n" in script.splitlines()[0] + "\n"
+    result = runner.invoke(cni_group, ["uninstall", "--bin-dir", str(bin_dir), "--conf-dir",
+                                       str(conf_dir)])
+    assert result.exit_code == 0 and not (bin_dir / "podnet-cni").exists()

@@ -145,7 +145,8 @@ def assemble(
     pairs: list[VethPair] = []
     peers: dict[tuple[int, int], PeerRef] = {}
     for a, b in matched:
-        pairs.append(VethPair((end_of(a.inode, a.index), end_of(b.inode, b.index))))
+        pairs.append(VethPair((end_of(a.inode, a.index), end_of(b.inode, b.index)),
+                              netnsid=a.peer_netnsid))
         peers[(a.inode, a.index)] = PeerRef(labels.get(b.inode), names[b.inode][b.index], b.index)
         peers[(b.inode, b.index)] = PeerRef(labels.get(a.inode), names[a.inode][a.index], a.index)
     for end, seen in probes:

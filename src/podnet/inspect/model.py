@@ -100,7 +100,7 @@ class PairEnd:
 class VethPair:
     ends: tuple[PairEnd, PairEnd]
     status: PairStatus = "ok"
-    netnsid: int | None = None  # hidden or gone peers: the id ends[0]'s namespace gives it
+    netnsid: int | None = None  # the id ends[0]'s namespace gives ends[1]'s (None: the same)
 
     def touches(self, inode: int) -> bool:
         return any(end.inode == inode for end in self.ends)

@@ -7,6 +7,7 @@ rules (skip network, gateway, broadcast and reserved addresses) live in one plac
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -50,7 +51,7 @@ class Pool:
         taken |= {int(a) for a in self.reserved}
         first, last = self._bounds()
         start = int(after) + 1 if after is not None and first <= int(after) < last else first
-        for value in (*range(start, last + 1), *range(first, start)):
+        for value in itertools.chain(range(start, last + 1), range(first, start)):
             if value not in taken:
                 return ipaddress.IPv4Address(value)
         raise PoolExhaustedError(

@@ -119,6 +119,14 @@ def _holders(holders: Sequence[Holder], limit: int = 3) -> str:
     return f"{shown}, +{more} more" if more > 0 else shown
 
 
+def _first(items: Sequence[str], limit: int) -> str:
+    """At most `limit` items, then how many more: a node with 1,000 veths stays one line."""
+    if not items:
+        return "-"
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f", +{more} more" if more > 0 else "")
+
+
 def _and(items: Sequence[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
@@ -180,7 +188,7 @@ def _namespaces_table(host: Host, wide: bool) -> Any:
     table = _table("network namespaces",
                    ("NETNS", "OWNER", "HOLDERS", "INTERFACES", *(("INODE",) if wide else ())))
     for ns in host.namespaces:
-        ifaces = ", ".join(i.ifname for i in ns.interfaces) or "-"
+        ifaces = _first([i.ifname for i in ns.interfaces], 8)
         if ns.error:
             ifaces = f"[not read: {ns.error}]"
         label = ns.label + (" (podnet)" if ns.current and ns.label != "host" else "")
