@@ -11,8 +11,8 @@ import errno
 import os
 from collections.abc import Iterator
 
-from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, ObjectMissingError
-from podnet.kernel import syscalls
+from podnet.errors import ObjectMissingError
+from podnet.kernel import nsfile, syscalls
 
 __all__ = [
     "NETNS_DIR",
@@ -67,7 +67,7 @@ def _ensure_netns_dir() -> None:
     try:
         syscalls.make_shared(NETNS_DIR)
     except OSError as exc:
-        raise _kernel_error(exc, f"making {NETNS_DIR} a shared mount") from None
+        raise nsfile.kernel_error(exc, f"making {NETNS_DIR} a shared mount") from None
 
 
 def _mount_points() -> set[str]:
@@ -86,31 +86,13 @@ def create(name: str) -> str:
     if not _dir_ready:
         _ensure_netns_dir()
         _dir_ready = True
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
-    except FileExistsError:
-        raise ObjectExistsError(
-            f"network namespace {name} already exists",
-            errno=errno.EEXIST,
-            hint=f"it is not podnet's: inspect it with `ip netns exec {name} ip address`, "
-            f"then remove it with `ip netns del {name}` if it is stale",
-        ) from None
-    except PermissionError as exc:
-        raise NotPermittedError(f"cannot create {path}: {exc.strerror}", errno=exc.errno) from None
-    os.close(fd)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        syscalls.unshare(syscalls.CLONE_NEWNET)
-        try:
-            syscalls.bind_mount("/proc/thread-self/ns/net", path)
-        finally:
-            syscalls.setns(home, syscalls.CLONE_NEWNET)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise _kernel_error(exc, f"network namespace {name}") from None
-    finally:
-        os.close(home)
+    nsfile.persist_new(
+        path,
+        "net",
+        what=f"network namespace {name}",
+        exists_hint=f"it is not podnet's: inspect it with `ip netns exec {name} ip address`, "
+        f"then remove it with `ip netns del {name}` if it is stale",
+    )
     return path
 
 
@@ -119,17 +101,7 @@ def delete(name: str) -> bool:
 
     Returns False when there was nothing to delete (deleting twice succeeds).
     """
-    path = path_of(name)
-    try:
-        syscalls.umount(path)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT):
-            raise _kernel_error(exc, f"network namespace {name}") from None
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
+    return nsfile.remove(path_of(name), f"network namespace {name}")
 
 
 @contextlib.contextmanager
@@ -147,7 +119,7 @@ def entered(path: str, nstype: int = syscalls.CLONE_NEWNET) -> Iterator[None]:
         try:
             syscalls.setns(target, nstype)
         except OSError as exc:
-            raise _kernel_error(exc, f"namespace {path}") from None
+            raise nsfile.kernel_error(exc, f"namespace {path}") from None
         finally:
             os.close(target)
         try:
@@ -156,9 +128,3 @@ def entered(path: str, nstype: int = syscalls.CLONE_NEWNET) -> Iterator[None]:
             syscalls.setns(home, nstype)
     finally:
         os.close(home)
-
-
-def _kernel_error(exc: OSError, what: str) -> KernelError:
-    if exc.errno in (errno.EPERM, errno.EACCES):
-        return NotPermittedError(f"{what}: {exc.strerror}", errno=exc.errno)
-    return KernelError(f"{what}: {exc.strerror}", errno=exc.errno)

@@ -7,13 +7,12 @@ onto a file of ours, so it lives without any process in it and every container c
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 from collections.abc import Sequence
 
-from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, StateError
-from podnet.kernel import syscalls
+from podnet.errors import StateError
+from podnet.kernel import nsfile, syscalls
 from podnet.runtime.hosts import pod_hostname, render_hosts
 
 __all__ = ["create_pod_uts", "delete_pod_uts", "write_file_atomic", "write_hosts_file"]
@@ -35,32 +34,13 @@ def create_pod_uts(path: str, hostname: str) -> None:
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, mode=0o755, exist_ok=True)
-    try:
-        flags = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o444)
-    except FileExistsError:
-        raise ObjectExistsError(
-            f"UTS namespace file {path} already exists",
-            errno=errno.EEXIST,
-            hint="a pod of that name is already up, or a crash left it: `podnet down` removes it",
-        ) from None
-    except PermissionError as exc:
-        raise NotPermittedError(f"cannot create {path}: {exc.strerror}", errno=exc.errno) from None
-    os.close(fd)
-    home = os.open("/proc/thread-self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        syscalls.unshare(syscalls.CLONE_NEWUTS)
-        try:
-            syscalls.sethostname(hostname)
-            syscalls.bind_mount("/proc/thread-self/ns/uts", path)
-        finally:
-            syscalls.setns(home, syscalls.CLONE_NEWUTS)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise _kernel_error(exc, f"UTS namespace {path} for {hostname}") from None
-    finally:
-        os.close(home)
+    nsfile.persist_new(
+        path,
+        "uts",
+        what=f"UTS namespace file {path}",
+        exists_hint="a pod of that name is up, or a crash left it: `podnet down` removes it",
+        prepare=lambda: syscalls.sethostname(hostname),
+    )
 
 
 def delete_pod_uts(path: str) -> bool:
@@ -69,16 +49,7 @@ def delete_pod_uts(path: str) -> bool:
     Unlinking also detaches the copies of this mount that containers' mount namespaces hold, so the
     namespace is freed once no process is in it.
     """
-    try:
-        syscalls.umount(path, syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT):
-            raise _kernel_error(exc, f"UTS namespace {path}") from None
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
+    return nsfile.remove(path, f"UTS namespace {path}")
 
 
 def write_hosts_file(
@@ -135,9 +106,3 @@ def write_file_atomic(path: str, text: str, mode: int = 0o644) -> None:
         raise StateError(f"cannot write {path}: {exc.strerror}") from None
     finally:
         os.close(dir_fd)
-
-
-def _kernel_error(exc: OSError, what: str) -> KernelError:
-    if exc.errno in (errno.EPERM, errno.EACCES):
-        return NotPermittedError(f"{what}: {exc.strerror}", errno=exc.errno)
-    return KernelError(f"{what}: {exc.strerror}", errno=exc.errno)
