@@ -1,4 +1,4 @@
-"""Run every benchmark (or those named) in one sandbox: `./podnet.sh bench [lab inspect ...]`."""
+"""Run every benchmark (or those named) in one sandbox: `./podnet.sh bench [lab cni ...]`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sandbox import ensure_sandbox
 
-ALL = ("lab", "inspect", "cni", "throughput")
+ALL = ("lab", "inspect_host", "cni", "throughput")
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from podnet import state as lab_state
-from podnet.errors import PodnetError, StateError
+from podnet.errors import StateError
 from podnet.model.types import ClusterSpec
 from podnet.render.columns import columns
 from podnet.render.jsonpath import jsonpath
@@ -384,9 +384,3 @@ def explain(path: str | None) -> None:
         click.echo(f"\n# {step.comment}")
         for command in step.commands:
             click.echo(command)
-
-
-def fail(exc: PodnetError) -> NoReturn:
-    click.echo(f"podnet: {exc.for_people()}", err=True)
-    # `exec` of a missing command exits 127 and of a non-executable file 126, as a shell does.
-    sys.exit(getattr(exc, "exit_status", 1))

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import sys
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 import click
 
 from podnet import __version__
-from podnet.cli.lab import down, exec_command, explain, fail, get, node_exec, up
 from podnet.errors import PodnetError
 
 __all__ = ["cli", "main"]
 
 
 class _LazyGroup(click.Group):
-    """Commands from other faces (inspect, cni) load only when called: keeps start-up light."""
+    """Each command's module loads only when that command runs: `podnet inspect` never pays
+    for the lab's planner, nor `podnet exec` for inspect."""
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "up": ("podnet.cli.lab", "up"),
+        "down": ("podnet.cli.lab", "down"),
+        "get": ("podnet.cli.lab", "get"),
+        "exec": ("podnet.cli.lab", "exec_command"),
+        "node-exec": ("podnet.cli.lab", "node_exec"),
+        "explain": ("podnet.cli.lab", "explain"),
         "inspect": ("podnet.cli.inspect", "inspect_command"),
         "cni": ("podnet.cli.cni", "cni_group"),
     }
@@ -47,8 +53,10 @@ def cli() -> None:
     """
 
 
-for command in (up, down, get, exec_command, node_exec, explain):
-    cli.add_command(command)
+def fail(exc: PodnetError) -> NoReturn:
+    click.echo(f"podnet: {exc.for_people()}", err=True)
+    # `exec` of a missing command exits 127 and of a non-executable file 126, as a shell does.
+    sys.exit(getattr(exc, "exit_status", 1))
 
 
 def main() -> None:

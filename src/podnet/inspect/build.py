@@ -33,7 +33,7 @@ def inspect_host(
     *, state_dir: str = podsrc.STATE_DIR, cni_cache_dir: str = podsrc.CNI_CACHE_DIR
 ) -> Host:
     """Every network namespace on this host, its interfaces and routes, and every veth pair."""
-    from podnet.kernel import discover  # noqa: PLC0415  # pulls in pyroute2's message layouts
+    from podnet.kernel import discover  # pulls in pyroute2's message layouts
 
     refs = discover.find_namespaces()
     by_inode = {ref.inode: ref for ref in refs}

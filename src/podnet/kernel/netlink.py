@@ -28,6 +28,8 @@ __all__ = ["OWNER_ALIAS", "Netlink", "netlink_errors"]
 OWNER_ALIAS = "podnet"
 
 IFA_F_NOPREFIXROUTE = 0x200
+AF_INET = 2
+AF_BRIDGE = 7
 SCOPE_LINK = 253
 SCOPE_HOST = 254
 T = TypeVar("T")
@@ -298,6 +300,21 @@ class Netlink:
             f"adding neighbour {ip} on {ifname}", self._ipr.neigh, "replace",
             ifindex=self.index(ifname), dst=ip, lladdr=mac, state="permanent",
         )
+
+    def neighbours(self, *, bridge: bool = False) -> list[dict[str, Any]]:
+        """Neighbour entries as `ip neigh` lists them, or with `bridge` the forwarding database
+        (`bridge fdb`): ifindex, dst, mac, state, flags."""
+        family = AF_BRIDGE if bridge else AF_INET
+        return [
+            {
+                "ifindex": msg["ifindex"],
+                "dst": msg.get("NDA_DST"),
+                "mac": msg.get("NDA_LLADDR"),
+                "state": msg["state"],
+                "flags": msg["flags"],
+            }
+            for msg in self._call("listing neighbours", self._ipr.get_neighbours, family=family)
+        ]
 
     def add_fdb(self, ifname: str, mac: str, remote: str) -> None:
         self._call(

@@ -13,13 +13,33 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from podnet.errors import Problem, TopologyError
 from podnet.ipam.pool import Pool, PoolExhaustedError
 from podnet.model.types import ClusterSpec, ContainerSpec, PodSpec
+from podnet.plan.services import ServiceLayout, place_services
 
-__all__ = ["STATE_ROOT", "Layout", "NodeLayout", "PodLayout", "layout"]
+__all__ = [
+    "INTERNET_KEY",
+    "INTERNET_SUBNET",
+    "STATE_ROOT",
+    "TUNNEL",
+    "VXLAN_OVERHEAD",
+    "InternetLayout",
+    "Layout",
+    "NodeLayout",
+    "PodLayout",
+    "layout",
+    "vtep_mac",
+]
 
 STATE_ROOT = "/run/podnet"
 _NETNS_UUID_NAMESPACE = uuid.UUID("0b7f5a2e-4f4e-4c1b-9d8a-706f646e6574")
+TUNNEL = "flannel.1"  # flannel's name for its VXLAN device (".1": VNI 1)
+VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 bytes
+# The outside world: TEST-NET-2 (RFC 5737), reserved for documentation, so it can never be a
+# real address; it exists only as a namespace of the lab's.
+INTERNET_SUBNET = ipaddress.IPv4Network("198.51.100.0/24")
+INTERNET_KEY = "internet"  # the record's key for the internet's web server (pod keys have a /)
 
 
 @dataclass(frozen=True)
@@ -32,11 +52,17 @@ class NodeLayout:
     uplink: str  # the node's veth in the fabric namespace, enslaved to the node bridge
     uts: str  # bind-mounted UTS namespace holding hostname = node name
     hosts_file: str
+    vtep_mac: str = ""  # MAC of the node's VXLAN device (flannel.1), chosen by us: see vtep_mac
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
         """The pods' gateway: the first address of the pod CIDR (10.244.1.1)."""
         return self.pod_cidr.network_address + 1
+
+    @property
+    def vtep_ip(self) -> ipaddress.IPv4Address:
+        """flannel.1's address: the pod CIDR's network address, as a /32 (10.244.1.0)."""
+        return self.pod_cidr.network_address
 
 
 @dataclass(frozen=True)
@@ -58,6 +84,23 @@ class PodLayout:
 
 
 @dataclass(frozen=True)
+class InternetLayout:
+    """A namespace playing the world outside the cluster, routed through the fabric namespace
+    (the docker host), with a web server that shows each client the address it came from."""
+
+    netns: str  # kind-internet
+    link: str  # the fabric's veth towards it (its peer is eth0 in `netns`)
+    gateway: ipaddress.IPv4Interface  # 198.51.100.1/24, the fabric's end: the way back in
+    address: ipaddress.IPv4Interface  # 198.51.100.100/24, the web server out there
+    port: int = 80
+    log: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address.ip}:{self.port}/"
+
+
+@dataclass(frozen=True)
 class Layout:
     cluster: str
     fabric_netns: str  # plays the docker host: holds the node network's bridge
@@ -69,6 +112,17 @@ class Layout:
     nodes: tuple[NodeLayout, ...] = ()
     pods: tuple[PodLayout, ...] = ()
     state_dir: str = field(default="")
+    pod_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
+    service_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/16")
+    vxlan_vni: int = 1
+    vxlan_port: int = 8472
+    services: tuple[ServiceLayout, ...] = ()
+    internet: InternetLayout | None = None
+
+    @property
+    def pod_mtu(self) -> int:
+        """Pods' MTU: the node network's, less the VXLAN header when pods' packets get one."""
+        return self.mtu - VXLAN_OVERHEAD if self.routing == "vxlan" else self.mtu
 
     def node(self, name: str) -> NodeLayout:
         return next(n for n in self.nodes if n.name == name)
@@ -98,8 +152,18 @@ def _unique_veth(seed: tuple[str, ...], taken: set[str]) -> str:
         salt += 1
 
 
+def vtep_mac(cluster: str, node: str) -> str:
+    """A stable, locally administered unicast MAC for a node's VXLAN device. flannel lets the
+    kernel pick one and publishes it in a node annotation; deciding it here lets the plan (and
+    `podnet explain`) name every neighbour and FDB entry before anything exists."""
+    raw = bytearray(hashlib.sha256(f"vtep/{cluster}/{node}".encode()).digest()[:6])
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
 def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
     """Decide every name and address of the lab described by `spec`."""
+    _check_internet_free(spec)
     state_dir = f"{STATE_ROOT}/{spec.name}"
     prefix = spec.node_cidr_prefix
     cidrs = list(spec.pod_subnet.subnets(new_prefix=prefix))
@@ -123,9 +187,18 @@ def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
                 else _unique_veth((spec.name, node.name), fabric_uplinks),
                 uts=f"{state_dir}/nodes/{node.name}.uts",
                 hosts_file=f"{state_dir}/nodes/{node.name}.hosts",
+                vtep_mac=vtep_mac(spec.name, node.name),
             )
         )
     pods = _place_pods(spec, nodes, previous, state_dir)
+    services = place_services(spec, pods, previous.services if previous else ())
+    internet = InternetLayout(
+        netns=f"{spec.name}-internet",
+        link="internet",
+        gateway=ipaddress.IPv4Interface(f"{INTERNET_SUBNET.network_address + 1}/24"),
+        address=ipaddress.IPv4Interface(f"{INTERNET_SUBNET.network_address + 100}/24"),
+        log=f"{state_dir}/logs/internet.log",
+    )
     return Layout(
         cluster=spec.name,
         fabric_netns=f"podnet-{spec.name}",
@@ -137,7 +210,33 @@ def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
         nodes=tuple(nodes),
         pods=tuple(pods),
         state_dir=state_dir,
+        pod_subnet=spec.pod_subnet,
+        service_subnet=spec.service_subnet,
+        vxlan_vni=spec.vxlan_vni,
+        vxlan_port=spec.vxlan_port,
+        services=services,
+        internet=internet,
     )
+
+
+def _check_internet_free(spec: ClusterSpec) -> None:
+    """The lab's outside world takes TEST-NET-2: no range of the cluster may overlap it."""
+    clashes = [
+        (key, net)
+        for key, net in (("podSubnet", spec.pod_subnet), ("serviceSubnet", spec.service_subnet),
+                         ("nodeSubnet", spec.node_subnet))
+        if net.overlaps(INTERNET_SUBNET)
+    ]
+    if clashes:
+        raise TopologyError([
+            Problem(
+                f"Cluster {spec.name}",
+                f"networking.{key}",
+                f"{net} overlaps {INTERNET_SUBNET}, which the lab's `internet` namespace uses",
+                "pick a range outside 198.51.100.0/24",
+            )
+            for key, net in clashes
+        ])
 
 
 def _schedulable(nodes: list[NodeLayout]) -> list[NodeLayout]:

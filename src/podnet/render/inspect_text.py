@@ -176,7 +176,7 @@ def _route_text(r: Route) -> str:
 
 
 def _table(title: str, headers: Sequence[str]) -> Any:
-    from rich.table import Table  # noqa: PLC0415  # 60 ms: only when a table is asked for
+    from rich.table import Table  # 60 ms: only when a table is asked for
 
     table = Table(title=title, title_justify="left", box=None, pad_edge=False)
     for header in headers:
@@ -239,7 +239,7 @@ def _routes_table(host: Host) -> Any:
 def render_table(host: Host, *, wide: bool = False, width: int | None = None,
                  color: bool = False) -> str:
     """Namespaces and veth pairs as tables; `wide` adds every interface and route."""
-    from rich.console import Console  # noqa: PLC0415  # 60 ms: only when a table is asked for
+    from rich.console import Console  # 60 ms: only when a table is asked for
 
     out = io.StringIO()
     console = Console(file=out, width=width or 160, force_terminal=color, no_color=not color,

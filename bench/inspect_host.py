@@ -1,6 +1,6 @@
 """`podnet inspect -o json` against the loop people write, on 200 and 1,000 pods, in one run.
 
-    ./podnet.sh bench inspect        (or: python bench/inspect.py [--pods 200 1000] [--repeat 5])
+    ./podnet.sh bench inspect_host   (or: python bench/inspect_host.py [--pods 200 1000])
 
 The pods are built the way the lesson's kind node has them (kindnet's /32 style): a named
 namespace `cni-N` per pod, a veth pair with `eth0` born in the pod, the node end holding
@@ -18,29 +18,13 @@ Timed, as whole commands (interpreter start-up included), median of --repeat run
 
 from __future__ import annotations
 
-import sys
-
-if __name__ == "inspect":
-    # Every bench script puts bench/ first on sys.path, so `import inspect` anywhere in a bench
-    # process (dataclasses does it) finds this file before the standard library's module. Hand
-    # the real one over; the import system returns whatever sys.modules holds when this ends.
-    import importlib.util
-    import sysconfig
-
-    _std = importlib.util.spec_from_file_location(
-        "inspect", sysconfig.get_paths()["stdlib"] + "/inspect.py"
-    )
-    assert _std is not None and _std.loader is not None
-    _module = importlib.util.module_from_spec(_std)
-    sys.modules["inspect"] = _module
-    _std.loader.exec_module(_module)
-
 import argparse
 import functools
 import json
 import os
 import statistics
 import subprocess
+import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sandbox import ensure_sandbox, run, timed

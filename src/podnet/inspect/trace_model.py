@@ -1,0 +1,91 @@
+"""`podnet trace` as data: the hops of one packet, the probe, and the verdict. Pure.
+
+`Reads` is everything the tracer asks the kernel, by namespace; `podnet.inspect.trace_world`
+answers it from the live kernel, tests can answer it from recorded data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from podnet.inspect.model import Namespace
+from podnet.inspect.trace_nft import Nat, Packet
+from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAnswer, Vxlan
+
+__all__ = [
+    "Hop",
+    "HopStatus",
+    "Path",
+    "ProbeResult",
+    "Reads",
+    "TraceReport",
+]
+
+HopStatus = Literal["ok", "warn", "broken"]
+
+
+class Reads(Protocol):
+    """The kernel's answers the tracer needs, asked in namespace `ns`."""
+
+    def route(self, ns: Namespace, dst: str, *, src: str | None = None,
+              iif: int | None = None) -> RouteAnswer: ...
+
+    def neighbour(self, ns: Namespace, ifindex: int, ip: str) -> Neighbour | None: ...
+
+    def fdb(self, ns: Namespace) -> list[FdbEntry]: ...
+
+    def vxlan(self, ns: Namespace, ifindex: int) -> Vxlan | None: ...
+
+    def ruleset(self, ns: Namespace) -> NftRead: ...
+
+    def listeners(self, ns: Namespace) -> list[Listener]: ...
+
+    def sysctl(self, ns: Namespace, key: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Hop:
+    step: str  # route, veth, bridge, vxlan, decap, nat, filter, deliver, leave
+    netns: str  # the namespace's label
+    owner: str  # who people know it as: "pod dev/demo-...", "node kind-worker", "podnet-kind"
+    text: str
+    commands: tuple[str, ...] = ()  # what a person runs to see the same answer
+    status: HopStatus = "ok"
+    reason: str = ""  # for warn and broken: no route, interface down, rule drop, ...
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Path:
+    hops: tuple[Hop, ...]
+    outcome: Literal["delivered", "broken", "left", "loop"]
+    packet: Packet  # as it was when the walk ended (after NAT)
+    end: str | None = None  # the namespace it was delivered to (label)
+    broken: int | None = None  # index of the hop to blame
+    nat: tuple[tuple[str, Nat, Packet], ...] = ()  # (namespace label, NAT, packet before it)
+
+    @property
+    def broken_hop(self) -> Hop | None:
+        return None if self.broken is None else self.hops[self.broken]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    proto: str  # tcp or icmp
+    ok: bool
+    outcome: str  # connected, refused, timeout, unreachable, reply, error
+    detail: str
+    elapsed_ms: float
+    local: str | None = None  # the source address:port the probe used
+
+
+@dataclass(frozen=True)
+class TraceReport:
+    source: str  # "pod dev/demo-... (10.244.2.2)"
+    destination: str  # "pod default/jumpbox 10.244.1.2:80/tcp"
+    forward: Path
+    reverse: Path | None
+    probe: ProbeResult | None
+    verdict: Literal["works", "broken", "unknown"]
+    summary: str

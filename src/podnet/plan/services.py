@@ -1,0 +1,204 @@
+"""Services in the concrete lab: virtual IPs, node ports and endpoints, decided once. Pure.
+
+A Service's ClusterIP comes from `serviceSubnet` and its node ports from 30000-32767, as the API
+server allocates them; once given they stay (the record keeps them), so a second `up` decides the
+same addresses. New ones are drawn from a hash of the Service's name, so a lab rebuilt from
+scratch gets the same addresses too. Endpoints are the pods the selector matches, in file order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from podnet.ipam.pool import PoolExhaustedError
+from podnet.model.types import ClusterSpec, ServiceSpec
+
+__all__ = [
+    "NODE_PORT_RANGE",
+    "ServiceLayout",
+    "ServicePortLayout",
+    "cluster_domain_names",
+    "place_services",
+]
+
+NODE_PORT_RANGE = range(30000, 32768)  # kube-apiserver's default --service-node-port-range
+CLUSTER_DOMAIN = "cluster.local"
+
+
+@dataclass(frozen=True)
+class ServicePortLayout:
+    name: str
+    protocol: str  # "TCP" or "UDP"
+    port: int  # on the ClusterIP
+    target_port: int  # on each endpoint pod
+    node_port: int | None = None  # on every node's addresses (type NodePort)
+
+    @property
+    def ident(self) -> str:
+        """`tcp/http` (or `tcp/80` for an unnamed port): names its nftables chains."""
+        return f"{self.protocol.lower()}/{self.name or self.port}"
+
+
+@dataclass(frozen=True)
+class ServiceLayout:
+    namespace: str
+    name: str
+    type: str  # "ClusterIP" or "NodePort"
+    cluster_ip: ipaddress.IPv4Address
+    ports: tuple[ServicePortLayout, ...] = ()
+    selector: tuple[tuple[str, str], ...] = ()
+    endpoints: tuple[str, ...] = ()  # keys of the selected pods
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def hostnames(self, from_namespace: str) -> tuple[str, ...]:
+        """Names a pod of `from_namespace` resolves to the ClusterIP, as cluster DNS answers
+        them (the short name only works from the Service's own namespace)."""
+        return cluster_domain_names(self.name, self.namespace, from_namespace)
+
+
+def cluster_domain_names(name: str, namespace: str, from_namespace: str) -> tuple[str, ...]:
+    names = (f"{name}.{namespace}", f"{name}.{namespace}.svc",
+             f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}")
+    return (name, *names) if namespace == from_namespace else names
+
+
+class _Pod(Protocol):
+    """What endpoint selection needs of a pod (PodLayout and PodSpec both have it)."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def labels(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def key(self) -> str: ...
+
+
+def place_services(
+    spec: ClusterSpec, pods: Sequence[_Pod], previous: Iterable[ServiceLayout] = ()
+) -> tuple[ServiceLayout, ...]:
+    """Every Service of `spec` with its ClusterIP, node ports and endpoints."""
+    old = {s.key: s for s in previous}
+    ips = _cluster_ips(spec, old)
+    node_ports = _node_ports(spec, old)
+    out = []
+    for svc in spec.services:
+        ports = tuple(
+            ServicePortLayout(
+                name=p.name,
+                protocol=p.protocol,
+                port=p.port,
+                target_port=p.target_port,
+                node_port=node_ports.get((svc.key, _port_key(p.name, p.port, p.protocol))),
+            )
+            for p in svc.ports
+        )
+        out.append(
+            ServiceLayout(
+                namespace=svc.namespace,
+                name=svc.name,
+                type=svc.type,
+                cluster_ip=ips[svc.key],
+                ports=ports,
+                selector=svc.selector,
+                endpoints=tuple(p.key for p in pods if _selects(svc, p)),
+            )
+        )
+    return tuple(out)
+
+
+def _selects(svc: ServiceSpec, pod: _Pod) -> bool:
+    if not svc.selector or pod.namespace != svc.namespace:
+        return False
+    labels = dict(pod.labels)
+    return all(labels.get(k) == v for k, v in svc.selector)
+
+
+def _draw(seed: str, size: int) -> int:
+    return int(hashlib.sha256(seed.encode()).hexdigest()[:12], 16) % size
+
+
+def _cluster_ips(
+    spec: ClusterSpec, old: dict[str, ServiceLayout]
+) -> dict[str, ipaddress.IPv4Address]:
+    net = spec.service_subnet
+    # The network, the broadcast and the first address (the `kubernetes` Service's) stay free.
+    reserved = {net.network_address, net.network_address + 1, net.broadcast_address}
+    out: dict[str, ipaddress.IPv4Address] = {}
+    taken = set(reserved)
+    for svc in spec.services:  # pinned in the file: theirs, whatever was recorded
+        if svc.cluster_ip:
+            out[svc.key] = ipaddress.IPv4Address(svc.cluster_ip)
+            taken.add(out[svc.key])
+    for svc in spec.services:  # recorded: kept while still valid
+        kept = old.get(svc.key)
+        if svc.key not in out and kept and kept.cluster_ip in net and kept.cluster_ip not in taken:
+            out[svc.key] = kept.cluster_ip
+            taken.add(kept.cluster_ip)
+    size = net.num_addresses
+    for svc in spec.services:
+        if svc.key in out:
+            continue
+        start = _draw(f"{spec.name}/{svc.key}", size)
+        for step in range(size):
+            ip = net.network_address + (start + step) % size
+            if ip not in taken:
+                out[svc.key] = ip
+                taken.add(ip)
+                break
+        else:
+            raise PoolExhaustedError(
+                f"Service {svc.key}: no free address left in serviceSubnet {net}",
+                hint="give networking.serviceSubnet a larger range",
+            )
+    return out
+
+
+def _port_key(name: str, port: int, protocol: str) -> str:
+    return f"{protocol}/{name or port}"
+
+
+def _node_ports(spec: ClusterSpec, old: dict[str, ServiceLayout]) -> dict[tuple[str, str], int]:
+    wanted = [
+        (svc.key, _port_key(p.name, p.port, p.protocol), p.node_port)
+        for svc in spec.services
+        if svc.type == "NodePort"
+        for p in svc.ports
+    ]
+    recorded = {
+        (s.key, _port_key(p.name, p.port, p.protocol)): p.node_port
+        for s in old.values()
+        for p in s.ports
+        if p.node_port is not None
+    }
+    out: dict[tuple[str, str], int] = {}
+    taken: set[int] = set()
+    for key, port_key, pinned in wanted:
+        if pinned is not None:
+            out[(key, port_key)] = pinned
+            taken.add(pinned)
+    for key, port_key, _ in wanted:
+        kept = recorded.get((key, port_key))
+        if (key, port_key) not in out and kept is not None and kept not in taken:
+            out[(key, port_key)] = kept
+            taken.add(kept)
+    size = len(NODE_PORT_RANGE)
+    for key, port_key, _ in wanted:
+        if (key, port_key) in out:
+            continue
+        start = _draw(f"{spec.name}/{key}/{port_key}", size)
+        for step in range(size):
+            port = NODE_PORT_RANGE[(start + step) % size]
+            if port not in taken:
+                out[(key, port_key)] = port
+                taken.add(port)
+                break
+        else:
+            raise PoolExhaustedError(f"Service {key}: no free node port left in 30000-32767")
+    return out
