@@ -14,7 +14,7 @@ import yaml
 
 from podnet.errors import CNI_INVALID_CONFIG, TopologyError
 from podnet.model import DEFAULT_TOPOLOGY_TEXT, default_topology, load_file, load_topology
-from podnet.model import loader as loader_module
+from podnet.model import yaml_docs
 from podnet.model.types import ContainerSpec, NodeSpec, ServicePort
 
 SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
@@ -312,14 +312,14 @@ def test_topology_error_is_a_value_error_with_cni_code() -> None:
 
 def test_plain_python_yaml_loader_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(yaml, "__with_libyaml__", False)
-    loader_module._parser_class.cache_clear()
+    yaml_docs._parser_class.cache_clear()
     try:
-        parser = loader_module._parser_class()
+        parser = yaml_docs._parser_class()
         assert isinstance(parser, type) and not issubclass(parser, yaml.CSafeLoader)
         assert load_topology(DEFAULT_TOPOLOGY_TEXT) == default_topology()
         assert load_topology(CUSTOM) == load_topology(CUSTOM)
     finally:
-        loader_module._parser_class.cache_clear()
+        yaml_docs._parser_class.cache_clear()
 
 
 def test_default_loads_in_a_few_milliseconds() -> None:

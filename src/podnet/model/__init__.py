@@ -45,7 +45,7 @@ _LOADER_NAMES = frozenset(
 
 def __getattr__(name: str) -> object:  # PEP 562: resolved on first access
     if name in _LOADER_NAMES:
-        from podnet.model import loader  # noqa: PLC0415  # lazily, see the module docstring
+        from podnet.model import loader  # lazily, see the module docstring
 
         return getattr(loader, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -131,7 +131,7 @@ class ClusterDraft:
 
 def nearest(word: str, choices: Iterable[str]) -> str | None:
     """The choice closest to `word` (case aside), or None when nothing is close."""
-    import difflib  # noqa: PLC0415  # only on the error path
+    import difflib  # only on the error path
 
     by_lower = {c.lower(): c for c in choices}
     match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)

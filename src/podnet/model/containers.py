@@ -1,0 +1,126 @@
+"""Containers of a pod template: command and args, ports, env."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from podnet.model import naming
+from podnet.model.fields import Reader, read_strings
+from podnet.model.types import ContainerSpec
+
+__all__ = ["ONLY_TCP_UDP", "PROTOCOLS", "read_pod_spec"]
+
+PROTOCOLS = ("TCP", "UDP")
+ONLY_TCP_UDP = "podnet carries TCP and UDP"
+
+
+def read_pod_spec(
+    r: Reader, spec: dict[Any, Any], path: str, given: bool
+) -> tuple[tuple[ContainerSpec, ...], str | None, dict[str, int]]:
+    """containers, nodeName and named container ports of a Pod's (or a template's) spec;
+    `given` is False when the spec itself is missing (and that was reported)."""
+    node = r.text(spec.get("nodeName"), f"{path}.nodeName")
+    raw = spec.get("containers")
+    if given and (raw is None or raw == []):
+        r.add(
+            f"{path}.containers",
+            f"is {'missing' if raw is None else 'empty'}: a pod needs at least one container",
+            "add - name: app (with ports: or command:)",
+        )
+    pod = _PodScope()
+    containers = []
+    for i, item in enumerate(r.items(raw, f"{path}.containers")):
+        container = _container(r, item, f"{path}.containers[{i}]", pod)
+        if container is not None:
+            containers.append(container)
+    return tuple(containers), node, pod.port_names
+
+
+@dataclass
+class _PodScope:
+    """What the containers of one pod share: names, and ports (one network namespace)."""
+
+    names: dict[str, str] = field(default_factory=dict)  # container name -> its path
+    listening: dict[tuple[int, str], str] = field(default_factory=dict)  # port -> its path
+    port_names: dict[str, int] = field(default_factory=dict)
+
+
+def _container(r: Reader, item: object, path: str, pod: _PodScope) -> ContainerSpec | None:
+    c = r.mapping(item, path)
+    name = r.name(
+        c.get("name"),
+        f"{path}.name",
+        naming.bad_dns1123_label,
+        "container names are DNS-1123 labels: lowercase letters, digits and '-'",
+    )
+    if name is not None and name in pod.names:
+        r.add(
+            f"{path}.name",
+            f"'{name}' is already the name of {pod.names[name]}",
+            "give each container of a pod its own name",
+        )
+    elif name is not None:
+        pod.names[name] = path
+    # `image` is read and ignored: there are no images, a container is a process.
+    words = [
+        *read_strings(r, c.get("command"), f"{path}.command"),
+        *read_strings(r, c.get("args"), f"{path}.args"),
+    ]
+    ports = _container_ports(r, c.get("ports"), f"{path}.ports", pod)
+    env = _env(r, c.get("env"), f"{path}.env")
+    if name is None:
+        return None
+    return ContainerSpec(name, tuple(words) or None, tuple(ports), tuple(env))
+
+
+def _container_ports(r: Reader, value: object, path: str, pod: _PodScope) -> list[int]:
+    ports = []
+    for j, entry in enumerate(r.items(value, path)):
+        ppath = f"{path}[{j}]"
+        pm = r.mapping(entry, ppath)
+        if pm.get("containerPort") is None:
+            r.add(f"{ppath}.containerPort", "is missing", "give the port the container listens on")
+        number = r.integer(
+            pm.get("containerPort"), f"{ppath}.containerPort", 1, 65535, "a port is 1..65535"
+        )
+        protocol = (
+            r.choice(pm.get("protocol"), f"{ppath}.protocol", PROTOCOLS, ONLY_TCP_UDP) or "TCP"
+        )
+        port_name = r.text(pm.get("name"), f"{ppath}.name")
+        if port_name is not None and (bad := naming.bad_port_name(port_name)):
+            r.add(f"{ppath}.name", bad, "at most 15 lowercase letters, digits and '-'")
+        if number is None:
+            continue
+        other = pod.listening.setdefault((number, protocol), ppath)
+        if other != ppath:
+            r.add(
+                f"{ppath}.containerPort",
+                f"{number}/{protocol} is already declared by {other}",
+                "the containers of a pod share one network namespace: one port, one listener",
+            )
+            continue
+        if port_name:
+            pod.port_names[port_name] = number
+        ports.append(number)
+    return ports
+
+
+def _env(r: Reader, value: object, path: str) -> list[tuple[str, str]]:
+    env = []
+    for j, entry in enumerate(r.items(value, path)):
+        epath = f"{path}[{j}]"
+        em = r.mapping(entry, epath)
+        name = r.text(em.get("name"), f"{epath}.name", required="give the variable's name")
+        if "valueFrom" in em:
+            r.add(
+                f"{epath}.valueFrom",
+                "is not supported: there is no API server to read from",
+                "give value: instead",
+            )
+        text = r.text(em.get("value"), f"{epath}.value") or ""
+        if name:
+            env.append((name, text))
+    return env
+
+
