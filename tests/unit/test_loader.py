@@ -13,8 +13,13 @@ import pytest
 import yaml
 
 from podnet.errors import CNI_INVALID_CONFIG, TopologyError
-from podnet.model import DEFAULT_TOPOLOGY_TEXT, default_topology, load_file, load_topology
-from podnet.model import yaml_docs
+from podnet.model import (
+    DEFAULT_TOPOLOGY_TEXT,
+    default_topology,
+    load_file,
+    load_topology,
+    yaml_docs,
+)
 from podnet.model.types import ContainerSpec, NodeSpec, ServicePort
 
 SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
