@@ -19,7 +19,16 @@ from typing import Any
 
 from podnet.errors import StateError
 from podnet.model.types import ContainerSpec
-from podnet.plan.layout import STATE_ROOT, Layout, NodeLayout, PodLayout
+from podnet.plan.layout import (
+    INTERNET_KEY,
+    STATE_ROOT,
+    InternetLayout,
+    Layout,
+    NodeLayout,
+    PodLayout,
+    vtep_mac,
+)
+from podnet.plan.services import ServiceLayout, ServicePortLayout
 
 __all__ = [
     "ContainerRecord",
@@ -116,7 +125,7 @@ def load(cluster: str) -> LabState | None:
 
 def remove(cluster: str) -> None:
     directory = f"{STATE_ROOT}/{cluster}"
-    for name in ("state.json", "state.json.tmp", "lock"):
+    for name in ("state.json", "state.json.tmp", "rules.nft", "lock"):
         with suppress(FileNotFoundError):
             os.unlink(f"{directory}/{name}")
     for sub in ("pods", "nodes", "logs", ""):
@@ -145,6 +154,11 @@ def _encode(state: LabState) -> dict[str, Any]:
         "attachment": lay.attachment,
         "routing": lay.routing,
         "mtu": lay.mtu,
+        "pod_subnet": str(lay.pod_subnet),
+        "service_subnet": str(lay.service_subnet),
+        "vxlan": {"vni": lay.vxlan_vni, "port": lay.vxlan_port},
+        "internet": _encode_internet(lay.internet, by_pod.get(INTERNET_KEY, [])),
+        "services": [_encode_service(s) for s in lay.services],
         "nodes": [
             {
                 "name": n.name,
@@ -155,6 +169,7 @@ def _encode(state: LabState) -> dict[str, Any]:
                 "uplink": n.uplink,
                 "uts": n.uts,
                 "hosts_file": n.hosts_file,
+                "vtep_mac": n.vtep_mac,
             }
             for n in lay.nodes
         ],
@@ -179,6 +194,72 @@ def _encode(state: LabState) -> dict[str, Any]:
             for p in lay.pods
         ],
     }
+
+
+def _encode_internet(
+    net: InternetLayout | None, records: list[ContainerRecord]
+) -> dict[str, Any] | None:
+    if net is None:
+        return None
+    return {
+        "netns": net.netns,
+        "link": net.link,
+        "gateway": str(net.gateway),
+        "address": str(net.address),
+        "port": net.port,
+        "log": net.log,
+        "containers": [{"name": c.name, "pid": c.pid, "starttime": c.starttime} for c in records],
+    }
+
+
+def _decode_internet(
+    d: dict[str, Any] | None,
+) -> tuple[InternetLayout | None, list[ContainerRecord]]:
+    if not d:
+        return None, []
+    net = InternetLayout(
+        netns=d["netns"],
+        link=d["link"],
+        gateway=ipaddress.IPv4Interface(d["gateway"]),
+        address=ipaddress.IPv4Interface(d["address"]),
+        port=d["port"],
+        log=d.get("log", ""),
+    )
+    records = [ContainerRecord(INTERNET_KEY, c["name"], c["pid"], c["starttime"])
+               for c in d.get("containers", [])]
+    return net, records
+
+
+def _encode_service(s: ServiceLayout) -> dict[str, Any]:
+    return {
+        "namespace": s.namespace,
+        "name": s.name,
+        "type": s.type,
+        "cluster_ip": str(s.cluster_ip),
+        "selector": dict(s.selector),
+        "ports": [
+            {"name": p.name, "protocol": p.protocol, "port": p.port,
+             "target_port": p.target_port, "node_port": p.node_port}
+            for p in s.ports
+        ],
+        "endpoints": list(s.endpoints),
+    }
+
+
+def _decode_service(d: dict[str, Any]) -> ServiceLayout:
+    return ServiceLayout(
+        namespace=d["namespace"],
+        name=d["name"],
+        type=d["type"],
+        cluster_ip=ipaddress.IPv4Address(d["cluster_ip"]),
+        ports=tuple(
+            ServicePortLayout(p["name"], p["protocol"], p["port"], p["target_port"],
+                              p.get("node_port"))
+            for p in d["ports"]
+        ),
+        selector=tuple(sorted(d["selector"].items())),
+        endpoints=tuple(d["endpoints"]),
+    )
 
 
 def _encode_container(c: ContainerSpec) -> dict[str, Any]:
@@ -210,6 +291,7 @@ def _decode(d: dict[str, Any]) -> LabState:
             uplink=n["uplink"],
             uts=n["uts"],
             hosts_file=n["hosts_file"],
+            vtep_mac=n.get("vtep_mac") or vtep_mac(d["cluster"], n["name"]),
         )
         for n in d["nodes"]
     )
@@ -234,6 +316,9 @@ def _decode(d: dict[str, Any]) -> LabState:
         containers += [ContainerRecord(key, c["name"], c["pid"], c["starttime"])
                        for c in p["containers"]]
     fabric = d["fabric"]
+    internet, records = _decode_internet(d.get("internet"))
+    containers += records
+    vxlan = d.get("vxlan") or {}
     lay = Layout(
         cluster=d["cluster"],
         fabric_netns=fabric["netns"],
@@ -245,5 +330,12 @@ def _decode(d: dict[str, Any]) -> LabState:
         nodes=nodes,
         pods=tuple(pods),
         state_dir=f"{STATE_ROOT}/{d['cluster']}",
+        # Records written before these keys existed hold the defaults of their time.
+        pod_subnet=ipaddress.IPv4Network(d.get("pod_subnet", "10.244.0.0/16")),
+        service_subnet=ipaddress.IPv4Network(d.get("service_subnet", "10.96.0.0/16")),
+        vxlan_vni=vxlan.get("vni", 1),
+        vxlan_port=vxlan.get("port", 8472),
+        services=tuple(_decode_service(s) for s in d.get("services", [])),
+        internet=internet,
     )
     return LabState(lay, containers, topology=d.get("topology", ""), complete=d["complete"])

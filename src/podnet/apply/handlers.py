@@ -9,14 +9,16 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import socket
 from collections.abc import Callable
 
-from podnet.errors import ObjectMissingError, ProcessError
-from podnet.kernel import netns, sysctl
+from podnet.errors import KernelError, ObjectMissingError, ProcessError
+from podnet.kernel import netns, nftables, sysctl
 from podnet.kernel.attach import PodAttachment, attach_pod, ensure_bridge
-from podnet.kernel.netlink import Netlink
-from podnet.plan.layout import Layout, NodeLayout, PodLayout
-from podnet.plan.steps import ALL_PODS, Action, Step
+from podnet.kernel.batch import Batch
+from podnet.kernel.netlink import OWNER_ALIAS, Netlink
+from podnet.plan.layout import INTERNET_KEY, TUNNEL, InternetLayout, Layout, NodeLayout, PodLayout
+from podnet.plan.steps import ALL_PODS, Action, Step, rules_file, service_hosts
 from podnet.runtime import pod as pod_runtime
 from podnet.runtime.container import SpawnRequest
 from podnet.runtime.procs import ProcessRef, stop
@@ -27,6 +29,8 @@ __all__ = ["HANDLERS", "Context"]
 
 _NODE_SYSCTLS = {"net.ipv4.ip_forward": "1"}
 _NODE_SYSCTLS_V6 = {"net.ipv6.conf.default.accept_ra": "0", "net.ipv6.conf.all.forwarding": "1"}
+_BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
+RULES = nftables.Table("ip", nftables.TABLE)  # the one table the lab writes, on every node
 
 
 class Context:
@@ -45,7 +49,8 @@ class Context:
         self.owned_netns = owned_netns
         self.spawner = spawner
         self._sockets: dict[str, Netlink] = {}
-        self.submitted: list[PodLayout] = []  # pods whose containers the spawner is starting
+        # (record key, container names) whose processes the spawner is starting
+        self.submitted: list[tuple[str, tuple[str, ...]]] = []
         self._next_index: dict[str, int] = {}
         self._pod_eth0_index: int | None = None
 
@@ -68,12 +73,12 @@ class Context:
         """Wait for the containers submitted so far and record them (PID and start time)."""
         if not self.submitted or self.spawner is None:
             return
-        pods, self.submitted = self.submitted, []
+        owners, self.submitted = self.submitted, []
         refs = self.spawner.collect()
         cursor = 0
-        for pod in pods:
-            record_started(self, pod, refs[cursor : cursor + len(pod.containers)])
-            cursor += len(pod.containers)
+        for key, names in owners:
+            record_started(self, key, names, refs[cursor : cursor + len(names)])
+            cursor += len(names)
 
     def nl(self, ns: str) -> Netlink:
         sock = self._sockets.get(ns)
@@ -133,9 +138,34 @@ def node_create(ctx: Context, step: Step) -> None:
     nl.add_route("default", gateway=str(lay.fabric_gateway.ip))
     if lay.attachment == "bridge":
         gateway = ipaddress.IPv4Interface(f"{node.gateway}/{node.pod_cidr.prefixlen}")
-        ensure_bridge(nl, "cni0", gateway, lay.mtu)
+        ensure_bridge(nl, "cni0", gateway, lay.pod_mtu)
+        _see_bridged_traffic(lay, node, path)
+    if lay.routing == "vxlan":
+        index = ctx.free_index(node.netns)
+        nl.send(
+            Batch(f"the VXLAN device of node {node.name}")
+            .vxlan_add(TUNNEL, index, vni=lay.vxlan_vni, local=str(node.ip.ip),
+                       port=lay.vxlan_port, underlay=nl.index("eth0"), mtu=lay.pod_mtu,
+                       mac=node.vtep_mac)
+            .addr_add(index, f"{node.vtep_ip}/32")
+            .link_set(index, up=True, alias=OWNER_ALIAS)
+        )
     pod_runtime.create_pod_uts(node.uts, node.name)
     _write_node_hosts(node)
+
+
+def _see_bridged_traffic(lay: Layout, node: NodeLayout, path: str) -> None:
+    """Show bridged frames to conntrack in this node, as Kubernetes requires of bridge networks:
+    a Service reply from one pod of cni0 to another is bridged, and only then does conntrack
+    turn its source back into the Service's address."""
+    if os.path.exists("/proc/sys/net/bridge"):
+        sysctl.write(path, {_BRIDGE_NF: "1"})
+    elif lay.services:
+        raise KernelError(
+            f"node {node.name}: bridge attachment with Services needs the br_netfilter module",
+            hint="load it (`modprobe br_netfilter`; it applies to this machine's own bridges "
+            "too), or use attachment: ptp",
+        )
 
 
 def node_delete(ctx: Context, step: Step) -> None:
@@ -149,6 +179,9 @@ def node_delete(ctx: Context, step: Step) -> None:
 
 def node_routes(ctx: Context, step: Step) -> None:
     node = ctx.layout.node(step.target)
+    if ctx.layout.routing == "vxlan":
+        _tunnel_routes(ctx, node, step)
+        return
     nl = ctx.nl(node.netns)
     wanted = dict(step.routes)
     fabric_net = ctx.layout.fabric_gateway.network
@@ -161,6 +194,112 @@ def node_routes(ctx: Context, step: Step) -> None:
     for cidr, via in step.routes:
         if present.get(cidr) != via:
             nl.add_route(cidr, gateway=via)
+
+
+def _tunnel_routes(ctx: Context, node: NodeLayout, step: Step) -> None:
+    """Per remote node: pod CIDR via its VTEP address (onlink), that address's MAC as a
+    permanent neighbour, and that MAC's FDB entry pointing at the node: flannel's three writes.
+    Entries for nodes that left are removed. One batch, one round trip."""
+    nl = ctx.nl(node.netns)
+    tun = nl.index(TUNNEL)
+    vias = {via for _, via in step.routes}
+    macs = {mac for _, mac, _ in step.tunnels}
+    batch = Batch(f"the tunnel routes of node {node.name}")
+    wanted = {cidr for cidr, _ in step.routes}
+    for route in nl.routes():
+        ours = route["family"] == socket.AF_INET and route["oif"] == tun
+        if ours and route["dst"] != "default" and route["dst"] not in wanted:
+            batch.route_delete(route["dst"], oif=tun)
+    for entry in nl.neighbours():
+        if entry["ifindex"] == tun and entry["dst"] not in vias:
+            batch.neigh_delete(tun, entry["dst"])
+    for entry in nl.neighbours(bridge=True):
+        if entry["ifindex"] == tun and entry["mac"] not in macs and entry["dst"]:
+            batch.fdb_delete(tun, entry["mac"], entry["dst"])
+    for (cidr, via), (_, mac, remote) in zip(step.routes, step.tunnels, strict=True):
+        batch.route_replace(cidr, oif=tun, gateway=via, onlink=True)
+        batch.neigh_replace(tun, via, mac)
+        batch.fdb_replace(tun, mac, remote)
+    nl.send(batch)
+
+
+def node_rules(ctx: Context, step: Step) -> None:
+    """The nodes' nftables table, replaced whole in one transaction per node, side by side."""
+    jobs = []
+    for name in step.nodes:
+        node = ctx.layout.node(name)
+        tx = nftables.Transaction(RULES, f"the nftables table of node {name}")
+        jobs.append((tx.replace(step.script), netns.path_of(node.netns)))
+    if jobs:
+        # For people: the transaction `podnet explain` shows, as `up` sent it.
+        pod_runtime.write_file_atomic(rules_file(ctx.layout), jobs[0][0].script, mode=0o600)
+    nftables.run_many(jobs)
+
+
+# --- the outside world -------------------------------------------------------------------------
+
+
+def _internet(ctx: Context) -> InternetLayout:
+    net = ctx.layout.internet or ctx.state.layout.internet
+    if net is None:
+        raise ObjectMissingError("this lab has no internet namespace")
+    return net
+
+
+def internet_create(ctx: Context, step: Step) -> None:
+    lay = ctx.layout
+    net = _internet(ctx)
+    path = _create_netns(ctx, net.netns)
+    nl = ctx.nl(net.netns)
+    nl.set_link("lo", up=True)
+    fab = ctx.nl(lay.fabric_netns)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fab.add_veth(net.link, "eth0", fd, mtu=lay.mtu)
+    finally:
+        os.close(fd)
+    fab.set_link(net.link, up=True, owned=True)
+    fab.add_address(net.link, str(net.gateway), exist_ok=True)
+    sysctl.write(netns.path_of(lay.fabric_netns), {"net.ipv4.ip_forward": "1"})
+    nl.add_address("eth0", str(net.address))
+    nl.set_link("eth0", up=True, owned=True)
+    # The internet knows the node network (as it knows a docker host's address), never the pods.
+    nl.add_route(str(lay.fabric_gateway.network), gateway=str(net.gateway.ip))
+
+
+def internet_delete(ctx: Context, step: Step) -> None:
+    ctx.forget(step.target)
+    netns.delete(step.target)
+    net = ctx.layout.internet or ctx.state.layout.internet
+    if net is not None and net.log:
+        _unlink(net.log)
+
+
+def internet_start(ctx: Context, step: Step) -> None:
+    if ctx.spawner is None:
+        raise ProcessError(f"cannot start the web server of {step.target}: no spawner")
+    net = _internet(ctx)
+    os.makedirs(f"{ctx.layout.state_dir}/logs", mode=0o700, exist_ok=True)
+    ctx.spawner.submit(
+        SpawnRequest(
+            netns_path=netns.path_of(net.netns),
+            uts_path=None,
+            hosts_file=None,
+            argv=None,
+            ports=[net.port],
+            log_path=net.log,
+            pod_name="web",
+            pod_namespace="internet",
+            node_name=net.netns,
+            pod_ip=str(net.address.ip),
+            container_name="web",
+        )
+    )
+    ctx.submitted.append((INTERNET_KEY, ("web",)))
+
+
+def internet_stop(ctx: Context, step: Step) -> None:
+    _stop_containers(ctx, INTERNET_KEY)
 
 
 def _write_node_hosts(node: NodeLayout) -> None:
@@ -192,7 +331,7 @@ def pod_create(ctx: Context, step: Step) -> None:
                 pod_ip=pod.ip,
                 gateway=node.gateway,
                 mode="bridge" if lay.attachment == "bridge" else "ptp",
-                mtu=lay.mtu,
+                mtu=lay.pod_mtu,
                 bridge="cni0" if lay.attachment == "bridge" else None,
                 hairpin=lay.attachment == "bridge",
                 host_accept_ra=True,  # inherited: node_create set the node's default to 0
@@ -200,7 +339,21 @@ def pod_create(ctx: Context, step: Step) -> None:
             indexes=indexes,
         )
     pod_runtime.create_pod_uts(pod.uts, pod.name)
-    pod_runtime.write_hosts_file(pod.hosts_file, str(pod.ip.ip), pod.name)
+    _write_pod_hosts(ctx.layout, pod)
+
+
+def _write_pod_hosts(lay: Layout, pod: PodLayout) -> None:
+    # Service names resolve as cluster DNS would answer them: demo, demo.dev, demo.dev.svc...
+    extra = service_hosts(lay, pod.namespace)
+    pod_runtime.write_hosts_file(pod.hosts_file, str(pod.ip.ip), pod.name, extra)
+
+
+def pods_hosts(ctx: Context, step: Step) -> None:
+    """Rewrite the hosts file of every pod that has one (pods built later write their own).
+    Running containers keep the file they mounted; `podnet exec` sees the new one."""
+    for pod in ctx.layout.pods:
+        if os.path.exists(pod.hosts_file):
+            _write_pod_hosts(ctx.layout, pod)
 
 
 def pod_delete(ctx: Context, step: Step) -> None:
@@ -222,7 +375,7 @@ def pod_start(ctx: Context, step: Step) -> None:
     pod = _desired_pod(ctx, step.target)
     for request in spawn_requests(ctx, pod):
         ctx.spawner.submit(request)
-    ctx.submitted.append(pod)
+    ctx.submitted.append((pod.key, tuple(c.name for c in pod.containers)))
 
 
 def pod_stop(ctx: Context, step: Step) -> None:
@@ -254,11 +407,11 @@ def spawn_requests(ctx: Context, pod: PodLayout) -> list[SpawnRequest]:
     ]
 
 
-def record_started(ctx: Context, pod: PodLayout, refs: list[ProcessRef]) -> None:
-    for container, ref in zip(pod.containers, refs, strict=True):
-        ctx.state.containers.append(
-            ContainerRecord(pod.key, container.name, ref.pid, ref.starttime)
-        )
+def record_started(
+    ctx: Context, key: str, names: tuple[str, ...], refs: list[ProcessRef]
+) -> None:
+    for name, ref in zip(names, refs, strict=True):
+        ctx.state.containers.append(ContainerRecord(key, name, ref.pid, ref.starttime))
 
 
 def _stop_containers(ctx: Context, pod_key: str) -> None:
@@ -295,11 +448,17 @@ def _unlink(path: str) -> None:
 HANDLERS: dict[Action, Callable[[Context, Step], None]] = {
     Action.FABRIC_CREATE: fabric_create,
     Action.FABRIC_DELETE: fabric_delete,
+    Action.INTERNET_CREATE: internet_create,
+    Action.INTERNET_DELETE: internet_delete,
+    Action.INTERNET_START: internet_start,
+    Action.INTERNET_STOP: internet_stop,
     Action.NODE_CREATE: node_create,
     Action.NODE_DELETE: node_delete,
     Action.NODE_ROUTES: node_routes,
+    Action.NODE_RULES: node_rules,
     Action.POD_CREATE: pod_create,
     Action.POD_DELETE: pod_delete,
     Action.POD_START: pod_start,
     Action.POD_STOP: pod_stop,
+    Action.PODS_HOSTS: pods_hosts,
 }

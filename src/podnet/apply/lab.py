@@ -7,11 +7,12 @@ from dataclasses import dataclass, replace
 
 from podnet import state as lab_state
 from podnet.apply.executor import Progress, execute
-from podnet.apply.handlers import Context
-from podnet.kernel import netns
+from podnet.apply.handlers import RULES, Context
+from podnet.errors import ObjectMissingError
+from podnet.kernel import netns, nftables
 from podnet.kernel.netlink import Netlink
 from podnet.model.types import ClusterSpec
-from podnet.plan.layout import Layout, layout
+from podnet.plan.layout import INTERNET_KEY, TUNNEL, Layout, NodeLayout, layout
 from podnet.plan.steps import Observed, Step, plan, plan_down
 from podnet.runtime.procs import ProcessRef, is_alive
 from podnet.runtime.spawner import Spawner
@@ -26,30 +27,74 @@ class Outcome:
 
 
 def observe(record: lab_state.LabState | None) -> Observed:
-    """What of the recorded lab really exists: namespaces, live containers, peer routes."""
+    """What of the recorded lab really exists: namespaces, live containers, peer routes, the
+    nodes' nftables tables and the outside world."""
     if record is None:
         return Observed(netns=frozenset(netns.list_named()))
+    lay = record.layout
     names = frozenset(netns.list_named())
     running = set()
-    for pod in record.layout.pods:
-        refs = record.containers_of(pod.key)
-        if len(refs) == len(pod.containers) and all(
-            is_alive(ProcessRef(r.pid, r.starttime)) for r in refs
-        ):
-            running.add(pod.key)
+    owners = [(p.key, len(p.containers)) for p in lay.pods]
+    if lay.internet is not None:
+        owners.append((INTERNET_KEY, 1))
+    for key, count in owners:
+        refs = record.containers_of(key)
+        if len(refs) == count and all(is_alive(ProcessRef(r.pid, r.starttime)) for r in refs):
+            running.add(key)
     routes: dict[str, frozenset[str]] = {}
-    fabric_net = record.layout.fabric_gateway.network
-    for node in record.layout.nodes:
+    for node in lay.nodes:
         if node.netns not in names:
             continue
         with Netlink.open(netns.path_of(node.netns), label=node.netns) as nl:
-            routes[node.name] = frozenset(
-                r["dst"]
-                for r in nl.routes()
-                if r["gateway"] and ipaddress.ip_address(r["gateway"]) in fabric_net
-                and r["dst"] != "default"
+            routes[node.name] = (
+                _tunnel_routes(lay, nl) if lay.routing == "vxlan" else _peer_routes(lay, nl)
             )
-    return Observed(netns=names, running=frozenset(running), routes=routes)
+    internet = None
+    if lay.internet is not None:
+        internet = "absent"
+        if lay.internet.netns in names:
+            internet = "running" if INTERNET_KEY in running else "stopped"
+    return Observed(netns=names, running=frozenset(running), routes=routes,
+                    rules=_rules_seen(lay.nodes, names), internet=internet)
+
+
+def _peer_routes(lay: Layout, nl: Netlink) -> frozenset[str]:
+    fabric_net = lay.fabric_gateway.network
+    return frozenset(
+        r["dst"]
+        for r in nl.routes()
+        if r["gateway"] and ipaddress.ip_address(r["gateway"]) in fabric_net
+        and r["dst"] != "default"
+    )
+
+
+def _tunnel_routes(lay: Layout, nl: Netlink) -> frozenset[str]:
+    """Remote pod CIDRs whose route, permanent neighbour and FDB entry are all in place."""
+    try:
+        tun = nl.index(TUNNEL)
+    except ObjectMissingError:
+        return frozenset()
+    neigh = {n["dst"]: n["mac"] for n in nl.neighbours() if n["ifindex"] == tun}
+    fdb = {(n["mac"], n["dst"]) for n in nl.neighbours(bridge=True) if n["ifindex"] == tun}
+    by_vtep = {str(n.vtep_ip): n for n in lay.nodes}
+    found = set()
+    for r in nl.routes():
+        node = by_vtep.get(r["gateway"] or "")
+        if r["oif"] != tun or node is None or r["dst"] != str(node.pod_cidr):
+            continue
+        if neigh.get(r["gateway"]) == node.vtep_mac and (node.vtep_mac, str(node.ip.ip)) in fdb:
+            found.add(r["dst"])
+    return frozenset(found)
+
+
+def _rules_seen(nodes: tuple[NodeLayout, ...], names: frozenset[str]) -> dict[str, str | None]:
+    """Each node's rules digest, from its table's comment (None: no table)."""
+    paths = {n.name: netns.path_of(n.netns) for n in nodes if n.netns in names}
+    comments = nftables.read_comments(RULES, paths) if paths else {}
+    out: dict[str, str | None] = {n.name: None for n in nodes}
+    for name, comment in comments.items():
+        out[name] = comment.rsplit(" ", 1)[-1] if comment else None
+    return out
 
 
 def up(
@@ -103,8 +148,9 @@ def down(cluster: str, *, progress: Progress | None = None) -> Outcome:
 
 
 def _netns_of(lay: Layout) -> frozenset[str]:
+    internet = [lay.internet.netns] if lay.internet is not None else []
     return frozenset(
-        [lay.fabric_netns, *(n.netns for n in lay.nodes), *(p.netns for p in lay.pods)]
+        [lay.fabric_netns, *internet, *(n.netns for n in lay.nodes), *(p.netns for p in lay.pods)]
     )
 
 

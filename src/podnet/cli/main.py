@@ -24,8 +24,12 @@ class _LazyGroup(click.Group):
         "exec": ("podnet.cli.lab", "exec_command"),
         "node-exec": ("podnet.cli.lab", "node_exec"),
         "explain": ("podnet.cli.lab", "explain"),
+        "check": ("podnet.cli.check", "check_command"),
         "inspect": ("podnet.cli.inspect", "inspect_command"),
         "cni": ("podnet.cli.cni", "cni_group"),
+        "trace": ("podnet.cli.trace", "trace_command"),
+        "graph": ("podnet.cli.graph", "graph_command"),
+        "tour": ("podnet.cli.tour", "tour_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -47,7 +51,8 @@ def cli() -> None:
     """podnet: Kubernetes pod networking, built from real namespaces, veth pairs and routes.
 
     \b
-    lab:      up, get, exec, node-exec, explain, down
+    lab:      up, get, exec, node-exec, explain, check, down
+    see:      trace, graph, tour (the lesson, step by step, on the live lab)
     inspect:  map every namespace and veth pair on this host to its pod or process
     cni:      install podnet as the CNI plugin of a real container runtime
     """

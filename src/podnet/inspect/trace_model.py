@@ -16,6 +16,7 @@ from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAn
 __all__ = [
     "Hop",
     "HopStatus",
+    "Outcome",
     "Path",
     "ProbeResult",
     "Reads",
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 HopStatus = Literal["ok", "warn", "broken"]
+Outcome = Literal["delivered", "broken", "left", "loop"]
 
 
 class Reads(Protocol):
@@ -43,6 +45,10 @@ class Reads(Protocol):
 
     def sysctl(self, ns: Namespace, key: str) -> str | None: ...
 
+    def conntrack_backend(self, ns: Namespace, request: Packet) -> str | None:
+        """The address that answered `request` after NAT, as conntrack in `ns` saw it."""
+        ...
+
 
 @dataclass(frozen=True)
 class Hop:
@@ -59,7 +65,7 @@ class Hop:
 @dataclass(frozen=True)
 class Path:
     hops: tuple[Hop, ...]
-    outcome: Literal["delivered", "broken", "left", "loop"]
+    outcome: Outcome
     packet: Packet  # as it was when the walk ended (after NAT)
     end: str | None = None  # the namespace it was delivered to (label)
     broken: int | None = None  # index of the hop to blame

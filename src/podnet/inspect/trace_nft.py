@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -26,6 +26,8 @@ __all__ = [
     "Nat",
     "Packet",
     "RuleRef",
+    "Ruleset",
+    "apply_nat",
     "evaluate",
     "rule_text",
 ]
@@ -53,6 +55,7 @@ class HookContext:
     oif: str | None = None
     local_addresses: frozenset[str] = frozenset()  # for `fib daddr type local`
     ct_state: str = "new"  # "established" for replies: NAT chains only see a connection's first
+    mark: int = 0  # the packet mark (meta mark) as earlier hooks in this namespace left it
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class HookResult:
     nat: tuple[Nat, ...] = ()
     chains: tuple[str, ...] = ()  # base chains the packet went through
     notes: tuple[str, ...] = ()
+    mark: int = 0  # the packet mark after this hook (kube-proxy marks what to masquerade)
 
 
 class _Unknown:
@@ -106,12 +110,14 @@ _NOMATCH = _NoMatch()
 
 @dataclass
 class _Walk:
-    objects: _Ruleset
+    objects: Ruleset
     ctx: HookContext
     packet: Packet
     nat: list[Nat] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     pick: int = 0  # which branch of a numgen map to follow
+    prefer: str | None = None  # ...unless one branch DNATs to this address: then that one
+    mark: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,9 @@ class _Outcome:
     rule: RuleRef | None = None
 
 
-class _Ruleset:
+class Ruleset:
+    """A namespace's tables, indexed once: chains, their rules in order, sets and maps."""
+
     def __init__(self, objects: Iterable[Mapping[str, Any]]) -> None:
         self.chains: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.rules: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -150,11 +158,15 @@ class _Ruleset:
 
 
 def evaluate(
-    objects: Iterable[Mapping[str, Any]], ctx: HookContext, packet: Packet, *, pick: int = 0
+    objects: Iterable[Mapping[str, Any]] | Ruleset, ctx: HookContext, packet: Packet, *,
+    pick: int = 0, prefer: str | None = None,
 ) -> HookResult:
-    """The fate of `packet` (the first of its connection) at hook `ctx.hook`."""
-    rules = _Ruleset(objects)
-    walk = _Walk(rules, ctx, packet, pick=pick)
+    """The fate of `packet` (the first of its connection) at hook `ctx.hook`.
+
+    Where rules spread connections at random (numgen), the branch that DNATs to `prefer` is
+    followed if there is one, else branch `pick`."""
+    rules = objects if isinstance(objects, Ruleset) else Ruleset(objects)
+    walk = _Walk(rules, ctx, packet, pick=pick, mark=ctx.mark, prefer=prefer)
     seen: list[str] = []
     for key in rules.base_chains(ctx.hook):
         family, table, chain = key
@@ -164,35 +176,40 @@ def evaluate(
         outcome = _run_chain(walk, key, 0)
         if outcome.kind in ("drop", "reject"):
             return HookResult(outcome.kind, walk.packet, outcome.rule, tuple(walk.nat),
-                              tuple(seen), tuple(walk.notes))
+                              tuple(seen), tuple(walk.notes), walk.mark)
         if outcome.kind in ("return", "next"):  # fell off the end: the chain's policy decides
             policy = rules.chains[key].get("policy", "accept")
             if policy == "drop":
                 ref = RuleRef(family, table, chain, None, "policy drop")
                 return HookResult("drop", walk.packet, ref, tuple(walk.nat), tuple(seen),
-                                  tuple(walk.notes))
+                                  tuple(walk.notes), walk.mark)
     return HookResult("accept", walk.packet, None, tuple(walk.nat), tuple(seen),
-                      tuple(walk.notes))
+                      tuple(walk.notes), walk.mark)
 
 
 def _run_chain(walk: _Walk, key: tuple[str, str, str], depth: int) -> _Outcome:
     if depth > _MAX_DEPTH:
         walk.notes.append(f"chain {key[2]}: jumps nest deeper than {_MAX_DEPTH}; stopped there")
-        return _Outcome("next")
+        return _NEXT
     for rule in walk.objects.rules.get(key, []):
         outcome = _run_rule(walk, key, rule, depth)
         if outcome.kind != "next":
             return outcome
-    return _Outcome("next")
+    return _NEXT
 
 
 def _ref(key: tuple[str, str, str], rule: Mapping[str, Any]) -> RuleRef:
     return RuleRef(key[0], key[1], key[2], rule.get("handle"), rule_text(rule.get("expr") or []))
 
 
+_NEXT = _Outcome("next")
+_VERDICTS = ("accept", "drop", "reject", "return")
+
+
 def _run_rule(
     walk: _Walk, key: tuple[str, str, str], rule: Mapping[str, Any], depth: int
 ) -> _Outcome:
+    """Expressions left to right: a failed match ends the rule, a verdict ends the chain."""
     ref = _ref(key, rule)
     for expr in rule.get("expr") or []:
         if not isinstance(expr, dict) or len(expr) != 1:
@@ -203,27 +220,33 @@ def _run_rule(
             if isinstance(hit, _Unknown):
                 walk.notes.append(f"{ref.where()} handle {ref.handle}: `{ref.text}` not "
                                   f"evaluated ({hit.what}); assumed not to match")
-                return _Outcome("next")
-            if not hit:
-                return _Outcome("next")
+            if hit is not True:
+                return _NEXT
             continue
-        if name in ("accept", "drop", "reject"):
-            return _Outcome(name, ref)  # type: ignore[arg-type]
-        if name == "return":
-            return _Outcome("return", ref)
-        if name in ("jump", "goto"):
-            return _branch(walk, key, name, body.get("target", ""), ref, depth)
-        if name == "vmap":
-            return _vmap(walk, key, body, ref, depth)
-        if name in ("dnat", "snat", "masquerade", "redirect"):
-            _nat(walk, key, name, body or {}, ref)
-            return _Outcome("accept", ref)  # NAT statements end the chain, as an accept
-        if name == "xt":
-            walk.notes.append(f"{ref.where()} handle {ref.handle}: an iptables-nft match "
-                              "(xt) that podnet cannot evaluate; assumed not to match")
-            return _Outcome("next")
-        # counter, log, limit, meta set, ct set, mangle, notrack...: no effect on the path.
-    return _Outcome("next")
+        outcome = _statement(walk, key, name, body, ref, depth)
+        if outcome is not None:
+            return outcome
+    return _NEXT
+
+
+def _statement(walk: _Walk, key: tuple[str, str, str], name: str, body: Any, ref: RuleRef,
+               depth: int) -> _Outcome | None:
+    """One statement's effect: an outcome that ends the rule, or None to go on with it."""
+    if name in _VERDICTS or name in ("jump", "goto"):
+        return _verdict_of(walk, key, {name: body}, ref, depth)
+    if name == "vmap":
+        return _vmap(walk, key, body, ref, depth)
+    if name in ("dnat", "snat", "masquerade", "redirect"):
+        _nat(walk, key, name, body or {}, ref)
+        return _Outcome("accept", ref)  # NAT statements end the chain, as an accept
+    if name == "mangle":
+        _mangle(walk, body, ref)
+    elif name == "xt":
+        walk.notes.append(f"{ref.where()} handle {ref.handle}: an iptables-nft match (xt) that "
+                          "podnet cannot evaluate; assumed not to match")
+        return _NEXT
+    # counter, log, limit, ct set, notrack...: no effect on the path.
+    return None
 
 
 def _branch(
@@ -232,7 +255,7 @@ def _branch(
     child = (key[0], key[1], target)
     if child not in walk.objects.chains:
         walk.notes.append(f"{ref.where()}: {how} to missing chain {target}")
-        return _Outcome("next")
+        return _NEXT
     outcome = _run_chain(walk, child, depth + 1)
     if outcome.kind in ("accept", "drop", "reject"):
         return outcome
@@ -243,15 +266,13 @@ def _branch(
 def _verdict_of(walk: _Walk, key: tuple[str, str, str], verdict: Any, ref: RuleRef,
                 depth: int) -> _Outcome:
     if not isinstance(verdict, dict) or len(verdict) != 1:
-        return _Outcome("next")
+        return _NEXT
     (name, body), = verdict.items()
-    if name in ("accept", "drop", "reject"):
-        return _Outcome(name, ref)  # type: ignore[arg-type]
-    if name == "return":
-        return _Outcome("return", ref)
     if name in ("jump", "goto"):
         return _branch(walk, key, name, (body or {}).get("target", ""), ref, depth)
-    return _Outcome("next")
+    if name in _VERDICTS:
+        return _Outcome(name, ref)
+    return _NEXT
 
 
 def _vmap(
@@ -260,7 +281,7 @@ def _vmap(
     elements = _elements(walk, body.get("data"), key[:2])
     if isinstance(elements, _Unknown):
         walk.notes.append(f"{ref.where()}: verdict map {elements.what} not found")
-        return _Outcome("next")
+        return _NEXT
     pairs = [e for e in elements if isinstance(e, list) and len(e) == 2]
     keyexpr = body.get("key")
     if isinstance(keyexpr, dict) and "numgen" in keyexpr:
@@ -269,13 +290,13 @@ def _vmap(
     if isinstance(value, _Unknown):
         walk.notes.append(f"{ref.where()} handle {ref.handle}: `{ref.text}` not evaluated "
                           f"({value.what})")
-        return _Outcome("next")
+        return _NEXT
     if value is _NOMATCH:
-        return _Outcome("next")
+        return _NEXT
     for element, verdict in pairs:
         if _in(value, element, walk, key[:2]) is True:
             return _verdict_of(walk, key, verdict, ref, depth)
-    return _Outcome("next")
+    return _NEXT
 
 
 def _spread(walk: _Walk, key: tuple[str, str, str], pairs: list[list[Any]], ref: RuleRef,
@@ -283,15 +304,18 @@ def _spread(walk: _Walk, key: tuple[str, str, str], pairs: list[list[Any]], ref:
     """`numgen random mod N vmap {...}`: follow one branch; the others' DNAT targets become
     alternatives of the NAT the followed branch applies."""
     if not pairs:
-        return _Outcome("next")
-    chosen = pairs[walk.pick % len(pairs)]
-    others: list[tuple[str | None, int | None]] = []
-    for pair in pairs:
-        if pair is chosen:
-            continue
-        trial = _Walk(walk.objects, walk.ctx, walk.packet, pick=walk.pick)
+        return _NEXT
+    targets: list[list[tuple[str | None, int | None]]] = []
+    for pair in pairs:  # where each branch would send the connection
+        trial = _Walk(walk.objects, walk.ctx, walk.packet, pick=walk.pick, mark=walk.mark)
         _verdict_of(trial, key, pair[1], ref, depth)
-        others += [(n.addr, n.port) for n in trial.nat if n.kind == "dnat"]
+        targets.append([(n.addr, n.port) for n in trial.nat if n.kind == "dnat"])
+    index = walk.pick % len(pairs)
+    if walk.prefer is not None:
+        index = next((i for i, t in enumerate(targets) if any(a == walk.prefer for a, _ in t)),
+                     index)
+    chosen = pairs[index]
+    others = [t for i, found in enumerate(targets) if i != index for t in found]
     before = len(walk.nat)
     outcome = _verdict_of(walk, key, chosen[1], ref, depth)
     for i in range(before, len(walk.nat)):
@@ -315,66 +339,107 @@ def _nat(walk: _Walk, key: tuple[str, str, str], kind: str, body: Mapping[str, A
     port = body.get("port")
     address = str(addr) if isinstance(addr, str) else None
     number = port if isinstance(port, int) else None
-    walk.nat.append(Nat(kind, address, number, ref, tuple(alternatives)))
-    p = walk.packet
-    if kind == "dnat" and address:
-        walk.packet = replace(p, dst=address, dport=number if number is not None else p.dport)
-    elif kind == "redirect":
-        walk.packet = replace(p, dport=number if number is not None else p.dport)
-    elif kind == "snat" and address:
-        walk.packet = replace(p, src=address, sport=number if number is not None else p.sport)
-    # masquerade: the address is the outgoing interface's, which the tracer knows, not us.
+    nat = Nat(kind, address, number, ref, tuple(alternatives))
+    walk.nat.append(nat)
+    walk.packet = apply_nat(walk.packet, nat)
+
+
+def apply_nat(pkt: Packet, nat: Nat) -> Packet:
+    """The packet after `nat` (a masquerade needs the outgoing address: the caller knows it)."""
+    if nat.kind == "dnat" and nat.addr:
+        return replace(pkt, dst=nat.addr, dport=nat.port if nat.port is not None else pkt.dport)
+    if nat.kind == "snat" and nat.addr:
+        return replace(pkt, src=nat.addr, sport=nat.port if nat.port is not None else pkt.sport)
+    if nat.kind == "redirect":
+        return replace(pkt, dport=nat.port if nat.port is not None else pkt.dport)
+    return pkt
+
+
+def _mangle(walk: _Walk, body: Mapping[str, Any], ref: RuleRef) -> None:
+    """`meta mark set EXPR`: kept, since later rules (kube-proxy's masquerading) test it."""
+    target = body.get("key")
+    if isinstance(target, dict) and target.get("meta", {}).get("key") == "mark":
+        value = _value(walk, body.get("value"))
+        if isinstance(value, int):
+            walk.mark = value & 0xFFFFFFFF
+        else:
+            walk.notes.append(f"{ref.where()} handle {ref.handle}: mark set to a value podnet "
+                              "cannot compute")
+
+
+_BITWISE: dict[str, Callable[[int, int], int]] = {
+    "&": lambda a, b: a & b, "|": lambda a, b: a | b, "^": lambda a, b: a ^ b,
+}
 
 
 # --- values and matches ------------------------------------------------------------------------
 
 
-def _value(walk: _Walk, expr: Any) -> Any:
+def _payload(walk: _Walk, body: Mapping[str, Any]) -> Any:
+    p = walk.packet
+    proto, fld = str(body.get("protocol")), str(body.get("field"))
+    if proto == "ip":
+        return {"saddr": p.src, "daddr": p.dst, "protocol": p.proto}.get(
+            fld, _Unknown(f"ip {fld}"))
+    if proto in ("tcp", "udp", "th", "sctp"):
+        # `tcp dport` carries an implicit `meta l4proto tcp`; `th` is any transport header.
+        if proto not in ("th", p.proto) or p.proto not in ("tcp", "udp", "sctp"):
+            return _NOMATCH
+        return {"dport": p.dport, "sport": p.sport}.get(fld, _Unknown(f"{proto} {fld}"))
+    if proto == "icmp" and p.proto != "icmp":
+        return _NOMATCH
+    return _Unknown(f"{proto} {fld}")
+
+
+def _meta(walk: _Walk, body: Mapping[str, Any]) -> Any:
     p, ctx = walk.packet, walk.ctx
+    key = str(body.get("key"))
+    known = {
+        "l4proto": p.proto, "protocol": "ip", "nfproto": "ipv4", "mark": walk.mark,
+        "iifname": ctx.iif, "oifname": ctx.oif, "iif": ctx.iif, "oif": ctx.oif,
+    }
+    value = known.get(key)
+    return _Unknown(f"meta {key}") if value is None else value
+
+
+def _ct(walk: _Walk, body: Mapping[str, Any]) -> Any:
+    key = str(body.get("key"))
+    known = {"state": walk.ctx.ct_state, "direction": "original"}
+    return known.get(key, _Unknown(f"ct {key}"))
+
+
+def _fib(walk: _Walk, body: Mapping[str, Any]) -> Any:
+    flags = body.get("flags") or []
+    if body.get("result") == "type" and "daddr" in flags:
+        return "local" if walk.packet.dst in walk.ctx.local_addresses else "unicast"
+    return _Unknown("fib " + " ".join(flags))
+
+
+def _concat(walk: _Walk, body: Any) -> Any:
+    parts = [_value(walk, e) for e in body]
+    for part in parts:
+        if isinstance(part, _Unknown) or part is _NOMATCH:
+            return part
+    return tuple(parts)
+
+
+_VALUES: dict[str, Callable[[_Walk, Any], Any]] = {
+    "payload": _payload, "meta": _meta, "ct": _ct, "fib": _fib, "concat": _concat,
+}
+
+
+def _value(walk: _Walk, expr: Any) -> Any:
+    """What an expression evaluates to for this packet: a value, _NOMATCH or _Unknown."""
     if not isinstance(expr, dict):
         return expr
-    if "payload" in expr:
-        proto = expr["payload"].get("protocol")
-        fld = expr["payload"].get("field")
-        if proto == "ip":
-            values = {"saddr": p.src, "daddr": p.dst, "protocol": p.proto}
-            return values.get(fld, _Unknown(f"ip {fld}"))
-        if proto in ("tcp", "udp", "th", "sctp"):
-            if proto != "th" and proto != p.proto:
-                return _NOMATCH
-            if p.proto not in ("tcp", "udp", "sctp"):
-                return _NOMATCH
-            return {"dport": p.dport, "sport": p.sport}.get(fld, _Unknown(f"{proto} {fld}"))
-        if proto == "icmp":
-            return _NOMATCH if p.proto != "icmp" else _Unknown(f"icmp {fld}")
-        return _Unknown(f"{proto} {fld}")
-    if "meta" in expr:
-        mkey = expr["meta"].get("key")
-        meta = {
-            "l4proto": p.proto, "protocol": "ip", "nfproto": "ipv4",
-            "iifname": ctx.iif, "oifname": ctx.oif, "iif": ctx.iif, "oif": ctx.oif,
-        }
-        if mkey in meta and meta[mkey] is not None:
-            return meta[mkey]
-        return _Unknown(f"meta {mkey}")
-    if "ct" in expr:
-        ckey = expr["ct"].get("key")
-        if ckey == "state":
-            return ctx.ct_state
-        if ckey == "direction":
-            return "original"
-        return _Unknown(f"ct {ckey}")
-    if "fib" in expr:
-        fib = expr["fib"]
-        if fib.get("result") == "type" and "daddr" in (fib.get("flags") or []):
-            return "local" if p.dst in ctx.local_addresses else "unicast"
-        return _Unknown("fib " + " ".join(fib.get("flags") or []))
-    if "concat" in expr:
-        parts = [_value(walk, e) for e in expr["concat"]]
-        for part in parts:
-            if isinstance(part, _Unknown) or part is _NOMATCH:
-                return part
-        return tuple(parts)
+    for name, body in expr.items():
+        if name in _VALUES:
+            return _VALUES[name](walk, body)
+        if name in _BITWISE and isinstance(body, list) and len(body) == 2:
+            a, b = (_value(walk, e) for e in body)
+            if isinstance(a, int) and isinstance(b, int):
+                return _BITWISE[name](a, b)
+            return _Unknown(f"{name} on {a!r}")
     return _Unknown(next(iter(expr), "?"))
 
 
@@ -398,119 +463,125 @@ def _match(walk: _Walk, body: Mapping[str, Any], table: tuple[str, str]) -> bool
         return False
     op = body.get("op", "==")
     right = body.get("right")
-    if op in ("<", ">", "<=", ">="):
+    if op in _ORDER:
         try:
-            a, b = int(left), int(right)  # type: ignore[arg-type]
+            return _ORDER[op](int(left), int(right))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return _Unknown(f"{op} on {left!r}")
-        return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
     hit = _in(left, right, walk, table)
     if isinstance(hit, _Unknown):
         return hit
     return not hit if op == "!=" else hit
 
 
+_ORDER: dict[str, Callable[[int, int], bool]] = {
+    "<": lambda a, b: a < b, ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
+}
+
+
+def _any_in(value: Any, items: Any, walk: _Walk, table: tuple[str, str]) -> bool:
+    items = items if isinstance(items, list) else [items]
+    return any(_in(value, e[0] if isinstance(e, list) else e, walk, table) is True
+               for e in items)
+
+
+def _in_prefix(value: Any, body: Mapping[str, Any]) -> bool:
+    try:
+        net = ipaddress.ip_network(f"{body['addr']}/{body['len']}", strict=False)
+        return ipaddress.ip_address(str(value)) in net
+    except (KeyError, ValueError):
+        return False
+
+
+def _in_concat(value: Any, parts: list[Any], walk: _Walk, table: tuple[str, str]) -> bool:
+    if not isinstance(value, tuple) or len(value) != len(parts):
+        return False
+    return all(_in(v, r, walk, table) is True for v, r in zip(value, parts, strict=True))
+
+
 def _in(value: Any, right: Any, walk: _Walk, table: tuple[str, str]) -> bool | _Unknown:
     """Whether `value` is, or is in, `right` (a value, prefix, range, set or @named set)."""
     if isinstance(right, str) and right.startswith("@"):
         elements = _elements(walk, right, table)
-        if isinstance(elements, _Unknown):
-            return elements
-        return any(_in(value, e[0] if isinstance(e, list) else e, walk, table) is True
-                   for e in elements)
+        return elements if isinstance(elements, _Unknown) else _any_in(value, elements, walk,
+                                                                       table)
     if isinstance(right, list):
-        return any(_in(value, e, walk, table) is True for e in right)
-    if isinstance(right, dict):
-        if "set" in right:
-            items = right["set"]
-            items = items if isinstance(items, list) else [items]
-            return any(_in(value, e[0] if isinstance(e, list) else e, walk, table) is True
-                       for e in items)
-        if "elem" in right:
-            return _in(value, right["elem"].get("val"), walk, table)
-        if "prefix" in right:
-            try:
-                net = ipaddress.ip_network(
-                    f"{right['prefix']['addr']}/{right['prefix']['len']}", strict=False)
-                return ipaddress.ip_address(str(value)) in net
-            except ValueError:
-                return False
-        if "range" in right:
-            low, high = right["range"]
-            return _between(value, low, high)
-        if "concat" in right:
-            parts = right["concat"]
-            if not isinstance(value, tuple) or len(value) != len(parts):
-                return False
-            return all(_in(v, r, walk, table) is True for v, r in zip(value, parts, strict=True))
-        return _Unknown(f"a {next(iter(right), '?')} expression")
-    return _equal(value, right)
+        return _any_in(value, right, walk, table)
+    if not isinstance(right, dict):
+        return _equal(value, right)
+    kind, body = next(iter(right.items()), ("?", None))
+    tests: dict[str, Callable[[], bool | _Unknown]] = {
+        "set": lambda: _any_in(value, body, walk, table),
+        "elem": lambda: _in(value, (body or {}).get("val"), walk, table),
+        "prefix": lambda: _in_prefix(value, body or {}),
+        "range": lambda: _between(value, *(body or [None, None])[:2]),
+        "concat": lambda: _in_concat(value, body or [], walk, table),
+    }
+    test = tests.get(kind)
+    return test() if test else _Unknown(f"a {kind} expression")
 
 
 def _between(value: Any, low: Any, high: Any) -> bool:
     try:
         if isinstance(value, int):
             return int(low) <= value <= int(high)
-        v = ipaddress.ip_address(str(value))
-        return ipaddress.ip_address(str(low)) <= v <= ipaddress.ip_address(str(high))  # type: ignore[operator]
+        v = int(ipaddress.ip_address(str(value)))
+        return int(ipaddress.ip_address(str(low))) <= v <= int(ipaddress.ip_address(str(high)))
     except (TypeError, ValueError):
         return False
 
 
 def _equal(value: Any, right: Any) -> bool:
-    if isinstance(value, str) and isinstance(right, str):
-        if right.endswith("*"):  # interface name wildcard: iifname "veth*"
-            return value.startswith(right[:-1])
-        if value in _PROTO_NUMBERS or right in _PROTO_NUMBERS:
-            return value == right
-        try:
-            return ipaddress.ip_address(value) == ipaddress.ip_address(right)
-        except ValueError:
-            return value == right
     if isinstance(value, str) and isinstance(right, int):  # l4proto tcp vs 6
         return _PROTO_NUMBERS.get(value) == right
     if isinstance(value, int) and isinstance(right, str):
         return _PROTO_NAMES.get(value) == right
-    return bool(value == right)
+    if not (isinstance(value, str) and isinstance(right, str)):
+        return bool(value == right)
+    if right.endswith("*"):  # interface name wildcard: iifname "veth*"
+        return value.startswith(right[:-1])
+    try:
+        return ipaddress.ip_address(value) == ipaddress.ip_address(right)
+    except ValueError:
+        return value == right
 
 
 # --- rules as people write them ----------------------------------------------------------------
 
 
+def _text_dict(v: Mapping[str, Any]) -> str:
+    kind, body = next(iter(v.items()), ("?", None))
+    simple: dict[str, Callable[[Any], str]] = {
+        "prefix": lambda b: f"{b.get('addr')}/{b.get('len')}",
+        "range": lambda b: "-".join(_text_value(x) for x in b),
+        "set": lambda b: "{ " + ", ".join(_text_value(x) for x in
+                                          (b if isinstance(b, list) else [b])) + " }",
+        "concat": lambda b: " . ".join(_text_value(x) for x in b),
+        "payload": lambda b: f"{b.get('protocol')} {b.get('field')}",
+        "meta": lambda b: (b.get("key") if b.get("key") in ("iifname", "oifname", "iif", "oif")
+                           else f"meta {b.get('key')}"),
+        "ct": lambda b: f"ct {b.get('key')}",
+        "fib": lambda b: f"fib {' . '.join(b.get('flags') or [])} {b.get('result')}",
+        "numgen": lambda b: f"numgen {b.get('mode')} mod {b.get('mod')}",
+        "elem": lambda b: _text_value(b.get("val")),
+        "map": lambda b: f"{_text_value(b.get('key'))} map {_text_value(b.get('data'))}",
+    }
+    if kind in simple:
+        return simple[kind](body)
+    if kind in _BITWISE and isinstance(body, list) and len(body) == 2:
+        shown = hex(body[1]) if isinstance(body[1], int) else _text_value(body[1])
+        return f"{_text_value(body[0])} {kind} {shown}"
+    if isinstance(body, dict) and "target" in body:
+        return f"{kind} {body['target']}"
+    if body is None:
+        return str(kind)
+    return json.dumps(v, separators=(",", ":"))
+
+
 def _text_value(v: Any) -> str:
     if isinstance(v, dict):
-        if "prefix" in v:
-            return f"{v['prefix'].get('addr')}/{v['prefix'].get('len')}"
-        if "range" in v:
-            return "-".join(_text_value(x) for x in v["range"])
-        if "set" in v:
-            items = v["set"] if isinstance(v["set"], list) else [v["set"]]
-            return "{ " + ", ".join(_text_value(x) for x in items) + " }"
-        if "concat" in v:
-            return " . ".join(_text_value(x) for x in v["concat"])
-        if "payload" in v:
-            return f"{v['payload'].get('protocol')} {v['payload'].get('field')}"
-        if "meta" in v:
-            key = v["meta"].get("key")
-            return key if key in ("iifname", "oifname", "iif", "oif") else f"meta {key}"
-        if "ct" in v:
-            return f"ct {v['ct'].get('key')}"
-        if "fib" in v:
-            return f"fib {' . '.join(v['fib'].get('flags') or [])} {v['fib'].get('result')}"
-        if "numgen" in v:
-            n = v["numgen"]
-            return f"numgen {n.get('mode')} mod {n.get('mod')}"
-        if "elem" in v:
-            return _text_value(v["elem"].get("val"))
-        if "map" in v:
-            return f"{_text_value(v['map'].get('key'))} map {_text_value(v['map'].get('data'))}"
-        if len(v) == 1:
-            (name, body), = v.items()
-            if isinstance(body, dict) and "target" in body:
-                return f"{name} {body['target']}"
-            if body is None:
-                return name
-        return json.dumps(v, separators=(",", ":"))
+        return _text_dict(v)
     if isinstance(v, list):
         if len(v) == 2 and not isinstance(v[0], list):
             return f"{_text_value(v[0])} : {_text_value(v[1])}"
@@ -520,6 +591,32 @@ def _text_value(v: Any) -> str:
     return str(v)
 
 
+def _text_match(body: Mapping[str, Any]) -> str:
+    op = body.get("op", "==")
+    shown = "" if op in ("==", "in") else f"{op} "
+    return f"{_text_value(body.get('left'))} {shown}{_text_value(body.get('right'))}"
+
+
+def _text_nat(name: str, body: Mapping[str, Any]) -> str:
+    target = _text_value(body.get("addr")) if body.get("addr") is not None else ""
+    if body.get("port") is not None:
+        target += f":{body['port']}"
+    return f"{name} to {target}"
+
+
+_STATEMENT_TEXT: dict[str, Callable[[str, Any], str]] = {
+    "match": lambda _n, b: _text_match(b),
+    "jump": lambda n, b: f"{n} {b.get('target')}",
+    "goto": lambda n, b: f"{n} {b.get('target')}",
+    "vmap": lambda _n, b: f"{_text_value(b.get('key'))} vmap {_text_value(b.get('data'))}",
+    "dnat": _text_nat,
+    "snat": _text_nat,
+    "redirect": lambda _n, b: f"redirect to :{b.get('port')}" if b else "redirect",
+    "mangle": lambda _n, b: f"{_text_value(b.get('key'))} set {_text_value(b.get('value'))}",
+    "xt": lambda _n, b: f"xt {b.get('type', '')} {b.get('name', '')}".strip(),
+}
+
+
 def rule_text(exprs: Sequence[Any]) -> str:
     """An nft rule in nft's own syntax, close to what `nft list` prints."""
     words = []
@@ -527,31 +624,6 @@ def rule_text(exprs: Sequence[Any]) -> str:
         if not isinstance(expr, dict) or len(expr) != 1:
             continue
         (name, body), = expr.items()
-        if name == "match":
-            op = body.get("op", "==")
-            shown = "" if op in ("==", "in") else f"{op} "
-            words.append(f"{_text_value(body.get('left'))} {shown}{_text_value(body.get('right'))}")
-        elif name in ("accept", "drop", "return", "masquerade") and not body:
-            words.append(name)
-        elif name == "reject":
-            words.append("reject")
-        elif name in ("jump", "goto"):
-            words.append(f"{name} {body.get('target')}")
-        elif name == "vmap":
-            words.append(f"{_text_value(body.get('key'))} vmap {_text_value(body.get('data'))}")
-        elif name in ("dnat", "snat"):
-            target = _text_value(body.get("addr")) if body.get("addr") is not None else ""
-            if body.get("port") is not None:
-                target += f":{body['port']}"
-            words.append(f"{name} to {target}")
-        elif name == "masquerade":
-            words.append("masquerade")
-        elif name == "redirect":
-            words.append(f"redirect to :{body.get('port')}" if body else "redirect")
-        elif name == "counter":
-            words.append("counter")
-        elif name == "xt":
-            words.append(f"xt {body.get('type', '')} {body.get('name', '')}".strip())
-        else:
-            words.append(name)
+        show = _STATEMENT_TEXT.get(name)
+        words.append(show(name, body or {}) if show else name)
     return " ".join(words)

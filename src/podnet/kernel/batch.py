@@ -30,7 +30,7 @@ IFF_UP = 1
 IFA_F_NOPREFIXROUTE = 0x200
 _CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 _REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE  # `ip ... replace`
-_DELETE = NLM_F_REQUEST | NLM_F_ACK
+_ACKED = NLM_F_REQUEST | NLM_F_ACK  # a plain request: set or delete
 AF_INET = 2
 AF_BRIDGE = 7
 NUD_PERMANENT = 0x80
@@ -114,6 +114,17 @@ class Batch:
         via = f" via {gateway}" if gateway else ""
         return self._add(msg, RTM_NEWROUTE, _CREATE, f"adding route {dst}{via}")
 
+    def bridge_port(self, index: int, *, hairpin: bool) -> Batch:
+        """`bridge link set dev INDEX hairpin on|off`: the port must already be enslaved (an
+        earlier message of the same batch may do it)."""
+        msg = ifinfmsg()
+        msg["index"] = index
+        data = {"attrs": [["IFLA_BRPORT_MODE", int(hairpin)]]}
+        info = {"attrs": [["IFLA_INFO_SLAVE_KIND", "bridge"], ["IFLA_INFO_SLAVE_DATA", data]]}
+        msg["attrs"] = [["IFLA_LINKINFO", info]]
+        state = "on" if hairpin else "off"
+        return self._add(msg, RTM_NEWLINK, _ACKED, f"setting hairpin {state} on link {index}")
+
     # --- VXLAN: the device, and per remote node a route, a neighbour and an FDB entry -------
 
     def vxlan_add(
@@ -167,7 +178,7 @@ class Batch:
 
     def route_delete(self, dst: str, *, oif: int) -> Batch:
         msg = self._route(dst, oif=oif, gateway=None, scope="universe", src=None)
-        return self._add(msg, RTM_DELROUTE, _DELETE, f"deleting route {dst}")
+        return self._add(msg, RTM_DELROUTE, _ACKED, f"deleting route {dst}")
 
     def neigh_replace(self, index: int, ip: str, mac: str) -> Batch:
         """`ip neigh replace IP lladdr MAC dev INDEX nud permanent`."""
@@ -178,7 +189,7 @@ class Batch:
     def neigh_delete(self, index: int, ip: str) -> Batch:
         msg = self._neigh(AF_INET, index, 0)
         msg["attrs"] = [["NDA_DST", ip]]
-        return self._add(msg, RTM_DELNEIGH, _DELETE, f"deleting neighbour {ip}")
+        return self._add(msg, RTM_DELNEIGH, _ACKED, f"deleting neighbour {ip}")
 
     def fdb_replace(self, index: int, mac: str, remote: str) -> Batch:
         """`bridge fdb replace MAC dev INDEX dst REMOTE self permanent`: frames for MAC go to
@@ -190,7 +201,7 @@ class Batch:
     def fdb_delete(self, index: int, mac: str, remote: str) -> Batch:
         msg = self._neigh(AF_BRIDGE, index, NTF_SELF)
         msg["attrs"] = [["NDA_LLADDR", mac], ["NDA_DST", remote]]
-        return self._add(msg, RTM_DELNEIGH, _DELETE, f"deleting fdb {mac}")
+        return self._add(msg, RTM_DELNEIGH, _ACKED, f"deleting fdb {mac}")
 
     @staticmethod
     def _neigh(family: int, index: int, flags: int) -> Any:

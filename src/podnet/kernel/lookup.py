@@ -240,6 +240,29 @@ class Lookup:
             learning=bool(get("IFLA_VXLAN_LEARNING")),
         )
 
+    def conntrack_reply(self, path: str | None, src: str, sport: int, dst: str,
+                        dport: int) -> tuple[str, int | None] | None:
+        """Who answered the connection src:sport -> dst:dport, as conntrack recorded it (the
+        DNAT target a Service picked). None: no entry, or conntrack is not readable."""
+        try:
+            from pyroute2 import Conntrack
+
+            if path is None:
+                ct = Conntrack()
+                entries = list(ct.dump_entries())
+            else:
+                with netns.entered(path):  # the socket is opened on first use: dump here
+                    ct = Conntrack()
+                    entries = list(ct.dump_entries())
+            ct.close()
+        except Exception:  # no nf_conntrack module, no permission: not fatal
+            return None
+        for entry in entries:
+            orig, reply = entry.tuple_orig, entry.tuple_reply
+            if (orig.saddr, orig.daddr, orig.sport, orig.dport) == (src, dst, sport, dport):
+                return str(reply.saddr), reply.sport
+        return None
+
     # --- sysctls, nftables, sockets --------------------------------------------------------
 
     def sysctl(self, path: str | None, key: str) -> str | None:

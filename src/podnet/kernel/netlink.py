@@ -181,8 +181,9 @@ class Netlink:
 
     def set_hairpin(self, index: int) -> None:
         """Let frames leave the bridge port they came in by (a pod reaching itself via a VIP)."""
+        # pyroute2 names the attribute by its NLA name; an unknown keyword is silently ignored.
         self._call(f"setting hairpin on {index}", self._ipr.brport, "set",
-                   index=index, hairpin_mode=1)
+                   index=index, IFLA_BRPORT_MODE=1)
 
     def delete_link(self, ifname: str) -> bool:
         """Delete a link; False if it was already gone."""

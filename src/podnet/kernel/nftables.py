@@ -1,4 +1,4 @@
-"""nftables, from one place: atomic `nft -f -` transactions on a table podnet owns, in any namespace.
+"""nftables from one place: atomic `nft -f -` transactions on a table podnet owns, any namespace.
 
     tx = Transaction(Table("ip", "podnet"), "Services of node kind-worker").replace(body)
     run(tx, netns_path)      # one `nft -f -` inside that namespace: applied whole or not at all
@@ -39,7 +39,8 @@ __all__ = [
 
 TABLE = "podnet"
 _TIMEOUT = 20.0  # seconds: nft answers in milliseconds; more means something is stuck
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]{0,255}\Z")  # nft's identifiers, as its scanner has them
+# nft's identifiers, as its scanner reads them (kube-proxy's chain names have / and .)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]{0,255}\Z")
 _COMMENT = re.compile(r'^\s*comment\s+"([^"]*)"', re.MULTILINE)
 
 
@@ -69,6 +70,14 @@ def _check_text(text: str, what: str) -> str:
     if "\n" in text or ";" in _unquoted(text) or not _balanced(text):
         raise ValueError(f"{what} {text!r} must be one statement of its own")
     return text
+
+
+def _check_inner(spec: str) -> str:
+    """What goes between a set's or chain's braces: `;` separates its parts there, and balanced
+    braces keep it from closing them."""
+    if "\n" in spec or not _balanced(spec):
+        raise ValueError(f"{spec!r} must be one line with balanced braces")
+    return spec
 
 
 def _unquoted(text: str) -> str:
@@ -122,7 +131,7 @@ class Transaction:
 
     def add_set(self, name: str, spec: str) -> Transaction:
         """`add set ip podnet NAME { SPEC }`, e.g. spec `type ipv4_addr;`."""
-        return self._add(f"add set {self.table} {_check_name(name)} {{ {_check_text(spec, 'set')} }}")
+        return self._add(f"add set {self.table} {_check_name(name)} {{ {_check_inner(spec)} }}")
 
     def add_chain(self, name: str, spec: str = "") -> Transaction:
         """`add chain ip podnet NAME [{ SPEC }]`, e.g. spec `type nat hook postrouting priority
@@ -130,9 +139,7 @@ class Transaction:
         _check_name(name)
         if not spec:
             return self._add(f"add chain {self.table} {name}")
-        if "\n" in spec or not _balanced(spec):
-            raise ValueError(f"chain spec {spec!r} must be one line with balanced braces")
-        return self._add(f"add chain {self.table} {name} {{ {spec} }}")
+        return self._add(f"add chain {self.table} {name} {{ {_check_inner(spec)} }}")
 
     def flush_chain(self, name: str) -> Transaction:
         return self._add(f"flush chain {self.table} {_check_name(name)}")
@@ -218,7 +225,7 @@ def read_comments(table: Table, netns_paths: Mapping[str, str]) -> dict[str, str
     """The comment of `table` in each namespace ({key: path}), read in parallel; None where the
     table does not exist. podnet keeps a digest of the table's rules there."""
     nft = find_nft()
-    procs = {}
+    procs: dict[str, subprocess.Popen[bytes] | None] = {}
     for key, path in netns_paths.items():
         try:
             procs[key] = _start([nft, "-t", "list", "table", table.family, table.name], path)

@@ -39,6 +39,8 @@ VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 bytes
 # The outside world: TEST-NET-2 (RFC 5737), reserved for documentation, so it can never be a
 # real address; it exists only as a namespace of the lab's.
 INTERNET_SUBNET = ipaddress.IPv4Network("198.51.100.0/24")
+_POD_SUBNET = ipaddress.IPv4Network("10.244.0.0/16")  # kind's defaults
+_SERVICE_SUBNET = ipaddress.IPv4Network("10.96.0.0/16")
 INTERNET_KEY = "internet"  # the record's key for the internet's web server (pod keys have a /)
 
 
@@ -97,7 +99,8 @@ class InternetLayout:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address.ip}:{self.port}/"
+        port = "" if self.port == 80 else f":{self.port}"
+        return f"http://{self.address.ip}{port}/"
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,8 @@ class Layout:
     nodes: tuple[NodeLayout, ...] = ()
     pods: tuple[PodLayout, ...] = ()
     state_dir: str = field(default="")
-    pod_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
-    service_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/16")
+    pod_subnet: ipaddress.IPv4Network = _POD_SUBNET
+    service_subnet: ipaddress.IPv4Network = _SERVICE_SUBNET
     vxlan_vni: int = 1
     vxlan_port: int = 8472
     services: tuple[ServiceLayout, ...] = ()

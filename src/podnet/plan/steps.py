@@ -14,6 +14,7 @@ from podnet.plan.layout import TUNNEL, InternetLayout, Layout, NodeLayout, PodLa
 from podnet.plan.rules import table_body
 
 __all__ = [
+    "ALL_NODES",
     "ALL_PODS",
     "Action",
     "Observed",
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 ALL_PODS = "*"  # the target of a POD_STOP that stops every pod of the lab
+ALL_NODES = "*"  # the target of NODE_RULES: the nodes are in `Step.nodes`
 
 
 class Action(StrEnum):
@@ -65,7 +67,8 @@ class Step:
     routes: tuple[tuple[str, str], ...] = field(default=())  # NODE_ROUTES: (pod CIDR, via)
     # NODE_ROUTES with VXLAN: per route, (remote VTEP address, its MAC, its node's address)
     tunnels: tuple[tuple[str, str, str], ...] = field(default=())
-    script: str = ""  # NODE_RULES: the body of the node's nftables table
+    script: str = ""  # NODE_RULES: the body of the nodes' nftables table
+    nodes: tuple[str, ...] = field(default=())  # NODE_RULES: the nodes that need it
 
     def inverse(self) -> Step | None:
         """The step that undoes this one (None: undone with its node or pod)."""
@@ -162,14 +165,16 @@ def _infrastructure(desired: Layout, current: Layout | None, seen: Observed) -> 
             steps.append(_node_routes(desired, node, wanted, tunnels))
     digest, body = table_body(desired)
     recorded_digest = table_body(current)[0] if current is not None else None
+    stale = []
     for node in desired.nodes:
         if seen.rules is not None:
             have = seen.rules.get(node.name)
         else:
             have = recorded_digest if node.name in recorded else None
         if node.name in created or have != digest:
-            first = not any(step.action is Action.NODE_RULES for step in steps)
-            steps.append(_node_rules(desired, node, body, first=first))
+            stale.append(node)
+    if stale:
+        steps.append(_node_rules(desired, stale, body))
     if current is not None and _service_names(current) != _service_names(desired):
         steps.append(_pods_hosts(desired))
     return steps
@@ -334,20 +339,24 @@ def rules_file(lay: Layout) -> str:
     return f"{lay.state_dir}/rules.nft"
 
 
-def _node_rules(lay: Layout, node: NodeLayout, body: str, *, first: bool) -> Step:
+def _node_rules(lay: Layout, nodes: list[NodeLayout], body: str) -> Step:
+    """One step for every node that needs the table: their transactions run side by side (each
+    waits on the kernel about 20 ms, mostly idle)."""
     path = rules_file(lay)
-    commands = []
-    if first:  # the same table on every node: written once, loaded on each
-        script = nft_replace_script(body).rstrip("\n").split("\n")
-        commands += [f"cat > {path} <<'EOF'", *script, "EOF"]
-    commands.append(f"ip netns exec {node.netns} nft -f {path}")
+    script = nft_replace_script(body).rstrip("\n").split("\n")
     return Step(
         Action.NODE_RULES,
-        node.name,
-        f"{node.name}'s nftables table: Services as kube-proxy's nftables mode writes them, "
-        "and pods' egress masqueraded to the node's address (one atomic transaction)",
-        tuple(commands),
+        ALL_NODES,
+        "each node's nftables table: Services as kube-proxy's nftables mode writes them, and "
+        "pods' egress masqueraded to the node's address (one atomic transaction per node)",
+        (
+            f"cat > {path} <<'EOF'",
+            *script,
+            "EOF",
+            *(f"ip netns exec {node.netns} nft -f {path}" for node in nodes),
+        ),
         script=body,
+        nodes=tuple(node.name for node in nodes),
     )
 
 
@@ -401,8 +410,12 @@ def _pods_hosts(lay: Layout) -> Step:
 
 def _hosts_tail(lay: Layout, pod: PodLayout) -> str:
     tab = "\\t"  # printf's escape, as the file has a tab
-    return "".join(
-        f"\\n{ip}{tab}{tab.join(names)}" for ip, names in service_hosts(lay, pod.namespace)
+    entries = service_hosts(lay, pod.namespace)
+    if not entries:
+        return ""
+    # The Services are written where kubelet writes a pod's hostAliases.
+    return "\\n\\n# Entries added by HostAliases." + "".join(
+        f"\\n{ip}{tab}{tab.join(names)}" for ip, names in entries
     )
 
 

@@ -1,0 +1,191 @@
+"""TCP throughput of each network shape (iperf3), beside loopback and a bare veth pair, in one run.
+
+    ./podnet.sh bench throughput      (or: python bench/throughput.py --seconds 3 --repeat 2)
+
+For every shape (ptp or bridge attachment; static, host-gw or VXLAN routing) a lab of two workers
+is built with three idle pods: two on one worker, one on the other. iperf3 runs pod to pod on one
+node and across nodes. In the same run, the references: iperf3 over loopback inside one namespace
+and over a bare veth pair between two namespaces. Results are printed as Gbit/s and as ratios to
+the veth pair, with iperf3's CPU figures (sender and receiver), which say what bounds a path on
+these 2-core machines. Every iperf3 run is bounded in time; every server is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox import ensure_sandbox, run
+
+CLUSTER = "tput"
+SHAPES = ("ptp-static", "ptp-host-gw", "ptp-vxlan", "bridge-static", "bridge-vxlan")
+PORT = 5201
+
+
+@dataclass(frozen=True)
+class Sample:
+    gbits: float
+    cpu_sender: float  # iperf3's host_total on the client: percent of one core... of all cores
+    cpu_receiver: float
+    retransmits: int
+
+
+def topology(attachment: str, routing: str) -> str:
+    idle = "containers: [{name: c, command: [sleep, infinity]}]"
+    pods = "".join(
+        f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\n"
+        f"spec: {{nodeName: {CLUSTER}-{node}, {idle}}}\n"
+        for name, node in (("a", "worker"), ("b", "worker"), ("c", "worker2"))
+    )
+    return (
+        f"kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nname: {CLUSTER}\n"
+        "nodes: [{role: control-plane}, {role: worker}, {role: worker}]\n"
+        f"networking: {{attachment: {attachment}, routing: {routing}}}\n{pods}"
+    )
+
+
+@contextmanager
+def iperf_server(netns: str) -> Iterator[None]:
+    """`iperf3 -s` in `netns` until the block ends; ready when it says it listens."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "iperf3", "-s", "-p", str(PORT)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "listening" in line:
+                break
+        else:
+            raise SystemExit(f"iperf3 server in {netns} did not start")
+        yield
+    finally:
+        proc.terminate()  # our own child, by PID
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def iperf(client_netns: str, server_netns: str, address: str, seconds: int) -> Sample:
+    with iperf_server(server_netns):
+        argv = ["ip", "netns", "exec", client_netns, "iperf3", "-c", address, "-p", str(PORT),
+                "-t", str(seconds), "-O", "1", "-J"]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 15,
+                                 check=False)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"iperf3 {client_netns} -> {address} overran {seconds + 15} s")
+    data = json.loads(out.stdout or "{}")
+    if "error" in data or "end" not in data:
+        raise SystemExit(f"iperf3 {client_netns} -> {address}: {data.get('error', out.stderr)}")
+    end = data["end"]
+    return Sample(
+        gbits=end["sum_received"]["bits_per_second"] / 1e9,
+        cpu_sender=end["cpu_utilization_percent"]["host_total"],
+        cpu_receiver=end["cpu_utilization_percent"]["remote_total"],
+        retransmits=int(end["sum_sent"].get("retransmits", 0)),
+    )
+
+
+def median(samples: list[Sample]) -> Sample:
+    best = sorted(samples, key=lambda s: s.gbits)[len(samples) // 2]
+    return Sample(statistics.median(s.gbits for s in samples), best.cpu_sender,
+                  best.cpu_receiver, best.retransmits)
+
+
+def references(seconds: int, repeat: int) -> dict[str, Sample]:
+    """Loopback inside one namespace, and a bare veth pair between two."""
+    for ns in ("tput-lo", "tput-a", "tput-b"):
+        run(["ip", "netns", "add", ns])
+    try:
+        run(["ip", "-n", "tput-lo", "link", "set", "lo", "up"])
+        run(["ip", "-n", "tput-a", "link", "add", "veth-a", "type", "veth", "peer", "name",
+             "veth-b", "netns", "tput-b"])
+        for ns, dev, ip in (("tput-a", "veth-a", "10.99.0.1/24"), ("tput-b", "veth-b",
+                                                                   "10.99.0.2/24")):
+            run(["ip", "-n", ns, "addr", "add", ip, "dev", dev])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        return {
+            "loopback (one namespace)": median([iperf("tput-lo", "tput-lo", "127.0.0.1", seconds)
+                                                for _ in range(repeat)]),
+            "veth pair (two namespaces)": median([iperf("tput-a", "tput-b", "10.99.0.2", seconds)
+                                                  for _ in range(repeat)]),
+        }
+    finally:
+        for ns in ("tput-lo", "tput-a", "tput-b"):
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def shape(podnet: str, name: str, seconds: int, repeat: int, work: str) -> dict[str, Sample]:
+    attachment, routing = name.split("-", 1)
+    path = os.path.join(work, f"{name}.yaml")
+    with open(path, "w") as fh:
+        fh.write(topology(attachment, routing))
+    run([podnet, "up", "-q", "-f", path])
+    try:
+        items = json.loads(run([podnet, "get", "pods", "-C", CLUSTER, "-o", "json"]).stdout)
+        pods = {i["metadata"]["name"]: i for i in items["items"]}
+        ns = {n: p["podnet"]["netns"] for n, p in pods.items()}
+        ip = {n: p["status"]["podIP"] for n, p in pods.items()}
+        return {
+            f"{name}: pod to pod, same node": median(
+                [iperf(ns["a"], ns["b"], ip["b"], seconds) for _ in range(repeat)]),
+            f"{name}: pod to pod, across nodes": median(
+                [iperf(ns["a"], ns["c"], ip["c"], seconds) for _ in range(repeat)]),
+        }
+    finally:
+        run([podnet, "down", "-q", "-C", CLUSTER])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=3, help="length of each iperf3 run")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per path (median kept)")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes")
+    args = parser.parse_args()
+    ensure_sandbox()
+    podnet = shutil.which("podnet") or sys.exit("podnet is not on PATH: run ./podnet.sh bench")
+    if not shutil.which("iperf3"):
+        sys.exit("iperf3 is not installed (apt-get install iperf3)")
+    work = tempfile.mkdtemp(prefix="podnet-tput-")
+    results = references(args.seconds, args.repeat)
+    for name in args.shapes.split(","):
+        results.update(shape(podnet, name, args.seconds, args.repeat, work))
+    shutil.rmtree(work)
+    veth = results["veth pair (two namespaces)"].gbits
+    loop = results["loopback (one namespace)"].gbits
+    print(f"TCP throughput, iperf3 single stream, {args.seconds} s per run (median of "
+          f"{args.repeat}), {os.cpu_count()} CPUs")
+    print(f"  {'path':<42} {'Gbit/s':>7} {'/veth':>6} {'/lo':>6} {'cpu snd':>8} {'cpu rcv':>8}"
+          f" {'retr':>5}")
+    for name, s in results.items():
+        print(f"  {name:<42} {s.gbits:7.1f} {s.gbits / veth:6.2f} {s.gbits / loop:6.2f}"
+              f" {s.cpu_sender:7.0f}% {s.cpu_receiver:7.0f}% {s.retransmits:5d}")
+    same = {n: s for n, s in results.items() if n.endswith("same node")}
+    if same:
+        worst_name, worst = min(same.items(), key=lambda kv: kv[1].gbits)
+        verdict = "meets" if worst.gbits >= 0.9 * veth else "misses"
+        print(f"  same-node shapes: the slowest ({worst_name.split(':')[0]}) is "
+              f"{worst.gbits / veth:.0%} of the veth pair: {verdict} the 90% target")
+    vx = {n: s for n, s in results.items() if "vxlan" in n and n.endswith("across nodes")}
+    for name, s in vx.items():
+        print(f"  {name.split(':')[0]} across nodes: {s.gbits / veth:.0%} of the veth pair; "
+              f"CPU sender {s.cpu_sender:.0f}%, receiver {s.cpu_receiver:.0f}% "
+              "(encapsulation, and decapsulation in softirq, on 2 cores)")
+
+
+if __name__ == "__main__":
+    main()

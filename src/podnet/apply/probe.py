@@ -1,0 +1,186 @@
+"""Send the probes of `podnet check`: real TCP connections from inside each source namespace.
+
+One process, no helper per probe: a socket stays in the network namespace it was created in, so
+each probe's socket is made while this thread visits the source's namespace (a few microseconds),
+and then every connection runs at once in one selector loop. A probe is a TCP connect, then, when
+the target serves HTTP, `GET /` with the answer read to its end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import selectors
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from podnet.kernel import netns
+from podnet.plan.check import Probe, Result
+
+__all__ = ["run_probes"]
+
+_ANSWERED = re.compile(rb"podnet: pod (\S+) answered")
+_CLIENT = re.compile(rb"^client:\s+(\S+):\d+\s*$", re.MULTILINE)
+_MAX_ANSWER = 64 * 1024
+
+
+@dataclass
+class _Flight:
+    probe: Probe
+    sock: socket.socket | None
+    started: float
+    request: bytes = b""
+    answer: bytearray = field(default_factory=bytearray)
+    result: Result | None = None
+    note: str = ""  # what the hosts file said, prefixed to the detail
+
+
+def run_probes(
+    probes: Sequence[Probe], *, timeout: float = 2.0, parallel: int = 128
+) -> list[Result]:
+    """Results in probe order. At most `parallel` connections are open at a time (a burst of
+    thousands of SYNs to one responder would overflow its accept queue and cost a retransmit);
+    each probe gets `timeout` seconds from its start."""
+    results: list[Result] = []
+    for start in range(0, len(probes), parallel):
+        results += _wave(probes[start : start + parallel], timeout)
+    return results
+
+
+def _wave(probes: Sequence[Probe], timeout: float) -> list[Result]:
+    hosts: dict[str, dict[str, str]] = {}
+    flights = [_launch_checked(p, hosts) for p in probes]
+    sel = selectors.DefaultSelector()
+    try:
+        for f in flights:
+            if f.result is None and f.sock is not None:
+                sel.register(f.sock, selectors.EVENT_WRITE, f)
+        deadline = time.monotonic() + timeout
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for key, events in sel.select(left):
+                _advance(sel, key.data, events)
+        for f in flights:
+            if f.result is None:
+                _finish(sel, f, False, f"no answer within {timeout:g} s")
+    finally:
+        sel.close()
+    return [f.result for f in flights if f.result is not None]
+
+
+def _launch_checked(probe: Probe, hosts: dict[str, dict[str, str]]) -> _Flight:
+    flight = _Flight(probe, None, time.monotonic())
+    name = probe.expect.name
+    if name:
+        table = hosts.setdefault(probe.hosts_file, _read_hosts(probe.hosts_file))
+        found = table.get(name)
+        if found != probe.address:
+            where = f"resolves to {found}" if found else "is missing"
+            flight.result = Result(probe, False, f"{name} {where} in the pod's /etc/hosts", 0.0)
+            return flight
+        flight.note = f"{name} -> {found}: "
+    try:
+        with netns.entered(netns.path_of(probe.netns)):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    except OSError as exc:
+        flight.result = Result(probe, False, f"cannot open a socket in {probe.netns}: {exc}", 0.0)
+        return flight
+    flight.sock = sock
+    flight.started = time.monotonic()
+    code = sock.connect_ex((probe.address, probe.port))
+    if code not in (0, errno.EINPROGRESS):
+        _finish(None, flight, False, os.strerror(code))
+    return flight
+
+
+def _read_hosts(path: str) -> dict[str, str]:
+    table: dict[str, str] = {}
+    try:
+        with open(path) as fh:
+            for line in fh:
+                fields = line.split("#", 1)[0].split()
+                for name in fields[1:]:
+                    table.setdefault(name, fields[0])
+    except OSError:
+        pass
+    return table
+
+
+def _advance(sel: selectors.BaseSelector, f: _Flight, events: int) -> None:
+    if not f.request and events & selectors.EVENT_WRITE:
+        _connected(sel, f)
+    else:
+        _receive(sel, f)
+
+
+def _connected(sel: selectors.BaseSelector, f: _Flight) -> None:
+    """The connect finished: judge a reset, or send the request and wait for the answer."""
+    assert f.sock is not None
+    probe = f.probe
+    code = f.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code == errno.ECONNREFUSED and not probe.expect.http:
+        _finish(sel, f, True, f"reset by {probe.address} (port {probe.port} closed): reached")
+    elif code:
+        _finish(sel, f, False, os.strerror(code))
+    elif not probe.expect.http:
+        _finish(sel, f, True, "connected")
+    else:
+        f.request = (f"GET / HTTP/1.0\r\nHost: {probe.address}\r\nAccept: text/plain\r\n"
+                     "User-Agent: podnet-check\r\n\r\n").encode()
+        try:
+            f.sock.send(f.request)  # small: fits the empty send buffer at once
+        except OSError as exc:
+            _finish(sel, f, False, f"sending the request: {exc.strerror}")
+            return
+        sel.modify(f.sock, selectors.EVENT_READ, f)
+
+
+def _receive(sel: selectors.BaseSelector, f: _Flight) -> None:
+    assert f.sock is not None
+    try:
+        data = f.sock.recv(65536)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError as exc:
+        _finish(sel, f, False, f"reading the answer: {exc.strerror}")
+        return
+    if data and len(f.answer) < _MAX_ANSWER:
+        f.answer += data
+        return
+    _judge(sel, f)
+
+
+def _judge(sel: selectors.BaseSelector, f: _Flight) -> None:
+    expect = f.probe.expect
+    answer = bytes(f.answer)
+    if expect.client:
+        seen = _CLIENT.search(answer)
+        ip = seen.group(1).decode() if seen else ""
+        if not ip:
+            _finish(sel, f, False, "the answer names no client address")
+        else:
+            how = "masqueraded" if ip == expect.client else f"expected {expect.client}"
+            _finish(sel, f, ip == expect.client, f"seen as {ip} ({how})")
+        return
+    found = _ANSWERED.search(answer)
+    who = found.group(1).decode() if found else ""
+    if not who:
+        first = answer.split(b"\r\n", 1)[0].decode(errors="replace")
+        _finish(sel, f, False, f"unexpected answer: {first or 'empty'}")
+        return
+    _finish(sel, f, who in expect.pods, f"answered by {who}")
+
+
+def _finish(sel: selectors.BaseSelector | None, f: _Flight, ok: bool, detail: str) -> None:
+    if f.sock is not None:
+        if sel is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                sel.unregister(f.sock)
+        f.sock.close()
+    f.result = Result(f.probe, ok, f.note + detail, (time.monotonic() - f.started) * 1000)

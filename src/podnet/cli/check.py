@@ -1,0 +1,127 @@
+"""`podnet check`: a connectivity matrix of the running lab, every cell tested with real packets.
+
+Thin: the probes come from `podnet.plan.check`, are sent by `podnet.apply.probe`, and are printed
+here as a table (or JSON). Exit status 0 only when every path works.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from podnet import state as lab_state
+from podnet.errors import StateError
+
+__all__ = ["check_command"]
+
+_HEADERS = {
+    "self": "SELF(LO)",
+    "same-node": "SAME-NODE",
+    "other-node": "OTHER-NODE",
+    "node": "NODES",
+    "service": "SERVICES",
+    "nodeport": "NODEPORTS",
+    "outside": "OUTSIDE",
+}
+
+
+def _record(cluster: str | None) -> lab_state.LabState:
+    labs = lab_state.list_labs()
+    if cluster is None:
+        if len(labs) > 1:
+            raise StateError(f"{len(labs)} labs are up ({', '.join(labs)})",
+                             hint="choose one with --cluster NAME (or PODNET_CLUSTER)")
+        cluster = labs[0] if labs else "kind"
+    record = lab_state.load(cluster)
+    if record is None:
+        raise StateError(f"no lab named {cluster} is up", hint="bring it up with `podnet up`")
+    return record
+
+
+@click.command("check")
+@click.option("--cluster", "-C", envvar="PODNET_CLUSTER", default=None,
+              help="Lab to check (default: the one that is up).")
+@click.option("-o", "--output", type=click.Choice(["table", "wide", "json"]), default="table",
+              help="table: the matrix and any failure; wide: every probe too; json: for scripts.")
+@click.option("--timeout", type=float, default=2.0, show_default=True,
+              help="Seconds each probe may take.")
+@click.option("--targets", type=int, default=3, show_default=True,
+              help="Pods probed per source and column (0: every pod; big labs stay linear).")
+def check_command(cluster: str | None, output: str, timeout: float, targets: int) -> None:
+    """Test every path of the lab with real packets: pod to itself via lo, to pods on its node
+    and on other nodes, to every node, to each Service by name, to the outside world (which must
+    see the node's address), and every NodePort from the node network. Exit 0 only when all work.
+    """
+    from podnet.apply.probe import run_probes
+    from podnet.plan.check import probes, summarize
+
+    record = _record(cluster)
+    lay = record.layout
+    started = time.perf_counter()
+    planned = probes(lay, targets=targets)
+    results = run_probes(planned, timeout=timeout)
+    elapsed = time.perf_counter() - started
+    passed = sum(r.ok for r in results)
+    ok = bool(results) and passed == len(results)
+    if output == "json":
+        click.echo(json.dumps(_as_json(lay, results, ok, elapsed), indent=2))
+    else:
+        _print_table(lay, results, summarize(results), wide=output == "wide")
+        click.echo(f"\n{passed} of {len(results)} paths work ({elapsed:.2f} s)")
+    sys.exit(0 if ok else 1)
+
+
+def _print_table(lay: Any, results: list[Any], matrix: dict[str, Any], *, wide: bool) -> None:
+    from podnet.plan.check import KINDS, NODE_NETWORK
+    from podnet.render.columns import columns
+
+    pods = {p.key: p for p in lay.pods}
+    click.echo(
+        f"lab {lay.cluster}: {lay.attachment} attachment, {lay.routing} routing, "
+        f"{len(lay.pods)} pods on {len(lay.nodes)} nodes, pod MTU {lay.pod_mtu}\n"
+    )
+    used = [k for k in KINDS if any(row[k].total for row in matrix.values())]
+    rows = []
+    for source, row in matrix.items():
+        where = pods[source].node if source in pods else lay.fabric_netns
+        name = f"({NODE_NETWORK})" if source == NODE_NETWORK else source
+        rows.append([name, where, *(str(row[k]) for k in used)])
+    click.echo(columns(["SOURCE", "ON", *(_HEADERS[k] for k in used)], rows))
+    shown = results if wide else [r for r in results if not r.ok]
+    if shown:
+        click.echo("\nprobes:" if wide else "\nfailed:")
+        click.echo(columns(
+            ["", "KIND", "FROM", "TO", "ADDRESS", "RESULT", "MS"],
+            [["ok" if r.ok else "FAIL", r.probe.kind, r.probe.source, r.probe.target,
+              f"{r.probe.address}:{r.probe.port}", r.detail, f"{r.ms:.1f}"] for r in shown],
+        ))
+
+
+def _as_json(lay: Any, results: list[Any], ok: bool, elapsed: float) -> dict[str, Any]:
+    return {
+        "cluster": lay.cluster,
+        "attachment": lay.attachment,
+        "routing": lay.routing,
+        "podMTU": lay.pod_mtu,
+        "ok": ok,
+        "passed": sum(r.ok for r in results),
+        "total": len(results),
+        "seconds": round(elapsed, 3),
+        "probes": [
+            {
+                "kind": r.probe.kind,
+                "from": r.probe.source,
+                "to": r.probe.target,
+                "address": r.probe.address,
+                "port": r.probe.port,
+                "ok": r.ok,
+                "detail": r.detail,
+                "ms": round(r.ms, 2),
+            }
+            for r in results
+        ],
+    }

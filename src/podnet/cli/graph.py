@@ -1,0 +1,228 @@
+"""`podnet graph`: the lab (or any host) drawn as Mermaid, DOT, SVG or a page; `--serve` keeps
+the page live on 127.0.0.1 and redraws it when pods come and go."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import click
+
+from podnet.render.graph_model import Graph
+
+__all__ = ["GraphServer", "collect_graph", "graph_command"]
+
+LOOPBACK = "127.0.0.1"  # the page shows the machine's namespaces: never serve it beyond it
+MAX_CLIENTS = 16  # connections served at once; more are closed at once
+CLIENT_TIMEOUT = 10.0  # seconds a connection may stay silent before it is closed
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CLIENTS of them."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+def collect_graph(cluster: str | None = None, *, everything: bool = False,
+                  source: str | None = None) -> Graph:
+    """Read the host (or an `inspect -o json` file) and the lab, and build the drawing."""
+    from podnet.inspect.trace_target import LabView, read_lab
+    from podnet.render.graph_model import build_graph, host_from_inspect_json
+
+    if source is not None:
+        with open(source) as fh:
+            return build_graph(host_from_inspect_json(json.load(fh)), LabView(),
+                               everything=True)
+    from podnet.inspect.build import inspect_host
+
+    host = inspect_host()
+    lab = read_lab(cluster)
+    vxlan: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+    tunnels = [(ns, i) for ns in host.namespaces for i in ns.interfaces if i.kind == "vxlan"]
+    if tunnels:
+        from podnet.inspect.trace_world import namespace_path
+        from podnet.kernel.lookup import Lookup
+
+        with Lookup() as lookup:
+            for ns, iface in tunnels:
+                info = lookup.vxlan(namespace_path(ns), iface.ifindex)
+                if info is not None:
+                    vxlan[(ns.label, iface.ifname)] = (info.vni, info.port)
+    return build_graph(host, lab, vxlan=vxlan, everything=everything)
+
+
+class GraphServer:
+    """A small HTTP server on 127.0.0.1: the page, its SVG, JSON and version.
+
+    A background thread rebuilds the graph every `interval` seconds; requests only read the
+    last build, so a slow rebuild never stalls the page. Bounded: MAX_CLIENTS connections at
+    once, each closed after CLIENT_TIMEOUT seconds of silence, and `run(timeout)` ends it.
+    """
+
+    def __init__(self, build: Callable[[], Graph], port: int, interval: float = 1.0) -> None:
+        self.build = build
+        self.interval = interval
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.pages: dict[str, tuple[str, bytes]] = {}
+        self.version = ""
+        self.error = ""
+        self.refresh()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = CLIENT_TIMEOUT
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                with server.lock:
+                    page = server.pages.get("/" if path == "/index.html" else path)
+                if page is None:
+                    self.send_error(404, "podnet graph serves /, /graph.svg, /graph.json, /version")
+                    return
+                kind, body = page
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # a page polling every second would fill the terminal
+
+        self.httpd = _BoundedServer((LOOPBACK, port), Handler)
+        self.port = int(self.httpd.server_address[1])
+
+    def refresh(self) -> bool:
+        """Rebuild; True when the drawing changed."""
+        from podnet.render.graph_html import pods_list, render_html
+        from podnet.render.graph_svg import render_svg
+
+        try:
+            graph = self.build()
+        except Exception as exc:  # a namespace vanishing mid-read: keep serving
+            self.error = str(exc)
+            return False
+        version = graph.version()
+        if version == self.version:
+            return False
+        pages = {
+            "/": ("text/html; charset=utf-8", render_html(graph, live=True).encode()),
+            "/graph.svg": ("image/svg+xml", render_svg(graph).encode()),
+            "/graph.json": ("application/json", json.dumps(graph.to_json(), indent=1).encode()),
+            "/version": ("text/plain; charset=utf-8", (version + "\n").encode()),
+            "/pods.html": ("text/html; charset=utf-8", pods_list(graph).encode()),
+        }
+        with self.lock:
+            self.pages, self.version = pages, version
+        return True
+
+    def _refresher(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.refresh()
+
+    def run(self, timeout: float | None) -> None:
+        """Serve until `timeout` seconds pass, SIGTERM or Ctrl-C; always closes the socket."""
+        workers = [threading.Thread(target=self.httpd.serve_forever, name="graph-http",
+                                    daemon=True),
+                   threading.Thread(target=self._refresher, name="graph-refresh", daemon=True)]
+        for w in workers:
+            w.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not self.stop.is_set():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self.stop.wait(0.5 if left is None else min(0.5, left))
+        finally:
+            self.stop.set()
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            for w in workers:
+                w.join(timeout=5)
+
+
+@click.command("graph")
+@click.option("-o", "--output", type=click.Choice(["mermaid", "dot", "svg", "html", "json"]),
+              default="mermaid", show_default=True, help="Drawing format.")
+@click.option("--host", "everything", is_flag=True,
+              help="Every namespace inspect finds on this host, not only the lab's.")
+@click.option("--from", "source", type=click.Path(exists=True, dir_okay=False),
+              help="Draw an `inspect -o json` file taken on any host, instead of this host.")
+@click.option("--serve", is_flag=True,
+              help=f"Serve a live page on {LOOPBACK} that redraws as pods come and go.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True,
+              help="Port for --serve (0: any free port).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="With --serve: stop after this many seconds (default: until Ctrl-C).")
+@click.option("--interval", type=click.FloatRange(0.2, 60), default=1.0, show_default=True,
+              help="With --serve: seconds between rereads of the host.")
+@click.option("--cluster", "-C", envvar="PODNET_CLUSTER", default=None,
+              help="Lab to draw (default: the one that is up).")
+def graph_command(output: str, everything: bool, source: str | None, serve: bool, port: int,
+                  timeout: float | None, interval: float, cluster: str | None) -> None:
+    """Draw the lab: nodes, pods, containers, veth pairs (both ends), bridges, tunnels and
+    addresses. Without a lab, or with --host, every namespace this host has.
+
+    \b
+      podnet graph -o mermaid > lab.mmd     # renders on GitHub
+      podnet graph -o svg > lab.svg         # drawn by podnet itself
+      podnet graph -o html > lab.html       # one self-contained page
+      podnet graph --serve                  # http://127.0.0.1:8470/, live
+      podnet inspect -o json > node.json; podnet graph --from node.json -o svg
+    """
+    def build() -> Graph:
+        return collect_graph(cluster, everything=everything, source=source)
+
+    if serve:
+        server = GraphServer(build, port, interval)
+        signal.signal(signal.SIGTERM, lambda *_: server.stop.set())
+        click.echo(f"serving http://{LOOPBACK}:{server.port}/ (Ctrl-C stops)", err=True)
+        sys.stderr.flush()
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(timeout)
+        return
+    graph = build()
+    if output == "mermaid":
+        from podnet.render.graph_mermaid import render_mermaid
+
+        click.echo(render_mermaid(graph))
+    elif output == "dot":
+        from podnet.render.graph_dot import render_dot
+
+        click.echo(render_dot(graph))
+    elif output == "svg":
+        from podnet.render.graph_svg import render_svg
+
+        click.echo(render_svg(graph))
+    elif output == "html":
+        from podnet.render.graph_html import render_html
+
+        click.echo(render_html(graph))
+    else:
+        click.echo(json.dumps(graph.to_json(), indent=2))

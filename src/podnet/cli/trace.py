@@ -1,0 +1,68 @@
+"""`podnet trace`: the path of one packet, hop by hop, from the kernel's own answers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+__all__ = ["spinner", "trace_command"]
+
+
+@contextmanager
+def spinner(text: str) -> Iterator[None]:
+    """A spinner on stderr while a probe runs, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(text):
+        yield
+
+
+@click.command("trace")
+@click.argument("source")
+@click.argument("destination")
+@click.option("-n", "--namespace", default=None,
+              help="Kubernetes namespace of pods named without one.")
+@click.option("-p", "--port", type=click.IntRange(1, 65535), default=None,
+              help="TCP port to probe (default: a Service's port, else an ICMP echo).")
+@click.option("--no-probe", is_flag=True, help="Only read the kernel's tables; send nothing.")
+@click.option("--timeout", type=click.FloatRange(0.1, 30), default=2.0, show_default=True,
+              help="Seconds the probe waits for an answer.")
+@click.option("-q", "--quiet", is_flag=True, help="Hops without the commands that show them.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--cluster", "-C", envvar="PODNET_CLUSTER", default=None,
+              help="Lab whose names to use (default: the one that is up).")
+def trace_command(source: str, destination: str, namespace: str | None, port: int | None,
+                  no_probe: bool, timeout: float, quiet: bool, output: str,
+                  cluster: str | None) -> None:
+    """Follow one packet from SOURCE to DESTINATION, hop by hop, then send a real one.
+
+    SOURCE is a pod (NAMESPACE/NAME or NAME), a lab node, or any network namespace inspect
+    finds. DESTINATION is an address, a pod, a node, or a Service of the lab. Each hop is
+    the kernel's own answer (route lookups, veth peers, bridge and VXLAN forwarding entries,
+    neighbours, nftables NAT and filter rules) with the command that shows it. Exit status:
+    0 when the path works, 1 when a hop is broken, 2 when podnet cannot tell.
+
+    \b
+      podnet trace dev/demo-58465f467c-24bcq jumpbox --port 80
+      podnet trace jumpbox demo.dev
+      podnet trace kind-worker 10.244.2.3 --no-probe
+    """
+    from podnet.inspect.trace_run import run_trace
+    from podnet.inspect.trace_text import report_json, report_text
+
+    report = run_trace(source, destination, namespace=namespace, port=port,
+                       send_probe=not no_probe, timeout=timeout, cluster=cluster,
+                       status=spinner)
+    if output == "json":
+        click.echo(json.dumps(report_json(report), indent=2))
+    else:
+        click.echo(report_text(report, commands=not quiet))
+    sys.exit({"works": 0, "broken": 1}.get(report.verdict, 2))

@@ -1,0 +1,155 @@
+"""`podnet trace`: discover the host, resolve both ends, probe, walk, and judge.
+
+The probe goes first: a real packet fills the neighbour tables and forwarding databases on its
+way, as traffic does, so the walk that follows reads the kernel's settled answers; and the
+connection it leaves in conntrack tells which Service backend it was given, so the walk follows
+that one. When the probe fails and the walk out finds nothing wrong, the reply's way back is
+walked too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Literal
+
+from podnet.inspect.model import Host, Namespace
+from podnet.inspect.trace import HostIndex, walk
+from podnet.inspect.trace_model import Path, ProbeResult, Reads, TraceReport
+from podnet.inspect.trace_nft import Packet
+from podnet.inspect.trace_target import (
+    Destination,
+    read_lab,
+    resolve_destination,
+    resolve_source,
+)
+
+__all__ = ["judge", "run_trace", "trace_between"]
+
+Status = Callable[[str], AbstractContextManager[object]]
+
+
+def run_trace(
+    source: str,
+    destination: str,
+    *,
+    namespace: str | None = None,
+    port: int | None = None,
+    send_probe: bool = True,
+    timeout: float = 2.0,
+    cluster: str | None = None,
+    status: Status | None = None,
+) -> TraceReport:
+    """Trace from the pod, node or namespace `source` to `destination` on this host."""
+    from podnet.inspect.build import inspect_host
+    from podnet.inspect.trace_world import KernelReads
+    from podnet.kernel.lookup import Lookup
+
+    host = inspect_host()
+    lab = read_lab(cluster)
+    src = resolve_source(host, source, namespace)
+    dst = resolve_destination(host, lab, destination, namespace, src)
+    with Lookup() as lookup:
+        return trace_between(host, KernelReads(lookup), src, dst, port=port,
+                             send_probe=send_probe, timeout=timeout, status=status)
+
+
+def trace_between(
+    host: Host,
+    reads: Reads,
+    src: Namespace,
+    dst: Destination,
+    *,
+    port: int | None = None,
+    send_probe: bool = True,
+    timeout: float = 2.0,
+    status: Status | None = None,
+) -> TraceReport:
+    from podnet.inspect.trace_probe import probe
+    from podnet.inspect.trace_world import namespace_path
+
+    port = port if port is not None else dst.port
+    proto = "tcp" if port is not None else "icmp"
+    result: ProbeResult | None = None
+    if send_probe:
+        what = f"probing {dst.ip}" + (f":{port}" if port else "") + f" from {src.label}"
+        with (status or (lambda _t: nullcontext()))(what):
+            result = probe(namespace_path(src), dst.ip, port, timeout=timeout)
+    first = reads.route(src, dst.ip)
+    sport = None
+    if result is not None and result.local and ":" in result.local:
+        sport = int(result.local.rsplit(":", 1)[1])
+    packet = Packet(first.src or str(ipaddress.IPv4Address(0)), dst.ip, proto, sport, port)
+    index = HostIndex(host)
+    forward = _walk_backend(host, reads, src, packet, result, index)
+    reverse = None
+    if result is not None and not result.ok and forward.outcome == "delivered" and forward.end:
+        end = next(ns for ns in host.namespaces if ns.label == forward.end)
+        reply = Packet(forward.packet.dst, forward.packet.src, proto, forward.packet.dport,
+                       forward.packet.sport)
+        reverse = walk(host, reads, end, reply, reply_to=forward, index=index)
+    verdict, summary = judge(forward, reverse, result)
+    source_text = f"{_who(src)} ({packet.src})"
+    target = dst.text + (f" port {port}/{proto}" if port is not None else " (ICMP echo)")
+    return TraceReport(source_text, target, forward, reverse, result, verdict, summary)
+
+
+def _walk_backend(host: Host, reads: Reads, src: Namespace, packet: Packet,
+                  result: ProbeResult | None, index: HostIndex) -> Path:
+    """Walk; when a Service spread the connection over backends, walk again following the
+    one conntrack says the probe's connection got (else the first stands)."""
+    path = walk(host, reads, src, packet, index=index)
+    chosen = _probed_backend(reads, host, path, result)
+    dnat = next((n for _, n, _ in path.nat if n.kind == "dnat"), None)
+    if chosen is None or dnat is None or dnat.addr == chosen:
+        return path
+    return walk(host, reads, src, packet, prefer=chosen, index=index)
+
+
+def _probed_backend(reads: Reads, host: Host, path: Path,
+                    result: ProbeResult | None) -> str | None:
+    """The backend conntrack recorded for the probe's connection, when the path has a DNAT."""
+    dnat = next(((label, n, before) for label, n, before in path.nat if n.kind == "dnat"), None)
+    if dnat is None or result is None or not result.local or not dnat[1].alternatives:
+        return None
+    label, _nat, before = dnat
+    ns = next((n for n in host.namespaces if n.label == label), None)
+    return None if ns is None else reads.conntrack_backend(ns, before)
+
+
+Verdict = Literal["works", "broken", "unknown"]
+
+
+def judge(forward: Path, reverse: Path | None,
+          result: ProbeResult | None) -> tuple[Verdict, str]:
+    """The verdict and one sentence: the probe decides, the walks say where and why."""
+    def at(path: Path, way: str) -> str:
+        hop = path.broken_hop
+        assert hop is not None and path.broken is not None
+        return f"broken {way}at hop {path.broken + 1} ({hop.owner}): {hop.reason}: {hop.text}"
+
+    walked = forward.outcome == "delivered"
+    if result is not None and result.ok:
+        if forward.broken is None:
+            return "works", f"path works: {result.detail} in {result.elapsed_ms:.1f} ms"
+        return "works", (f"the probe got through ({result.detail}), though the walk stopped "
+                         f"at hop {forward.broken + 1}: {forward.hops[forward.broken].text}")
+    failed = "" if result is None else f"probe failed ({result.outcome}); "
+    if forward.broken is not None:
+        return "broken", failed + at(forward, "")
+    if reverse is not None and reverse.broken is not None:
+        return "broken", failed + at(reverse, "on the way back ")
+    if result is None:
+        return ("works", "the kernel's tables carry the packet there (no probe was sent)") \
+            if walked else ("unknown", f"the walk ended ({forward.outcome}) before the destination")
+    return "unknown", (f"probe failed ({result.detail}), but the kernel's tables show a path "
+                       "both ways: look at rules podnet could not evaluate, or at the process")
+
+
+def _who(ns: Namespace) -> str:
+    if ns.pod:
+        return f"pod {ns.pod}"
+    if ns.node:
+        return f"node {ns.node}"
+    return ns.label

@@ -1,0 +1,232 @@
+"""What `podnet trace SOURCE DESTINATION` names: a namespace to send from, an address to reach.
+
+A source is anything inspect can find (a pod as NAMESPACE/NAME or NAME, a lab node, a netns
+name, host, pid:N). A destination is an address, or a name resolved the way the source would
+see it: a pod or a node of the lab, a Service of the lab, or a name in the source pod's
+/etc/hosts. Reads the lab's state.json leniently (keys other faces add are welcome).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from podnet.errors import ObjectMissingError, StateError
+from podnet.inspect.model import Host, Namespace
+
+__all__ = ["Destination", "LabView", "read_lab", "resolve_destination", "resolve_source"]
+
+STATE_DIR = "/run/podnet"
+
+
+@dataclass(frozen=True)
+class Destination:
+    ip: str
+    text: str  # for people: "pod default/jumpbox 10.244.1.2"
+    port: int | None = None  # a Service's port when the user gave none
+    namespace: Namespace | None = None  # the namespace that owns the address, when known
+
+
+@dataclass
+class LabView:
+    cluster: str = ""
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def pod(self, key: str) -> dict[str, Any] | None:
+        return next((p for p in self.pods if f"{p.get('namespace')}/{p.get('name')}" == key),
+                    None)
+
+
+def read_lab(cluster: str | None = None, state_dir: str = STATE_DIR) -> LabView:
+    """The lab's record (an empty view when no lab is up: trace works on any host)."""
+    try:
+        labs = sorted(d for d in os.listdir(state_dir)
+                      if os.path.isfile(os.path.join(state_dir, d, "state.json")))
+    except OSError:
+        labs = []
+    if cluster is None:
+        if len(labs) > 1:
+            raise StateError(f"{len(labs)} labs are up ({', '.join(labs)})",
+                             hint="choose one with --cluster NAME")
+        cluster = labs[0] if labs else None
+    if cluster is None or cluster not in labs:
+        return LabView()
+    try:
+        with open(os.path.join(state_dir, cluster, "state.json")) as fh:
+            raw = json.load(fh)
+    except (OSError, ValueError):
+        return LabView()
+    if not isinstance(raw, dict):
+        return LabView()
+
+    def items(key: str) -> list[dict[str, Any]]:
+        value = raw.get(key)
+        return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
+
+    return LabView(str(raw.get("cluster", cluster)), items("pods"), items("nodes"),
+                   items("services"), raw)
+
+
+def _pod_matches(ns: Namespace, name: str, namespace: str | None) -> bool:
+    if ns.pod is None:
+        return False
+    pod_ns, _, pod_name = ns.pod.partition("/")
+    return pod_name == name and (namespace is None or pod_ns == namespace)
+
+
+def _find(host: Host, selector: str, namespace: str | None) -> list[Namespace]:
+    """Pods in `namespace` first (as kubectl's -n), then anything inspect can find by name."""
+    if namespace is not None and "/" not in selector:
+        found = [ns for ns in host.namespaces if _pod_matches(ns, selector, namespace)]
+        if found:
+            return found
+    found = host.find(selector)
+    if found:
+        return found
+    return [ns for ns in host.namespaces if _pod_matches(ns, selector, None)]
+
+
+def resolve_source(host: Host, selector: str, namespace: str | None = None) -> Namespace:
+    found = _find(host, selector, namespace)
+    if len(found) > 1 and len({ns.pod for ns in found}) > 1:
+        raise StateError(f"{selector!r} names several pods: "
+                         + ", ".join(sorted(str(ns.pod) for ns in found)),
+                         hint="name it as NAMESPACE/NAME or with -n NAMESPACE")
+    if not found:
+        pods = sorted(str(ns.pod) for ns in host.namespaces if ns.pod)
+        known = ", ".join(pods[:6]) + (", ..." if len(pods) > 6 else "")
+        raise ObjectMissingError(
+            f"no pod, node or network namespace matches {selector!r}",
+            hint=f"pods here: {known}" if pods else
+            "name a network namespace (ip netns list), host, or pid:N",
+        )
+    return found[0]
+
+
+def _first_ipv4(ns: Namespace) -> str | None:
+    """The namespace's own address: eth0's first, else any global IPv4 not on lo."""
+    ordered = sorted(ns.interfaces, key=lambda i: (i.ifname != "eth0", i.ifindex))
+    for iface in ordered:
+        if iface.kind == "loopback":
+            continue
+        for cidr in iface.addresses:
+            addr = ipaddress.ip_interface(cidr)
+            if addr.version == 4 and not cidr.endswith("/32"):
+                return str(addr.ip)
+    return None
+
+
+def _service_ip(svc: dict[str, Any]) -> str | None:
+    for key in ("cluster_ip", "clusterIP", "ip", "vip"):
+        value = svc.get(key)
+        if isinstance(value, str) and value:
+            return value.split("/")[0]
+    return None
+
+
+def _service_port(svc: dict[str, Any]) -> int | None:
+    ports = svc.get("ports")
+    if isinstance(ports, list) and ports:
+        first = ports[0]
+        if isinstance(first, dict):
+            port = first.get("port")
+            return port if isinstance(port, int) else None
+        if isinstance(first, int):
+            return first
+    return None
+
+
+def _service(lab: LabView, selector: str, default_ns: str) -> dict[str, Any] | None:
+    name, namespace = selector, default_ns
+    if "/" in selector:
+        namespace, name = selector.split("/", 1)
+    elif "." in selector:
+        parts = selector.split(".")
+        name, namespace = parts[0], parts[1]
+    return next((s for s in lab.services if s.get("name") == name
+                 and s.get("namespace", "default") == namespace), None)
+
+
+def _hosts_lookup(path: str, name: str) -> str | None:
+    try:
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and name in fields[1:]:
+            try:
+                if ipaddress.ip_address(fields[0]).version == 4:
+                    return fields[0]
+            except ValueError:
+                continue
+    return None
+
+
+def resolve_destination(host: Host, lab: LabView, selector: str, namespace: str | None,
+                        source: Namespace) -> Destination:
+    def owner(ip: str) -> Namespace | None:
+        for ns in host.namespaces:
+            for iface in ns.interfaces:
+                if any(c.split("/")[0] == ip and not c.endswith("/32") for c in iface.addresses):
+                    return ns
+        return None
+
+    try:
+        ip = str(ipaddress.IPv4Address(selector))
+    except ValueError:
+        ip = ""
+    if ip:
+        ns = owner(ip)
+        text = f"{ip} ({_describe(ns)})" if ns else ip
+        return Destination(ip, text, None, ns)
+    found = _find(host, selector, namespace)
+    if found:
+        ns = found[0]
+        node = next((n for n in lab.nodes if n.get("name") == ns.node), None)
+        addr = str(node["ip"]).split("/")[0] if node and node.get("ip") else _first_ipv4(ns)
+        if addr is None:
+            raise ObjectMissingError(f"{_describe(ns)} has no IPv4 address to trace to",
+                                     hint="`podnet inspect --netns` shows its interfaces")
+        return Destination(addr, f"{_describe(ns)} {addr}", None, ns)
+    outside = lab.raw.get("internet")
+    if selector in ("internet", "outside") and isinstance(outside, dict) and outside.get("address"):
+        addr = str(outside["address"]).split("/")[0]
+        port = outside.get("port")
+        ns = owner(addr)
+        return Destination(addr, f"the internet ({addr}, {_describe(ns)})",
+                           port if isinstance(port, int) else None, ns)
+    source_pod_ns = (source.pod or "default/").split("/")[0]
+    svc = _service(lab, selector, namespace or source_pod_ns)
+    if svc is not None and _service_ip(svc):
+        vip = str(_service_ip(svc))
+        key = f"{svc.get('namespace', 'default')}/{svc.get('name')}"
+        return Destination(vip, f"service {key} {vip}", _service_port(svc))
+    pod = lab.pod(source.pod) if source.pod else None
+    if pod and isinstance(pod.get("hosts_file"), str):
+        addr = _hosts_lookup(pod["hosts_file"], selector)
+        if addr:
+            ns = owner(addr)
+            return Destination(addr, f"{selector} {addr} (from {source.pod}'s /etc/hosts)",
+                               None, ns)
+    raise ObjectMissingError(
+        f"cannot resolve {selector!r} to an address",
+        hint="give an IPv4 address, a pod (NAMESPACE/NAME), a node, or a Service of the lab",
+    )
+
+
+def _describe(ns: Namespace | None) -> str:
+    if ns is None:
+        return "?"
+    if ns.pod:
+        return f"pod {ns.pod}"
+    if ns.node:
+        return f"node {ns.node}"
+    return ns.label

@@ -1,0 +1,75 @@
+"""The tracer's questions answered by the live kernel, namespace by namespace.
+
+A namespace from inspect's model is opened by its bind mount (/run/netns/NAME), else through a
+process that holds it (/proc/PID/ns/net); the one podnet runs in is asked directly.
+"""
+
+from __future__ import annotations
+
+from podnet.inspect.model import Namespace
+from podnet.inspect.trace_nft import Packet
+from podnet.kernel.lookup import (
+    FdbEntry,
+    Listener,
+    Lookup,
+    Neighbour,
+    NftRead,
+    RouteAnswer,
+    Vxlan,
+)
+
+__all__ = ["KernelReads", "namespace_path"]
+
+
+def namespace_path(ns: Namespace) -> str | None:
+    """A path that opens `ns` (None: the namespace podnet runs in)."""
+    if ns.current:
+        return None
+    if ns.paths:
+        return ns.paths[0]
+    if ns.holders:
+        return f"/proc/{ns.holders[0].pid}/ns/net"
+    raise LookupError(f"namespace {ns.label} has no path podnet can open")
+
+
+class KernelReads:
+    """`podnet.inspect.trace_model.Reads`, from the kernel (read-only, cached per trace)."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        self.lookup = lookup
+        self._fdb: dict[int, list[FdbEntry]] = {}
+        self._listeners: dict[int, list[Listener]] = {}
+
+    def route(self, ns: Namespace, dst: str, *, src: str | None = None,
+              iif: int | None = None) -> RouteAnswer:
+        return self.lookup.route(namespace_path(ns), dst, src=src, iif=iif)
+
+    def neighbour(self, ns: Namespace, ifindex: int, ip: str) -> Neighbour | None:
+        return self.lookup.neighbour(namespace_path(ns), ifindex, ip)
+
+    def fdb(self, ns: Namespace) -> list[FdbEntry]:
+        if ns.inode not in self._fdb:
+            self._fdb[ns.inode] = self.lookup.fdb(namespace_path(ns))
+        return self._fdb[ns.inode]
+
+    def vxlan(self, ns: Namespace, ifindex: int) -> Vxlan | None:
+        return self.lookup.vxlan(namespace_path(ns), ifindex)
+
+    def ruleset(self, ns: Namespace) -> NftRead:
+        return self.lookup.ruleset(namespace_path(ns))
+
+    def listeners(self, ns: Namespace) -> list[Listener]:
+        if ns.inode not in self._listeners:
+            pids = tuple(h.pid for h in ns.holders)
+            self._listeners[ns.inode] = self.lookup.listeners(namespace_path(ns), pids)
+        return self._listeners[ns.inode]
+
+    def sysctl(self, ns: Namespace, key: str) -> str | None:
+        return self.lookup.sysctl(namespace_path(ns), key)
+
+    def conntrack_backend(self, ns: Namespace, request: Packet) -> str | None:
+        if request.sport is None or request.dport is None:
+            return None
+        found = self.lookup.conntrack_reply(namespace_path(ns), request.src, request.sport,
+                                            request.dst, request.dport)
+        return found[0] if found else None

@@ -1,0 +1,198 @@
+"""`podnet tour`: the lesson on a real lab (sandbox only), and its pure parts.
+
+The tour runs every step for real; `--non-interactive` must pass on the default lab (and on the
+bridge lab), fail when the lab does not behave as the lesson says, and leave nothing behind
+whether it finishes or is stopped halfway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from podnet.tour.lesson import LESSON
+from podnet.tour.runner import Facts, fill, prepare
+
+PODNET = [sys.executable, "-m", "podnet"]
+DEFAULT = Path(__file__).parents[2] / "src/podnet/model/default.yaml"
+
+
+def podnet(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*PODNET, *args], capture_output=True, text=True, timeout=300,
+                            check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"podnet {' '.join(args)} -> {result.returncode}\n{result.stderr}")
+    return result
+
+
+def leftovers() -> tuple[list[str], list[str]]:
+    """Tour namespaces still named, and tour servers still running."""
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                           check=True).stdout
+    spaces = [line.split()[0] for line in names.splitlines() if "-tour-" in line]
+    servers = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if b"tour/" in fh.read():
+                    servers.append(pid)
+        except OSError:
+            continue
+    return spaces, servers
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[None]:
+    podnet("up", "-q")
+    yield
+    podnet("down", "-q")
+
+
+@pytest.mark.kernel
+def test_the_tour_passes_on_the_default_lab(lab: None) -> None:
+    result = podnet("tour", "--non-interactive", check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "as the lesson expects" in result.stdout.splitlines()[-1]
+    assert "✗" not in result.stdout
+    for section in ("1. Talk within your pod", "2. Talk to another process", "3. Look at",
+                    "4. Build a veth pair", "5. Talk within and between pods"):
+        assert section in result.stdout
+    assert "read-from-the-pipe:jumpbox" in result.stdout
+    assert re.search(r"tap1@if\d+: <BROADCAST,MULTICAST", result.stdout)
+    assert leftovers() == ([], [])
+
+
+@pytest.mark.kernel
+def test_the_tour_says_which_steps_differ_when_the_lab_is_broken(lab: None) -> None:
+    pods = {p["metadata"]["name"]: p for p in
+            json.loads(podnet("get", "pods", "-o", "json").stdout)["items"]}
+    node, veth = pods["jumpbox"]["spec"]["nodeName"], pods["jumpbox"]["podnet"]["veth"]
+    subprocess.run(["ip", "-n", node, "link", "set", veth, "down"], check=True)
+    try:
+        result = podnet("tour", "--non-interactive", check=False)
+    finally:
+        subprocess.run(["ip", "-n", node, "link", "set", veth, "up"], check=True)
+        subprocess.run(["ip", "-n", node, "route", "replace", pods["jumpbox"]["status"]["podIP"],
+                        "dev", veth, "scope", "host"], check=False)
+    assert result.returncode == 1
+    assert re.search(r"tour: 23 steps on lab kind: \d+ of 23 steps differ", result.stdout)
+    failed = re.findall(r"── step (\d+)/23[^\n]*\n(.*?)(?=── step|\Z)", result.stdout, re.S)
+    differing = {int(n) for n, body in failed if "✗ not what the lesson expects" in body}
+    assert 21 in differing  # curl across nodes to the jumpbox
+    assert 1 not in differing and 12 not in differing  # loopback and the hand-built pair
+    assert leftovers() == ([], [])
+
+
+class Terminal:
+    """A process on a pseudo-terminal, read until its output shows something."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
+                                     close_fds=True)
+        os.close(slave)
+        self.seen = b""
+
+    def wait_for(self, text: bytes, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.seen.count(text) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, self.seen.decode(errors="replace")[-2000:]
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    self.seen += os.read(self.master, 65536)
+                except OSError:  # the process closed the terminal
+                    return
+
+    def type(self, text: bytes) -> None:
+        os.write(self.master, text)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+@pytest.mark.kernel
+def test_interactive_waits_for_enter_and_cleans_up_when_stopped(lab: None) -> None:
+    term = Terminal([*PODNET, "tour", "--step", "12"])
+    prompt = b"Enter for the next step, q to stop"
+    try:
+        for n in (1, 2):  # steps 12 and 13: the pair and its addresses
+            term.wait_for(prompt, n)
+            term.type(b"\n")
+        term.wait_for(prompt, 3)  # step 14 started the server, and the tour waits
+        spaces, servers = leftovers()
+        assert len(spaces) == 2 and len(servers) == 1
+        assert b"step 15/23" not in term.seen  # it did not run ahead
+        term.type(b"q\n")
+        assert term.proc.wait(timeout=60) == 0
+    finally:
+        term.close()
+    assert leftovers() == ([], [])  # stopping early still removed the pair and the server
+
+
+# --- pure ----------------------------------------------------------------------------------------
+
+
+FACTS: Facts = {
+    "attachment": "ptp", "cluster": "kind", "pod_key": "default/jumpbox", "pod_name": "jumpbox",
+    "pod_ns": "default", "pod_ip": "10.244.1.2", "pod_netns": "cni-1", "pod_veth": "veth1",
+    "port": "80", "worker": "kind-worker", "worker_ip": "172.18.0.3",
+    "worker_pod_netns": ["cni-1", "cni-2"], "gateway": "10.244.1.1",
+    "orange": "kind-tour-orange", "green": "kind-tour-green",
+}
+
+
+def test_placeholders_are_escaped_in_checks_and_lists_expand() -> None:
+    assert fill("{worker_ip} up", FACTS) == ["172.18.0.3 up"]
+    assert fill(r"inet {gateway}/32", FACTS, regex=True) == [r"inet 10\.244\.1\.1/32"]
+    assert fill("{worker_pod_netns}", FACTS, regex=True) == ["cni\\-1", "cni\\-2"]
+
+
+def test_steps_follow_the_lab_shape_and_what_it_has() -> None:
+    ptp = prepare(FACTS)
+    titles = [r.title for r in ptp]
+    assert any("kindnet's /32" in t for t in titles)
+    assert not any("cni0" in t for t in titles)
+    assert not any(r.step.needs for r in ptp)  # no second pod: its steps are left out
+    bridge = prepare({**FACTS, "attachment": "bridge"})
+    assert any("bridge and its ports" in r.title for r in bridge)
+    assert [r.number for r in ptp] == list(range(1, len(ptp) + 1))
+
+
+def test_every_lesson_section_has_steps_with_checks_and_explanations() -> None:
+    sections = {s.section for s in LESSON}
+    assert len(sections) == 5
+    for step in LESSON:
+        assert step.run
+        assert step.expect or step.expect_not or step.background, step.title
+        assert step.explain or step.cleanup, step.title
+    assert sum(1 for s in LESSON if s.diagram) >= 8
+
+
+@pytest.mark.kernel
+def test_the_tour_passes_on_the_bridge_lab(lab: None, tmp_path: Path) -> None:
+    bridge = tmp_path / "bridge.yaml"
+    bridge.write_text(DEFAULT.read_text().replace("attachment: ptp  ", "attachment: bridge  "))
+    podnet("down", "-q")
+    podnet("up", "-q", "-f", str(bridge))
+    try:
+        result = podnet("tour", "--non-interactive", check=False)
+    finally:
+        podnet("down", "-q")
+        podnet("up", "-q")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "bridge and its ports" in result.stdout and "kindnet's /32" not in result.stdout
