@@ -27,7 +27,7 @@ from dataclasses import dataclass
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sandbox import ensure_sandbox, run
 
-CLUSTER = "tput"
+REF_NETNS = ("tput-lo", "tput-a", "tput-b")
 SHAPES = ("ptp-static", "ptp-host-gw", "ptp-vxlan", "bridge-static", "bridge-vxlan")
 PORT = 5201
 
@@ -35,20 +35,21 @@ PORT = 5201
 @dataclass(frozen=True)
 class Sample:
     gbits: float
-    cpu_sender: float  # iperf3's host_total on the client: percent of one core... of all cores
+    best: float
+    cpu_sender: float  # iperf3's host_total: the client process's CPU time over the run, in %
     cpu_receiver: float
     retransmits: int
 
 
-def topology(attachment: str, routing: str) -> str:
+def topology(cluster: str, attachment: str, routing: str) -> str:
     idle = "containers: [{name: c, command: [sleep, infinity]}]"
     pods = "".join(
         f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\n"
-        f"spec: {{nodeName: {CLUSTER}-{node}, {idle}}}\n"
+        f"spec: {{nodeName: {cluster}-{node}, {idle}}}\n"
         for name, node in (("a", "worker"), ("b", "worker"), ("c", "worker2"))
     )
     return (
-        f"kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nname: {CLUSTER}\n"
+        f"kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nname: {cluster}\n"
         "nodes: [{role: control-plane}, {role: worker}, {role: worker}]\n"
         f"networking: {{attachment: {attachment}, routing: {routing}}}\n{pods}"
     )
@@ -58,7 +59,7 @@ def topology(attachment: str, routing: str) -> str:
 def iperf_server(netns: str) -> Iterator[None]:
     """`iperf3 -s` in `netns` until the block ends; ready when it says it listens."""
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", netns, "iperf3", "-s", "-p", str(PORT)],
+        ["ip", "netns", "exec", netns, "iperf3", "-s", "-p", str(PORT), "--forceflush"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -86,13 +87,16 @@ def iperf(client_netns: str, server_netns: str, address: str, seconds: int) -> S
             out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 15,
                                  check=False)
         except subprocess.TimeoutExpired:
-            raise SystemExit(f"iperf3 {client_netns} -> {address} overran {seconds + 15} s")
+            why = f"iperf3 {client_netns} -> {address} overran {seconds + 15} s"
+            raise SystemExit(why) from None
     data = json.loads(out.stdout or "{}")
     if "error" in data or "end" not in data:
         raise SystemExit(f"iperf3 {client_netns} -> {address}: {data.get('error', out.stderr)}")
     end = data["end"]
+    gbits = end["sum_received"]["bits_per_second"] / 1e9
     return Sample(
-        gbits=end["sum_received"]["bits_per_second"] / 1e9,
+        gbits=gbits,
+        best=gbits,
         cpu_sender=end["cpu_utilization_percent"]["host_total"],
         cpu_receiver=end["cpu_utilization_percent"]["remote_total"],
         retransmits=int(end["sum_sent"].get("retransmits", 0)),
@@ -100,60 +104,54 @@ def iperf(client_netns: str, server_netns: str, address: str, seconds: int) -> S
 
 
 def median(samples: list[Sample]) -> Sample:
-    best = sorted(samples, key=lambda s: s.gbits)[len(samples) // 2]
-    return Sample(statistics.median(s.gbits for s in samples), best.cpu_sender,
-                  best.cpu_receiver, best.retransmits)
+    middle = sorted(samples, key=lambda s: s.gbits)[len(samples) // 2]
+    return Sample(statistics.median(s.gbits for s in samples), max(s.gbits for s in samples),
+                  middle.cpu_sender, middle.cpu_receiver, middle.retransmits)
 
 
-def references(seconds: int, repeat: int) -> dict[str, Sample]:
+Path = tuple[str, str, str, str]  # (label, client netns, server netns, server address)
+
+
+def references() -> list[Path]:
     """Loopback inside one namespace, and a bare veth pair between two."""
-    for ns in ("tput-lo", "tput-a", "tput-b"):
+    for ns in REF_NETNS:
         run(["ip", "netns", "add", ns])
-    try:
-        run(["ip", "-n", "tput-lo", "link", "set", "lo", "up"])
-        run(["ip", "-n", "tput-a", "link", "add", "veth-a", "type", "veth", "peer", "name",
-             "veth-b", "netns", "tput-b"])
-        for ns, dev, ip in (("tput-a", "veth-a", "10.99.0.1/24"), ("tput-b", "veth-b",
-                                                                   "10.99.0.2/24")):
-            run(["ip", "-n", ns, "addr", "add", ip, "dev", dev])
-            run(["ip", "-n", ns, "link", "set", dev, "up"])
-            run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        return {
-            "loopback (one namespace)": median([iperf("tput-lo", "tput-lo", "127.0.0.1", seconds)
-                                                for _ in range(repeat)]),
-            "veth pair (two namespaces)": median([iperf("tput-a", "tput-b", "10.99.0.2", seconds)
-                                                  for _ in range(repeat)]),
-        }
-    finally:
-        for ns in ("tput-lo", "tput-a", "tput-b"):
-            subprocess.run(["ip", "netns", "del", ns], check=False)
+    run(["ip", "-n", "tput-lo", "link", "set", "lo", "up"])
+    run(["ip", "-n", "tput-a", "link", "add", "veth-a", "type", "veth", "peer", "name",
+         "veth-b", "netns", "tput-b"])
+    for ns, dev, ip in (("tput-a", "veth-a", "10.99.0.1/24"), ("tput-b", "veth-b",
+                                                               "10.99.0.2/24")):
+        run(["ip", "-n", ns, "addr", "add", ip, "dev", dev])
+        run(["ip", "-n", ns, "link", "set", dev, "up"])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+    return [("loopback (one namespace)", "tput-lo", "tput-lo", "127.0.0.1"),
+            ("veth pair (two namespaces)", "tput-a", "tput-b", "10.99.0.2")]
 
 
-def shape(podnet: str, name: str, seconds: int, repeat: int, work: str) -> dict[str, Sample]:
+def cluster_of(name: str) -> str:
+    """A short lab name per shape: the fabric bridge br-<name> must fit in 15 bytes."""
+    return "t" + "".join(part[0] for part in name.split("-"))  # ptp-host-gw -> tphg
+
+
+def shape(podnet: str, name: str, work: str) -> list[Path]:
     attachment, routing = name.split("-", 1)
+    cluster = cluster_of(name)
     path = os.path.join(work, f"{name}.yaml")
     with open(path, "w") as fh:
-        fh.write(topology(attachment, routing))
+        fh.write(topology(cluster, attachment, routing))
     run([podnet, "up", "-q", "-f", path])
-    try:
-        items = json.loads(run([podnet, "get", "pods", "-C", CLUSTER, "-o", "json"]).stdout)
-        pods = {i["metadata"]["name"]: i for i in items["items"]}
-        ns = {n: p["podnet"]["netns"] for n, p in pods.items()}
-        ip = {n: p["status"]["podIP"] for n, p in pods.items()}
-        return {
-            f"{name}: pod to pod, same node": median(
-                [iperf(ns["a"], ns["b"], ip["b"], seconds) for _ in range(repeat)]),
-            f"{name}: pod to pod, across nodes": median(
-                [iperf(ns["a"], ns["c"], ip["c"], seconds) for _ in range(repeat)]),
-        }
-    finally:
-        run([podnet, "down", "-q", "-C", CLUSTER])
+    items = json.loads(run([podnet, "get", "pods", "-C", cluster, "-o", "json"]).stdout)
+    pods = {i["metadata"]["name"]: i for i in items["items"]}
+    ns = {n: p["podnet"]["netns"] for n, p in pods.items()}
+    ip = {n: p["status"]["podIP"] for n, p in pods.items()}
+    return [(f"{name}: pod to pod, same node", ns["a"], ns["b"], ip["b"]),
+            (f"{name}: pod to pod, across nodes", ns["a"], ns["c"], ip["c"])]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=3, help="length of each iperf3 run")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per path (median kept)")
+    parser.add_argument("--seconds", type=int, default=2, help="length of each iperf3 run")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds over every path (median)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes")
     args = parser.parse_args()
     ensure_sandbox()
@@ -161,19 +159,35 @@ def main() -> None:
     if not shutil.which("iperf3"):
         sys.exit("iperf3 is not installed (apt-get install iperf3)")
     work = tempfile.mkdtemp(prefix="podnet-tput-")
-    results = references(args.seconds, args.repeat)
-    for name in args.shapes.split(","):
-        results.update(shape(podnet, name, args.seconds, args.repeat, work))
-    shutil.rmtree(work)
+    shapes = args.shapes.split(",")
+    samples: dict[str, list[Sample]] = {}
+    try:
+        paths = references()
+        for name in shapes:
+            paths += shape(podnet, name, work)
+        # Rounds over every path, so that a burst of load elsewhere on the machine lands on all
+        # of them alike instead of on whichever path ran at that moment.
+        for _ in range(args.repeat):
+            for label, client, server, address in paths:
+                samples.setdefault(label, []).append(iperf(client, server, address, args.seconds))
+    finally:
+        for name in shapes:
+            subprocess.run([podnet, "down", "-q", "-C", cluster_of(name)], check=False,
+                           capture_output=True)
+        for ns in REF_NETNS:
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        shutil.rmtree(work)
+    results = {label: median(runs) for label, runs in samples.items()}
     veth = results["veth pair (two namespaces)"].gbits
     loop = results["loopback (one namespace)"].gbits
-    print(f"TCP throughput, iperf3 single stream, {args.seconds} s per run (median of "
-          f"{args.repeat}), {os.cpu_count()} CPUs")
-    print(f"  {'path':<42} {'Gbit/s':>7} {'/veth':>6} {'/lo':>6} {'cpu snd':>8} {'cpu rcv':>8}"
-          f" {'retr':>5}")
+    print(f"TCP throughput, iperf3 single stream, {args.seconds} s per run, median (and best) of "
+          f"{args.repeat} rounds, {os.cpu_count()} CPUs; ratios of medians")
+    print(f"  {'path':<38} {'Gbit/s':>7} {'best':>6} {'/veth':>6} {'/lo':>6} {'cpu snd':>8}"
+          f" {'cpu rcv':>8} {'retr':>6}")
     for name, s in results.items():
-        print(f"  {name:<42} {s.gbits:7.1f} {s.gbits / veth:6.2f} {s.gbits / loop:6.2f}"
-              f" {s.cpu_sender:7.0f}% {s.cpu_receiver:7.0f}% {s.retransmits:5d}")
+        print(f"  {name:<38} {s.gbits:7.1f} {s.best:6.1f} {s.gbits / veth:6.2f}"
+              f" {s.gbits / loop:6.2f} {s.cpu_sender:7.0f}% {s.cpu_receiver:7.0f}%"
+              f" {s.retransmits:6d}")
     same = {n: s for n, s in results.items() if n.endswith("same node")}
     if same:
         worst_name, worst = min(same.items(), key=lambda kv: kv[1].gbits)

@@ -30,14 +30,14 @@ def execute(ctx: Context, steps: list[Step], *, progress: Progress | None = None
             done.append(step)
             if progress:
                 progress(step, len(done), len(steps))
-        ctx.collect_started()
+        ctx.finish()  # nft transactions and containers started along the way
     except PodnetError as exc:
         failed = _failed_step(steps, done)
         with contextlib.suppress(PodnetError):
-            ctx.collect_started()  # learn the PIDs of what did start, so rollback can stop it
+            ctx.finish()  # learn the PIDs of what did start, so rollback can stop it
         undone = _rollback(ctx, done)
         raise ApplyError(
-            f"{failed.comment if failed else 'starting containers'}: {exc.message}",
+            f"{failed.comment if failed else 'finishing what the steps started'}: {exc.message}",
             hint=(exc.hint + "; " if exc.hint else "")
             + f"podnet rolled back the {undone} step(s) this run had done",
             rolled_back=undone,

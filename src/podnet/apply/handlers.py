@@ -52,6 +52,7 @@ class Context:
         # (record key, container names) whose processes the spawner is starting
         self.submitted: list[tuple[str, tuple[str, ...]]] = []
         self._next_index: dict[str, int] = {}
+        self.pending: list[nftables.Pending] = []  # nft transactions still running
         self._pod_eth0_index: int | None = None
 
     def free_index(self, ns: str) -> int:
@@ -68,6 +69,15 @@ class Context:
         if self._pod_eth0_index is None:
             self._pod_eth0_index = max(link["index"] for link in pod_nl.links()) + 1
         return self._pod_eth0_index
+
+    def finish(self) -> None:
+        """Wait for the work steps left running: nft transactions, then containers."""
+        pending, self.pending = self.pending, []
+        try:
+            for job in pending:
+                job.wait()
+        finally:
+            self.collect_started()
 
     def collect_started(self) -> None:
         """Wait for the containers submitted so far and record them (PID and start time)."""
@@ -233,7 +243,8 @@ def node_rules(ctx: Context, step: Step) -> None:
     if jobs:
         # For people: the transaction `podnet explain` shows, as `up` sent it.
         pod_runtime.write_file_atomic(rules_file(ctx.layout), jobs[0][0].script, mode=0o600)
-    nftables.run_many(jobs)
+    # The nft processes finish while the pods are built; `Context.finish` waits for them.
+    ctx.pending.append(nftables.start_many(jobs))
 
 
 # --- the outside world -------------------------------------------------------------------------

@@ -29,12 +29,14 @@ from podnet.kernel import netns
 
 __all__ = [
     "TABLE",
+    "Pending",
     "Table",
     "Transaction",
     "find_nft",
     "read_comments",
     "run",
     "run_many",
+    "start_many",
 ]
 
 TABLE = "podnet"
@@ -207,18 +209,48 @@ def run_many(jobs: Iterable[tuple[Transaction, str | None]]) -> None:
 
     Each is atomic on its own. Raises for the first that failed, after all have finished.
     """
+    start_many(jobs).wait()
+
+
+class Pending:
+    """Transactions whose nft processes run while the caller goes on; `wait` collects them."""
+
+    def __init__(self, started: list[tuple[Transaction, str | None, subprocess.Popen[bytes]]]):
+        self._started = started
+
+    def wait(self) -> None:
+        """Wait for every process; raise for the first transaction nft refused."""
+        started, self._started = self._started, []
+        failures = []
+        for tx, path, proc in started:
+            code, _, err = _finish(proc, None)
+            if code != 0:
+                failures.append(f"{tx.what} in {_where(path)}: nft refused the transaction: {err}")
+        if failures:
+            raise KernelError(
+                failures[0] + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""),
+                hint="nothing of that transaction was applied (nft applies one whole or not at "
+                "all)",
+            )
+
+
+def start_many(jobs: Iterable[tuple[Transaction, str | None]]) -> Pending:
+    """Start one nft process per transaction, each in its namespace, and return at once.
+
+    The kernel answers an nftables commit in well under a millisecond, but an nft process then
+    spends 10-20 ms mostly asleep (its netlink socket's release waits for an RCU grace period):
+    started early and collected late, that time overlaps other work.
+    """
     nft = find_nft()
-    started = [(tx, path, _start([nft, "-f", "-"], path)) for tx, path in jobs]
-    failures = []
-    for tx, path, proc in started:
-        code, _, err = _finish(proc, tx.script.encode())
-        if code != 0:
-            failures.append(f"{tx.what} in {_where(path)}: nft refused the transaction: {err}")
-    if failures:
-        raise KernelError(
-            failures[0] + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""),
-            hint="nothing of that transaction was applied (nft applies one whole or not at all)",
-        )
+    started = []
+    for tx, path in jobs:
+        proc = _start([nft, "-f", "-"], path)
+        assert proc.stdin is not None
+        proc.stdin.write(tx.script.encode())  # a few kB: fits the pipe, never blocks
+        proc.stdin.close()
+        proc.stdin = None  # so that communicate() does not flush the closed pipe
+        started.append((tx, path, proc))
+    return Pending(started)
 
 
 def read_comments(table: Table, netns_paths: Mapping[str, str]) -> dict[str, str | None]:

@@ -50,9 +50,11 @@ def _chain(name: str, *body: str) -> list[str]:
     return [f"chain {name} {{", *(f"  {line}" for line in body), "}"]
 
 
+# Filter chains see every packet, not only a connection's first as NAT chains do: `ct state new`
+# first keeps the lookups (a fib lookup among them) off established traffic, as kube-proxy does.
 _REFUSE = (
-    "ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
-    "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
+    "ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
+    "ct state new fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
     "vmap @no-endpoint-nodeports",
 )
 
