@@ -93,9 +93,13 @@ def _write_atomically(path: str, data: bytes, mode: int) -> None:
 
 
 def _package_path(python: str) -> str:
-    """Where podnet lives, if `python -I` cannot import it by itself (a source checkout)."""
+    """Where podnet lives, if the clients' interpreter cannot import it by itself.
+
+    Probed as the Python client runs (`-I -S`: no site-packages, so no editable-install finder
+    and no venv packages): a source checkout or a venv install then gets its path written in.
+    """
     here = str(Path(__file__).resolve().parents[2])
-    probe = subprocess.run([python, "-I", "-c", "import podnet"], capture_output=True,
+    probe = subprocess.run([python, "-I", "-S", "-c", "import podnet"], capture_output=True,
                            check=False)
     return "" if probe.returncode == 0 else here
 

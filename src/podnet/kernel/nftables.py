@@ -9,8 +9,9 @@ no other table's chain. `replace` swaps the whole table in one transaction (add,
 the add makes the delete succeed on the first run), which is how `up` converges the rules; a
 namespace's deletion takes its table with it, which is how `down` removes them.
 
-The statement builders (`add_set`, `add_chain`, `add_rule`, `add_element`, ...) cover what
-`kernel/nft.py` (the CNI plugin's ipMasq) does today, so it can be rebuilt on this module.
+The statement builders (`add_set`, `add_chain`, `add_rule`, `add_element`, ...) and the two
+readers (`list_chain`, `has_element`) cover what `kernel/nft.py` (the CNI plugin's ipMasq) does
+today, so it can be rebuilt on this module with `netns_path=None` (the plugin's own namespace).
 `nft` runs in the namespace because the child process inherits the calling thread's network
 namespace: `netns.entered` is enough, no `ip netns exec`.
 """
@@ -33,6 +34,8 @@ __all__ = [
     "Table",
     "Transaction",
     "find_nft",
+    "has_element",
+    "list_chain",
     "read_comments",
     "run",
     "run_many",
@@ -251,6 +254,25 @@ def start_many(jobs: Iterable[tuple[Transaction, str | None]]) -> Pending:
         proc.stdin = None  # so that communicate() does not flush the closed pipe
         started.append((tx, path, proc))
     return Pending(started)
+
+
+def _read(argv: list[str], netns_path: str | None) -> tuple[int, str]:
+    code, out, _ = _finish(_start([find_nft(), *argv], netns_path), None)
+    return code, out
+
+
+def list_chain(table: Table, chain: str, netns_path: str | None = None) -> str | None:
+    """`nft list chain FAMILY TABLE CHAIN`: the chain's text, None if it does not exist."""
+    code, out = _read(["list", "chain", table.family, table.name, _check_name(chain)],
+                      netns_path)
+    return out if code == 0 else None
+
+
+def has_element(table: Table, set_name: str, element: str, netns_path: str | None = None) -> bool:
+    """`nft get element FAMILY TABLE SET { ELEMENT }` succeeds."""
+    argv = ["get", "element", table.family, table.name, _check_name(set_name),
+            f"{{ {_check_text(element, 'element')} }}"]
+    return _read(argv, netns_path)[0] == 0
 
 
 def read_comments(table: Table, netns_paths: Mapping[str, str]) -> dict[str, str | None]:
