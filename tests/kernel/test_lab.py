@@ -67,6 +67,15 @@ def test_default_lab_has_the_lessons_shape(lab: str) -> None:
         assert node in netns
 
 
+def test_get_services_lists_the_demo_service(lab: str) -> None:
+    import ipaddress
+
+    items = json.loads(podnet("get", "svc", "-o", "json").stdout)["items"]
+    demo = next(s for s in items if s["metadata"]["name"] == "demo")
+    assert ipaddress.ip_address(demo["spec"]["clusterIP"]) in ipaddress.ip_network("10.96.0.0/16")
+    assert len(demo["endpoints"]) == 3 and all(e.startswith("dev/demo-") for e in demo["endpoints"])
+
+
 def test_loopback_inside_a_pod(lab: str) -> None:
     out = podnet("exec", "jumpbox", "--", "curl", "-s", "http://localhost:80").stdout
     assert "jumpbox" in out

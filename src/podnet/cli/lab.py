@@ -275,14 +275,14 @@ def _links_table(links: list[dict[str, Any]], wide: bool) -> str:
 
 @click.command()
 @click.argument("kind", type=click.Choice(["pods", "pod", "po", "nodes", "node", "no", "links",
-                                           "link"]))
+                                           "link", "services", "service", "svc"]))
 @click.argument("name", required=False)
 @click.option("-n", "--namespace", help="Only pods in this Kubernetes namespace.")
 @click.option("-o", "--output", help="wide | json | name | jsonpath=TEMPLATE")
 @cluster_option
 def get(kind: str, name: str | None, namespace: str | None, output: str | None,
         cluster: str | None) -> None:
-    """List pods, nodes or veth links of the lab, like kubectl get."""
+    """List pods, nodes, services or veth links of the lab, like kubectl get."""
     record = _require(cluster)
     table: Callable[[list[dict[str, Any]], bool], str]
     if kind.startswith("po"):
@@ -292,6 +292,11 @@ def get(kind: str, name: str | None, namespace: str | None, output: str | None,
         table = _pods_table
     elif kind.startswith("no"):
         objects, table = _node_objects(record), _nodes_table
+    elif kind.startswith(("svc", "service")):
+        objects = _service_objects(record)
+        if namespace:
+            objects = [o for o in objects if o["metadata"]["namespace"] == namespace]
+        table = _services_table
     else:
         objects, table = _link_objects(record), _links_table
     if name:
@@ -299,6 +304,44 @@ def get(kind: str, name: str | None, namespace: str | None, output: str | None,
         if not objects:
             raise StateError(f"{kind} {name} not found", hint=f"list them with `podnet get {kind}`")
     _emit(objects, output, table)
+
+
+def _service_objects(record: lab_state.LabState) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": "Service",
+            "metadata": {"name": s.name, "namespace": s.namespace},
+            "spec": {
+                "type": s.type,
+                "clusterIP": str(s.cluster_ip),
+                "selector": dict(s.selector),
+                "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port,
+                           "targetPort": p.target_port, "nodePort": p.node_port}
+                          for p in s.ports],
+            },
+            "endpoints": list(s.endpoints),
+        }
+        for s in record.layout.services
+    ]
+
+
+def _services_table(services: list[dict[str, Any]], wide: bool) -> str:
+    headers = ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "ENDPOINTS"]
+    if wide:
+        headers.append("SELECTOR")
+    rows = []
+    for s in services:
+        spec = s["spec"]
+        ports = ",".join(
+            f"{p['port']}{':' + str(p['nodePort']) if p['nodePort'] else ''}/{p['protocol']}"
+            for p in spec["ports"]
+        )
+        row = [s["metadata"]["namespace"], s["metadata"]["name"], spec["type"], spec["clusterIP"],
+               ports, len(s["endpoints"])]
+        if wide:
+            row.append(",".join(f"{k}={v}" for k, v in spec["selector"].items()) or "-")
+        rows.append(row)
+    return columns(headers, rows)
 
 
 # --- exec --------------------------------------------------------------------------------------
