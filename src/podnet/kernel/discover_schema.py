@@ -19,16 +19,13 @@ types. A kernel test compares every decoded value with pyroute2's own full decod
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 import socket
 import struct
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, ClassVar
+
+from podnet.kernel.pyroute2_light import light_import
 
 __all__ = [
     "ADDR",
@@ -44,47 +41,12 @@ __all__ = [
 Decoder = Callable[[bytes, int, int, int], Any]  # (data, start, end, family) -> value
 
 
-def _light_import(name: str) -> ModuleType:
-    """Import a pyroute2 submodule; pyroute2/__init__.py runs only when a top-level name is used."""
-    if "pyroute2" not in sys.modules:
-        spec = importlib.util.find_spec("pyroute2")
-        if spec is None or spec.loader is None:
-            raise ImportError("pyroute2 is not installed: pip install pyroute2==0.9.7")
-        package = importlib.util.module_from_spec(spec)
-        loader = spec.loader
-        running = False
-
-        where = list(spec.submodule_search_locations or [])
-
-        def is_submodule(attr: str) -> bool:
-            return any(
-                os.path.exists(os.path.join(d, attr + ".py"))
-                or os.path.exists(os.path.join(d, attr, "__init__.py"))
-                for d in where
-            )
-
-        def __getattr__(attr: str) -> Any:  # noqa: N807  # the module-level hook, PEP 562
-            nonlocal running
-            # `from pyroute2 import config` asks for a submodule: AttributeError lets the
-            # import system load just that file, as it would for any package.
-            if running or attr.startswith("__") or is_submodule(attr):
-                raise AttributeError(attr)
-            running = True
-            del package.__dict__["__getattr__"]
-            loader.exec_module(package)
-            return getattr(package, attr)
-
-        package.__dict__["__getattr__"] = __getattr__
-        sys.modules["pyroute2"] = package
-    return importlib.import_module(name)
-
-
-_netlink = _light_import("pyroute2.netlink")
-_rtnl = _light_import("pyroute2.netlink.rtnl")
-_ifinf = _light_import("pyroute2.netlink.rtnl.ifinfmsg")
-_ifaddr = _light_import("pyroute2.netlink.rtnl.ifaddrmsg")
-_rt = _light_import("pyroute2.netlink.rtnl.rtmsg")
-_nsid = _light_import("pyroute2.netlink.rtnl.nsidmsg")
+_netlink = light_import("pyroute2.netlink")
+_rtnl = light_import("pyroute2.netlink.rtnl")
+_ifinf = light_import("pyroute2.netlink.rtnl.ifinfmsg")
+_ifaddr = light_import("pyroute2.netlink.rtnl.ifaddrmsg")
+_rt = light_import("pyroute2.netlink.rtnl.rtmsg")
+_nsid = light_import("pyroute2.netlink.rtnl.nsidmsg")
 
 
 def _by_number(names: dict[Any, Any]) -> dict[int, str]:

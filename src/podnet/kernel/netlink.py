@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, ObjectMissingError
@@ -91,6 +90,10 @@ class Netlink:
     @property
     def _ipr(self) -> Any:
         if self._iproute is None:
+            # Imported here: IPRoute brings asyncio and pyroute2's request machinery (~90 ms),
+            # which batches and commands that only read the record never need.
+            from pyroute2.iproute.linux import IPRoute
+
             if self._path is None:
                 self._iproute = IPRoute()
             else:
