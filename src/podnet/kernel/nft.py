@@ -8,7 +8,8 @@
       }
     }
 
-Each change is one `nft -f -` transaction, applied whole or not at all. The chain is flushed and
+Each change is one `nft -f -` transaction (built and run by `kernel.nftables`, the one place that
+drives nftables), applied whole or not at all. The chain is flushed and
 its one rule re-added inside the same transaction, so concurrent ADDs converge on one rule; a pod
 is one set element. Nothing outside `table ip podnet` is read or written.
 """
@@ -17,28 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable
 
-from podnet.errors import KernelError
+from podnet.kernel import nftables
+from podnet.kernel.nftables import Table, Transaction
 
 __all__ = ["TABLE", "masq_add", "masq_contains", "masq_remove", "names_for"]
 
 TABLE = "podnet"
-
-
-def _nft() -> str:
-    # Runtimes start plugins with a minimal environment, often without /usr/sbin on PATH.
-    found = shutil.which("nft") or next(
-        (p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
-    if found is None:
-        raise KernelError("ipMasq needs the nft command, which is not installed",
-                          hint="install nftables (apt-get install nftables)")
-    return found
+_TABLE = Table("ip", TABLE)
 
 
 def names_for(network: str) -> tuple[str, str]:
@@ -48,62 +37,40 @@ def names_for(network: str) -> tuple[str, str]:
     return f"pods_{slug}_{digest}", f"masq_{slug}_{digest}"
 
 
-def _apply(script: str, what: str) -> None:
-    proc = subprocess.run([_nft(), "-f", "-"], input=script.encode(), capture_output=True,
-                          check=False)
-    if proc.returncode != 0:
-        raise KernelError(
-            f"{what}: nft refused the transaction: {proc.stderr.decode(errors='replace').strip()}",
-            hint="nothing was changed (nft applies a transaction whole or not at all)",
-        )
-
-
-def _declare(set_name: str) -> str:
-    return (f"add table ip {TABLE}\n"
-            f"add set ip {TABLE} {set_name} {{ type ipv4_addr; }}\n")
+def _with_set(what: str, set_name: str) -> Transaction:
+    return Transaction(_TABLE, what).ensure().add_set(set_name, "type ipv4_addr;")
 
 
 def masq_add(network: str, ip: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network) -> None:
     set_name, chain = names_for(network)
-    script = (
-        _declare(set_name)
-        + f"add chain ip {TABLE} {chain} {{ type nat hook postrouting priority srcnat; "
-        "policy accept; }\n"
-        + f"flush chain ip {TABLE} {chain}\n"
-        + f"add rule ip {TABLE} {chain} ip saddr @{set_name} ip daddr != {subnet} "
-        f'ip daddr != 224.0.0.0/4 masquerade comment "podnet ipMasq: {network}"\n'
-        + f"add element ip {TABLE} {set_name} {{ {ip} }}\n"
+    tx = (
+        _with_set(f"masquerading {ip} of network {network}", set_name)
+        .add_chain(chain, "type nat hook postrouting priority srcnat; policy accept;")
+        .flush_chain(chain)  # then one rule again: concurrent ADDs converge on one
+        .add_rule(chain, f"ip saddr @{set_name} ip daddr != {subnet} ip daddr != 224.0.0.0/4 "
+                  f'masquerade comment "podnet ipMasq: {network}"')
+        .add_element(set_name, [str(ip)])
     )
-    _apply(script, f"masquerading {ip} of network {network}")
+    nftables.run(tx)
 
 
 def masq_remove(network: str, ips: Iterable[ipaddress.IPv4Address]) -> None:
     """Remove pod addresses from the set; removing what is not there succeeds."""
-    addrs = ", ".join(str(ip) for ip in ips)
+    addrs = [str(ip) for ip in ips]
     if not addrs:
         return
     set_name, _ = names_for(network)
     # nft 1.0.6 has no `destroy`: adding first makes the delete succeed whether or not the
     # element (or the set) was there, all within one transaction.
-    script = (_declare(set_name)
-              + f"add element ip {TABLE} {set_name} {{ {addrs} }}\n"
-              + f"delete element ip {TABLE} {set_name} {{ {addrs} }}\n")
-    _apply(script, f"removing {addrs} from the ipMasq set of network {network}")
+    what = f"removing {', '.join(addrs)} from the ipMasq set of network {network}"
+    nftables.run(_with_set(what, set_name).add_element(set_name, addrs)
+                 .delete_element(set_name, addrs))
 
 
 def masq_contains(network: str, ip: ipaddress.IPv4Address) -> bool:
-    """Whether the pod's address is in the set and the chain still masquerades (one nft run)."""
+    """Whether the pod's address is in the set and the chain still masquerades."""
     set_name, chain = names_for(network)
-    proc = subprocess.run([_nft(), "-j", "list", "table", "ip", TABLE], capture_output=True,
-                          check=False)
-    if proc.returncode != 0:
-        return False
-    has_element = has_rule = False
-    for item in json.loads(proc.stdout).get("nftables", []):
-        found = item.get("set", {})
-        if found.get("name") == set_name and str(ip) in found.get("elem", []):
-            has_element = True
-        rule = item.get("rule", {})
-        if rule.get("chain") == chain and any("masquerade" in e for e in rule.get("expr", [])):
-            has_rule = True
-    return has_element and has_rule
+    rules = nftables.list_chain(_TABLE, chain)
+    return bool(rules and "masquerade" in rules) and nftables.has_element(
+        _TABLE, set_name, str(ip)
+    )
