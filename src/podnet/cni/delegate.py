@@ -12,11 +12,12 @@ import subprocess
 from typing import Any
 
 from podnet.cni import ipam_plugin
+from podnet.cni.commands import run_command
 from podnet.cni.result import Result
 from podnet.cni.spec import Request
 from podnet.errors import CNI_INCOMPATIBLE_VERSION, CNI_INVALID_CONFIG, CniError
 
-__all__ = ["IN_PROCESS", "find_plugin", "ipam"]
+__all__ = ["IN_PROCESS", "find_plugin", "in_process", "ipam"]
 
 IN_PROCESS = "podnet-ipam"
 
@@ -60,6 +61,20 @@ def _run(kind: str, command: str, conf: dict[str, Any], req: Request) -> dict[st
     return doc if isinstance(doc, dict) else None
 
 
+def in_process(command: str, conf: dict[str, Any], req: Request) -> Result | None:
+    """Run podnet-ipam's own functions for `command`; ADD returns its result."""
+    return run_command(
+        command,
+        lambda: ipam_plugin.ipam_add(conf, req),
+        {
+            "DEL": lambda: ipam_plugin.ipam_del(conf, req),
+            "CHECK": lambda: ipam_plugin.ipam_check(conf, req),
+            "GC": lambda: ipam_plugin.ipam_gc(conf),
+            "STATUS": lambda: ipam_plugin.ipam_status(conf),
+        },
+    )
+
+
 def _speaks_1_1(kind: str, req: Request) -> bool:
     doc = _run(kind, "VERSION", {"cniVersion": "1.1.0"}, req) or {}
     return "1.1.0" in (doc.get("supportedVersions") or ())
@@ -69,17 +84,7 @@ def ipam(command: str, conf: dict[str, Any], req: Request) -> Result | None:
     """Run the IPAM plugin of `conf` for `command`; ADD returns its result."""
     kind = str(conf["ipam"]["type"])
     if kind == IN_PROCESS:
-        if command == "ADD":
-            return ipam_plugin.ipam_add(conf, req)
-        if command == "DEL":
-            ipam_plugin.ipam_del(conf, req)
-        elif command == "CHECK":
-            ipam_plugin.ipam_check(conf, req)
-        elif command == "GC":
-            ipam_plugin.ipam_gc(conf)
-        elif command == "STATUS":
-            ipam_plugin.ipam_status(conf)
-        return None
+        return in_process(command, conf, req)
     if command in ("STATUS", "GC") and not _speaks_1_1(kind, req):
         return None  # a delegate older than spec 1.1 knows no STATUS or GC: nothing to ask
     try:

@@ -11,9 +11,9 @@ import json
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from podnet.cni import delegate, ipam_plugin
+from podnet.cni import delegate
+from podnet.cni.commands import run_command
 from podnet.cni.netconf import NetConf, parse_netconf, parse_podnet
 from podnet.cni.result import Result
 from podnet.cni.spec import (
@@ -58,7 +58,7 @@ def handle(plugin: str, env: Mapping[str, str], stdin: bytes) -> Outcome:
                            f"config version {version} does not allow {req.command}",
                            details="STATUS and GC arrived with spec 1.1.0")
         if plugin == IPAM_PLUGIN:
-            out = _ipam(req.command, net.raw, req)
+            out = delegate.in_process(req.command, net.raw, req)
         else:
             out = _main(req.command, net, req)
         if out is None:
@@ -70,20 +70,6 @@ def handle(plugin: str, env: Mapping[str, str], stdin: bytes) -> Outcome:
         return Outcome(1, error_output(err, version), traceback.format_exc().encode())
 
 
-def _ipam(command: str, conf: dict[str, Any], req: Request) -> Result | None:
-    if command == "ADD":
-        return ipam_plugin.ipam_add(conf, req)
-    if command == "DEL":
-        ipam_plugin.ipam_del(conf, req)
-    elif command == "CHECK":
-        ipam_plugin.ipam_check(conf, req)
-    elif command == "GC":
-        ipam_plugin.ipam_gc(conf)
-    elif command == "STATUS":
-        ipam_plugin.ipam_status(conf)
-    return None
-
-
 def _main(command: str, net: NetConf, req: Request) -> Result | None:
     conf = parse_podnet(net)
     if command == "STATUS":
@@ -92,12 +78,12 @@ def _main(command: str, net: NetConf, req: Request) -> Result | None:
         return None
     from podnet.cni import plugin  # loads pyroute2: only for link work
 
-    if command == "ADD":
-        return plugin.cmd_add(req, conf)
-    if command == "DEL":
-        plugin.cmd_del(req, conf)
-    elif command == "CHECK":
-        plugin.cmd_check(req, conf)
-    elif command == "GC":
-        plugin.cmd_gc(req, conf)
-    return None
+    return run_command(
+        command,
+        lambda: plugin.cmd_add(req, conf),
+        {
+            "DEL": lambda: plugin.cmd_del(req, conf),
+            "CHECK": lambda: plugin.cmd_check(req, conf),
+            "GC": lambda: plugin.cmd_gc(req, conf),
+        },
+    )

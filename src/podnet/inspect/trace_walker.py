@@ -1,0 +1,157 @@
+"""The tracer's walk state: what one walk over a host has seen so far (its hops, the NATs it
+applied, the tunnels it is inside), the host's lookups, and the netfilter hooks it runs. The walk
+itself builds on this: `trace_links` (leaving a namespace), then `trace` (routing, delivery)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from podnet.inspect.model import Host, Interface, Namespace
+from podnet.inspect.trace_model import Hop, HopStatus, Outcome, Path, Reads
+from podnet.inspect.trace_nft import HookContext, Nat, Packet, Ruleset, apply_nat, evaluate
+from podnet.inspect.trace_words import ipv4, nat_text, ns_exec, owner_of
+from podnet.kernel.lookup import Vxlan
+
+__all__ = ["HostIndex", "State", "Tunnel", "WalkerBase"]
+
+_BLAMABLE = ("no route", "host unreachable", "forwarding off")
+State = tuple[Namespace, "Interface | None", Packet]  # where a packet is, and how it got in
+
+
+class HostIndex:
+    """What every walk over one host looks up: namespaces by label, and who owns an address.
+    Built once per trace (a lab of 200 pods has thousands of addresses)."""
+
+    def __init__(self, host: Host) -> None:
+        self.by_label = {ns.label: ns for ns in host.namespaces}
+        self.owners: dict[str, tuple[Namespace, Interface]] = {}
+        self.local: dict[int, frozenset[str]] = {}
+        for ns in host.namespaces:
+            mine = set()
+            for iface in ns.interfaces:
+                for cidr in iface.addresses:
+                    ip = ipv4(cidr)
+                    if ip is None:
+                        continue
+                    mine.add(ip)
+                    # A /32 gateway on many veths (kindnet) does not say who owns the address.
+                    if iface.kind != "loopback" and not cidr.endswith("/32"):
+                        self.owners.setdefault(ip, (ns, iface))
+            self.local[ns.inode] = frozenset(mine)
+
+
+@dataclass
+class Tunnel:
+    inner: Packet
+    vxlan: Vxlan
+    ifname: str
+
+
+@dataclass
+class WalkerBase:
+    """One walk's state, its hops, and the netfilter hooks; `trace.walk` drives it."""
+
+    host: Host
+    reads: Reads
+    pick: int = 0
+    prefer: str | None = None
+    reply_to: Path | None = None
+    index: HostIndex | None = None
+    hops: list[Hop] = field(default_factory=list)
+    nat_log: list[tuple[str, Nat, Packet]] = field(default_factory=list)
+    tunnels: list[Tunnel] = field(default_factory=list)
+    warned: int | None = None  # a hop that left by the default route for a lab address
+    warn_notes: tuple[str, ...] = ()
+    mark: int = 0  # the packet mark: set and read by nftables rules within one namespace
+    mark_ns: int = 0  # the namespace (inode) the mark belongs to: crossing a veth clears it
+
+    def __post_init__(self) -> None:
+        self.index = self.index or HostIndex(self.host)
+        self.by_label = self.index.by_label
+        self.owners = self.index.owners
+        self.rulesets: dict[int, Ruleset | None] = {}
+
+    # --- hops ---------------------------------------------------------------------------------
+
+    def add(self, ns: Namespace, step: str, text: str, commands: tuple[str, ...] = (),
+            status: HopStatus = "ok", reason: str = "", notes: tuple[str, ...] = ()) -> int:
+        self.hops.append(Hop(step, ns.label, owner_of(ns), text, commands, status, reason,
+                             notes))
+        return len(self.hops) - 1
+
+    def end(self, outcome: Outcome, pkt: Packet, ns: Namespace | None = None) -> Path:
+        broken = next((i for i, h in enumerate(self.hops) if h.status == "broken"), None)
+        if (broken is not None and self.warned is not None and self.warned < broken
+                and self.hops[broken].reason in _BLAMABLE):
+            hop = self.hops[self.warned]
+            self.hops[self.warned] = replace(hop, status="broken", reason="no route",
+                                             notes=(*hop.notes, *self.warn_notes))
+            broken = self.warned
+        return Path(tuple(self.hops), outcome, pkt, ns.label if ns else None, broken,
+                    tuple(self.nat_log))
+
+    def fail(self, ns: Namespace, step: str, text: str, reason: str,
+             commands: tuple[str, ...] = (), notes: tuple[str, ...] = (),
+             pkt: Packet | None = None) -> Path:
+        self.add(ns, step, text, commands, "broken", reason, notes)
+        return self.end("broken", pkt or Packet("", ""), ns)
+
+    # --- topology -----------------------------------------------------------------------------
+
+    def peer(self, ns: Namespace, iface: Interface) -> tuple[Namespace, Interface] | None:
+        ref = iface.peer
+        if ref is None or ref.status != "ok" or ref.netns is None:
+            return None
+        other = self.by_label.get(ref.netns)
+        if other is None:
+            return None
+        found = next((i for i in other.interfaces if i.ifindex == ref.ifindex), None)
+        return (other, found) if found else None
+
+    def local_addresses(self, ns: Namespace) -> frozenset[str]:
+        assert self.index is not None
+        return self.index.local.get(ns.inode, frozenset())
+
+    def ruleset(self, ns: Namespace) -> Ruleset | None:
+        """The namespace's nftables rules, read and indexed once per walk."""
+        if ns.inode not in self.rulesets:
+            read = self.reads.ruleset(ns)
+            self.rulesets[ns.inode] = Ruleset(read.objects) if read.objects else None
+        return self.rulesets[ns.inode]
+
+    # --- netfilter ----------------------------------------------------------------------------
+
+    def hook(self, ns: Namespace, hook: str, pkt: Packet, *, iif: str | None = None,
+             oif: str | None = None) -> tuple[Packet, Path | None, list[Nat]]:
+        """Run one netfilter hook; (packet after NAT, the broken path if dropped, NATs)."""
+        rules = self.ruleset(ns)
+        if rules is None:
+            return pkt, None, []
+        if self.mark_ns != ns.inode:
+            self.mark, self.mark_ns = 0, ns.inode
+        ctx = HookContext(hook, iif, oif, self.local_addresses(ns),
+                          "established" if self.reply_to else "new", self.mark)
+        result = evaluate(rules, ctx, pkt, pick=self.pick, prefer=self.prefer)
+        self.mark = result.mark
+        notes = tuple(result.notes)
+        if result.verdict in ("drop", "reject") and result.rule is not None:
+            rule = result.rule
+            what = "policy drop" if rule.handle is None else f"rule handle {rule.handle}"
+            text = (f"nftables {hook}: {result.verdict} by {rule.where()} {what}: "
+                    f"`{rule.text}`")
+            return pkt, self.fail(ns, "filter", text, "rule drop",
+                                  (ns_exec(ns, rule.command()),), notes, pkt), []
+        out = pkt
+        for nat in result.nat:
+            before = out
+            if nat.kind == "masquerade":
+                continue  # needs the outgoing interface's address: applied by the caller
+            out = apply_nat(out, nat)
+            self.nat_log.append((ns.label, nat, before))
+            self.add(ns, "nat", nat_text(hook, nat, before, out),
+                     (ns_exec(ns, nat.rule.command()),), notes=notes)
+            notes = ()
+        if notes:
+            self.add(ns, "filter", f"nftables {hook}: rules podnet could not evaluate",
+                     (ns_exec(ns, "nft list ruleset"),), "warn", "rules not evaluated", notes)
+        return out, None, [n for n in result.nat if n.kind == "masquerade"]

@@ -1,0 +1,123 @@
+"""Words and commands for people, for the tracer's hops: the `ip`, `bridge` or `nsenter` command
+that shows a namespace's state, who owns a namespace, and how a route or a NAT reads."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from podnet.inspect.model import Interface, Namespace, Route
+from podnet.inspect.trace_nft_types import Nat, Packet
+
+__all__ = [
+    "addresses",
+    "bridge_cmd",
+    "ip_cmd",
+    "ipv4",
+    "link_problem",
+    "matched_route",
+    "nat_text",
+    "ns_exec",
+    "owner_of",
+    "route_words",
+]
+
+_LINK_DOWN_STATES = ("DOWN", "LOWERLAYERDOWN", "NOTPRESENT")
+
+
+# --- commands a person types, for any namespace -----------------------------------------------
+
+
+def _nsenter(ns: Namespace) -> str | None:
+    pid = ns.holders[0].pid if ns.holders else None
+    return f"nsenter -t {pid} -n" if pid else None
+
+
+def ip_cmd(ns: Namespace, args: str) -> str:
+    if ns.current:
+        return f"ip {args}"
+    if ns.name:
+        return f"ip -n {ns.name} {args}"
+    prefix = _nsenter(ns)
+    return f"{prefix} ip {args}" if prefix else f"ip {args}  # in {ns.label}"
+
+
+def bridge_cmd(ns: Namespace, args: str) -> str:
+    if ns.current:
+        return f"bridge {args}"
+    if ns.name:
+        return f"bridge -n {ns.name} {args}"
+    prefix = _nsenter(ns)
+    return f"{prefix} bridge {args}" if prefix else f"bridge {args}  # in {ns.label}"
+
+
+def ns_exec(ns: Namespace, args: str) -> str:
+    if ns.current:
+        return args
+    if ns.name:
+        return f"ip netns exec {ns.name} {args}"
+    prefix = _nsenter(ns)
+    return f"{prefix} {args}" if prefix else f"{args}  # in {ns.label}"
+
+
+def owner_of(ns: Namespace) -> str:
+    if ns.pod:
+        return f"pod {ns.pod}"
+    if ns.node:
+        return f"node {ns.node}"
+    return ns.label
+
+
+def ipv4(cidr: str) -> str | None:
+    """The IPv4 address of a kernel-printed CIDR (canonical: no parsing needed), else None."""
+    addr = cidr.split("/", 1)[0]
+    return addr if "." in addr and ":" not in addr else None
+
+
+def addresses(iface: Interface) -> list[str]:
+    return [a for a in (ipv4(c) for c in iface.addresses) if a]
+
+
+def matched_route(ns: Namespace, dst: str) -> Route | None:
+    """The main-table route a lookup of `dst` matches (longest prefix), for people."""
+    best: tuple[int, Route] | None = None
+    target = ipaddress.ip_address(dst)
+    for route in ns.routes:
+        if route.family != 4 or route.type not in ("unicast", "local"):
+            continue
+        net = ipaddress.ip_network("0.0.0.0/0" if route.dst == "default" else route.dst)
+        if target in net and (best is None or net.prefixlen > best[0]):
+            best = (net.prefixlen, route)
+    return best[1] if best else None
+
+
+def route_words(r: Route) -> str:
+    words = [r.dst]
+    if r.gateway:
+        words.append(f"via {r.gateway}")
+    if r.dev:
+        words.append(f"dev {r.dev}")
+    return " ".join(words)
+
+
+def link_problem(iface: Interface) -> str | None:
+    if not iface.up:
+        return f"{iface.ifname} is down"
+    if iface.state in _LINK_DOWN_STATES:
+        return f"{iface.ifname} has no carrier (state {iface.state}): its other end is down"
+    return None
+
+
+def _endpoint(addr: str, port: int | None) -> str:
+    return f"{addr}:{port}" if port is not None else addr
+
+
+def nat_text(hook: str, nat: Nat, before: Packet, after: Packet) -> str:
+    where = f"nftables {hook}, {nat.rule.where()}"
+    if nat.kind in ("dnat", "redirect"):
+        text = (f"{nat.kind}: destination {_endpoint(before.dst, before.dport)} -> "
+                f"{_endpoint(after.dst, after.dport)} ({where})")
+        if nat.alternatives:
+            others = ", ".join(_endpoint(a or "?", p) for a, p in nat.alternatives)
+            text += f"; other connections may go to {others}"
+        return text
+    return f"{nat.kind}: source {before.src} -> {after.src} ({where})"

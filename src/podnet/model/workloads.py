@@ -1,0 +1,299 @@
+"""Reading the namespaced documents (Pod, Deployment, Service manifests) into a `ClusterDraft`.
+
+Deployments are kept aside as `Deployment`s until every document is read, then become their
+replicas (`add_replicas`), named as Kubernetes names them (see `naming`), around the names that
+the Pods of the file already took.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from podnet.model import naming
+from podnet.model.containers import ONLY_TCP_UDP, PROTOCOLS, read_pod_spec
+from podnet.model.fields import Reader, read_target_port
+from podnet.model.types import PodSpec
+from podnet.model.validate import ClusterDraft, Origin, PodDraft, PortDraft, ServiceDraft
+
+__all__ = [
+    "NAMESPACED",
+    "SERVICE_TYPES",
+    "Deployment",
+    "add_replicas",
+    "read_deployment",
+    "read_metadata",
+    "read_pod",
+    "read_service",
+]
+
+NAMESPACED = ("Pod", "Deployment", "Service")
+SERVICE_TYPES = ("ClusterIP", "NodePort")
+
+NEED_SELECTOR = "apps/v1 needs selector.matchLabels: the labels of spec.template.metadata.labels"
+WHY_POD_NAME = "a pod's name is its hostname: lowercase letters, digits and '-', at most 63"
+
+
+@dataclass
+class Deployment:
+    """A Deployment read, waiting for its replicas to be named."""
+
+    name: str
+    namespace: str
+    replicas: int
+    template_hash: str
+    template: PodSpec
+    origin: Origin
+    port_names: dict[str, int] = field(default_factory=dict)
+
+
+def add_replicas(draft: ClusterDraft, deployments: list[Deployment]) -> None:
+    """Append each Deployment's replicas to `draft.pods`, clear of the names already taken."""
+    taken: dict[str, set[str]] = {}
+    for pod in draft.pods:
+        taken.setdefault(pod.spec.namespace, set()).add(pod.spec.name)
+    for dep in deployments:
+        used = taken.setdefault(dep.namespace, set())
+        for name in naming.replica_pod_names(dep.name, dep.template_hash, dep.replicas, used):
+            used.add(name)
+            t = dep.template
+            replica = PodSpec(name, t.namespace, t.labels, t.containers, t.node, dep.name)
+            draft.pods.append(PodDraft(replica, dep.origin, dep.port_names))
+
+
+# Pods -----------------------------------------------------------------------------------------
+
+
+def read_metadata(
+    r: Reader, m: dict[Any, Any], kind: str
+) -> tuple[str | None, str, tuple[tuple[str, str], ...]]:
+    """metadata.name (None if missing), .namespace and .labels."""
+    meta = r.mapping(m.get("metadata"), "metadata", required="add metadata: {name: ...}")
+    need = "add metadata.name" if isinstance(m.get("metadata"), dict) else ""
+    if kind == "Service":
+        name = r.name(
+            meta.get("name"),
+            "metadata.name",
+            naming.bad_dns1035_label,
+            "Service names are DNS-1035 labels: lowercase letters, digits and '-', "
+            "starting with a letter",
+            required=need,
+            letter_first=True,
+        )
+    else:
+        why = (
+            WHY_POD_NAME
+            if kind == "Pod"
+            else f"{kind} names are DNS-1123 labels: lowercase letters, digits and '-'"
+        )
+        name = r.name(
+            meta.get("name"), "metadata.name", naming.bad_dns1123_label, why, required=need
+        )
+    namespace = "default"
+    if "namespace" in meta:
+        namespace = (
+            r.name(
+                meta["namespace"],
+                "metadata.namespace",
+                naming.bad_dns1123_label,
+                "namespace names are DNS-1123 labels",
+            )
+            or "default"
+        )
+    return name, namespace, r.labels(meta.get("labels"), "metadata.labels")
+
+
+def read_pod(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
+    """A Pod manifest: append it to `draft.pods`."""
+    name, namespace, labels = read_metadata(r, m, "Pod")
+    spec = r.mapping(m.get("spec"), "spec", required="a Pod needs spec.containers")
+    given = isinstance(m.get("spec"), dict)  # else only "spec is missing" is reported
+    containers, node, port_names = read_pod_spec(r, spec, "spec", given)
+    if name is None:
+        return
+    pod = PodSpec(name, namespace, labels, containers, node)
+    draft.pods.append(PodDraft(pod, r.origin, port_names))
+
+
+def read_deployment(
+    r: Reader, m: dict[Any, Any], draft: ClusterDraft, pending: list[Deployment]
+) -> None:
+    """A Deployment manifest: note it in `draft.deployments` and in `pending`, whose replicas
+    `add_replicas` names once every document is read."""
+    name, namespace, _ = read_metadata(r, m, "Deployment")
+    spec = r.mapping(
+        m.get("spec"), "spec", required="a Deployment needs spec.selector and spec.template"
+    )
+    given = isinstance(m.get("spec"), dict)  # else only "spec is missing" is reported
+    replicas = 1  # Kubernetes' default
+    value = spec.get("replicas")
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        r.add("spec.replicas", f"{value} is negative", "replicas counts pods: 0 or more")
+    elif value is not None:
+        replicas = (
+            r.integer(value, "spec.replicas", 0, 65536, "replicas counts pods: 0 or more") or 0
+        )
+    selector = r.mapping(
+        spec.get("selector"), "spec.selector", required=NEED_SELECTOR if given else ""
+    )
+    if "matchExpressions" in selector:
+        r.add("spec.selector.matchExpressions", "is not supported", "select pods with matchLabels")
+    wanted = r.labels(selector.get("matchLabels"), "spec.selector.matchLabels")
+    template = r.mapping(
+        spec.get("template"),
+        "spec.template",
+        required="give the pods' metadata.labels and spec" if given else "",
+    )
+    labels = r.labels(
+        r.mapping(template.get("metadata"), "spec.template.metadata").get("labels"),
+        "spec.template.metadata.labels",
+    )
+    if "selector" in spec and not wanted and "matchExpressions" not in selector:
+        r.add(
+            "spec.selector.matchLabels",
+            "is empty: it would select every pod",
+            "give the labels of spec.template.metadata.labels",
+        )
+    missing = [f"{k}={v}" for k, v in wanted if (k, v) not in labels]
+    if missing:
+        r.add(
+            "spec.selector.matchLabels",
+            f"{', '.join(missing)} missing from spec.template.metadata.labels",
+            "a Deployment's pods must carry every label of its selector",
+        )
+    pod_spec = r.mapping(
+        template.get("spec"),
+        "spec.template.spec",
+        required="give the pods' containers" if "template" in spec else "",
+    )
+    containers, node, port_names = read_pod_spec(
+        r, pod_spec, "spec.template.spec", isinstance(template.get("spec"), dict)
+    )
+    if name is None:
+        return
+    draft.deployments.append((f"{namespace}/{name}", r.origin))
+    pending.append(
+        Deployment(
+            name,
+            namespace,
+            replicas,
+            naming.pod_template_hash(template),
+            PodSpec("", namespace, labels, containers, node, owner=name),
+            Origin(r.origin.doc, r.origin.where, "spec.template"),
+            port_names,
+        )
+    )
+
+
+# Services -------------------------------------------------------------------------------------
+
+
+def read_service(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
+    """A Service manifest: append it to `draft.services`."""
+    name, namespace, _ = read_metadata(r, m, "Service")
+    spec = r.mapping(m.get("spec"), "spec", required="a Service needs spec.selector and spec.ports")
+    svc_type = (
+        r.choice(
+            spec.get("type"),
+            "spec.type",
+            SERVICE_TYPES,
+            "podnet has no cloud load balancer or DNS: use ClusterIP or NodePort",
+        )
+        or "ClusterIP"
+    )
+    selector = r.labels(spec.get("selector"), "spec.selector")
+    cluster_ip = None
+    ip_text = r.text(spec.get("clusterIP"), "spec.clusterIP")
+    if ip_text == "None":
+        r.add(
+            "spec.clusterIP",
+            "headless Services are not supported",
+            "leave clusterIP out, or give an address in serviceSubnet",
+        )
+    elif ip_text:
+        try:
+            cluster_ip = ipaddress.IPv4Address(ip_text)
+        except ValueError:
+            r.add(
+                "spec.clusterIP",
+                f"'{ip_text}' is not an IPv4 address",
+                "give an address in serviceSubnet, or leave clusterIP out",
+            )
+    ports = _service_ports(r, spec, svc_type) if isinstance(m.get("spec"), dict) else []
+    if name is not None:
+        draft.services.append(
+            ServiceDraft(name, namespace, r.origin, svc_type, selector, ports, cluster_ip)
+        )
+
+
+def _service_ports(r: Reader, spec: dict[Any, Any], svc_type: str) -> list[PortDraft]:
+    raw = spec.get("ports")
+    items = r.items(raw, "spec.ports")
+    if raw is None or raw == []:
+        r.add(
+            "spec.ports",
+            f"is {'missing' if raw is None else 'empty'}: a Service needs at least one port",
+            "add ports: [{port: 80, targetPort: 80}]",
+        )
+    ports: list[PortDraft] = []
+    seen: dict[tuple[int, str], str] = {}
+    names: dict[str, str] = {}
+    for i, item in enumerate(items):
+        path = f"spec.ports[{i}]"
+        p = r.mapping(item, path)
+        port = r.integer(p.get("port"), f"{path}.port", 1, 65535, "a port number is 1..65535")
+        if p.get("port") is None:
+            r.add(f"{path}.port", "is missing", "give the port the Service listens on")
+        protocol = r.choice(p.get("protocol"), f"{path}.protocol", PROTOCOLS, ONLY_TCP_UDP) or "TCP"
+        target = read_target_port(r, p.get("targetPort"), f"{path}.targetPort")
+        node_port = None
+        if "nodePort" in p and p["nodePort"] is not None:
+            if svc_type != "NodePort":
+                r.add(
+                    f"{path}.nodePort",
+                    f"needs spec.type NodePort, not {svc_type}",
+                    "set type: NodePort, or remove nodePort",
+                )
+            else:
+                node_port = r.integer(
+                    p["nodePort"],
+                    f"{path}.nodePort",
+                    30000,
+                    32767,
+                    "NodePorts are 30000..32767; leave nodePort out to get one",
+                )
+        port_name = r.text(p.get("name"), f"{path}.name") or ""
+        if port_name:
+            bad = naming.bad_dns1123_label(port_name)
+            if bad:
+                r.add(f"{path}.name", bad, "port names are lowercase letters, digits and '-'")
+            elif port_name in names:
+                r.add(
+                    f"{path}.name",
+                    f"'{port_name}' is already the name of {names[port_name]}",
+                    "give each port its own name",
+                )
+            names.setdefault(port_name, path)
+        elif len(items) > 1:
+            r.add(
+                f"{path}.name",
+                "is missing: a Service with several ports names each",
+                "add name: http (or another name)",
+            )
+        if port is None:
+            continue
+        if (port, protocol) in seen:
+            r.add(
+                f"{path}.port",
+                f"{port}/{protocol} is already used by {seen[port, protocol]}",
+                "give each port of a Service its own number",
+            )
+            continue
+        seen[(port, protocol)] = path
+        ports.append(
+            PortDraft(
+                port, port if target is None else target, path, protocol, node_port, port_name
+            )
+        )
+    return ports
