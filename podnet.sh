@@ -84,6 +84,8 @@ step "podnet exec -n dev $far -- curl -s http://$jump_ip:80 | grep '<h1>'"
 step 'podnet node-exec kind-worker -- ip netns list'
 step 'podnet node-exec kind-worker -- ip address | grep "inet "'
 step 'podnet get links'
+step 'podnet exec jumpbox -- curl -s http://demo.dev | grep "<h1>"'
+step 'podnet check | tail -3'
 step 'podnet explain | head -24'
 if [ -t 0 ]; then
   printf '\nYou are in podnet'"'"'s sandbox with the lab up: try podnet exec, podnet explain.\n'
