@@ -167,6 +167,7 @@ def test_containers_live_in_the_pods_namespaces_and_outlive_the_spawner(
             [web.request("http", ports=(80,)), web.request("sleeper", ["sleep", "1000"])]
         )
         started.extend(refs)
+        spawner.keep()  # recorded (in `started`): they outlive the spawner
     # The spawner (and its zygote) are gone; the containers are not.
     assert all(is_alive(ref) for ref in refs)
     for ref in refs:
@@ -224,6 +225,7 @@ def test_exec_sees_the_pods_hostname_hosts_file_network_and_sysfs(web: Pod) -> N
 def test_curl_in_the_pod_gets_the_page_naming_the_pod(web: Pod, started: list[ProcessRef]) -> None:
     with Spawner() as spawner:
         started.append(spawner.spawn(web.request("web", ports=(80, 8080))))
+        spawner.keep()
     page = exec_in(web, "curl", "-s", "http://localhost:80")
     assert page.returncode == 0, page.stderr
     for fact in ("dev/web-1", "kind-worker", "10.244.1.5", "<b>web</b>", "<b>80</b>"):
@@ -243,6 +245,7 @@ def test_responder_survives_bad_requests(web: Pod, started: list[ProcessRef]) ->
     with Spawner() as spawner:
         ref = spawner.spawn(web.request("web", ports=(80,)))
         started.append(ref)
+        spawner.keep()
     assert http(web, b"\x00\xffgarbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert http(web, b"GET / HTTP/1.1\r\nno colon here\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     assert http(web, b"GET / HTTP/1.1\r\nX: " + b"a" * 20000).startswith(b"HTTP/1.1 431 ")
@@ -325,6 +328,7 @@ def test_stop_checks_start_time_and_ends_the_whole_group(
     with Spawner() as spawner:
         ref = spawner.spawn(web.request("shell", ["sh", "-c", "sleep 1000 & sleep 1000"]))
         started.append(ref)
+        spawner.keep()
     deadline = time.monotonic() + 10
     while len(pids_in(web.netns)) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)  # the shell forks its two sleeps
@@ -345,6 +349,7 @@ def test_stop_kills_what_ignores_sigterm(web: Pod, started: list[ProcessRef]) ->
             web.request("stubborn", ["sh", "-c", "trap '' TERM; echo ready; sleep 1000 & wait"])
         )
         started.append(ref)
+        spawner.keep()
     log = f"{web.logs}/stubborn.log"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # SIGTERM must come after the trap is set
@@ -462,6 +467,7 @@ def test_200_responders_in_200_pods(
     with Spawner() as spawner:  # start-up of the zygote included
         refs = spawner.spawn_many(requests)
         elapsed = time.perf_counter() - begun
+        spawner.keep()
     started.extend(refs)
     assert all(is_alive(ref) for ref in refs)
     assert [ns_inode(ref.pid, "net") for ref in refs] == [os.stat(p.netns).st_ino for p in pods]
@@ -494,3 +500,23 @@ def _status_kb(pid: int, key: str) -> int:
 def _private_kb(pid: int) -> int:
     with open(f"/proc/{pid}/smaps_rollup") as fh:
         return sum(int(line.split()[1]) for line in fh if line.startswith("Private_"))
+
+
+def test_containers_nobody_recorded_end_with_the_zygote(
+    netns_factory: Callable[[str], str], state_dir: str
+) -> None:
+    """A crash of podnet mid-`up` (the caller SIGKILLed) must not leave containers running
+    that no record names: the zygote stops everything started since the last keep()."""
+    path = netns.path_of(netns_factory("crash"))
+    pod = Pod("crash-1", "10.244.9.2", path, f"{state_dir}/crash.uts", f"{state_dir}/crash.hosts",
+              f"{state_dir}/logs")
+    create_pod_uts(pod.uts, pod.name)
+    write_hosts_file(pod.hosts, pod.ip, pod.name)
+    spawner = Spawner()
+    ref = spawner.spawn(pod.request("web", ports=(80,)))
+    assert is_alive(ref)
+    spawner._shutdown()  # what a SIGKILLed podnet leaves: stdin closed, no keep, no stop
+    deadline = time.monotonic() + 10
+    while is_alive(ref) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not is_alive(ref)

@@ -130,6 +130,8 @@ def up(
             raise
         final = lab_state.LabState(desired, ctx.state.containers, topology, complete=True)
         lab_state.save(final)
+        if spawner is not None:
+            spawner.keep()  # recorded: the containers may now outlive podnet
         return Outcome(steps, desired)
 
 

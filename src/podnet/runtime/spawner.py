@@ -128,6 +128,16 @@ class Spawner:
             self.submit(request)
         return self.collect()
 
+    def keep(self) -> None:
+        """Tell the zygote that every container collected so far is recorded. Without this, the
+        zygote stops them when it ends: after a crash, nothing else knows they exist."""
+        if self._proc is None:
+            return
+        self._out += b'{"keep": true}\n'
+        while self._out:
+            if not self._pump(self.timeout):
+                self._abandon(f"the spawner process made no progress for {self.timeout:.0f} s")
+
     def submit(self, request: SpawnRequest) -> None:
         """Queue one container; it starts while the caller goes on. `collect` gets the result."""
         self.start()

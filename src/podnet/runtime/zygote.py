@@ -4,8 +4,13 @@ Started once per `podnet up` (`python -S -m podnet.runtime.zygote`, by `Spawner`
 the stdlib and the runtime loaded, so a container costs a fork (about 0.5 ms here), not a new
 interpreter (about 30 ms of CPU).
 
-Protocol: one JSON object per line each way. In: {"id": N, "request": SpawnRequest.to_wire()}.
-Out, in completion order: {"id": N, "pid": P, "starttime": T} or {"id": N, "error": "text"}.
+Protocol: one JSON object per line each way. In: {"id": N, "request": SpawnRequest.to_wire()},
+or {"keep": true} once the caller has recorded every container answered so far. Out, in
+completion order: {"id": N, "pid": P, "starttime": T} or {"id": N, "error": "text"}.
+
+Crash safety: when stdin ends, containers started since the last "keep" are stopped. If podnet
+dies mid-`up` (even by SIGKILL), nothing recorded them, so `down` could never find them: they go
+with the zygote instead of running on, each holding a deleted pod's namespace and veth.
 
 Several containers set themselves up at once (the zygote forks the next while the last one joins
 its pod), so both cores work. Containers are the zygote's children while it lives (it reaps those
@@ -28,6 +33,7 @@ from typing import Any
 from podnet.errors import PodnetError
 from podnet.runtime.container import SpawnRequest, run, set_process_title
 from podnet.runtime.enter import mount_template
+from podnet.runtime.procs import ProcessRef, stop
 
 __all__ = ["main"]
 
@@ -51,6 +57,7 @@ class _Zygote:
         self.inbuf = bytearray()
         self.queue: deque[tuple[int, SpawnRequest]] = deque()
         self.children = 0
+        self.unkept: list[ProcessRef] = []  # started, not yet recorded by the caller
 
     def serve(self) -> None:
         while self.reading or self.queue or self.children:
@@ -76,6 +83,9 @@ class _Zygote:
             ident = -1
             try:
                 message = json.loads(line)
+                if message.get("keep") is True:
+                    self.unkept.clear()
+                    continue
                 ident = int(message["id"])
                 self.queue.append((ident, SpawnRequest.from_wire(message["request"])))
             except (ValueError, TypeError, KeyError) as exc:
@@ -112,7 +122,10 @@ class _Zygote:
         os.close(child.fd)
         self.children -= 1
         report = child.report.decode("utf-8", "replace")
-        _answer({"id": child.ident, **_outcome(child.request, report)})
+        outcome = _outcome(child.request, report)
+        if "pid" in outcome:
+            self.unkept.append(ProcessRef(outcome["pid"], outcome["starttime"]))
+        _answer({"id": child.ident, **outcome})
 
 
 def _outcome(request: SpawnRequest, report: str) -> dict[str, Any]:
@@ -159,7 +172,10 @@ def main() -> int:
     except PodnetError:
         template = None  # containers then copy our mount namespace, as `ip netns exec` does
     gc.freeze()  # what is loaded now stays shared with every container: the GC never touches it
-    _Zygote(template).serve()
+    zygote = _Zygote(template)
+    zygote.serve()
+    if zygote.unkept:
+        stop(zygote.unkept)  # never recorded: podnet crashed or gave up before it could
     return 0
 
 
