@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "INTERNET_SUBNET",
     "Attachment",
     "ClusterSpec",
     "ContainerSpec",
@@ -20,6 +21,10 @@ __all__ = [
     "ServicePort",
     "ServiceSpec",
 ]
+
+# The lab's `internet` namespace plays the outside world on TEST-NET-2 (RFC 5737): an address
+# range that is never routed anywhere real, so no lab traffic can reach a real host.
+INTERNET_SUBNET = ipaddress.IPv4Network("198.51.100.0/24")
 
 Attachment = Literal["ptp", "bridge"]  # kindnet's /32 per veth, or a cni0-style bridge
 Routing = Literal["static", "host-gw", "vxlan"]  # how a node reaches other nodes' pod CIDRs

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from podnet.errors import Problem
 from podnet.model.types import (
+    INTERNET_SUBNET,
     Attachment,
     NodeSpec,
     PodSpec,
@@ -185,6 +186,17 @@ def _subnets(draft: ClusterDraft) -> list[Problem]:
                     draft.net_field(key),
                     f"{nets[key]} overlaps {other} {nets[other]}{default}",
                     f"give each range its own addresses; {KIND_SUBNETS}",
+                )
+            )
+    for key in SUBNET_KEYS:
+        net = nets[key]
+        if net is not None and net.overlaps(INTERNET_SUBNET) and key in draft.explicit:
+            problems.append(
+                draft.origin.problem(
+                    draft.net_field(key),
+                    f"{net} overlaps {INTERNET_SUBNET}, where the lab's `internet` namespace "
+                    "plays the outside world",
+                    f"pick a range outside {INTERNET_SUBNET}; {KIND_SUBNETS}",
                 )
             )
     pod, prefix = nets["podSubnet"], draft.node_cidr_prefix

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from podnet.errors import Problem, TopologyError
 from podnet.ipam.pool import Pool, PoolExhaustedError
-from podnet.model.types import ClusterSpec, ContainerSpec, PodSpec
+from podnet.model.types import INTERNET_SUBNET, ClusterSpec, ContainerSpec, PodSpec
 from podnet.plan.services import ServiceLayout, place_services
 
 __all__ = [
@@ -38,7 +38,6 @@ TUNNEL = "flannel.1"  # flannel's name for its VXLAN device (".1": VNI 1)
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 bytes
 # The outside world: TEST-NET-2 (RFC 5737), reserved for documentation, so it can never be a
 # real address; it exists only as a namespace of the lab's.
-INTERNET_SUBNET = ipaddress.IPv4Network("198.51.100.0/24")
 _POD_SUBNET = ipaddress.IPv4Network("10.244.0.0/16")  # kind's defaults
 _SERVICE_SUBNET = ipaddress.IPv4Network("10.96.0.0/16")
 INTERNET_KEY = "internet"  # the record's key for the internet's web server (pod keys have a /)
