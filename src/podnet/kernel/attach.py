@@ -102,9 +102,7 @@ def _host_side(host: Netlink, a: PodAttachment, index: int, batch: Batch) -> Bat
         raise ValueError("bridge mode needs a bridge name")
     batch.link_set(index, up=True, alias=OWNER_ALIAS, master=host.index(a.bridge))
     if a.hairpin:
-        host.send(batch)
-        host.set_hairpin(index)
-        return Batch(batch.what)  # nothing left to send
+        batch.bridge_port(index, hairpin=True)  # after the enslaving message, same datagram
     return batch
 
 
