@@ -182,12 +182,6 @@ class Netlink:
             changes["mtu"] = mtu
         self._call(f"setting {ifname}", self._ipr.link, "set", index=index, **changes)
 
-    def set_hairpin(self, index: int) -> None:
-        """Let frames leave the bridge port they came in by (a pod reaching itself via a VIP)."""
-        # pyroute2 names the attribute by its NLA name; an unknown keyword is silently ignored.
-        self._call(f"setting hairpin on {index}", self._ipr.brport, "set",
-                   index=index, IFLA_BRPORT_MODE=1)
-
     def delete_link(self, ifname: str) -> bool:
         """Delete a link; False if it was already gone."""
         try:
