@@ -150,16 +150,6 @@ class Netlink:
         self._call(f"creating bridge {ifname}", self._ipr.link, "add",
                    ifname=ifname, kind="bridge", **extra)
 
-    def add_vxlan(
-        self, ifname: str, vni: int, local: str, port: int, underlay: str, mtu: int | None = None
-    ) -> None:
-        extra: dict[str, Any] = {"mtu": mtu} if mtu else {}
-        self._call(
-            f"creating vxlan {ifname}", self._ipr.link, "add",
-            ifname=ifname, kind="vxlan", vxlan_id=vni, vxlan_local=local,
-            vxlan_port=port, vxlan_link=self.index(underlay), vxlan_learning=0, **extra,
-        )
-
     def set_link(
         self,
         ifname: str | int,
@@ -293,12 +283,6 @@ class Netlink:
 
     # --- neighbours and bridge forwarding entries (VXLAN) ----------------------------------
 
-    def add_neighbour(self, ifname: str, ip: str, mac: str) -> None:
-        self._call(
-            f"adding neighbour {ip} on {ifname}", self._ipr.neigh, "replace",
-            ifindex=self.index(ifname), dst=ip, lladdr=mac, state="permanent",
-        )
-
     def neighbours(self, *, bridge: bool = False) -> list[dict[str, Any]]:
         """Neighbour entries as `ip neigh` lists them, or with `bridge` the forwarding database
         (`bridge fdb`): ifindex, dst, mac, state, flags."""
@@ -313,9 +297,3 @@ class Netlink:
             }
             for msg in self._call("listing neighbours", self._ipr.get_neighbours, family=family)
         ]
-
-    def add_fdb(self, ifname: str, mac: str, remote: str) -> None:
-        self._call(
-            f"adding fdb {mac} on {ifname}", self._ipr.fdb, "append",
-            ifindex=self.index(ifname), lladdr=mac, dst=remote,
-        )
