@@ -131,17 +131,9 @@ def node_create(ctx: Context, step: Step) -> None:
     path = _create_netns(ctx, node.netns)
     nl = ctx.nl(node.netns)
     nl.set_link("lo", up=True)
-    settings = dict(_NODE_SYSCTLS)
-    with netns.entered(path):
-        if os.path.isdir("/proc/sys/net/ipv6"):
-            settings.update(_NODE_SYSCTLS_V6)
-    sysctl.write(path, settings)
+    sysctl.write(path, {**_NODE_SYSCTLS, **_NODE_SYSCTLS_V6}, optional=_NODE_SYSCTLS_V6)
     fab = ctx.nl(lay.fabric_netns)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fab.add_veth(node.uplink, "eth0", fd, mtu=lay.mtu)
-    finally:
-        os.close(fd)
+    fab.add_veth(node.uplink, "eth0", path, mtu=lay.mtu)
     fab.set_link(node.uplink, up=True, owned=True, master=lay.bridge)
     nl.add_address("eth0", str(node.ip))
     nl.set_link("eth0", up=True)
@@ -264,11 +256,7 @@ def internet_create(ctx: Context, step: Step) -> None:
     nl = ctx.nl(net.netns)
     nl.set_link("lo", up=True)
     fab = ctx.nl(lay.fabric_netns)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fab.add_veth(net.link, "eth0", fd, mtu=lay.mtu)
-    finally:
-        os.close(fd)
+    fab.add_veth(net.link, "eth0", path, mtu=lay.mtu)
     fab.set_link(net.link, up=True, owned=True)
     fab.add_address(net.link, str(net.gateway), exist_ok=True)
     sysctl.write(netns.path_of(lay.fabric_netns), {"net.ipv4.ip_forward": "1"})

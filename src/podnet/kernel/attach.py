@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from podnet.errors import ObjectExistsError
-from podnet.kernel import netns, sysctl
+from podnet.kernel import sysctl
 from podnet.kernel.batch import Batch
 from podnet.kernel.netlink import OWNER_ALIAS, Netlink
 
@@ -81,15 +81,8 @@ def attach_pod(
 
 
 def _disable_accept_ra(ifname: str, netns_path: str | None) -> None:
-    # Only where IPv6 is on: the file is missing otherwise.
     key = f"net.ipv6.conf.{ifname}.accept_ra"
-    if netns_path is None:
-        if os.path.exists(f"/proc/sys/net/ipv6/conf/{ifname}"):
-            sysctl.write(None, {key: "0"})
-        return
-    with netns.entered(netns_path):
-        if os.path.exists(f"/proc/sys/net/ipv6/conf/{ifname}"):
-            sysctl.write(None, {key: "0"})
+    sysctl.write(netns_path, {key: "0"}, optional={key})  # only where IPv6 is on
 
 
 def _host_side(host: Netlink, a: PodAttachment, index: int, batch: Batch) -> Batch:

@@ -130,12 +130,20 @@ class Netlink:
         return int(found[0])
 
     def add_veth(
-        self, ifname: str, peer: str, peer_netns_fd: int | None = None, mtu: int | None = None
+        self, ifname: str, peer: str, peer_netns: int | str | None = None, mtu: int | None = None
     ) -> None:
-        """Create a veth pair whose peer is born in `peer_netns_fd` (never moved: 16 ms saved)."""
+        """Create a veth pair whose peer is born in `peer_netns` (an fd, or a namespace's path)
+        instead of being moved there afterwards (16 ms saved)."""
+        if isinstance(peer_netns, str):
+            fd = os.open(peer_netns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self.add_veth(ifname, peer, fd, mtu)
+            finally:
+                os.close(fd)
+            return
         peer_spec: dict[str, Any] = {"ifname": peer}
-        if peer_netns_fd is not None:
-            peer_spec["net_ns_fd"] = peer_netns_fd
+        if peer_netns is not None:
+            peer_spec["net_ns_fd"] = peer_netns
         extra: dict[str, Any] = {}
         if mtu:
             extra["mtu"] = mtu

@@ -6,6 +6,9 @@ the namespace in this thread is enough; no `ip netns exec sysctl` process is nee
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection
+
 from podnet.errors import KernelError
 from podnet.kernel import netns
 
@@ -16,17 +19,23 @@ def _file(key: str) -> str:
     return "/proc/sys/" + key.replace(".", "/")
 
 
-def write(netns_path: str | None, settings: dict[str, str]) -> None:
-    """Apply `settings` ({"net.ipv4.ip_forward": "1", ...}) inside the namespace at `netns_path`."""
+def write(
+    netns_path: str | None, settings: dict[str, str], *, optional: Collection[str] = ()
+) -> None:
+    """Apply `settings` ({"net.ipv4.ip_forward": "1", ...}) inside the namespace at `netns_path`
+    (None: this thread's), entering it once. Keys in `optional` are skipped where the kernel has
+    no such file (IPv6 turned off, an interface without IPv6 configuration)."""
     if netns_path is None:
-        _write_here(settings)
+        _write_here(settings, optional)
         return
     with netns.entered(netns_path):
-        _write_here(settings)
+        _write_here(settings, optional)
 
 
-def _write_here(settings: dict[str, str]) -> None:
+def _write_here(settings: dict[str, str], optional: Collection[str]) -> None:
     for key, value in settings.items():
+        if key in optional and not os.path.exists(_file(key)):
+            continue
         try:
             with open(_file(key), "w") as fh:
                 fh.write(value)
