@@ -11,13 +11,13 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from podnet.inspect.model import Holder, Host, Interface, Namespace, PairEnd, PeerRef, VethPair
-from podnet.inspect.trace_target import LabView
 from podnet.render.graph_dot import render_dot
 from podnet.render.graph_html import render_html
 from podnet.render.graph_mermaid import render_mermaid
 from podnet.render.graph_model import build_graph, host_from_inspect_json
 from podnet.render.graph_svg import render_svg
 from podnet.render.inspect_text import to_json
+from podnet.trace.target import LabView
 
 SVG = "{http://www.w3.org/2000/svg}"
 

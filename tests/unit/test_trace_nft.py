@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from podnet.inspect.trace_nft import HookContext, Packet, evaluate, rule_text
+from podnet.trace.nft import HookContext, Packet, evaluate, rule_text
 
 T = ("ip", "podnet")
 

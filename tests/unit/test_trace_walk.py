@@ -12,9 +12,9 @@ import errno
 from dataclasses import dataclass, field, replace
 
 from podnet.inspect.model import Host, Interface, Namespace, PeerRef, Route
-from podnet.inspect.trace import walk
-from podnet.inspect.trace_nft import Packet
 from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAnswer, Vxlan
+from podnet.trace.nft import Packet
+from podnet.trace.walk import walk
 
 
 def iface(ifname: str, index: int, kind: str = "veth", *, addrs: tuple[str, ...] = (),

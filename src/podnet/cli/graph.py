@@ -49,8 +49,8 @@ class _BoundedServer(ThreadingHTTPServer):
 def collect_graph(cluster: str | None = None, *, everything: bool = False,
                   source: str | None = None) -> Graph:
     """Read the host (or an `inspect -o json` file) and the lab, and build the drawing."""
-    from podnet.inspect.trace_target import LabView, read_lab
     from podnet.render.graph_model import build_graph, host_from_inspect_json
+    from podnet.trace.target import LabView, read_lab
 
     if source is not None:
         with open(source) as fh:
@@ -63,8 +63,8 @@ def collect_graph(cluster: str | None = None, *, everything: bool = False,
     vxlan: dict[tuple[str, str], tuple[int | None, int | None]] = {}
     tunnels = [(ns, i) for ns in host.namespaces for i in ns.interfaces if i.kind == "vxlan"]
     if tunnels:
-        from podnet.inspect.trace_world import namespace_path
         from podnet.kernel.lookup import Lookup
+        from podnet.trace.world import namespace_path
 
         with Lookup() as lookup:
             for ns, iface in tunnels:

@@ -26,7 +26,7 @@ from podnet.inspect.model import (
     Route,
     VethPair,
 )
-from podnet.inspect.trace_target import LabView
+from podnet.trace.target import LabView
 
 __all__ = [
     "Edge",

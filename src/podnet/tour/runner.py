@@ -19,8 +19,8 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from podnet.errors import StateError
-from podnet.inspect.trace_target import LabView, read_lab
 from podnet.tour.lesson import LESSON, TourStep
+from podnet.trace.target import LabView, read_lab
 
 __all__ = [
     "STEP_TIMEOUT",

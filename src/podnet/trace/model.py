@@ -1,6 +1,6 @@
 """`podnet trace` as data: the hops of one packet, the probe, and the verdict. Pure.
 
-`Reads` is everything the tracer asks the kernel, by namespace; `podnet.inspect.trace_world`
+`Reads` is everything the tracer asks the kernel, by namespace; `podnet.trace.world`
 answers it from the live kernel, tests can answer it from recorded data.
 """
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from podnet.inspect.model import Namespace
-from podnet.inspect.trace_nft import Nat, Packet
 from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAnswer, Vxlan
+from podnet.trace.nft import Nat, Packet
 
 __all__ = [
     "Hop",

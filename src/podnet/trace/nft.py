@@ -11,8 +11,8 @@ An expression podnet cannot evaluate (a mark, a rate limit, an iptables `xt` mat
 rule "not evaluated": the walk goes on as if it did not match and says so in `notes`, so the
 answer is never silently wrong.
 
-This module walks chains and rules; the data is in `trace_nft_types`, the expression evaluator
-in `trace_nft_values`, and rules as `nft list` prints them in `trace_nft_text`.
+This module walks chains and rules; the data is in `nft_types`, the expression evaluator
+in `nft_values`, and rules as `nft list` prints them in `nft_text`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from podnet.inspect.trace_nft_text import rule_text
-from podnet.inspect.trace_nft_types import (
+from podnet.trace.nft_text import rule_text
+from podnet.trace.nft_types import (
     HookContext,
     HookResult,
     Nat,
@@ -31,7 +31,7 @@ from podnet.inspect.trace_nft_types import (
     Ruleset,
     apply_nat,
 )
-from podnet.inspect.trace_nft_values import (
+from podnet.trace.nft_values import (
     NOMATCH,
     RuleWalk,
     Unknown,

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from podnet.inspect.trace_nft_values import BITWISE
+from podnet.trace.nft_values import BITWISE
 
 __all__ = ["rule_text"]
 

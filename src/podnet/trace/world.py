@@ -7,7 +7,6 @@ process that holds it (/proc/PID/ns/net); the one podnet runs in is asked direct
 from __future__ import annotations
 
 from podnet.inspect.model import Namespace
-from podnet.inspect.trace_nft import Packet
 from podnet.kernel.lookup import (
     FdbEntry,
     Listener,
@@ -17,6 +16,7 @@ from podnet.kernel.lookup import (
     RouteAnswer,
     Vxlan,
 )
+from podnet.trace.nft import Packet
 
 __all__ = ["KernelReads", "namespace_path"]
 
@@ -33,7 +33,7 @@ def namespace_path(ns: Namespace) -> str | None:
 
 
 class KernelReads:
-    """`podnet.inspect.trace_model.Reads`, from the kernel (read-only, cached per trace)."""
+    """`podnet.trace.model.Reads`, from the kernel (read-only, cached per trace)."""
 
     def __init__(self, lookup: Lookup) -> None:
         self.lookup = lookup

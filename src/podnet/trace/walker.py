@@ -1,16 +1,16 @@
 """The tracer's walk state: what one walk over a host has seen so far (its hops, the NATs it
 applied, the tunnels it is inside), the host's lookups, and the netfilter hooks it runs. The walk
-itself builds on this: `trace_links` (leaving a namespace), then `trace` (routing, delivery)."""
+itself builds on this: `links` (leaving a namespace), then `walk` (routing, delivery)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 from podnet.inspect.model import Host, Interface, Namespace
-from podnet.inspect.trace_model import Hop, HopStatus, Outcome, Path, Reads
-from podnet.inspect.trace_nft import HookContext, Nat, Packet, Ruleset, apply_nat, evaluate
-from podnet.inspect.trace_words import ipv4, nat_text, ns_exec, owner_of
 from podnet.kernel.lookup import Vxlan
+from podnet.trace.model import Hop, HopStatus, Outcome, Path, Reads
+from podnet.trace.nft import HookContext, Nat, Packet, Ruleset, apply_nat, evaluate
+from podnet.trace.words import ipv4, nat_text, ns_exec, owner_of
 
 __all__ = ["HostIndex", "State", "Tunnel", "WalkerBase"]
 

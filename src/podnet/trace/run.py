@@ -15,15 +15,15 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 from podnet.inspect.model import Host, Namespace
-from podnet.inspect.trace import HostIndex, walk
-from podnet.inspect.trace_model import Path, ProbeResult, Reads, TraceReport
-from podnet.inspect.trace_nft import Packet
-from podnet.inspect.trace_target import (
+from podnet.trace.model import Path, ProbeResult, Reads, TraceReport
+from podnet.trace.nft import Packet
+from podnet.trace.target import (
     Destination,
     read_lab,
     resolve_destination,
     resolve_source,
 )
+from podnet.trace.walk import HostIndex, walk
 
 __all__ = ["judge", "run_trace", "trace_between"]
 
@@ -43,8 +43,8 @@ def run_trace(
 ) -> TraceReport:
     """Trace from the pod, node or namespace `source` to `destination` on this host."""
     from podnet.inspect.build import inspect_host
-    from podnet.inspect.trace_world import KernelReads
     from podnet.kernel.lookup import Lookup
+    from podnet.trace.world import KernelReads
 
     host = inspect_host()
     lab = read_lab(cluster)
@@ -66,8 +66,8 @@ def trace_between(
     timeout: float = 2.0,
     status: Status | None = None,
 ) -> TraceReport:
-    from podnet.inspect.trace_probe import probe
-    from podnet.inspect.trace_world import namespace_path
+    from podnet.trace.probe import probe
+    from podnet.trace.world import namespace_path
 
     port = port if port is not None else dst.port
     proto = "tcp" if port is not None else "icmp"

@@ -1,6 +1,6 @@
 """The nftables expression evaluator: what an expression (a payload field, meta, ct, fib, a
 concatenation, a bitwise operation) is worth for one packet, and whether a match holds (values,
-prefixes, ranges, anonymous and named sets). `trace_nft` walks the chains and rules around it."""
+prefixes, ranges, anonymous and named sets). `nft` walks the chains and rules around it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.inspect.trace_nft_types import HookContext, Nat, Packet, Ruleset
+from podnet.trace.nft_types import HookContext, Nat, Packet, Ruleset
 
 __all__ = [
     "BITWISE",

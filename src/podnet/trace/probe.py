@@ -14,8 +14,8 @@ import socket
 import struct
 import time
 
-from podnet.inspect.trace_model import ProbeResult
 from podnet.kernel import netns
+from podnet.trace.model import ProbeResult
 
 __all__ = ["probe"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from podnet.inspect.model import Interface, Namespace, Route
-from podnet.inspect.trace_nft_types import Nat, Packet
+from podnet.trace.nft_types import Nat, Packet
 
 __all__ = [
     "addresses",

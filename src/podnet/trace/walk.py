@@ -18,8 +18,8 @@ listening) ends the walk and is named as the broken hop. When the packet left a 
 its default route for an address that belongs to a namespace podnet can see, and then found no
 route, the blame goes to that default route: that is where a route is missing.
 
-This module routes and delivers (1-3, 5); the walk's state and hooks are in `trace_walker`, the
-way out of a namespace (4) in `trace_links`, commands and words for people in `trace_words`.
+This module routes and delivers (1-3, 5); the walk's state and hooks are in `walker`, the
+way out of a namespace (4) in `links`, commands and words for people in `words`.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ import ipaddress
 from dataclasses import replace
 
 from podnet.inspect.model import Host, Interface, Namespace
-from podnet.inspect.trace_links import LinkWalker
-from podnet.inspect.trace_model import Path, Reads
-from podnet.inspect.trace_nft import Nat, Packet
-from podnet.inspect.trace_walker import HostIndex, State
-from podnet.inspect.trace_words import (
+from podnet.kernel.lookup import RouteAnswer
+from podnet.trace.links import LinkWalker
+from podnet.trace.model import Path, Reads
+from podnet.trace.nft import Nat, Packet
+from podnet.trace.walker import HostIndex, State
+from podnet.trace.words import (
     addresses,
     bridge_cmd,
     ip_cmd,
@@ -44,7 +45,6 @@ from podnet.inspect.trace_words import (
     owner_of,
     route_words,
 )
-from podnet.kernel.lookup import RouteAnswer
 
 __all__ = ["MAX_HOPS", "HostIndex", "bridge_cmd", "ip_cmd", "ns_exec", "owner_of", "walk"]
 

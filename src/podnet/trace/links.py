@@ -5,11 +5,11 @@ the remote node."""
 from __future__ import annotations
 
 from podnet.inspect.model import Interface, Namespace
-from podnet.inspect.trace_model import Path
-from podnet.inspect.trace_nft_types import Packet
-from podnet.inspect.trace_walker import Tunnel, WalkerBase
-from podnet.inspect.trace_words import addresses, bridge_cmd, ip_cmd, link_problem, owner_of
 from podnet.kernel.lookup import RouteAnswer
+from podnet.trace.model import Path
+from podnet.trace.nft_types import Packet
+from podnet.trace.walker import Tunnel, WalkerBase
+from podnet.trace.words import addresses, bridge_cmd, ip_cmd, link_problem, owner_of
 
 __all__ = ["LinkWalker"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from podnet.inspect.trace_model import Hop, Path, TraceReport
+from podnet.trace.model import Hop, Path, TraceReport
 
 __all__ = ["report_json", "report_text"]
 
