@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.model import naming
+from podnet.model.addresses import Family, IPAddress
 from podnet.model.containers import ONLY_TCP_UDP, PROTOCOLS, read_pod_spec
 from podnet.model.fields import Reader, read_target_port
 from podnet.model.types import PodSpec
@@ -203,28 +204,59 @@ def read_service(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
         or "ClusterIP"
     )
     selector = r.labels(spec.get("selector"), "spec.selector")
-    cluster_ip = None
-    ip_text = r.text(spec.get("clusterIP"), "spec.clusterIP")
-    if ip_text == "None":
-        r.add(
-            "spec.clusterIP",
-            "headless Services are not supported",
-            "leave clusterIP out, or give an address in serviceSubnet",
-        )
-    elif ip_text:
-        try:
-            cluster_ip = ipaddress.IPv4Address(ip_text)
-        except ValueError:
-            r.add(
-                "spec.clusterIP",
-                f"'{ip_text}' is not an IPv4 address",
-                "give an address in serviceSubnet, or leave clusterIP out",
-            )
+    cluster_ips = _cluster_ips(r, spec)
+    families = _ip_families(r, spec)
+    policy = r.choice(spec.get("ipFamilyPolicy"), "spec.ipFamilyPolicy", FAMILY_POLICIES,
+                      "SingleStack (the default), PreferDualStack or RequireDualStack") or ""
     ports = _service_ports(r, spec, svc_type) if isinstance(m.get("spec"), dict) else []
     if name is not None:
         draft.services.append(
-            ServiceDraft(name, namespace, r.origin, svc_type, selector, ports, cluster_ip)
+            ServiceDraft(name, namespace, r.origin, svc_type, selector, ports, cluster_ips,
+                         families, policy)
         )
+
+
+FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+
+
+def _cluster_ips(r: Reader, spec: dict[Any, Any]) -> tuple[IPAddress, ...]:
+    """spec.clusterIPs (or its first, spec.clusterIP): the addresses the file pins."""
+    key = "clusterIPs" if "clusterIPs" in spec else "clusterIP"
+    raw = spec.get(key)
+    if raw is None:
+        return ()
+    texts = [r.text(v, f"spec.{key}[{i}]") for i, v in enumerate(r.items(raw, f"spec.{key}"))] \
+        if key == "clusterIPs" else [r.text(raw, "spec.clusterIP")]
+    out = []
+    for text in texts:
+        if text == "None":
+            r.add(
+                f"spec.{key}",
+                "headless Services are not supported",
+                "leave clusterIP out, or give an address in serviceSubnet",
+            )
+        elif text:
+            try:
+                out.append(ipaddress.ip_address(text))
+            except ValueError:
+                r.add(f"spec.{key}", f"'{text}' is not an IP address",
+                      "give an address in serviceSubnet, or leave clusterIP out")
+    if len({ip.version for ip in out}) != len(out):
+        r.add(f"spec.{key}", "two addresses of one family", "give at most one per family")
+        return ()
+    return tuple(out)
+
+
+def _ip_families(r: Reader, spec: dict[Any, Any]) -> tuple[Family, ...]:
+    out: list[Family] = []
+    for i, value in enumerate(r.items(spec.get("ipFamilies"), "spec.ipFamilies")):
+        name = r.choice(value, f"spec.ipFamilies[{i}]", ("IPv4", "IPv6"), "IPv4 or IPv6")
+        if name is not None:
+            out.append(4 if name == "IPv4" else 6)
+    if len(set(out)) != len(out):
+        r.add("spec.ipFamilies", "a family twice", "list each family once")
+        return ()
+    return tuple(out)
 
 
 def _service_ports(r: Reader, spec: dict[Any, Any], svc_type: str) -> list[PortDraft]:
