@@ -20,9 +20,9 @@ from podnet.model.types import (
 )
 from podnet.plan.check import KINDS, Probe, Result, probes, summarize
 from podnet.plan.layout import INTERNET_SUBNET, Layout, layout, vtep_mac
+from podnet.plan.ops import CreateNetns, SetHostname, StartContainer
 from podnet.plan.rules import node_rules, table_body
 from podnet.plan.services import NODE_PORT_RANGE
-from podnet.plan.ops import CreateNetns, SetHostname, StartContainer
 from podnet.plan.steps import (
     Action,
     NodeSeen,
