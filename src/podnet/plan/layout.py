@@ -338,7 +338,9 @@ def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
         netns=f"{spec.name}-internet",
         link="internet",
         gateways=tuple(ipaddress.ip_interface((nth_host(n, 1), n.prefixlen)) for n in worlds),
-        addresses=tuple(ipaddress.ip_interface((nth_host(n, 100), n.prefixlen)) for n in worlds),
+        # the web server: 198.51.100.100, 2001:db8:5100::100
+        addresses=tuple(ipaddress.ip_interface((nth_host(n, 100 if n.version == 4 else 0x100),
+                                                n.prefixlen)) for n in worlds),
         log=f"{state_dir}/logs/internet.log",
     )
     return Layout(
