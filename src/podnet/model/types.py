@@ -15,7 +15,9 @@ __all__ = [
     "Attachment",
     "ClusterSpec",
     "ContainerSpec",
+    "DNSPolicy",
     "NodeSpec",
+    "PodDNSConfig",
     "PodSpec",
     "Routing",
     "ServicePort",
@@ -28,6 +30,7 @@ INTERNET_SUBNET = ipaddress.IPv4Network("198.51.100.0/24")
 
 Attachment = Literal["ptp", "bridge"]  # kindnet's /32 per veth, or a cni0-style bridge
 Routing = Literal["static", "host-gw", "vxlan"]  # how a node reaches other nodes' pod CIDRs
+DNSPolicy = Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,15 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class PodDNSConfig:
+    """spec.dnsConfig: merged into the resolv.conf the policy gives (see podnet.dns.resolv)."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()  # (name, value): ndots:2 is ("ndots", "2")
+
+
+@dataclass(frozen=True)
 class PodSpec:
     name: str
     namespace: str = "default"
@@ -48,6 +60,10 @@ class PodSpec:
     containers: tuple[ContainerSpec, ...] = ()
     node: str | None = None  # spec.nodeName: pinned; None lets the planner place it
     owner: str | None = None  # the Deployment that made it, if any
+    hostname: str | None = None  # spec.hostname and spec.subdomain: with a headless Service
+    subdomain: str | None = None  # named <subdomain>, DNS has <hostname>.<subdomain>.<ns>.svc
+    dns_policy: DNSPolicy = "ClusterFirst"
+    dns_config: PodDNSConfig | None = None
 
     @property
     def key(self) -> str:
