@@ -107,7 +107,7 @@ def test_srv_per_named_port_and_none_for_unnamed() -> None:
         "0 100 53 kube-dns.kube-system.svc.cluster.local."
     ]
     assert not [n for n in srv if "8080" in n or n.startswith("__")]
-    assert all(not data.split()[2] == "8080" for rows in srv.values() for data in rows)
+    assert all(data.split()[2] != "8080" for rows in srv.values() for data in rows)
 
 
 def test_headless_answers_ready_endpoints_with_their_hostnames() -> None:

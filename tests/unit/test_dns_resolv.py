@@ -112,7 +112,8 @@ def test_a_search_line_over_2048_characters_loses_its_last_domains() -> None:
 
 
 def test_parse_reads_what_kubelet_reads() -> None:
-    assert NODE == ResolvConf(
+    expected = ResolvConf(
         ("172.18.0.1", "172.18.0.2"), ("corp.example",), ("timeout:1", "attempts:3")
     )
+    assert expected == NODE
     assert parse_resolv_conf("") == ResolvConf()

@@ -238,10 +238,10 @@ def test_a_missing_or_bad_file_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside every zone"):
         DnsServer(str(bad), metrics_port=None)
     bad.write_text(dataclasses.replace(rs, zones=(*rs.zones, "example.org.")).to_json())
-    with pytest.raises(ValueError, match="example.org. has no SOA"):
+    with pytest.raises(ValueError, match=r"example\.org\. has no SOA"):
         DnsServer(str(bad), metrics_port=None)
     bad.write_text(rs.to_json().replace("10.96.12.3", "10.96.12.300"))
-    with pytest.raises(ValueError, match="demo.dev.svc.cluster.local. A"):
+    with pytest.raises(ValueError, match=r"demo\.dev\.svc\.cluster\.local\. A"):
         DnsServer(str(bad), metrics_port=None)
 
 
