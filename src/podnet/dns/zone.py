@@ -35,48 +35,47 @@ _PAYLOAD = 1232  # the EDNS payload size we offer: DNS flag day 2020's, no fragm
 
 @dataclass(frozen=True)
 class _Zone:
-    origin: dns.name.Name
+    origin: str  # lowercase, absolute: cluster.local.
     soa: dns.rrset.RRset
 
 
 class Zones:
-    """Answers queries from one record set; a reload builds a new one."""
+    """Answers queries from one record set; a reload builds a new one.
+
+    Names are keys as lowercase text (the file's own spelling): hashing and comparing dnspython
+    Names costs most of a load otherwise (DNS compares names without case).
+    """
 
     def __init__(self, records: RecordSet) -> None:
         self.records = records
-        self.domain = dns.name.from_text(records.domain)
+        self.domain = records.domain.lower().rstrip(".") + "."
         self.ttl = records.ttl
         self.insecure_pods = records.pods == "insecure"
-        grouped: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], list[str]] = defaultdict(list)
+        grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
         for r in records.records:
+            grouped[(r.name.lower(), r.type)].append(r.data)
+        self.nodes: dict[str, dict[int, dns.rrset.RRset]] = {}
+        for (name, rtype), datas in grouped.items():
             try:
-                key = (dns.name.from_text(r.name), dns.rdatatype.from_text(r.type))
-            except dns.exception.DNSException as exc:
-                raise RecordsFileError(f"{r.name} {r.type}: {exc}") from None
-            grouped[key].append(r.data)
-        self.nodes: dict[dns.name.Name, dict[int, dns.rrset.RRset]] = {}
-        for (name, rdtype), datas in grouped.items():
-            try:
+                rdtype = dns.rdatatype.from_text(rtype)
                 rrset = dns.rrset.from_text_list(name, records.ttl, "IN", rdtype, datas)
             except dns.exception.DNSException as exc:
-                raise RecordsFileError(f"{name} {dns.rdatatype.to_text(rdtype)}: {exc}") from None
+                raise RecordsFileError(f"{name} {rtype}: {exc}") from None
             self.nodes.setdefault(name, {})[rdtype] = rrset
-        origins = sorted(
-            (dns.name.from_text(z) for z in records.zones), key=len, reverse=True
-        )
-        self.zones = [self._zone(o) for o in origins]
+        deepest_first = sorted(records.zones, key=_depth, reverse=True)
+        self.zones = [self._zone(z.lower()) for z in deepest_first]
         # Every ancestor of a record, up to its zone: names that exist without records.
-        self.ents: set[dns.name.Name] = set()
+        self.ents: set[str] = set()
         for owner in self.nodes:
             zone = self.zone_of(owner)
             if zone is None:
                 raise RecordsFileError(f"{owner} is outside every zone of the file")
             name = owner
             while name != zone.origin:
-                name = name.parent()
+                name = name.split(".", 1)[1]
                 self.ents.add(name)
 
-    def _zone(self, origin: dns.name.Name) -> _Zone:
+    def _zone(self, origin: str) -> _Zone:
         soa = self.nodes.get(origin, {}).get(dns.rdatatype.SOA)
         if soa is None:
             raise RecordsFileError(f"zone {origin} has no SOA record")
@@ -86,8 +85,11 @@ class Zones:
     def size(self) -> int:
         return sum(len(rrset) for types in self.nodes.values() for rrset in types.values())
 
-    def zone_of(self, name: dns.name.Name) -> _Zone | None:
-        return next((z for z in self.zones if name.is_subdomain(z.origin)), None)
+    def zone_of(self, name: str) -> _Zone | None:
+        """The deepest zone holding `name` (lowercase, absolute), if any."""
+        return next(
+            (z for z in self.zones if name == z.origin or name.endswith("." + z.origin)), None
+        )
 
     def answer(self, query: dns.message.Message) -> dns.message.Message:
         """The response to a parsed query (one question, class IN, opcode QUERY)."""
@@ -100,7 +102,8 @@ class Zones:
             return response
         question = query.question[0]
         qname, rdtype = question.name, question.rdtype
-        zone = self.zone_of(qname) if question.rdclass == dns.rdataclass.IN else None
+        key = qname.to_text().lower()
+        zone = self.zone_of(key) if question.rdclass == dns.rdataclass.IN else None
         if zone is None:
             response.set_rcode(dns.rcode.REFUSED)
             if query.edns >= 0:
@@ -109,9 +112,9 @@ class Zones:
                 response.use_edns(0, 0, _PAYLOAD, query.payload, options=[ede])
             return response
         response.flags |= dns.flags.AA
-        types = self.nodes.get(qname) or self._synthesize(qname, zone)
+        types = self.nodes.get(key) or self._synthesize(qname, key, zone)
         if types is None:
-            if qname not in self.ents:
+            if key not in self.ents:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             response.authority.append(self._negative(zone))
             return response
@@ -127,15 +130,15 @@ class Zones:
         return response
 
     def _synthesize(
-        self, qname: dns.name.Name, zone: _Zone
+        self, qname: dns.name.Name, key: str, zone: _Zone
     ) -> dict[int, dns.rrset.RRset] | None:
         """<a-b-c-d>.<ns>.pod.<zone> for any address, when pods are `insecure` (kind's mode)."""
         if not self.insecure_pods or zone.origin != self.domain:
             return None
-        labels = qname.relativize(self.domain).labels
-        if len(labels) != 3 or labels[2].lower() != b"pod":
+        labels = key[: -len(self.domain)].split(".")  # "a-b-c-d", "ns", "pod", ""
+        if len(labels) != 4 or labels[2] != "pod":
             return None
-        ip = undashed(labels[0].decode("ascii", "replace"))
+        ip = undashed(labels[0])
         if ip is None:
             return None
         rdtype = _A if ip.version == 4 else _AAAA
@@ -149,17 +152,24 @@ class Zones:
 
     def _add_glue(self, response: dns.message.Message, answers: list[dns.rrset.RRset]) -> None:
         """The addresses of SRV targets and NS hosts, in the additional section."""
-        seen: set[dns.name.Name] = set()
+        seen: set[str] = set()
         for rrset in answers:
             for rdata in rrset:
                 target = getattr(rdata, "target", None)
-                if not isinstance(target, dns.name.Name) or target in seen:
+                if not isinstance(target, dns.name.Name):
                     continue
-                seen.add(target)
+                text = target.to_text().lower()
+                if text in seen:
+                    continue
+                seen.add(text)
                 for rdtype in _ADDRESS_TYPES:
-                    glue = self.nodes.get(target, {}).get(rdtype)
+                    glue = self.nodes.get(text, {}).get(rdtype)
                     if glue is not None:
                         response.additional.append(glue)
+
+
+def _depth(zone: str) -> int:
+    return zone.rstrip(".").count(".")
 
 
 def _named(rrset: dns.rrset.RRset, qname: dns.name.Name) -> dns.rrset.RRset:
