@@ -449,3 +449,30 @@ def test_metrics_on_9153_count_requests_by_type_and_rcode(lab: Lab) -> None:
     assert int(rows['podnet_dns_responses_total{rcode="NXDOMAIN"}']) >= 1
     assert int(rows['podnet_dns_responses_total{rcode="REFUSED"}']) >= 1
     assert int(rows["podnet_dns_records"]) == len(records().records)
+
+
+def test_a_tcp_client_that_never_reads_is_cut_off_and_others_are_served(lab: Lab) -> None:
+    import socket
+
+    wire = dns.message.make_query("demo.dev.svc.cluster.local", "A").to_wire()
+    framed = len(wire).to_bytes(2, "big") + wire
+    with netns.entered(lab.client_ns):
+        greedy = socket.create_connection((DNS4, 53), timeout=5)
+    with greedy:
+        greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        cut = False
+        try:
+            for _ in range(200):  # 200 x 100 queries: megabytes of answers it never reads
+                greedy.sendall(framed * 100)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            cut = True
+        r, _ = query(lab, "demo.dev.svc.cluster.local", "A", tcp=True)
+        assert answers(r) == ["10.96.12.3"]
+        if not cut:  # everything was sent: the server must have closed it past its limit
+            greedy.settimeout(5)  # a timeout here (the connection kept open) fails the test
+            try:
+                while greedy.recv(1 << 20):
+                    pass
+            except ConnectionResetError:
+                pass
+    assert is_alive(lab.server)

@@ -260,3 +260,13 @@ def test_records_import_no_dnspython_and_no_pyroute2() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_ptr_records_only_inside_the_given_networks() -> None:
+    services, pods = lab()
+    only_services = cluster_records(services, pods, networks=("10.96.0.0/16",))
+    ptrs = [r.name for r in only_services.records if r.type == "PTR"]
+    assert ptrs == ["10.0.96.10.in-addr.arpa.", "3.12.96.10.in-addr.arpa."]
+    none = cluster_records(services, pods)
+    assert not [r for r in none.records if r.type == "PTR"]
+    assert none.zones == ("cluster.local.",)

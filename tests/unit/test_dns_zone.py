@@ -291,3 +291,8 @@ def test_server_command_runs_this_copy_of_podnet() -> None:
     assert argv == ["/usr/bin/python3", "-m", "podnet.dns.server", "--records",
                     "/run/podnet/kind/dns/records.json"]
     assert os.path.isfile(os.path.join(env["PYTHONPATH"], "podnet", "dns", "server.py"))
+
+
+def test_zone_transfers_are_refused() -> None:
+    for rdtype in ("AXFR", "IXFR"):
+        assert ask("cluster.local", rdtype).rcode() == dns.rcode.REFUSED

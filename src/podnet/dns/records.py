@@ -267,9 +267,10 @@ def cluster_records(
 ) -> RecordSet:
     """The record set of a cluster.
 
-    `networks`: the service and pod subnets of every family (their reverse zones are the
-    server's); `nameservers`: the DNS Service's ClusterIPs, for the NS records (ns.dns.<zone>,
-    as coredns names itself). Sorted, so the same cluster always gives the same file.
+    `networks`: the service and pod subnets of every family: their reverse zones are the
+    server's, and only addresses inside them get PTR records; `nameservers`: the DNS Service's
+    ClusterIPs, for the NS records (ns.dns.<zone>, as coredns names itself). Sorted, so the same
+    cluster always gives the same file.
     """
     domain = normalize_domain(domain)
     b = _Builder(domain)
@@ -285,6 +286,7 @@ def cluster_records(
             if ip not in ptr_done:  # endpoints are named by their Services already
                 b.add(reverse_name(ip), "PTR", name)
     zones = _zones(domain, networks)
+    b.out = {r for r in b.out if r.type != "PTR" or _inside(r.name, zones)}
     ns_name = f"ns.dns.{domain}."
     for ip in nameservers:
         b.address(ns_name, ip)
@@ -328,6 +330,10 @@ def _service(
         name = f"_{port.name}._{port.protocol.lower()}.{fqdn}"
         for target in targets:
             b.add(name, "SRV", f"0 {weight} {port.port} {target}")
+
+
+def _inside(name: str, zones: Sequence[str]) -> bool:
+    return any(name == zone or name.endswith("." + zone) for zone in zones)
 
 
 def _zones(domain: str, networks: Sequence[str]) -> tuple[str, ...]:

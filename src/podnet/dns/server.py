@@ -50,6 +50,7 @@ _UDP_PAYLOAD = 1232  # the most we send over UDP, whatever the client offers (DN
 _PLAIN_UDP = 512  # RFC 1035: a client without EDNS takes no more
 _TCP_IDLE = 10.0  # seconds a TCP client may stay silent (RFC 7766 suggests seconds)
 _MAX_TCP = 1024
+_MAX_UNREAD = 256 * 1024  # answers a TCP client has not read: past this it is cut off
 _CACHE_MAX = 20_000
 _BATCH = 64  # datagrams read per wake-up, so TCP clients get their turn
 Handler = Callable[[Any, int], None]
@@ -315,6 +316,9 @@ class DnsServer:
             out = self.handle(message, "tcp")
             if out is not None:
                 conn.outbuf += len(out).to_bytes(2, "big") + out
+        if len(conn.outbuf) > _MAX_UNREAD:  # it asks and never reads: not our memory to give
+            self._close_tcp(conn)
+            return
         if conn.outbuf:
             self._flush(conn)
 

@@ -29,6 +29,7 @@ __all__ = ["Zones"]
 
 _A, _AAAA = dns.rdatatype.A, dns.rdatatype.AAAA
 _ADDRESS_TYPES = (_A, _AAAA)
+_TRANSFERS = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
 _EDE_NOT_AUTHORITATIVE = dns.edns.EDECode.NOT_AUTHORITATIVE  # RFC 8914: 20
 _PAYLOAD = 1232  # the EDNS payload size we offer: DNS flag day 2020's, no fragments
 
@@ -111,23 +112,37 @@ class Zones:
                 ede = dns.edns.EDEOption(_EDE_NOT_AUTHORITATIVE, text)
                 response.use_edns(0, 0, _PAYLOAD, query.payload, options=[ede])
             return response
+        if rdtype in _TRANSFERS:
+            response.set_rcode(dns.rcode.REFUSED)  # no zone transfers: podnet has the records
+        else:
+            self._authoritative(response, qname, key, rdtype, zone)
+        return response
+
+    def _authoritative(
+        self,
+        response: dns.message.Message,
+        qname: dns.name.Name,
+        key: str,
+        rdtype: dns.rdatatype.RdataType,
+        zone: _Zone,
+    ) -> None:
+        """Fill `response` for a name inside `zone`: records, NODATA or NXDOMAIN."""
         response.flags |= dns.flags.AA
         types = self.nodes.get(key) or self._synthesize(qname, key, zone)
         if types is None:
             if key not in self.ents:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             response.authority.append(self._negative(zone))
-            return response
+            return
         found = list(types.values()) if rdtype == dns.rdatatype.ANY else [types.get(rdtype)]
         answers = [rrset for rrset in found if rrset is not None]
         if not answers:
             response.authority.append(self._negative(zone))
-            return response
+            return
         for rrset in answers:
             response.answer.append(_named(rrset, qname))
         if rdtype in (dns.rdatatype.SRV, dns.rdatatype.NS):
             self._add_glue(response, answers)
-        return response
 
     def _synthesize(
         self, qname: dns.name.Name, key: str, zone: _Zone
