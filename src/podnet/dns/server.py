@@ -253,6 +253,7 @@ class DnsServer:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
+        self.selector.close()
 
     # Events ----------------------------------------------------------------------------------
 

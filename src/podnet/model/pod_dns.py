@@ -79,14 +79,15 @@ def _dns_config(r: Reader, value: object, path: str) -> PodDNSConfig | None:
     )
 
 
+def _at_most(r: Reader, items: list[Any], path: str, limit: int, noun: str, hint: str) -> None:
+    if len(items) > limit:
+        r.add(path, f"has {len(items)} {noun}, more than {limit}", hint)
+
+
 def _nameservers(r: Reader, value: object, path: str) -> list[str]:
     items = r.items(value, path)
-    if len(items) > MAX_DNS_NAMESERVERS:
-        r.add(
-            path,
-            f"has {len(items)} addresses, more than {MAX_DNS_NAMESERVERS}",
-            "the resolver reads three nameservers: keep three",
-        )
+    hint = "the resolver reads three nameservers: keep three"
+    _at_most(r, items, path, MAX_DNS_NAMESERVERS, "addresses", hint)
     out = []
     for i, item in enumerate(items):
         text = r.text(item, f"{path}[{i}]")
@@ -101,12 +102,8 @@ def _nameservers(r: Reader, value: object, path: str) -> list[str]:
 
 def _searches(r: Reader, value: object, path: str) -> list[str]:
     items = r.items(value, path)
-    if len(items) > MAX_DNS_SEARCHES:
-        r.add(
-            path,
-            f"has {len(items)} domains, more than {MAX_DNS_SEARCHES}",
-            f"keep at most {MAX_DNS_SEARCHES} search domains",
-        )
+    hint = f"keep at most {MAX_DNS_SEARCHES} search domains"
+    _at_most(r, items, path, MAX_DNS_SEARCHES, "domains", hint)
     out = []
     for i, item in enumerate(items):
         text = r.text(item, f"{path}[{i}]")
