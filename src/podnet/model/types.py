@@ -21,7 +21,9 @@ __all__ = [
     "Attachment",
     "ClusterSpec",
     "ContainerSpec",
+    "DNSPolicy",
     "NodeSpec",
+    "PodDNSConfig",
     "PodSpec",
     "Routing",
     "ServicePort",
@@ -50,6 +52,7 @@ DEFAULT_NODE_SUBNETS: dict[Family, IPNetwork] = {
 # kindnet's /32 per veth; a cni0-style bridge; AWS VPC CNI's pods on the node network's subnet
 Attachment = Literal["ptp", "bridge", "vpc"]
 Routing = Literal["static", "host-gw", "vxlan"]  # how a node reaches other nodes' pod CIDRs
+DNSPolicy = Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,15 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class PodDNSConfig:
+    """spec.dnsConfig: merged into the resolv.conf the policy gives (see podnet.dns.resolv)."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()  # (name, value): ndots:2 is ("ndots", "2")
+
+
+@dataclass(frozen=True)
 class PodSpec:
     name: str
     namespace: str = "default"
@@ -70,6 +82,10 @@ class PodSpec:
     containers: tuple[ContainerSpec, ...] = ()
     node: str | None = None  # spec.nodeName: pinned; None lets the planner place it
     owner: str | None = None  # the Deployment that made it, if any
+    hostname: str | None = None  # spec.hostname and spec.subdomain: with a headless Service
+    subdomain: str | None = None  # named <subdomain>, DNS has <hostname>.<subdomain>.<ns>.svc
+    dns_policy: DNSPolicy = "ClusterFirst"
+    dns_config: PodDNSConfig | None = None
 
     @property
     def key(self) -> str:

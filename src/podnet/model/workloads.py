@@ -8,13 +8,14 @@ the Pods of the file already took.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from podnet.model import naming
 from podnet.model.addresses import Family, IPAddress
 from podnet.model.containers import ONLY_TCP_UDP, PROTOCOLS, read_pod_spec
 from podnet.model.fields import Reader, read_target_port
+from podnet.model.pod_dns import read_pod_dns
 from podnet.model.types import PodSpec
 from podnet.model.validate import ClusterDraft, Origin, PodDraft, PortDraft, ServiceDraft
 
@@ -58,8 +59,7 @@ def add_replicas(draft: ClusterDraft, deployments: list[Deployment]) -> None:
         used = taken.setdefault(dep.namespace, set())
         for name in naming.replica_pod_names(dep.name, dep.template_hash, dep.replicas, used):
             used.add(name)
-            t = dep.template
-            replica = PodSpec(name, t.namespace, t.labels, t.containers, t.node, dep.name)
+            replica = replace(dep.template, name=name, owner=dep.name)
             draft.pods.append(PodDraft(replica, dep.origin, dep.port_names))
 
 
@@ -111,9 +111,13 @@ def read_pod(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
     spec = r.mapping(m.get("spec"), "spec", required="a Pod needs spec.containers")
     given = isinstance(m.get("spec"), dict)  # else only "spec is missing" is reported
     containers, node, port_names = read_pod_spec(r, spec, "spec", given)
+    dns = read_pod_dns(r, spec, "spec")
     if name is None:
         return
-    pod = PodSpec(name, namespace, labels, containers, node)
+    pod = PodSpec(
+        name, namespace, labels, containers, node, None,
+        dns.hostname, dns.subdomain, dns.policy, dns.config,
+    )
     draft.pods.append(PodDraft(pod, r.origin, port_names))
 
 
@@ -171,6 +175,7 @@ def read_deployment(
     containers, node, port_names = read_pod_spec(
         r, pod_spec, "spec.template.spec", isinstance(template.get("spec"), dict)
     )
+    dns = read_pod_dns(r, pod_spec, "spec.template.spec")
     if name is None:
         return
     draft.deployments.append((f"{namespace}/{name}", r.origin))
@@ -180,7 +185,10 @@ def read_deployment(
             namespace,
             replicas,
             naming.pod_template_hash(template),
-            PodSpec("", namespace, labels, containers, node, owner=name),
+            PodSpec(
+                "", namespace, labels, containers, node, name,
+                dns.hostname, dns.subdomain, dns.policy, dns.config,
+            ),
             Origin(r.origin.doc, r.origin.where, "spec.template"),
             port_names,
         )
