@@ -221,11 +221,19 @@ def _union(desired: Layout, previous: Layout | None) -> Layout:
 def _record_after_failure(
     state: lab_state.LabState, previous: Layout | None, desired: Layout, topology: str
 ) -> None:
-    """After a rollback, record what may still exist so `down` can remove it."""
+    """After a rollback, record what the lab is now: what it was, and what of this run's work
+    outlived the rollback (a namespace podnet still owns), so `down` can remove it."""
     if previous is None and not state.owned and not state.containers:
         lab_state.remove(desired.cluster)
         return
-    lab_state.save(
-        lab_state.LabState(_union(desired, previous), state.containers, topology, False,
-                           owned=state.owned)
+    union = _union(desired, previous)
+    was = previous or replace(desired, nodes=(), pods=())
+    kept_nodes = {n.name for n in was.nodes}
+    kept_pods = {p.key for p in was.pods}
+    left = replace(
+        union,
+        nodes=tuple(n for n in union.nodes if n.name in kept_nodes or n.netns in state.owned),
+        pods=tuple(p for p in union.pods if p.key in kept_pods or p.netns in state.owned),
     )
+    lab_state.save(lab_state.LabState(left, state.containers, topology, False,
+                                      owned=state.owned))

@@ -312,7 +312,11 @@ def _birth_sysctls(lay: Layout, *, router: bool) -> tuple[tuple[str, str], ...]:
     if 6 not in lay.families:
         return (*out, ("net.ipv6.conf.all.disable_ipv6", "1"),
                 ("net.ipv6.conf.default.disable_ipv6", "1"))
-    out += [("net.ipv6.conf.all.accept_dad", "0"), ("net.ipv6.conf.default.accept_dad", "0")]
+    # No DAD, no router solicitations: fewer multicast neighbour entries in the machine-wide
+    # table, and addresses usable at once.
+    out += [("net.ipv6.conf.all.accept_dad", "0"), ("net.ipv6.conf.default.accept_dad", "0"),
+            ("net.ipv6.conf.all.router_solicitations", "0"),
+            ("net.ipv6.conf.default.router_solicitations", "0")]
     if router:
         out += [("net.ipv6.conf.all.forwarding", "1"), ("net.ipv6.conf.default.accept_ra", "0")]
     return tuple(out)
