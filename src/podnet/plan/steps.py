@@ -23,6 +23,7 @@ from podnet.plan.layout import (
     link_mac,
 )
 from podnet.plan.ops import (
+    ALL_PODS,
     AddAddress,
     AddBridge,
     AddRoute,
@@ -65,8 +66,6 @@ __all__ = [
     "seen_as_planned",
     "service_hosts",
 ]
-
-ALL_PODS = "*"  # the target of a POD_STOP that stops every pod of the lab
 
 
 class Action(StrEnum):
