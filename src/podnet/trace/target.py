@@ -98,6 +98,12 @@ def _find(host: Host, selector: str, namespace: str | None) -> list[Namespace]:
     found = host.find(selector)
     if found:
         return found
+    if selector.startswith("pid:") and selector[4:].isdigit():  # a named one is labelled by name
+        try:
+            inode = os.stat(f"/proc/{selector[4:]}/ns/net").st_ino
+        except OSError:
+            return []
+        return [ns for ns in host.namespaces if ns.inode == inode]
     return [ns for ns in host.namespaces if _pod_matches(ns, selector, None)]
 
 
