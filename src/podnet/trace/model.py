@@ -14,6 +14,7 @@ from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAn
 from podnet.trace.nft import Nat, Packet
 
 __all__ = [
+    "FullSize",
     "Hop",
     "HopStatus",
     "Outcome",
@@ -60,6 +61,8 @@ class Hop:
     status: HopStatus = "ok"
     reason: str = ""  # for warn and broken: no route, interface down, rule drop, ...
     notes: tuple[str, ...] = ()
+    dev: str | None = None  # the interface the packet leaves by here (arrives on, at the end)
+    mtu: int | None = None  # that interface's MTU
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,23 @@ class Path:
     end: str | None = None  # the namespace it was delivered to (label)
     broken: int | None = None  # index of the hop to blame
     nat: tuple[tuple[str, Nat, Packet], ...] = ()  # (namespace label, NAT, packet before it)
+    size: int | None = None  # the full-size packet the walk carried (bytes), if any
+    too_big: int | None = None  # index of the hop where a packet of `size` cannot pass
 
     @property
     def broken_hop(self) -> Hop | None:
         return None if self.broken is None else self.hops[self.broken]
+
+
+@dataclass(frozen=True)
+class FullSize:
+    """A packet as large as the path's first link allows, DF set, PMTU discovery off: what an
+    MTU black hole swallows while handshakes and pings pass."""
+
+    ok: bool
+    size: int  # bytes of the IP packet
+    detail: str
+    elapsed_ms: float
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,7 @@ class ProbeResult:
     detail: str
     elapsed_ms: float
     local: str | None = None  # the source address:port the probe used
+    full: FullSize | None = None  # sent once the small probe got through
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import Literal
 
 from podnet.inspect.model import Host, Namespace
@@ -72,17 +73,20 @@ def trace_between(
     port = port if port is not None else dst.port
     proto = "tcp" if port is not None else "icmp"
     result: ProbeResult | None = None
+    first = reads.route(src, dst.ip)
     if send_probe:
         what = f"probing {dst.ip}" + (f":{port}" if port else "") + f" from {src.label}"
+        link = next((i for i in src.interfaces if i.ifindex == first.oif), None)
         with (status or (lambda _t: nullcontext()))(what):
-            result = probe(namespace_path(src), dst.ip, port, timeout=timeout)
-    first = reads.route(src, dst.ip)
+            result = probe(namespace_path(src), dst.ip, port, timeout=timeout,
+                           mtu=link.mtu if link else None)
     sport = None
     if result is not None and result.local and ":" in result.local:
         sport = int(result.local.rsplit(":", 1)[1])
     packet = Packet(first.src or str(ipaddress.IPv4Address(0)), dst.ip, proto, sport, port)
     index = HostIndex(host)
-    forward = _walk_backend(host, reads, src, packet, result, index)
+    size = result.full.size if result is not None and result.full is not None else 0
+    forward = _blame_size(_walk_backend(host, reads, src, packet, result, index, size), result)
     reverse = None
     if result is not None and not result.ok and forward.outcome == "delivered" and forward.end:
         end = next(ns for ns in host.namespaces if ns.label == forward.end)
@@ -96,15 +100,26 @@ def trace_between(
 
 
 def _walk_backend(host: Host, reads: Reads, src: Namespace, packet: Packet,
-                  result: ProbeResult | None, index: HostIndex) -> Path:
+                  result: ProbeResult | None, index: HostIndex, size: int) -> Path:
     """Walk; when a Service spread the connection over backends, walk again following the
     one conntrack says the probe's connection got (else the first stands)."""
-    path = walk(host, reads, src, packet, index=index)
+    path = walk(host, reads, src, packet, index=index, size=size)
     chosen = _probed_backend(reads, host, path, result)
     dnat = next((n for _, n, _ in path.nat if n.kind == "dnat"), None)
     if chosen is None or dnat is None or dnat.addr == chosen:
         return path
-    return walk(host, reads, src, packet, prefer=chosen, index=index)
+    return walk(host, reads, src, packet, prefer=chosen, index=index, size=size)
+
+
+def _blame_size(path: Path, result: ProbeResult | None) -> Path:
+    """When the full-size probe failed, the hop where the walk found it too big is broken."""
+    full = result.full if result is not None else None
+    if full is None or full.ok or path.too_big is None:
+        return path
+    hops = list(path.hops)
+    hops[path.too_big] = replace(hops[path.too_big], status="broken", reason="too big")
+    broken = path.too_big if path.broken is None else min(path.broken, path.too_big)
+    return replace(path, hops=tuple(hops), broken=broken)
 
 
 def _probed_backend(reads: Reads, host: Host, path: Path,
@@ -121,30 +136,44 @@ def _probed_backend(reads: Reads, host: Host, path: Path,
 Verdict = Literal["works", "broken", "unknown"]
 
 
+def _at(path: Path, way: str) -> str:
+    hop = path.broken_hop
+    assert hop is not None and path.broken is not None
+    return f"broken {way}at hop {path.broken + 1} ({hop.owner}): {hop.reason}: {hop.text}"
+
+
 def judge(forward: Path, reverse: Path | None,
           result: ProbeResult | None) -> tuple[Verdict, str]:
     """The verdict and one sentence: the probe decides, the walks say where and why."""
-    def at(path: Path, way: str) -> str:
-        hop = path.broken_hop
-        assert hop is not None and path.broken is not None
-        return f"broken {way}at hop {path.broken + 1} ({hop.owner}): {hop.reason}: {hop.text}"
-
     walked = forward.outcome == "delivered"
     if result is not None and result.ok:
-        if forward.broken is None:
-            return "works", f"path works: {result.detail} in {result.elapsed_ms:.1f} ms"
-        return "works", (f"the probe got through ({result.detail}), though the walk stopped "
-                         f"at hop {forward.broken + 1}: {forward.hops[forward.broken].text}")
+        return _got_through(forward, result)
     failed = "" if result is None else f"probe failed ({result.outcome}); "
     if forward.broken is not None:
-        return "broken", failed + at(forward, "")
+        return "broken", failed + _at(forward, "")
     if reverse is not None and reverse.broken is not None:
-        return "broken", failed + at(reverse, "on the way back ")
+        return "broken", failed + _at(reverse, "on the way back ")
     if result is None:
         return ("works", "the kernel's tables carry the packet there (no probe was sent)") \
             if walked else ("unknown", f"the walk ended ({forward.outcome}) before the destination")
     return "unknown", (f"probe failed ({result.detail}), but the kernel's tables show a path "
                        "both ways: look at rules podnet could not evaluate, or at the process")
+
+
+def _got_through(forward: Path, result: ProbeResult) -> tuple[Verdict, str]:
+    """The small probe got through: the full-size one decides (an MTU black hole or not)."""
+    full = result.full
+    if full is not None and not full.ok:
+        if forward.too_big is not None:
+            return "broken", (f"small packets pass ({result.detail}), full-size ones do not: "
+                              + _at(forward, ""))
+        return "broken", (f"small packets pass ({result.detail}), full-size ones do not "
+                          f"({full.detail}); every link's MTU fits {full.size} bytes, so look "
+                          "for a hop that drops them without saying (a middlebox, a rule)")
+    if forward.broken is None:
+        return "works", f"path works: {result.detail} in {result.elapsed_ms:.1f} ms"
+    return "works", (f"the probe got through ({result.detail}), though the walk stopped "
+                     f"at hop {forward.broken + 1}: {forward.hops[forward.broken].text}")
 
 
 def _who(ns: Namespace) -> str:

@@ -45,6 +45,7 @@ class Tunnel:
     inner: Packet
     vxlan: Vxlan
     ifname: str
+    size: int | None = None  # the inner packet's size, given back when it is decapsulated
 
 
 @dataclass
@@ -64,6 +65,9 @@ class WalkerBase:
     warn_notes: tuple[str, ...] = ()
     mark: int = 0  # the packet mark: set and read by nftables rules within one namespace
     mark_ns: int = 0  # the namespace (inode) the mark belongs to: crossing a veth clears it
+    size: int | None = None  # bytes of the full-size packet walked (0: the first link's MTU)
+    too_big: int | None = None  # the hop where a packet of `size` could not pass
+    full_size: int | None = None  # `size` as the walk started with it (outside any tunnel)
 
     def __post_init__(self) -> None:
         self.index = self.index or HostIndex(self.host)
@@ -74,10 +78,30 @@ class WalkerBase:
     # --- hops ---------------------------------------------------------------------------------
 
     def add(self, ns: Namespace, step: str, text: str, commands: tuple[str, ...] = (),
-            status: HopStatus = "ok", reason: str = "", notes: tuple[str, ...] = ()) -> int:
+            status: HopStatus = "ok", reason: str = "", notes: tuple[str, ...] = (), *,
+            dev: Interface | None = None) -> int:
         self.hops.append(Hop(step, ns.label, owner_of(ns), text, commands, status, reason,
-                             notes))
+                             notes, dev.ifname if dev else None, dev.mtu if dev else None))
         return len(self.hops) - 1
+
+    # --- the full-size packet -----------------------------------------------------------------
+
+    def fits(self, iface: Interface, why: str) -> None:
+        """Whether the full-size packet fits `iface`; if not, the last hop is where it fails
+        (marked `warn`: small packets pass; `trace` makes it the broken hop when the full-size
+        probe failed)."""
+        if self.size == 0 and iface.mtu:
+            self.size = iface.mtu  # the source's first link sets the size of a full packet
+        if self.full_size is None and self.size:
+            self.full_size = self.size
+        if not self.size or not iface.mtu or self.size <= iface.mtu or self.too_big is not None:
+            return
+        hop = self.hops[-1]
+        note = (f"a {self.size}-byte packet does not fit {iface.ifname} (mtu {iface.mtu}): "
+                + why)
+        self.hops[-1] = replace(hop, status="warn" if hop.status == "ok" else hop.status,
+                                reason=hop.reason or "too big", notes=(*hop.notes, note))
+        self.too_big = len(self.hops) - 1
 
     def end(self, outcome: Outcome, pkt: Packet, ns: Namespace | None = None) -> Path:
         broken = next((i for i, h in enumerate(self.hops) if h.status == "broken"), None)
@@ -88,7 +112,7 @@ class WalkerBase:
                                              notes=(*hop.notes, *self.warn_notes))
             broken = self.warned
         return Path(tuple(self.hops), outcome, pkt, ns.label if ns else None, broken,
-                    tuple(self.nat_log))
+                    tuple(self.nat_log), self.full_size, self.too_big)
 
     def fail(self, ns: Namespace, step: str, text: str, reason: str,
              commands: tuple[str, ...] = (), notes: tuple[str, ...] = (),
