@@ -10,7 +10,7 @@ import socket
 import struct
 import termios
 
-__all__ = ["dont_fragment", "max_segment", "path_mtu", "unacked"]
+__all__ = ["FullSegment", "dont_fragment", "max_segment", "path_mtu", "unacked"]
 
 # linux/in.h and linux/in6.h (Python's socket module names none of them)
 IP_MTU_DISCOVER, IP_MTU, IPV6_MTU_DISCOVER, IPV6_MTU = 10, 14, 23, 24
@@ -43,3 +43,51 @@ def path_mtu(sock: socket.socket) -> int:
     level = socket.IPPROTO_IPV6 if sock.family == socket.AF_INET6 else socket.IPPROTO_IP
     option = IPV6_MTU if sock.family == socket.AF_INET6 else IP_MTU
     return int(sock.getsockopt(level, option))
+
+
+_TCPI_OPT_TIMESTAMPS = 1
+
+
+class FullSegment:
+    """One segment that fills a packet, sent on a connected TCP socket whose DF is set (see
+    `dont_fragment`), and what became of it. It fails when it is not acknowledged (dropped
+    without a word: a black hole), or when an ICMP 'fragmentation needed' lowered the path MTU
+    below `mtu`, the first link's (TCP then resends smaller pieces; UDP, and paths that drop
+    ICMP, would not). `verdict` is (ok, words) once known."""
+
+    def __init__(self, sock: socket.socket, mtu: int | None = None) -> None:
+        self.sock = sock
+        self.mtu = mtu or path_mtu(sock)
+        data = max_segment(sock)
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+        options = 12 if info[5] & _TCPI_OPT_TIMESTAMPS else 0
+        self.size = data + (40 if sock.family == socket.AF_INET6 else 20) + 20 + options
+        self.verdict: tuple[bool, str] | None = None
+        held = path_mtu(sock)
+        if held < self.mtu:
+            self.verdict = (False, f"the kernel already holds a path MTU of {held} for this "
+                            f"destination, below the first link's {self.mtu}: an ICMP "
+                            "'fragmentation needed' lowered it (`ip route get` shows it)")
+            return
+        head = b"GET / HTTP/1.0\r\nX-Podnet-Probe: "
+        sock.setblocking(False)
+        try:
+            sock.send(head + b"x" * max(0, data - len(head)))
+        except OSError as exc:
+            self.verdict = (False, f"the full-size segment could not be sent: {exc.strerror}")
+
+    def poll(self) -> tuple[bool, str] | None:
+        """The verdict, once the segment was acknowledged; None while it is not."""
+        if self.verdict is None and not unacked(self.sock):
+            learnt = path_mtu(self.sock)
+            self.verdict = (True, f"a {self.size}-byte packet (DF) was acknowledged") \
+                if learnt >= self.mtu else \
+                (False, f"a {self.size}-byte packet (DF) was refused: a hop answered "
+                 f"'fragmentation needed', the path carries {learnt} bytes; TCP resent it in "
+                 "smaller pieces")
+        return self.verdict
+
+    def give_up(self, timeout: float) -> tuple[bool, str]:
+        return self.poll() or (False, f"a {self.size}-byte packet (DF) was not acknowledged "
+                               f"within {timeout:g} s, though the handshake was: dropped "
+                               "without an ICMP")

@@ -14,20 +14,15 @@ import errno
 import os
 import select
 import socket
-import struct
 import time
 from dataclasses import replace
 
-from podnet.kernel import netns
-from podnet.kernel.sockopts import dont_fragment, max_segment, path_mtu, unacked
+from podnet.kernel import echo, netns
+from podnet.kernel.sockopts import FullSegment, dont_fragment, path_mtu
 from podnet.trace.model import FullSize, ProbeResult
 
 __all__ = ["full_segment", "probe"]
 
-_ICMP_ECHO_REQUEST = 8
-_ICMP_ECHO_REPLY = 0
-_ICMP_UNREACHABLE = 3
-_FRAG_NEEDED = 4  # an ICMP unreachable's code when DF forbids the fragmenting a hop needs
 
 
 def _open(path: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
@@ -50,47 +45,16 @@ def probe(path: str | None, dst: str, port: int | None, *, timeout: float = 2.0,
     return _connect(path, dst, port, timeout, mtu if full else 0)
 
 
-_TCPI_OPT_TIMESTAMPS = 1
-
-
 def full_segment(sock: socket.socket, timeout: float, mtu: int | None = None) -> FullSize:
-    """Send one segment that fills a packet on a connected TCP socket (DF set) and wait until
-    the peer acknowledges it. It fails when it is not acknowledged (dropped without a word: a
-    black hole), or when an ICMP 'fragmentation needed' lowered the path MTU below `mtu` (TCP
-    then resends smaller pieces; UDP, and paths that drop ICMP, would not)."""
+    """Send one segment that fills a packet on a connected TCP socket (DF set) and wait for
+    its acknowledgement (see `podnet.kernel.sockopts.FullSegment`)."""
     start = time.perf_counter()
-    mtu = mtu or path_mtu(sock)
-    data = max_segment(sock)
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
-    options = 12 if info[5] & _TCPI_OPT_TIMESTAMPS else 0
-    size = data + (40 if sock.family == socket.AF_INET6 else 20) + 20 + options
-    head = b"GET / HTTP/1.0\r\nX-Podnet-Probe: "
-
-    def done(ok: bool, detail: str) -> FullSize:
-        return FullSize(ok, size, detail, (time.perf_counter() - start) * 1000)
-
-    if path_mtu(sock) < mtu:
-        return done(False, f"the kernel already holds a path MTU of {path_mtu(sock)} for this "
-                    f"destination, below the first link's {mtu}: an ICMP 'fragmentation "
-                    "needed' lowered it (`ip route get` shows it; `ip route flush cache` "
-                    "forgets it)")
-    sock.setblocking(False)
-    try:
-        sock.send(head + b"x" * max(0, data - len(head)))
-    except OSError as exc:
-        return done(False, f"the full-size segment could not be sent: {exc.strerror}")
+    segment = FullSegment(sock, mtu)
     deadline = start + timeout
-    while unacked(sock):
-        if time.perf_counter() > deadline:
-            return done(False, f"a {size}-byte packet (DF) was not acknowledged within "
-                        f"{timeout:g} s, though the handshake was: dropped without an ICMP")
+    while segment.poll() is None and time.perf_counter() < deadline:
         time.sleep(0.002)
-    learnt = path_mtu(sock)
-    if learnt < mtu:
-        return done(False, f"a {size}-byte packet (DF) was refused: a hop answered "
-                    f"'fragmentation needed', the path carries {learnt} bytes; TCP resent it "
-                    "in smaller pieces")
-    return done(True, f"a {size}-byte packet (DF) was acknowledged")
+    ok, detail = segment.give_up(timeout)
+    return FullSize(ok, segment.size, detail, (time.perf_counter() - start) * 1000)
 
 
 def _connect(path: str | None, dst: str, port: int, timeout: float,
@@ -126,15 +90,6 @@ def _connect(path: str | None, dst: str, port: int, timeout: float,
         sock.close()
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int(x) for x in struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
 def _full_echo(path: str | None, dst: str, timeout: float, mtu: int | None) -> FullSize:
     """An echo request as large as the first link's MTU, DF set: the reply is as large."""
     size = mtu
@@ -157,19 +112,13 @@ def _echo(path: str | None, dst: str, timeout: float, *, size: int = 0,
           seq: int = 1) -> ProbeResult:
     """An echo request; `size`: the whole IP packet's bytes, DF set (0: a small one)."""
     ident = os.getpid() & 0xFFFF
-    payload = b"podnet trace"
-    if size:
-        payload = (payload * (size // len(payload) + 1))[: max(0, size - 28)]
-    header = struct.pack("!BBHHH", _ICMP_ECHO_REQUEST, 0, 0, ident, seq)
-    packet = struct.pack("!BBHHH", _ICMP_ECHO_REQUEST, 0, _checksum(header + payload), ident,
-                         seq) + payload
     start = time.perf_counter()
     sock = _open(path, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     try:
         if size:
             dont_fragment(sock, ignore_path_mtu=True)
         try:
-            sock.sendto(packet, (dst, 0))
+            sock.sendto(echo.request(ident, seq, size), (dst, 0))
         except OSError as exc:
             ms = (time.perf_counter() - start) * 1000
             return ProbeResult("icmp", False, "unreachable", exc.strerror or str(exc), ms)
@@ -181,24 +130,10 @@ def _echo(path: str | None, dst: str, timeout: float, *, size: int = 0,
                 return ProbeResult("icmp", False, "timeout",
                                    f"no echo reply from {dst} within {timeout:g} s", ms)
             ready, _, _ = select.select([sock], [], [], left)
-            if not ready:
-                continue
-            data, (sender, _) = sock.recvfrom(65536)
-            ms = (time.perf_counter() - start) * 1000
-            body = data[(data[0] & 0x0F) * 4:]  # past the IP header
-            if len(body) < 8:
-                continue
-            kind, code = body[0], body[1]
-            if kind == _ICMP_ECHO_REPLY and sender == dst:
-                if struct.unpack("!HH", body[4:8]) == (ident, seq):
-                    return ProbeResult("icmp", True, "reply", f"echo reply from {dst}", ms)
-            elif kind == _ICMP_UNREACHABLE and len(body) >= 36:
-                inner = body[8:]
-                inner_icmp = inner[(inner[0] & 0x0F) * 4:]
-                if len(inner_icmp) >= 6 and struct.unpack("!H", inner_icmp[4:6])[0] == ident:
-                    why = (f"fragmentation needed: its next hop carries {body[6] << 8 | body[7]}"
-                           " bytes" if code == _FRAG_NEEDED else f"code {code}")
-                    return ProbeResult("icmp", False, "unreachable",
-                                       f"{sender} says destination unreachable ({why})", ms)
+            answer = echo.read_answer(sock, dst, ident, seq) if ready else None
+            if answer is not None:
+                ms = (time.perf_counter() - start) * 1000
+                return ProbeResult("icmp", answer.ok, "reply" if answer.ok else "unreachable",
+                                   answer.detail, ms)
     finally:
         sock.close()
