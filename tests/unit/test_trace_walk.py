@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from podnet.inspect.model import Host, Interface, Namespace, PeerRef, Route
 from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAnswer, Vxlan
 from podnet.trace.nft import Packet
+from podnet.trace.text import mtu_line
 from podnet.trace.walk import walk
 
 
@@ -226,3 +227,57 @@ def test_vxlan_without_an_fdb_entry_is_broken_at_the_tunnel() -> None:
     path = walk(host, reads, host.find("pa")[0], PKT)
     hop = path.broken_hop
     assert hop is not None and hop.step == "vxlan" and hop.reason == "no fdb entry"
+
+
+# --- the full-size packet: each link's MTU ------------------------------------------------------
+
+
+def with_mtu(host: Host, label: str, ifname: str, mtu: int) -> Host:
+    ns = host.find(label)[0]
+    changed = replace(ns, interfaces=tuple(replace(i, mtu=mtu) if i.ifname == ifname else i
+                                           for i in ns.interfaces))
+    return Host(tuple(changed if x.label == label else x for x in host.namespaces))
+
+
+def test_pods_larger_than_the_tunnel_are_too_big_where_the_node_routes_into_it() -> None:
+    host, reads = vxlan_host()
+    host = with_mtu(host, "n1", "flannel.1", 1450)  # the pods stay at 1500
+    path = walk(host, reads, host.find("pa")[0], PKT, size=0)
+    assert path.outcome == "delivered" and path.broken is None  # small packets pass
+    assert path.size == 1500 and path.too_big == 2
+    hop = path.hops[2]
+    assert (hop.netns, hop.step, hop.status, hop.reason) == ("n1", "route", "warn", "too big")
+    assert (hop.dev, hop.mtu) == ("flannel.1", 1450)
+    assert any("does not fit flannel.1 (mtu 1450)" in n and "fragmentation needed" in n
+               for n in hop.notes)
+    assert path.hops[3].notes[0].startswith("VXLAN adds 50 bytes")
+    line = mtu_line(path)
+    assert line is not None and "flannel.1 1450 (+50 VXLAN) > eth0 1500" in line
+    assert line.endswith("a 1500-byte packet does not pass hop 3 (node n1)")
+
+
+def test_a_tunnel_as_large_as_its_underlay_is_too_big_on_the_underlay() -> None:
+    host, reads = vxlan_host()  # flannel.1 at 1500 over an eth0 of 1500: no room for 50 bytes
+    path = walk(host, reads, host.find("pa")[0], PKT, size=0)
+    assert path.too_big == 4 and path.hops[4].dev == "eth0"
+    assert any("tunnel's overhead" in n for n in path.hops[4].notes)
+    assert path.size == 1500  # the inner size, as the walk started
+
+
+def test_a_veth_end_smaller_than_its_peer_drops_without_a_word() -> None:
+    host = with_mtu(cluster(), "n1", "vetha", 1400)
+    path = walk(host, ptp_answers(), host.find("pa")[0], PKT, size=0)
+    assert path.too_big == 1
+    hop = path.hops[1]
+    assert (hop.netns, hop.step, hop.dev, hop.mtu) == ("pa", "veth", "eth0", 1500)
+    assert any("vetha in node n1 drops larger frames as they arrive" in n for n in hop.notes)
+
+
+def test_without_a_size_no_mtu_is_judged() -> None:
+    host = with_mtu(cluster(), "n1", "vetha", 1400)
+    path = walk(host, ptp_answers(), host.find("pa")[0], PKT)
+    assert path.size is None and path.too_big is None
+    assert all(h.status == "ok" for h in path.hops)
+    assert [(h.dev, h.mtu) for h in path.hops] == [
+        ("eth0", 1500), ("eth0", 1500), ("eth0", 1500), ("eth0", 1500), ("p2", 1500),
+        ("p2", 1500), ("vethb", 1500), ("vethb", 1500), ("eth0", 1500)]  # where it leaves

@@ -65,6 +65,7 @@ class FullSegment:
         self.verdict: tuple[bool, str] | None = None
         held = path_mtu(sock)
         if held < self.mtu:
+            self.size = self.mtu  # what a full-size packet is; TCP would send only `held`
             self.verdict = (False, f"the kernel already holds a path MTU of {held} for this "
                             f"destination, below the first link's {self.mtu}: an ICMP "
                             "'fragmentation needed' lowered it (`ip route get` shows it)")
