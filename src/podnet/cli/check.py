@@ -85,7 +85,7 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
 
 
 def _print_table(lay: Any, results: list[Any], matrix: dict[str, Any], *, wide: bool) -> None:
-    from podnet.plan.check import KINDS, NODE_NETWORK
+    from podnet.plan.check import COLUMNS, NODE_NETWORK
     from podnet.render.columns import columns
 
     pods = {p.key: p for p in lay.pods}
@@ -93,7 +93,7 @@ def _print_table(lay: Any, results: list[Any], matrix: dict[str, Any], *, wide: 
         f"lab {lay.cluster}: {lay.attachment} attachment, {lay.routing} routing, "
         f"{len(lay.pods)} pods on {len(lay.nodes)} nodes, pod MTU {lay.pod_mtu}\n"
     )
-    used = [k for k in KINDS if any(row[k].total for row in matrix.values())]
+    used = [k for k in COLUMNS if any(row[k].total for row in matrix.values())]
     rows = []
     for source, row in matrix.items():
         where = pods[source].node if source in pods else lay.fabric_netns

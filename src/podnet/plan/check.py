@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from podnet.plan.layout import Layout, PodLayout
 
 __all__ = [
+    "COLUMNS",
     "FULL_SIZE",
     "KINDS",
     "NODE_NETWORK",
@@ -38,9 +39,9 @@ __all__ = [
     "summarize",
 ]
 
-KINDS = ("self", "same-node", "other-node", "node", "service", "nodeport", "outside",
-         "full-size")
+KINDS = ("self", "same-node", "other-node", "node", "service", "nodeport", "outside")
 FULL_SIZE = "full-size"  # not a kind of path: the full-size probes of all of a source's paths
+COLUMNS = (*KINDS, FULL_SIZE)
 NODE_NETWORK = "node network"  # the source name of probes sent from the fabric namespace
 CLOSED_PORT = 9  # discard: nothing listens there in the lab, so the target's kernel resets
 NODE_PORT = 10250  # kubelet's port on a real node; closed here: a reset proves the path
@@ -181,7 +182,8 @@ class Cell:
 
 
 def summarize(results: Sequence[Result]) -> dict[str, dict[str, Cell]]:
-    """source -> kind -> how many of its probes of that kind worked, sources in probe order."""
+    """source -> kind (and full-size) -> how many of its probes of that kind worked, sources in
+    probe order."""
     table: dict[str, dict[str, list[int]]] = {}
     for r in results:
         row = table.setdefault(r.probe.source, {})
@@ -192,4 +194,4 @@ def summarize(results: Sequence[Result]) -> dict[str, dict[str, Cell]]:
             full = row.setdefault(FULL_SIZE, [0, 0])
             full[0] += r.full
             full[1] += 1
-    return {src: {k: Cell(*row.get(k, [0, 0])) for k in KINDS} for src, row in table.items()}
+    return {src: {k: Cell(*row.get(k, [0, 0])) for k in COLUMNS} for src, row in table.items()}
