@@ -63,6 +63,8 @@ class Hop:
     notes: tuple[str, ...] = ()
     dev: str | None = None  # the interface the packet leaves by here (arrives on, at the end)
     mtu: int | None = None  # that interface's MTU
+    seen: bool | None = None  # `trace --capture`: the probe was seen on `dev` (None: no capture)
+    wire: str = ""  # what that capture saw, for people
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from podnet.kernel import echo, netns
 from podnet.kernel.sockopts import FullSegment, dont_fragment, path_mtu
 from podnet.trace.model import FullSize, ProbeResult
 
-__all__ = ["full_segment", "probe"]
+__all__ = ["echo_ident", "free_port", "full_segment", "probe"]
 
 
 
@@ -33,16 +33,22 @@ def _open(path: str | None, family: int, kind: int, proto: int = 0) -> socket.so
 
 
 def probe(path: str | None, dst: str, port: int | None, *, timeout: float = 2.0,
-          full: bool = True, mtu: int | None = None) -> ProbeResult:
+          full: bool = True, mtu: int | None = None, sport: int | None = None) -> ProbeResult:
     """Send one probe from the namespace at `path` (None: this one) to `dst`; then, when it got
     through and `full` is set, a full-size one: as large as `mtu` (the first link's MTU; None:
-    the route's, as the kernel holds it for `dst`)."""
+    the route's, as the kernel holds it for `dst`). A TCP probe leaves from port `sport` when
+    given (a capture armed beforehand filters on it)."""
     if port is None:
         result = _echo(path, dst, timeout)
         if result.ok and full:
             result = replace(result, full=_full_echo(path, dst, timeout, mtu))
         return result
-    return _connect(path, dst, port, timeout, mtu if full else 0)
+    return _connect(path, dst, port, timeout, mtu if full else 0, sport)
+
+
+def echo_ident() -> int:
+    """The identifier of this process's echo requests (a capture matches on it)."""
+    return os.getpid() & 0xFFFF
 
 
 def full_segment(sock: socket.socket, timeout: float, mtu: int | None = None) -> FullSize:
@@ -58,7 +64,7 @@ def full_segment(sock: socket.socket, timeout: float, mtu: int | None = None) ->
 
 
 def _connect(path: str | None, dst: str, port: int, timeout: float,
-             mtu: int | None) -> ProbeResult:
+             mtu: int | None, sport: int | None) -> ProbeResult:
     """`mtu` 0: no full-size segment."""
     start = time.perf_counter()
     sock = _open(path, socket.AF_INET, socket.SOCK_STREAM)
@@ -66,6 +72,8 @@ def _connect(path: str | None, dst: str, port: int, timeout: float,
     try:
         sock.settimeout(timeout)
         dont_fragment(sock)
+        if sport is not None:
+            sock.bind(("0.0.0.0", sport))  # noqa: S104  # any address: the route picks it
         code = sock.connect_ex((dst, port))
         ms = (time.perf_counter() - start) * 1000
         try:
@@ -111,7 +119,7 @@ def _full_echo(path: str | None, dst: str, timeout: float, mtu: int | None) -> F
 def _echo(path: str | None, dst: str, timeout: float, *, size: int = 0,
           seq: int = 1) -> ProbeResult:
     """An echo request; `size`: the whole IP packet's bytes, DF set (0: a small one)."""
-    ident = os.getpid() & 0xFFFF
+    ident = echo_ident()
     start = time.perf_counter()
     sock = _open(path, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     try:
@@ -135,5 +143,15 @@ def _echo(path: str | None, dst: str, timeout: float, *, size: int = 0,
                 ms = (time.perf_counter() - start) * 1000
                 return ProbeResult("icmp", answer.ok, "reply" if answer.ok else "unreachable",
                                    answer.detail, ms)
+    finally:
+        sock.close()
+
+
+def free_port(path: str | None) -> int:
+    """A TCP port nothing in the namespace at `path` uses now (the kernel's pick)."""
+    sock = _open(path, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("0.0.0.0", 0))  # noqa: S104  # a port number is all that is wanted
+        return int(sock.getsockname()[1])
     finally:
         sock.close()

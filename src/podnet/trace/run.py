@@ -13,7 +13,7 @@ import ipaddress
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from podnet.inspect.model import Host, Namespace
 from podnet.trace.model import Path, ProbeResult, Reads, TraceReport
@@ -25,6 +25,9 @@ from podnet.trace.target import (
     resolve_source,
 )
 from podnet.trace.walk import HostIndex, walk
+
+if TYPE_CHECKING:
+    from podnet.trace.wire import Wire
 
 __all__ = ["judge", "run_trace", "trace_between"]
 
@@ -41,8 +44,10 @@ def run_trace(
     timeout: float = 2.0,
     cluster: str | None = None,
     status: Status | None = None,
+    capture: bool = False,
 ) -> TraceReport:
-    """Trace from the pod, node or namespace `source` to `destination` on this host."""
+    """Trace from the pod, node or namespace `source` to `destination` on this host; with
+    `capture`, a capture on each hop's interface shows where the probe really went."""
     from podnet.inspect.build import inspect_host
     from podnet.kernel.lookup import Lookup
     from podnet.trace.world import KernelReads
@@ -53,7 +58,8 @@ def run_trace(
     dst = resolve_destination(host, lab, destination, namespace, src)
     with Lookup() as lookup:
         return trace_between(host, KernelReads(lookup), src, dst, port=port,
-                             send_probe=send_probe, timeout=timeout, status=status)
+                             send_probe=send_probe, timeout=timeout, status=status,
+                             capture=capture)
 
 
 def trace_between(
@@ -66,20 +72,31 @@ def trace_between(
     send_probe: bool = True,
     timeout: float = 2.0,
     status: Status | None = None,
+    capture: bool = False,
 ) -> TraceReport:
-    from podnet.trace.probe import probe
+    from podnet.trace.probe import echo_ident, free_port, probe
     from podnet.trace.world import namespace_path
 
     port = port if port is not None else dst.port
     proto = "tcp" if port is not None else "icmp"
     result: ProbeResult | None = None
     first = reads.route(src, dst.ip)
+    index = HostIndex(host)
+    wire: Wire | None = None
+    seen = None
+    bound = free_port(namespace_path(src)) if capture and port is not None else None
     if send_probe:
+        if capture:
+            wire = _arm(host, reads, src, Packet(first.src or "", dst.ip, proto, bound, port),
+                        index, bound)
         what = f"probing {dst.ip}" + (f":{port}" if port else "") + f" from {src.label}"
         link = next((i for i in src.interfaces if i.ifindex == first.oif), None)
-        with (status or (lambda _t: nullcontext()))(what):
-            result = probe(namespace_path(src), dst.ip, port, timeout=timeout,
-                           mtu=link.mtu if link else None)
+        try:
+            with (status or (lambda _t: nullcontext()))(what):
+                result = probe(namespace_path(src), dst.ip, port, timeout=timeout,
+                               mtu=link.mtu if link else None, sport=bound)
+        finally:
+            seen = wire.stop() if wire is not None else None
     sport = None
     if result is not None and result.local and ":" in result.local:
         sport = int(result.local.rsplit(":", 1)[1])
@@ -87,6 +104,10 @@ def trace_between(
     index = HostIndex(host)
     size = result.full.size if result is not None and result.full is not None else 0
     forward = _blame_size(_walk_backend(host, reads, src, packet, result, index, size), result)
+    if wire is not None and seen is not None:
+        from podnet.trace import wire as wires
+
+        forward = wires.mark(forward, seen, bound, echo_ident())
     reverse = None
     if result is not None and not result.ok and forward.outcome == "delivered" and forward.end:
         end = next(ns for ns in host.namespaces if ns.label == forward.end)
@@ -97,6 +118,20 @@ def trace_between(
     source_text = f"{_who(src)} ({packet.src})"
     target = dst.text + (f" port {port}/{proto}" if port is not None else " (ICMP echo)")
     return TraceReport(source_text, target, forward, reverse, result, verdict, summary)
+
+
+def _arm(host: Host, reads: Reads, src: Namespace, packet: Packet, index: HostIndex,
+         sport: int | None) -> Wire:
+    """Captures on the interfaces a walk before the probe names (the way to each backend a
+    Service may pick, since the probe's pick is not known yet), listening already."""
+    from podnet.trace import wire
+
+    before = walk(host, reads, src, packet, index=index)
+    points = wire.points_of(before)
+    others = {a for _, nat, _ in before.nat for a, _ in nat.alternatives if a}
+    for other in sorted(others):
+        points += wire.points_of(walk(host, reads, src, packet, index=index, prefer=other))
+    return wire.Wire(host, list(dict.fromkeys(points)), wire.expression(sport)).start()
 
 
 def _walk_backend(host: Host, reads: Reads, src: Namespace, packet: Packet,

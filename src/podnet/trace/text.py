@@ -7,12 +7,12 @@ from typing import Any
 
 from podnet.trace.model import Hop, Path, TraceReport
 
-__all__ = ["mtu_line", "report_json", "report_text"]
+__all__ = ["mtu_line", "report_json", "report_text", "wire_line"]
 
 _MARK = {"ok": " ", "warn": "!", "broken": "X"}
 
 
-def _hop_lines(n: int, hop: Hop, *, commands: bool, width: int) -> list[str]:
+def _hop_lines(n: int, hop: Hop, *, commands: bool, width: int, wire: bool) -> list[str]:
     owner = hop.owner if len(hop.owner) <= width else hop.owner[: width - 3] + "..."
     mtu = f"  (mtu {hop.mtu})" if hop.mtu else ""
     head = f"{_MARK[hop.status]}{n:>3}  {owner:<{width}}  {hop.step:<9} {hop.text}{mtu}"
@@ -21,6 +21,8 @@ def _hop_lines(n: int, hop: Hop, *, commands: bool, width: int) -> list[str]:
     if hop.status != "ok" and hop.reason:
         lines.append(f"{pad}{hop.status}: {hop.reason}")
     lines += [f"{pad}{note}" for note in hop.notes]
+    if wire and hop.wire:
+        lines.append(f"{pad}wire: {hop.wire}")
     if commands:
         lines += [f"{pad}$ {c}" for c in hop.commands]
     return lines
@@ -29,9 +31,33 @@ def _hop_lines(n: int, hop: Hop, *, commands: bool, width: int) -> list[str]:
 def _path_lines(path: Path, *, commands: bool) -> list[str]:
     width = min(32, max((len(h.owner) for h in path.hops), default=8))
     out: list[str] = []
+    shown: set[tuple[str, str | None]] = set()  # a capture is shown at its first hop only
     for n, hop in enumerate(path.hops, 1):
-        out += _hop_lines(n, hop, commands=commands, width=width)
+        key = (hop.netns, hop.dev)
+        out += _hop_lines(n, hop, commands=commands, width=width, wire=key not in shown)
+        if hop.wire:
+            shown.add(key)
     return out
+
+
+def wire_line(path: Path) -> str | None:
+    """Where the captures last saw the probe: "captures: seen at hops 1-8, not from hop 9"."""
+    looked = [(n, h) for n, h in enumerate(path.hops, 1) if h.seen is not None]
+    if not looked:
+        return None
+    seen = [n for n, h in looked if h.seen]
+    missed = [n for n, h in looked if not h.seen]
+    if not missed:
+        return f"captures: the probe was seen on every interface captured ({len(looked)} hops)"
+    if not seen:
+        return "captures: the probe was seen nowhere: it did not leave its source"
+    last = max(seen)
+    after = [n for n in missed if n > last]
+    where = path.hops[last - 1]
+    text = f"captures: last seen at hop {last} ({where.owner}, {where.dev})"
+    if after:
+        text += f"; not seen from hop {after[0]} ({path.hops[after[0] - 1].owner}) on"
+    return text
 
 
 def mtu_line(path: Path) -> str | None:
@@ -63,6 +89,9 @@ def report_text(report: TraceReport, *, commands: bool = True) -> str:
     mtu = mtu_line(report.forward)
     if mtu:
         lines += ["", mtu]
+    wire = wire_line(report.forward)
+    if wire:
+        lines.append(wire)
     if report.reverse is not None:
         first = report.reverse.hops[0].owner if report.reverse.hops else "?"
         lines += ["", f"the way back, from {first}:"]

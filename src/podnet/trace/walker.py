@@ -116,8 +116,8 @@ class WalkerBase:
 
     def fail(self, ns: Namespace, step: str, text: str, reason: str,
              commands: tuple[str, ...] = (), notes: tuple[str, ...] = (),
-             pkt: Packet | None = None) -> Path:
-        self.add(ns, step, text, commands, "broken", reason, notes)
+             pkt: Packet | None = None, dev: Interface | None = None) -> Path:
+        self.add(ns, step, text, commands, "broken", reason, notes, dev=dev)
         return self.end("broken", pkt or Packet("", ""), ns)
 
     # --- topology -----------------------------------------------------------------------------
@@ -163,8 +163,11 @@ class WalkerBase:
             what = "policy drop" if rule.handle is None else f"rule handle {rule.handle}"
             text = (f"nftables {hook}: {result.verdict} by {rule.where()} {what}: "
                     f"`{rule.text}`")
+            # The interface it would have left by (arrived on, if it was not routed yet): a
+            # capture there shows the rule's effect.
+            dev = ns.interface(oif or iif or "")
             return pkt, self.fail(ns, "filter", text, "rule drop",
-                                  (ns_exec(ns, rule.command()),), notes, pkt), []
+                                  (ns_exec(ns, rule.command()),), notes, pkt, dev), []
         out = pkt
         for nat in result.nat:
             before = out
