@@ -10,6 +10,7 @@ from podnet.inspect.model import Host, Interface, Namespace
 from podnet.kernel.lookup import Vxlan
 from podnet.trace.model import Hop, HopStatus, Outcome, Path, Reads
 from podnet.trace.nft import HookContext, Nat, Packet, Ruleset, apply_nat, evaluate
+from podnet.trace.nft_xt import bind
 from podnet.trace.words import ipv4, nat_text, ns_exec, owner_of
 
 __all__ = ["HostIndex", "State", "Tunnel", "WalkerBase"]
@@ -140,7 +141,10 @@ class WalkerBase:
         """The namespace's nftables rules, read and indexed once per walk."""
         if ns.inode not in self.rulesets:
             read = self.reads.ruleset(ns)
-            self.rulesets[ns.inode] = Ruleset(read.objects) if read.objects else None
+            rules = Ruleset(read.objects) if read.objects else None
+            if rules is not None and read.iptables:
+                bind(rules, read.iptables)  # iptables-nft's xt rules, with their options
+            self.rulesets[ns.inode] = rules
         return self.rulesets[ns.inode]
 
     # --- netfilter ----------------------------------------------------------------------------

@@ -6,13 +6,14 @@ from __future__ import annotations
 import ipaddress
 
 from podnet.inspect.model import Interface, Namespace, Route
-from podnet.trace.nft_types import Nat, Packet
+from podnet.trace.nft_types import Nat, Packet, RuleRef
 
 __all__ = [
     "addresses",
     "bridge_cmd",
     "ip_cmd",
     "ipv4",
+    "kube_proxy",
     "link_problem",
     "matched_route",
     "nat_text",
@@ -111,8 +112,19 @@ def _endpoint(addr: str, port: int | None) -> str:
     return f"{addr}:{port}" if port is not None else addr
 
 
+def kube_proxy(rule: RuleRef) -> str | None:
+    """"kube-proxy: Service dev/demo:http, endpoint chain KUBE-SEP-..." for its rules."""
+    if not rule.chain.startswith(("KUBE-SEP-", "KUBE-SVC-", "KUBE-EXT-")) or not rule.comment:
+        return None
+    service = rule.comment.split(" -> ")[0].removesuffix(" cluster IP")
+    return f"kube-proxy: Service {service}, chain {rule.chain}"
+
+
 def nat_text(hook: str, nat: Nat, before: Packet, after: Packet) -> str:
     where = f"nftables {hook}, {nat.rule.where()}"
+    service = kube_proxy(nat.rule)
+    if service:
+        where = f"{service}; {where}"
     if nat.kind in ("dnat", "redirect"):
         text = (f"{nat.kind}: destination {_endpoint(before.dst, before.dport)} -> "
                 f"{_endpoint(after.dst, after.dport)} ({where})")

@@ -6,6 +6,8 @@ process that holds it (/proc/PID/ns/net); the one podnet runs in is asked direct
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from podnet.inspect.model import Namespace
 from podnet.kernel.lookup import (
     FdbEntry,
@@ -56,7 +58,19 @@ class KernelReads:
         return self.lookup.vxlan(namespace_path(ns), ifindex)
 
     def ruleset(self, ns: Namespace) -> NftRead:
-        return self.lookup.ruleset(namespace_path(ns))
+        """nftables' rules; where iptables-nft wrote some (xt expressions), its own listing
+        too, for their options."""
+        path = namespace_path(ns)
+        read = self.lookup.ruleset(path)
+        families = sorted({str(o["rule"].get("family")) for o in read.objects
+                           if "rule" in o and any("xt" in e for e in o["rule"].get("expr") or []
+                                                  if isinstance(e, dict))})
+        if not families:
+            return read
+        from podnet.kernel.xtables import save
+
+        saves = tuple((f, text) for f in families if (text := save(path, f)) is not None)
+        return replace(read, iptables=saves)
 
     def listeners(self, ns: Namespace) -> list[Listener]:
         if ns.inode not in self._listeners:
