@@ -68,6 +68,12 @@ def iperf(client: str, server: str, *, seconds: int = 3, reverse: bool = False) 
         srv.wait()
 
 
+def ifb() -> str:
+    from podnet.kernel.tc import ifb_name
+
+    return ifb_name("eth0")
+
+
 def netem_missing(name: str) -> bool:
     """Whether this kernel lacks netem (asked on a throw-away veth in namespace `name`)."""
     sh("ip", "-n", name, "link", "add", "probe0", "type", "veth", "peer", "name", "probe1")
@@ -91,6 +97,12 @@ def test_rate_limit_each_way_and_reset_restores_the_baseline(pair: tuple[str, st
     podnet("netem", a, "--ingress", "--rate", "5mbit")
     back = iperf(a, b, reverse=True)  # b -> a: arrives on a's eth0, through the ifb
     assert 4.25 <= back <= 5.75, f"5mbit ingress limit, iperf3 measured {back:.2f} Mbit/s"
+    def notes(src: str, dst: str) -> list[str]:
+        report = json.loads(podnet("trace", src, dst, "--no-probe", "-o", "json").stdout)
+        return [n for h in report["forward"]["hops"] for n in h["notes"]]
+
+    assert "rate-limited to 10mbit by tbf on eth0" in notes(a, "10.77.0.2")
+    assert f"rate-limited to 5mbit by tbf on {ifb()} (arriving on eth0)" in notes(b, "10.77.0.1")
     shown = json.loads(podnet("netem", a, "-o", "json").stdout)
     assert shown["egress"] == "rate 10mbit" and shown["ingress"] == "rate 5mbit"
     assert shown["ours"] is True

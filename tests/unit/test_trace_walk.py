@@ -12,7 +12,9 @@ import errno
 from dataclasses import dataclass, field, replace
 
 from podnet.inspect.model import Host, Interface, Namespace, PeerRef, Route
+from podnet.kernel import tc_shape
 from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAnswer, Vxlan
+from podnet.kernel.tc_read import LinkQdiscs, Qdisc
 from podnet.trace.nft import Packet
 from podnet.trace.text import mtu_line
 from podnet.trace.walk import walk
@@ -64,6 +66,7 @@ class Recorded:
     fdbs: dict[str, list[FdbEntry]] = field(default_factory=dict)
     tunnels: dict[tuple[str, int], Vxlan] = field(default_factory=dict)
     listening: dict[str, list[Listener]] = field(default_factory=dict)
+    shaping: dict[str, dict[str, LinkQdiscs]] = field(default_factory=dict)
     asked: list[tuple[str, str, int | None]] = field(default_factory=list)
 
     def route(self, ns: Namespace, dst: str, *, src: str | None = None,
@@ -92,6 +95,9 @@ class Recorded:
 
     def conntrack_backend(self, ns: Namespace, request: Packet) -> str | None:
         return None
+
+    def qdiscs(self, ns: Namespace) -> dict[str, LinkQdiscs]:
+        return self.shaping.get(ns.label, {})
 
 
 def ptp_answers() -> Recorded:
@@ -281,3 +287,28 @@ def test_without_a_size_no_mtu_is_judged() -> None:
     assert [(h.dev, h.mtu) for h in path.hops] == [
         ("eth0", 1500), ("eth0", 1500), ("eth0", 1500), ("eth0", 1500), ("p2", 1500),
         ("p2", 1500), ("vethb", 1500), ("vethb", 1500), ("eth0", 1500)]  # where it leaves
+
+
+# --- qdiscs: what netem and tbf do to the packet -------------------------------------------------
+
+
+def test_netem_and_a_rate_limit_are_named_where_the_packet_meets_them() -> None:
+    reads = ptp_answers()
+    netem = Qdisc("netem", "70d:", None, {"delay": {"delay": 0.05, "jitter": 0.005},
+                                          "loss-random": {"loss": 0.01}})
+    tbf = Qdisc("tbf", "70e:", "70d:1", {"rate": 1250000})
+    reads.shaping = {
+        "n1": {"eth0": LinkQdiscs("eth0", (netem, tbf))},
+        "pb": {"eth0": LinkQdiscs("eth0", (Qdisc("ingress", "ffff:", "ffff:fff1"),),
+                                  "pnifb1", tc_shape.Shape(rate_bps=5_000_000))},
+    }
+    host = cluster()
+    path = walk(host, reads, host.find("pa")[0], PKT)
+    n1_route = path.hops[2]
+    assert n1_route.netns == "n1" and n1_route.notes[-1] == (
+        "delayed 50ms +/- 5ms by netem on eth0; 1% of packets dropped by netem on eth0; "
+        "rate-limited to 10mbit by tbf on eth0")
+    assert not any("netem" in n for h in path.hops[3:] for n in h.notes), "said once"
+    into_pb = path.hops[7]
+    assert into_pb.step == "veth" and into_pb.notes[-1] == (
+        "rate-limited to 5mbit by tbf on pnifb1 (arriving on eth0)")

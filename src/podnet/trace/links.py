@@ -77,7 +77,9 @@ class LinkWalker(WalkerBase):
             return self.fail(ns, "veth", text, "interface down",
                              (*commands, ip_cmd(other, f"link show {peer_if.ifname}")),
                              (problem,), pkt)
-        self.add(ns, "veth", text, tuple(commands), notes=(words,) if words else (), dev=oif)
+        arriving = self.shaping(other, peer_if, arriving=True)
+        notes = tuple(n for n in (words, arriving) if n)
+        self.add(ns, "veth", text, tuple(commands), notes=notes, dev=oif)
         self.fits(peer_if, f"{peer_if.ifname} in {owner_of(other)} drops larger frames as they "
                   "arrive, and no ICMP tells the sender: a black hole")
         return self.arrive(other, peer_if, mac, nexthop, pkt)

@@ -6,11 +6,13 @@ answers it from the live kernel, tests can answer it from recorded data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from podnet.inspect.model import Namespace
 from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAnswer, Vxlan
+from podnet.kernel.tc_read import LinkQdiscs
 from podnet.trace.nft import Nat, Packet
 
 __all__ = [
@@ -48,6 +50,10 @@ class Reads(Protocol):
 
     def conntrack_backend(self, ns: Namespace, request: Packet) -> str | None:
         """The address that answered `request` after NAT, as conntrack in `ns` saw it."""
+        ...
+
+    def qdiscs(self, ns: Namespace) -> Mapping[str, LinkQdiscs]:
+        """Each interface's qdiscs (netem, tbf, an ingress redirect), by name."""
         ...
 
 

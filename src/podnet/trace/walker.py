@@ -11,7 +11,7 @@ from podnet.kernel.lookup import Vxlan
 from podnet.trace.model import Hop, HopStatus, Outcome, Path, Reads
 from podnet.trace.nft import HookContext, Nat, Packet, Ruleset, apply_nat, evaluate
 from podnet.trace.nft_xt import bind
-from podnet.trace.words import ipv4, nat_text, ns_exec, owner_of
+from podnet.trace.words import ipv4, nat_text, ns_exec, owner_of, shaping_words
 
 __all__ = ["HostIndex", "State", "Tunnel", "WalkerBase"]
 
@@ -75,15 +75,29 @@ class WalkerBase:
         self.by_label = self.index.by_label
         self.owners = self.index.owners
         self.rulesets: dict[int, Ruleset | None] = {}
+        self.shaped: set[tuple[int, str, bool]] = set()
 
     # --- hops ---------------------------------------------------------------------------------
 
     def add(self, ns: Namespace, step: str, text: str, commands: tuple[str, ...] = (),
             status: HopStatus = "ok", reason: str = "", notes: tuple[str, ...] = (), *,
             dev: Interface | None = None) -> int:
+        if dev is not None and step != "deliver":
+            shaped = self.shaping(ns, dev)
+            notes = (*notes, shaped) if shaped else notes
         self.hops.append(Hop(step, ns.label, owner_of(ns), text, commands, status, reason,
                              notes, dev.ifname if dev else None, dev.mtu if dev else None))
         return len(self.hops) - 1
+
+    def shaping(self, ns: Namespace, iface: Interface, *, arriving: bool = False) -> str | None:
+        """What a qdisc on `iface` does to the packet (netem's delay or loss, a rate limit),
+        once per interface and direction in a walk."""
+        key = (ns.inode, iface.ifname, arriving)
+        if key in self.shaped:
+            return None
+        self.shaped.add(key)
+        link = self.reads.qdiscs(ns).get(iface.ifname)
+        return shaping_words(link, arriving=arriving) if link is not None else None
 
     # --- the full-size packet -----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from podnet.kernel.lookup import (
     RouteAnswer,
     Vxlan,
 )
+from podnet.kernel.tc_read import LinkQdiscs
 from podnet.trace.nft import Packet
 
 __all__ = ["KernelReads", "namespace_path"]
@@ -41,6 +42,7 @@ class KernelReads:
         self.lookup = lookup
         self._fdb: dict[int, list[FdbEntry]] = {}
         self._listeners: dict[int, list[Listener]] = {}
+        self._qdiscs: dict[int, dict[str, LinkQdiscs]] = {}
 
     def route(self, ns: Namespace, dst: str, *, src: str | None = None,
               iif: int | None = None) -> RouteAnswer:
@@ -80,6 +82,17 @@ class KernelReads:
 
     def sysctl(self, ns: Namespace, key: str) -> str | None:
         return self.lookup.sysctl(namespace_path(ns), key)
+
+    def qdiscs(self, ns: Namespace) -> dict[str, LinkQdiscs]:
+        if ns.inode not in self._qdiscs:
+            from podnet.errors import KernelError
+            from podnet.kernel import tc_read
+
+            try:
+                self._qdiscs[ns.inode] = tc_read.read(namespace_path(ns))
+            except (KernelError, OSError):  # no tc, or the namespace went away: no notes
+                self._qdiscs[ns.inode] = {}
+        return self._qdiscs[ns.inode]
 
     def conntrack_backend(self, ns: Namespace, request: Packet) -> str | None:
         if request.sport is None or request.dport is None:
