@@ -103,6 +103,14 @@ def test_rate_limit_each_way_and_reset_restores_the_baseline(pair: tuple[str, st
 
     assert "rate-limited to 10mbit by tbf on eth0" in notes(a, "10.77.0.2")
     assert f"rate-limited to 5mbit by tbf on {ifb()} (arriving on eth0)" in notes(b, "10.77.0.1")
+    from podnet.inspect.build import inspect_host
+    from podnet.kernel.tc import summaries
+    from podnet.trace.world import impaired_links
+
+    assert impaired_links(inspect_host(), [a, b]) == {
+        (a, "eth0"): "rate 10mbit; arriving: rate 5mbit"}  # what graph labels the link with
+    assert summaries(netns.path_of(a))["eth0"] == (
+        f"tbf rate 10mbit; ingress via {ifb()}: rate 5mbit")  # get links -o wide's QDISC
     shown = json.loads(podnet("netem", a, "-o", "json").stdout)
     assert shown["egress"] == "rate 10mbit" and shown["ingress"] == "rate 5mbit"
     assert shown["ours"] is True

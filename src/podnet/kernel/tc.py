@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 
 from podnet.errors import KernelError, ObjectExistsError, ObjectMissingError
-from podnet.kernel.tc_read import LinkQdiscs, Qdisc, check_ifname, read, read_link
+from podnet.kernel.tc_read import LinkQdiscs, Qdisc, check_ifname, read, read_link, summaries
 from podnet.kernel.tc_shape import (
     HANDLE,
     INGRESS,
@@ -58,6 +58,7 @@ __all__ = [
     "render",
     "reset",
     "reset_commands",
+    "summaries",
 ]
 
 _CHILD = "70e:"

@@ -11,7 +11,7 @@ from typing import Any
 from podnet.errors import KernelError, ObjectMissingError
 from podnet.kernel.tc_shape import HANDLE, INGRESS, Shape, ifb_name
 
-__all__ = ["LinkQdiscs", "Qdisc", "check_ifname", "read", "read_link"]
+__all__ = ["LinkQdiscs", "Qdisc", "check_ifname", "read", "read_link", "summaries"]
 
 
 def check_ifname(ifname: str) -> str:
@@ -145,6 +145,13 @@ def read(path: str | None) -> dict[str, LinkQdiscs]:
     for dev, qdiscs in by_dev.items():
         out[dev] = _with_ingress(dev, qdiscs, by_dev, path)
     return out
+
+
+def summaries(path: str | None) -> dict[str, str]:
+    """{ifname: "netem delay 50ms + tbf rate 10mbit"} for every interface tc lists in the
+    namespace (one `tc` process): what `get links -o wide` shows in its QDISC column. An
+    interface tc does not list has only its default qdisc ("noqueue" for a veth)."""
+    return {name: link.summary() for name, link in read(path).items()}
 
 
 def read_link(path: str | None, ifname: str) -> LinkQdiscs:

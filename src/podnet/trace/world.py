@@ -6,9 +6,10 @@ process that holds it (/proc/PID/ns/net); the one podnet runs in is asked direct
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
-from podnet.inspect.model import Namespace
+from podnet.inspect.model import Host, Namespace
 from podnet.kernel.lookup import (
     FdbEntry,
     Listener,
@@ -21,7 +22,7 @@ from podnet.kernel.lookup import (
 from podnet.kernel.tc_read import LinkQdiscs
 from podnet.trace.nft import Packet
 
-__all__ = ["KernelReads", "namespace_path"]
+__all__ = ["KernelReads", "impaired_links", "namespace_path"]
 
 
 def namespace_path(ns: Namespace) -> str | None:
@@ -100,3 +101,28 @@ class KernelReads:
         found = self.lookup.conntrack_reply(namespace_path(ns), request.src, request.sport,
                                             request.dst, request.dport)
         return found[0] if found else None
+
+
+def impaired_links(host: Host, labels: Iterable[str] | None = None) -> dict[tuple[str, str], str]:
+    """{(namespace label, ifname): "delay 50ms, loss 1%, rate 10mbit"} for every interface a
+    qdisc delays, drops or rate-limits (either way), in the namespaces `labels` (default: all;
+    one `tc` process each). What `graph` labels impaired links with."""
+    from podnet.errors import KernelError
+    from podnet.kernel import tc_read
+
+    wanted = set(labels) if labels is not None else None
+    out: dict[tuple[str, str], str] = {}
+    for ns in host.namespaces:
+        if wanted is not None and ns.label not in wanted:
+            continue
+        try:
+            links = tc_read.read(namespace_path(ns))
+        except (KernelError, OSError, LookupError):
+            continue
+        for name, link in links.items():
+            if link.impaired:
+                parts = [w for w in (link.egress.words() if not link.egress.empty else "",
+                                     f"arriving: {link.ingress.words()}"
+                                     if not link.ingress.empty else "") if w]
+                out[(ns.label, name)] = "; ".join(parts)
+    return out
