@@ -119,8 +119,9 @@ def impaired_links(host: Host, labels: Iterable[str] | None = None) -> dict[tupl
             links = tc_read.read(namespace_path(ns))
         except (KernelError, OSError, LookupError):
             continue
+        ifbs = {link.redirect for link in links.values() if link.redirect}
         for name, link in links.items():
-            if link.impaired:
+            if link.impaired and name not in ifbs:  # an ifb's shaping is its link's ingress
                 parts = [w for w in (link.egress.words() if not link.egress.empty else "",
                                      f"arriving: {link.ingress.words()}"
                                      if not link.ingress.empty else "") if w]
