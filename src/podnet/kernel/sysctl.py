@@ -40,7 +40,12 @@ def _write_here(settings: dict[str, str], optional: Collection[str]) -> None:
             with open(_file(key), "w") as fh:
                 fh.write(value)
         except OSError as exc:
-            raise KernelError(f"setting {key}={value}: {exc.strerror}", errno=exc.errno) from None
+            hint = ""
+            if key.startswith("net.bridge.") and isinstance(exc, FileNotFoundError):
+                hint = ("these settings come with the br_netfilter module: load it "
+                        "(`modprobe br_netfilter`; it applies to this machine's bridges too)")
+            raise KernelError(f"setting {key}={value}: {exc.strerror}", errno=exc.errno,
+                              hint=hint) from None
 
 
 def read(netns_path: str, key: str) -> str:
