@@ -75,43 +75,40 @@ def capture_command(args: tuple[str, ...], namespace: str | None, node: str | No
     link = resolve_link(inspect_host(), selector, namespace, interface, fallback="any")
     spec = CaptureSpec(link.ifname, tuple(expression), count, snaplen, verbose, link_headers)
     out = open(path, "wb") if path else None  # noqa: SIM115  # tcpdump writes it; closed below
+    asked: list[int] = []
+    capture = Capture(namespace_path(link.namespace), spec, output=out, text=sys.stdout.fileno())
+
+    def stop(signum: int, _frame: Any) -> None:
+        if asked:  # a second Ctrl-C: at once, without waiting for the last block of packets
+            capture.interrupt()
+        asked.append(signum)
+
+    # Before tcpdump starts: a Ctrl-C from then on stops the capture, never podnet alone.
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        capture = Capture(namespace_path(link.namespace), spec, output=out,
-                          text=sys.stdout.fileno())
         capture.start()
         where = f" to {path}" if path else ""
         click.echo(f"podnet: capturing on {link.text} (netns {link.namespace.label}, "
                    f"{capture.link_type}){where}; Ctrl-C stops", err=True)
-        _run(capture, duration)
+        _wait(capture, duration, asked)
         stats = capture.stop()
     finally:
+        capture.stop()
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
         if out is not None:
             out.close()
     click.echo(f"podnet: {_counts(stats)}" + (f", written to {path}" if path else ""), err=True)
 
 
-def _run(capture: Any, duration: float | None) -> None:
-    """Until tcpdump ends (a count), the duration passes, or a signal asks to stop; a second
-    Ctrl-C stops at once, without waiting for the last block of packets."""
-    asked: list[int] = []
-
-    def stop(signum: int, _frame: Any) -> None:
-        if asked:
-            capture.interrupt()
-        asked.append(signum)
-
-    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        deadline = None if duration is None else time.monotonic() + duration
-        while capture.running and not asked:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            capture.wait(min(left, 0.2) if left is not None else 0.2)
-        capture.stop()
-    finally:
-        for signum, handler in old.items():
-            signal.signal(signum, handler)
+def _wait(capture: Any, duration: float | None, asked: list[int]) -> None:
+    """Until tcpdump ends (a count), the duration passes, or a signal asks to stop."""
+    deadline = None if duration is None else time.monotonic() + duration
+    while capture.running and not asked:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        capture.wait(min(left, 0.2) if left is not None else 0.2)
 
 
 def _counts(stats: Any) -> str:
