@@ -37,7 +37,7 @@ class _Full:
     sock: socket.socket | None = None
     segment: FullSegment | None = None
     echoing: bool = False
-    verdict: tuple[bool, str] | None = None
+    verdict: tuple[bool | None, str] | None = None  # (None, why): not probed
 
 
 def run_full_size(results: Sequence[Result], *, timeout: float = 2.0,
@@ -80,11 +80,12 @@ def _link_mtus(probes: Sequence[Probe]) -> dict[int, int]:
 
 
 def _socket(probe: Probe, kind: int, proto: int = 0) -> socket.socket:
+    family = socket.AF_INET6 if ":" in probe.address else socket.AF_INET
     with netns.entered(netns.path_of(probe.netns)):
-        return socket.socket(socket.AF_INET, kind | socket.SOCK_NONBLOCK, proto)
+        return socket.socket(family, kind | socket.SOCK_NONBLOCK, proto)
 
 
-def _wave(flights: Sequence[_Full], timeout: float) -> list[tuple[bool, str]]:
+def _wave(flights: Sequence[_Full], timeout: float) -> list[tuple[bool | None, str]]:
     sel = selectors.DefaultSelector()
     try:
         for f in flights:
@@ -149,6 +150,9 @@ def _echo(sel: selectors.BaseSelector, f: _Full) -> None:
     assert f.sock is not None
     f.sock.close()
     f.echoing = True
+    if ":" in f.probe.address:
+        f.verdict = (None, "the port is closed, and a full-size echo is IPv4 only")
+        return
     try:
         f.sock = _socket(f.probe, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         dont_fragment(f.sock, ignore_path_mtu=True)
