@@ -20,6 +20,7 @@ __all__ = [
     "bad_cluster_name",
     "bad_dns1035_label",
     "bad_dns1123_label",
+    "bad_dns1123_subdomain",
     "bad_label_key",
     "bad_label_value",
     "bad_port_name",
@@ -147,6 +148,12 @@ def _bad_name(name: str, pattern: re.Pattern[str], rule: str, limit: int) -> str
 def bad_dns1123_label(name: str, limit: int = NAME_MAX) -> str | None:
     """Why `name` is not a DNS-1123 label (lowercase letters, digits, '-'), or None if it is."""
     return _bad_name(name, _DNS1123_LABEL, "DNS-1123 label", limit)
+
+
+def bad_dns1123_subdomain(name: str) -> str | None:
+    """DNS-1123 subdomains (labels joined by '.', at most 253): the names of most Kubernetes
+    objects, NetworkPolicies among them."""
+    return _bad_name(name, _DNS1123_SUBDOMAIN, "DNS-1123 subdomain", 253)
 
 
 def bad_dns1035_label(name: str) -> str | None:
