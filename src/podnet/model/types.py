@@ -10,11 +10,15 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
+from podnet.errors import Problem
+from podnet.model.policies import NamespaceSpec, NetworkPolicySpec
+
 __all__ = [
     "INTERNET_SUBNET",
     "Attachment",
     "ClusterSpec",
     "ContainerSpec",
+    "NamedPort",
     "NodeSpec",
     "PodSpec",
     "Routing",
@@ -31,6 +35,16 @@ Routing = Literal["static", "host-gw", "vxlan"]  # how a node reaches other node
 
 
 @dataclass(frozen=True)
+class NamedPort:
+    """A container port with a name (`ports[].name`): what a NetworkPolicy's or a Service's
+    named port resolves to, pod by pod."""
+
+    name: str
+    port: int
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     # None: no command given. With ports, podnet's built-in HTTP responder serves them;
@@ -38,6 +52,7 @@ class ContainerSpec:
     command: tuple[str, ...] | None = None
     ports: tuple[int, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    named_ports: tuple[NamedPort, ...] = ()  # the ports of `ports` that have a name
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,12 @@ class ClusterSpec:
     vxlan_port: int = 8472
     pods: tuple[PodSpec, ...] = ()
     services: tuple[ServiceSpec, ...] = ()
+    # Every namespace the file declares or uses, each labelled kubernetes.io/metadata.name.
+    namespaces: tuple[NamespaceSpec, ...] = ()
+    policies: tuple[NetworkPolicySpec, ...] = ()
+    # What Kubernetes accepts with a warning (a named port no selected pod declares): loading
+    # succeeds, and the caller shows these.
+    warnings: tuple[Problem, ...] = ()
 
     def node(self, name: str) -> NodeSpec | None:
         return next((n for n in self.nodes if n.name == name), None)
