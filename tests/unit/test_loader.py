@@ -20,7 +20,7 @@ from podnet.model import (
     load_topology,
     yaml_docs,
 )
-from podnet.model.types import ContainerSpec, NodeSpec, ServicePort
+from podnet.model.types import ContainerSpec, NamedPort, NodeSpec, ServicePort
 
 SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
 REPLICA = re.compile(f"^demo-{SAFE}{{10}}-{SAFE}{{5}}$")
@@ -199,7 +199,7 @@ def test_custom_topology() -> None:
         assert pod.namespace == "shop"
         assert pod.label_dict() == {"app": "web", "tier": "front"}
         assert pod.containers == (
-            ContainerSpec("web", None, (8080, 53)),
+            ContainerSpec("web", None, (8080, 53), (), (NamedPort("http", 8080, "TCP"),)),
             ContainerSpec("metrics", None, (9100,)),
         )
 
