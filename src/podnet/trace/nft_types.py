@@ -48,6 +48,7 @@ class RuleRef:
     chain: str
     handle: int | None  # None: the chain's policy decided
     text: str
+    comment: str | None = None  # the rule's comment: policy rules name their policy there
 
     def where(self) -> str:
         return f"table {self.family} {self.table} chain {self.chain}"
@@ -75,6 +76,9 @@ class HookResult:
     chains: tuple[str, ...] = ()  # base chains the packet went through
     notes: tuple[str, ...] = ()
     mark: int = 0  # the packet mark after this hook (kube-proxy marks what to masquerade)
+    # The rules whose `accept` ended a base chain, in order: one base chain's accept lets the
+    # packet on to the next (NetworkPolicy egress, then ingress), so each may have decided.
+    accepted_by: tuple[RuleRef, ...] = ()
 
 
 class Ruleset:
