@@ -141,9 +141,14 @@ class PolicyBook:
         """(namespaces, policies, problems) once every document is read; warnings are added to
         `self.warnings`. `used` names the namespaces the other documents put objects in."""
         problems = duplicates(
-            "Namespace", [(n.spec.name, n.origin, "metadata.name") for n in self.namespaces])
-        problems += duplicates(
             "NetworkPolicy", [(p.spec.key, p.origin, "metadata.name") for p in self.policies])
+        first: dict[str, _NamespaceDraft] = {}
+        for ns in self.namespaces:
+            earlier = first.setdefault(ns.spec.name, ns)
+            if earlier is not ns:
+                problems.append(ns.origin.problem(
+                    "metadata.name", f"namespace {ns.spec.name} is already declared in "
+                    f"{earlier.origin.doc}", "declare each namespace once: merge their labels"))
         declared = {n.spec.name: n.spec for n in reversed(self.namespaces)}
         names = ["default", *used, *(p.spec.namespace for p in self.policies)]
         for name in names:
@@ -294,7 +299,8 @@ def _ip_block(r: Reader, value: object, path: str, warnings: list[Problem]) -> I
         if net is None or cidr is None:
             continue
         if not _strictly_inside(net, cidr):
-            r.add(epath, f"{net} is not inside cidr {cidr}",
+            what = "is all of" if net == cidr else "is not inside"
+            r.add(epath, f"{net} {what} cidr {cidr}",
                   "an except range lies strictly inside cidr: the same addresses, a longer "
                   "prefix")
             continue
@@ -387,17 +393,22 @@ def _named_port_warnings(
             for j, port in enumerate(rule.ports):
                 if not isinstance(port.port, str):
                     continue
-                if any(n.name == port.port and n.protocol == port.protocol
-                       for pod in targets for c in pod.containers for n in c.named_ports):
+                named = [(pod, n) for pod in targets for c in pod.containers
+                         for n in c.named_ports if n.name == port.port]
+                if any(n.protocol == port.protocol for _, n in named):
                     continue
                 whose = ("no pod this policy selects" if direction == "Ingress"
                          else "no pod this rule allows traffic to")
+                hint = (f"name the port in those pods' containers[].ports[].name (protocol "
+                        f"{port.protocol}), or give its number")
+                if named:
+                    pod, other = named[0]
+                    hint = (f"{pod.key} has '{other.name}' as {other.protocol}: add protocol: "
+                            f"{other.protocol} to this port")
                 out.append(Problem(
                     draft.origin.where, f"spec.{direction.lower()}[{i}].ports[{j}].port",
                     f"{whose} has a container port named '{port.port}' ({port.protocol}): "
-                    "the rule allows nothing through it",
-                    f"name the port in those pods' containers[].ports[].name (protocol "
-                    f"{port.protocol}), or give its number",
+                    "the rule allows nothing through it", hint,
                 ))
     return out
 
