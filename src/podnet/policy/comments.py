@@ -10,6 +10,7 @@ stopped at and, with the engine's verdict, says in words which policy decided.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,12 +22,14 @@ __all__ = [
     "COMMENT_MAX",
     "RuleComment",
     "allow_comment",
+    "fit",
     "isolated_comment",
     "parse_comment",
     "self_comment",
 ]
 
 COMMENT_MAX = 128  # nft refuses longer comments
+_KEY_ROOM = 72  # a namespace/name longer than this is cut, and a hash of it added
 _WORDS: dict[str, Direction] = {"ingress": "Ingress", "egress": "Egress"}
 _ALLOW = re.compile(r"np (\S+/\S+) (ingress|egress)\[(\d+)\]")
 _ISOLATED = re.compile(r"np (\S+/\S+) (ingress|egress): isolated by (.*)")
@@ -36,24 +39,32 @@ _SELF = re.compile(r"np (\S+/\S+) (ingress|egress): a pod may always reach itsel
 @dataclass(frozen=True)
 class RuleComment:
     kind: Literal["allow", "isolated", "self"]
-    subject: str  # the policy (allow) or the pod (isolated, self), as namespace/name
+    subject: str  # the policy (allow) or the pod (isolated, self), as `fit` wrote it
     direction: Direction
     index: int | None = None  # the rule's index in the policy's list (allow)
     policies: tuple[str, ...] = ()  # the isolating policies the comment had room to name
 
 
+def fit(key: str) -> str:
+    """`namespace/name` as comments hold it: whole when short enough, else cut with a hash of
+    the whole added (`dev/a-very-long-na~3f2a9c01de`), so that every comment fits nft's limit."""
+    if len(key) <= _KEY_ROOM:
+        return key
+    return f"{key[: _KEY_ROOM - 11]}~{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
 def allow_comment(policy: str, direction: Direction, index: int) -> str:
-    return f"np {policy} {direction.lower()}[{index}]"
+    return f"np {fit(policy)} {direction.lower()}[{index}]"
 
 
 def self_comment(pod: str, direction: Direction) -> str:
-    return f"np {pod} {direction.lower()}: a pod may always reach itself"
+    return f"np {fit(pod)} {direction.lower()}: a pod may always reach itself"
 
 
 def isolated_comment(pod: str, direction: Direction, policies: Sequence[str]) -> str:
     """Names as many of the isolating policies as fit in a comment, then how many more."""
-    head = f"np {pod} {direction.lower()}: isolated by "
-    names = list(policies)
+    head = f"np {fit(pod)} {direction.lower()}: isolated by "
+    names = [fit(p) for p in policies]
     for count in range(len(names), 0, -1):
         more = len(names) - count
         text = head + ", ".join(names[:count]) + (f", +{more} more" if more else "")

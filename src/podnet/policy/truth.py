@@ -76,8 +76,8 @@ class TruthTable:
 
     def text(self) -> str:
         """The matrix, one row per source: '.' allowed, 'X' denied, ' ' no such pair."""
-        width = max((len(p) for p in self.pods), default=0)
-        head = f"{self.probe.text():<{width}} " + " ".join(f"{p:>{len(p)}}" for p in self.pods)
+        width = max([len(self.probe.text()), *(len(p) for p in self.pods)])
+        head = f"{self.probe.text():<{width}} " + " ".join(self.pods)
         rows = [head]
         for src in self.pods:
             marks = []

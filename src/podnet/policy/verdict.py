@@ -102,13 +102,26 @@ def verdict(
     keys, node names or addresses) on `port`/`protocol`, by the policies of `world`. Between two
     pods, `family` picks the addresses (default: the first family both have)."""
     a, b = _resolve(world, src), _resolve(world, dst)
-    version = family or _family(a, b)
+    # An end given as an address says the family; a pod or node has one per family.
+    given = [_as_address(e) for e in (src, dst)]
+    version = family or next((g.version for g in given if g is not None), None) or _family(a, b)
     s, d = _end(a, version), _end(b, version)
     return Verdict(
         src=s, dst=d, port=port, protocol=protocol,
         egress=_side(world, "Egress", s, d, port, protocol),
         ingress=_side(world, "Ingress", d, s, port, protocol),
     )
+
+
+def _as_address(value: Endpoint) -> Address | None:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    if isinstance(value, str):
+        try:
+            return ipaddress.ip_address(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _resolve(world: World, value: Endpoint) -> Member | Host | Address:

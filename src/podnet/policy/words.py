@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from podnet.policy.comments import parse_comment
+from podnet.policy.comments import fit, parse_comment
 from podnet.policy.verdict import Side, Verdict
 
 __all__ = ["side_sentence", "trace_sentence", "verdict_sentence"]
@@ -76,7 +76,7 @@ def trace_sentence(
     found = parse_comment(dropped_at)
     if found is not None and found.kind == "isolated":
         side = v.ingress if found.direction == "Ingress" else v.egress
-        if side.pod == found.subject and not side.allowed:
+        if side.pod is not None and fit(side.pod) == found.subject and not side.allowed:
             return f"dropped: {side_sentence(v, side)}"
         word = found.direction.lower()
         return (f"dropped: {found.subject} is isolated for {word} by "
@@ -97,7 +97,8 @@ def trace_sentence(
             continue
         rule = f"{found.subject} {found.direction.lower()}[{found.index}]"
         rules.append(f"NetworkPolicy {rule}")
-        stale = stale or not any(a.text() == rule for a in side.allowed_by)
+        stale = stale or not any(fit(a.policy) == found.subject and a.index == found.index
+                                 and a.direction == found.direction for a in side.allowed_by)
     if not rules and not itself:
         return None
     text = f"allowed by {', then by '.join(rules)}" if rules else f"allowed: {itself}"
