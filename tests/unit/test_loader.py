@@ -199,9 +199,10 @@ def test_custom_topology() -> None:
         assert pod.namespace == "shop"
         assert pod.label_dict() == {"app": "web", "tier": "front"}
         assert pod.containers == (
-            ContainerSpec("web", None, (8080, 53), (), (NamedPort("http", 8080, "TCP"),)),
+            ContainerSpec("web", None, (8080, 53)),
             ContainerSpec("metrics", None, (9100,)),
         )
+        assert pod.containers[0].named_ports == (NamedPort("http", 8080, "TCP"),)
 
     (svc,) = spec.services
     assert (svc.key, svc.type, svc.cluster_ip) == ("shop/web", "NodePort", "10.33.0.10")

@@ -52,7 +52,10 @@ class ContainerSpec:
     command: tuple[str, ...] | None = None
     ports: tuple[int, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
-    named_ports: tuple[NamedPort, ...] = ()  # the ports of `ports` that have a name
+    # The ports of `ports` that have a name. Left out of equality: a name changes what policies
+    # and Services resolve, not the container, so renaming a port restarts nothing (and the
+    # lab record, which predates names, compares equal).
+    named_ports: tuple[NamedPort, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
