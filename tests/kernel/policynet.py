@@ -308,6 +308,13 @@ class HandNet:
         with ThreadPoolExecutor(max_workers=min(48, max(1, len(probes)))) as pool:
             return list(pool.map(lambda p: self.probe(*p), probes))
 
+    def forget_neighbours(self) -> None:
+        """Empty every pod's and node's neighbour table, so the next packets resolve afresh
+        (on a bridge, pods resolve each other: IPv6 does it with ICMPv6 through the hooks)."""
+        for ns in [*(p.netns for p in self.pods.values()), *self.nodes.values()]:
+            for family in ("-4", "-6"):
+                _ip(family, "neigh", "flush", "all", ns=ns)
+
     def ip_of(self, key: str, version: int) -> str:
         return self.pods[key].ips[0 if version == 4 else 1]
 

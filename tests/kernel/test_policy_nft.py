@@ -178,6 +178,7 @@ def test_default_deny_egress_spares_the_pods_own_node(net: HandNet) -> None:
         podSelector: {}
         policyTypes: [Egress]
         """))
+    net.forget_neighbours()  # isolated pods must still resolve their neighbours (IPv6: ICMPv6)
     check(net, world, cells(PODS, [*ALL, OUTSIDE[0], OUTSIDE[2]]))
     assert not allowed(net, "x/a", "y/a") and not allowed(net, "x/a", OUTSIDE[0])
     assert allowed(net, "y/a", "x/a")  # ingress is open, and x/a's replies are no new egress
