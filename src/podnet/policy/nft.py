@@ -204,22 +204,24 @@ def _rule(
             port_tests.append((version, f"{keyword} daddr . meta l4proto . th dport @{name}"))
     peers = _peer_spans(world, policy, rule) if rule.peers else None
     rules: list[str] = []
+    peer_sets: set[int] = set()
     for version, keyword, kind in _FAMILIES:
         if peers is not None and not peers[version]:
             continue  # no peer of this family: nothing to match
-        name = f"{stem}/peers{version}"
-        peer_test = f"{keyword} {way.theirs} @{name}" if peers is not None else ""
+        peer_set = f"{stem}/peers{version}"
+        peer_test = f"{keyword} {way.theirs} @{peer_set}" if peers is not None else ""
         for family, port_test in port_tests:
             if family not in (None, version):
                 continue
             # Egress to a named port: its elements hold the allowed peers' addresses already.
-            tests = [port_test] if family and way is _EGRESS else [peer_test, port_test]
-            line = " ".join([*(t for t in tests if t), f'accept comment "{text}"'])
-            if line in rules:
-                continue
-            rules.append(line)
-            if peers is not None and peer_test in tests and f"set {name} {{" not in sets:
-                sets += _set(name, kind, True, text, _prefixes(peers[version], version))
+            own = family is not None and way is _EGRESS
+            line = " ".join([*(t for t in ([port_test] if own else [peer_test, port_test]) if t),
+                             f'accept comment "{text}"'])
+            if line not in rules:
+                rules.append(line)
+            if peers is not None and not own and version not in peer_sets:
+                peer_sets.add(version)
+                sets += _set(peer_set, kind, True, text, _prefixes(peers[version], version))
     return sets, rules
 
 

@@ -41,7 +41,8 @@ def side_sentence(v: Verdict, side: Side) -> str:
     """What one end's policies say about the connection, as a sentence without a verdict word."""
     word = side.direction.lower()
     if side.reason == "no-pod":
-        return f"no policy applies to {word} from outside the pods"
+        end = "source" if side.direction == "Egress" else "destination"
+        return f"the {end} is no pod: no {word} policy applies"
     if side.reason == "self":
         return f"{side.pod} may always reach itself"
     if side.reason == "node":
@@ -79,8 +80,8 @@ def trace_sentence(
         if side.pod is not None and fit(side.pod) == found.subject and not side.allowed:
             return f"dropped: {side_sentence(v, side)}"
         word = found.direction.lower()
-        return (f"dropped: {found.subject} is isolated for {word} by "
-                f"{_policies(found.policies or ('its policies',))} ({STALE})")
+        by = _policies(found.policies) if found.policies else "its policies"
+        return f"dropped: {found.subject} is isolated for {word} by {by} ({STALE})"
     if dropped_at is not None:
         return None
     rules: list[str] = []
