@@ -226,3 +226,29 @@ def test_policies_of_another_namespace_select_nothing_here() -> None:
     w = world(policy("deny", "podSelector: {}\n", namespace="elsewhere"))
     assert policy_tables(w) == {"n1": "", "n2": ""}
     assert isinstance(w.policies[0], NetworkPolicySpec)
+
+
+def test_the_world_of_a_lab_layout() -> None:
+    """`world_from` reads what the planner decided: pods where it put them, with the spec's
+    labels and named ports; nodes with every address they own (node network, pod gateway, and
+    the VXLAN device's when there is one)."""
+    from podnet.plan.layout import layout
+    from podnet.policy.world import world_from
+
+    cluster = ("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nname: lab\n"
+               "nodes: [{role: control-plane}, {role: worker}, {role: worker}]\n"
+               "networking: {routing: vxlan}\n---\n")
+    spec = load_topology(cluster + PODS + "---\n" + policy("deny", "podSelector: {}\n"))
+    lay = layout(spec)
+    w = world_from(spec, lay)
+    web = w.pod("dev/web")
+    assert web is not None and web.labels == (("app", "web"),)
+    placed = lay.pod("dev/web")
+    assert placed is not None and web.node == placed.node and web.ips == (placed.ip.ip,)
+    assert [(n.name, n.port) for n in web.named_ports] == [("http", 8080)]
+    node = lay.node(web.node)
+    host = w.host(web.node)
+    assert host is not None and host.ips == (node.ip.ip, node.gateway, node.vtep_ip)
+    assert [p.key for p in w.policies] == ["dev/deny"]
+    text = policy_chains(w, web.node)
+    assert f"{placed.ip.ip} : goto np-pod-in/dev/web" in text
