@@ -14,7 +14,7 @@ import pytest
 from podnet.model import load_topology
 from podnet.model.policies import Address
 from podnet.policy.select import isolating
-from podnet.policy.truth import Probe, TruthTable, truth_table
+from podnet.policy.truth import Probe, TruthTable, truth_table, truth_tables
 from podnet.policy.verdict import Allowance, verdict
 from podnet.policy.words import side_sentence, verdict_sentence
 from podnet.policy.world import Host, Member, World
@@ -443,6 +443,9 @@ def test_truth_tables_print_and_compare_both_ways() -> None:
     assert result.mismatches[1].verdict.ingress.isolated_by == ("x/deny",)
     with pytest.raises(ValueError, match="no such pod: q/q"):
         truth_table(world, Probe(80), ["q/q"])
+    tables = truth_tables(world, [Probe(80), Probe(53, "UDP", 6)])
+    assert [t.probe.text() for t in tables] == ["80/TCP", "53/UDP IPv6"]
+    assert all(len(t.cells) == len(PODS) ** 2 for t in tables)
 
 
 def test_sentences() -> None:

@@ -16,7 +16,7 @@ from podnet.model.policies import Protocol
 from podnet.policy.verdict import Verdict, verdict
 from podnet.policy.world import World
 
-__all__ = ["Comparison", "Mismatch", "Probe", "TruthTable", "truth_table"]
+__all__ = ["Comparison", "Mismatch", "Probe", "TruthTable", "truth_table", "truth_tables"]
 
 Pair = tuple[str, str]  # (source pod key, destination pod key)
 
@@ -116,3 +116,10 @@ def truth_table(world: World, probe: Probe, pods: Sequence[str] | None = None) -
             cells[(a.key, b.key)] = verdict(world, a, b, probe.port, probe.protocol,
                                             family=probe.family)
     return TruthTable(probe, keys, cells)
+
+
+def truth_tables(
+    world: World, probes: Sequence[Probe], pods: Sequence[str] | None = None
+) -> list[TruthTable]:
+    """One table per probe: every (source, destination, port) the policies expect."""
+    return [truth_table(world, probe, pods) for probe in probes]
