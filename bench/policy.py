@@ -227,16 +227,23 @@ def main() -> None:
                                                 args.seconds)),
             ("across nodes, Gbit/s", lambda: iperf(net, "bench/client", "bench/remote", remote,
                                                    args.seconds)),
-            ("new connections/s", lambda: connects_per_second(net, "bench/client", server)),
         ]
+        connections = ("new connections/s",
+                       lambda: connects_per_second(net, "bench/client", server, 150))
         steps = {"with": load, "without": unload}
+        # ABBA: with, without, then without, with: a drift of the machine's load falls on both
+        # sides alike, and each round gives a ratio of neighbours. Connections are quick to
+        # count: four such pairs per round.
         for round_ in range(args.repeat):
-            # ABBA: with, without, then without, with: a drift of the machine's load falls on
-            # both sides alike, and each round gives a ratio of neighbours.
             for state in ("with", "without") if round_ % 2 == 0 else ("without", "with"):
                 steps[state]()
                 for label, fn in probes:
                     runs[state].setdefault(label, []).append(fn())
+        for pair in range(4 * args.repeat):
+            for state in ("with", "without") if pair % 2 == 0 else ("without", "with"):
+                steps[state]()
+                runs[state].setdefault(connections[0], []).append(connections[1]())
+        probes.append(connections)
         load()
         blocked = not net.probe("bench/server", net.ip_of("bench/client", 4), 80)
     finally:
@@ -250,13 +257,14 @@ def main() -> None:
     print(f"  render both nodes' rules: {render * 1e3:.1f} ms;  nft -f of both tables: "
           f"{load_time * 1e3:.1f} ms")
     print(f"  a pod the policies isolate is unreachable from an unallowed one: {blocked}")
-    print(f"  {'median of ' + str(args.repeat) + ' rounds':<26} {'with':>8} {'without':>8} "
+    print(f"  {'median of rounds':<26} {'with':>8} {'without':>8} "
           f"{'ratio':>6}   ratio of each round (with / without)")
     for label, _ in probes:
         with_, without = (statistics.median(runs[s][label]) for s in ("with", "without"))
         each = [a / b for a, b in zip(runs["with"][label], runs["without"][label], strict=True)]
+        shown = " ".join(f"{r:.2f}" for r in each[:12]) + (" ..." if len(each) > 12 else "")
         print(f"  {label:<26} {with_:8.1f} {without:8.1f} {statistics.median(each):6.2f}   "
-              + " ".join(f"{r:.2f}" for r in each))
+              + shown)
     print(f"  load average while measuring: {os.getloadavg()[0]:.1f} (the machine is shared)")
 
 
