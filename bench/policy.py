@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +32,7 @@ from collections.abc import Callable
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))  # the repository, for tests.kernel.policynet
+import throughput  # noqa: E402
 from sandbox import ensure_sandbox, median_time  # noqa: E402
 from tests.kernel.policynet import TABLE, HandNet, PodPlace  # noqa: E402
 
@@ -42,7 +41,7 @@ from podnet.model import load_topology  # noqa: E402
 from podnet.policy.nft import policy_chains  # noqa: E402
 from podnet.policy.world import Host, Member, World  # noqa: E402
 
-PORT = 5201
+PORT = throughput.PORT
 # Without policies, a lab node's table still has its Service and egress NAT chains, which turn
 # conntrack on: both sides of the comparison keep this one, so the ratio is the policies' own.
 LAB_NAT = """chain nat-postrouting {
@@ -149,30 +148,10 @@ def build_world(net: HandNet) -> World:
                  tuple(sorted(spec.policies, key=lambda p: p.key)))
 
 
-def iperf(net: HandNet, client: str, server: str, address: str, seconds: int) -> float:
-    server_ns, client_ns = net.pods[server].netns, net.pods[client].netns
-    proc = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p",
-                             str(PORT), "--forceflush"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "listening" in line:
-                break
-        out = subprocess.run(["ip", "netns", "exec", client_ns, "iperf3", "-c", address, "-p",
-                              str(PORT), "-t", str(seconds), "-O", "1", "-J"],
-                             capture_output=True, text=True, timeout=seconds + 20, check=False)
-    finally:
-        proc.terminate()  # our own child, by PID
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    data = json.loads(out.stdout or "{}")
-    if "end" not in data:
-        raise SystemExit(f"iperf3 {client} -> {address}: {data.get('error', out.stderr)}")
-    return float(data["end"]["sum_received"]["bits_per_second"]) / 1e9
+def gbits(net: HandNet, client: str, server: str, address: str, seconds: int) -> float:
+    """iperf3 client -> server, as bench/throughput.py runs it."""
+    return throughput.iperf(net.pods[client].netns, net.pods[server].netns, address,
+                            seconds).gbits
 
 
 def connects_per_second(net: HandNet, client: str, address: str, count: int = 400) -> float:
@@ -223,9 +202,9 @@ def main() -> None:
         remote = net.ip_of("bench/remote", 4)
         runs: dict[str, dict[str, list[float]]] = {"with": {}, "without": {}}
         probes: list[tuple[str, Callable[[], float]]] = [
-            ("same node, Gbit/s", lambda: iperf(net, "bench/client", "bench/server", server,
+            ("same node, Gbit/s", lambda: gbits(net, "bench/client", "bench/server", server,
                                                 args.seconds)),
-            ("across nodes, Gbit/s", lambda: iperf(net, "bench/client", "bench/remote", remote,
+            ("across nodes, Gbit/s", lambda: gbits(net, "bench/client", "bench/remote", remote,
                                                    args.seconds)),
         ]
         connections = ("new connections/s",
