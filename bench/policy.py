@@ -209,7 +209,15 @@ def main() -> None:
         ]
         connections = ("new connections/s",
                        lambda: connects_per_second(net, "bench/client", server, 150))
-        steps = {"with": load, "without": unload}
+        def settle(step: Callable[[], None]) -> Callable[[], None]:
+            """The table swap, then a pause: the kernel frees the replaced table's objects
+            after an RCU grace period, work that would land on the first measurement."""
+            def run() -> None:
+                step()
+                time.sleep(0.3)
+            return run
+
+        steps = {"with": settle(load), "without": settle(unload)}
         # ABBA: with, without, then without, with: a drift of the machine's load falls on both
         # sides alike, and each round gives a ratio of neighbours. Connections are quick to
         # count: four such pairs per round.
