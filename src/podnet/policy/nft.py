@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from podnet.model.policies import (
     Address,
@@ -62,6 +63,7 @@ _ESTABLISHED = ('ct state established,related accept '
 _NEIGHBOURS = ("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept "
                'comment "np: IPv6 neighbour discovery is no connection (as ARP)"')
 Span = tuple[int, int]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,22 +84,32 @@ _INGRESS = _Way("Ingress", "ingress", "in", INGRESS_CHAIN, "filter + 10", "daddr
 _FAMILIES = ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr"))
 
 
+# What every node's rendering of a rule shares (its peers' addresses, its egress named ports),
+# worked out once per rendering of the whole world: (policy, direction, index, what) -> value.
+_Memo = dict[tuple[str, str, int, str], object]
+
+
 def policy_tables(world: World) -> dict[str, str]:
     """`policy_chains` for every node of the world."""
     names = [h.name for h in world.nodes] or sorted({p.node for p in world.pods})
-    return {name: policy_chains(world, name) for name in names}
+    memo: _Memo = {}
+    return {name: _chains(world, name, memo) for name in names}
 
 
 def policy_chains(world: World, node: str) -> str:
     """The sets, maps and chains that enforce `world`'s policies on `node`, as lines of a
     `table inet podnet { ... }` body; '' when no pod of the node is isolated."""
+    return _chains(world, node, {})
+
+
+def _chains(world: World, node: str, memo: _Memo) -> str:
     lines: list[str] = []
     for way in (_EGRESS, _INGRESS):
-        lines += _direction(world, node, way)
+        lines += _direction(world, node, way, memo)
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def _direction(world: World, node: str, way: _Way) -> list[str]:
+def _direction(world: World, node: str, way: _Way, memo: _Memo) -> list[str]:
     judged = [(pod, isolating(world, pod, way.direction)) for pod in world.pods_on(node)]
     judged = [(pod, policies) for pod, policies in judged if policies]
     if not judged:
@@ -109,7 +121,7 @@ def _direction(world: World, node: str, way: _Way) -> list[str]:
         targets = [pod for pod, _ in judged if selects(policy, pod)]
         rules: list[str] = []
         for index, rule in enumerate(policy.rules(way.direction)):
-            new_sets, new_rules = _rule(world, policy, way, index, rule, targets)
+            new_sets, new_rules = _rule(world, policy, way, index, rule, targets, memo)
             sets += new_sets
             rules += new_rules
         chains += _block("chain", _policy_chain(way, policy), rules)
@@ -180,29 +192,22 @@ def _keyword(ip: Address | Network) -> str:
 
 def _rule(
     world: World, policy: NetworkPolicySpec, way: _Way, index: int, rule: PolicyRule,
-    targets: Sequence[Member],
+    targets: Sequence[Member], memo: _Memo,
 ) -> tuple[list[str], list[str]]:
     """(set definitions, rules) for rule `index`: one nft rule per address family and kind of
     port (numbers, names) it needs; none for a family it cannot match."""
     text = allow_comment(policy.key, way.direction, index)
     stem = _name(f"np-{way.short}", policy.namespace, policy.name, index)
-    sets: list[str] = []
-    port_tests: list[tuple[int | None, str]] = []  # (the family it is for, or None: both)
-    if not rule.ports:
-        port_tests.append((None, ""))
-    if numbers := _port_spans(rule):
-        name = f"{stem}/ports"
-        sets += _set(name, "inet_proto . inet_service", True, text,
-                     [f"{proto} . {_span_text(lo, hi)}" for proto, lo, hi in numbers])
-        port_tests.append((None, f"meta l4proto . th dport @{name}"))
-    named = _named_elements(world, policy, way, rule, targets)
-    for version, keyword, kind in _FAMILIES:
-        if named.get(version):
-            name = f"{stem}/named{version}"
-            sets += _set(name, f"{kind} . inet_proto . inet_service", False, text,
-                         named[version])
-            port_tests.append((version, f"{keyword} daddr . meta l4proto . th dport @{name}"))
-    peers = _peer_spans(world, policy, rule) if rule.peers else None
+    if way is _EGRESS:  # named ports of destinations anywhere: the same on every node
+        named = _remember(memo, (policy.key, way.word, index, "named"),
+                          lambda: _named_elements(world, policy, way, rule, targets))
+    else:
+        named = _named_elements(world, policy, way, rule, targets)
+    sets, port_tests = _port_tests(stem, text, rule, named)
+    peers = None
+    if rule.peers:
+        peers = _remember(memo, (policy.key, way.word, index, "peers"),
+                          lambda: _peer_spans(world, policy, rule))
     rules: list[str] = []
     peer_sets: set[int] = set()
     for version, keyword, kind in _FAMILIES:
@@ -223,6 +228,33 @@ def _rule(
                 peer_sets.add(version)
                 sets += _set(peer_set, kind, True, text, _prefixes(peers[version], version))
     return sets, rules
+
+
+def _remember(memo: _Memo, key: tuple[str, str, int, str], make: Callable[[], T]) -> T:
+    if key not in memo:
+        memo[key] = make()
+    return cast(T, memo[key])
+
+
+def _port_tests(
+    stem: str, text: str, rule: PolicyRule, named: dict[int, list[str]]
+) -> tuple[list[str], list[tuple[int | None, str]]]:
+    """(set definitions, port tests) of a rule: each test with the family it is for (None:
+    both); a rule without ports has one empty test, which matches every port and protocol."""
+    sets: list[str] = []
+    tests: list[tuple[int | None, str]] = [] if rule.ports else [(None, "")]
+    if numbers := _port_spans(rule):
+        name = f"{stem}/ports"
+        sets += _set(name, "inet_proto . inet_service", True, text,
+                     [f"{proto} . {_span_text(lo, hi)}" for proto, lo, hi in numbers])
+        tests.append((None, f"meta l4proto . th dport @{name}"))
+    for version, keyword, kind in _FAMILIES:
+        if named.get(version):
+            name = f"{stem}/named{version}"
+            sets += _set(name, f"{kind} . inet_proto . inet_service", False, text,
+                         named[version])
+            tests.append((version, f"{keyword} daddr . meta l4proto . th dport @{name}"))
+    return sets, tests
 
 
 def _set(name: str, kind: str, interval: bool, comment: str, elements: Sequence[str]) -> list[str]:
