@@ -20,10 +20,8 @@ from podnet.cni.install import InstallOptions, install, render_conflist
 from podnet.cni.netconf import parse_netconf, parse_podnet
 from podnet.cni.result import Result
 from podnet.cni.spec import check_version, parse_cni_args, parse_request
-from podnet.errors import CniError, StateError
-from podnet.ipam.pool import PoolExhaustedError
+from podnet.errors import CniError
 from podnet.ipam.ranges import parse_ipam_config
-from podnet.ipam.store import Store
 
 GOOD_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc-1.x_y", "CNI_NETNS": "/run/netns/p",
             "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin:/usr/lib/cni"}
@@ -114,7 +112,8 @@ def test_ipam_ranges_as_host_local_reads_them() -> None:
 @pytest.mark.parametrize(("ipam", "code"), [
     ({"ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.9.0.1"}]]}, 7),
     ({"ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "10.0.0.128/25"}]]}, 7),
-    ({"ranges": [[{"subnet": "fd00::/64"}]]}, 2),
+    ({"ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "fd00::/64"}]]}, 7),
+    ({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.0.0/25"}]]}, 7),
     ({"ranges": [[{"subnet": "10.0.0.0/24", "exclude": "x"}]]}, 2),
     ({"ranges": []}, 7), ({"subnet": "10.0.0.0/24", "dataDir": "rel"}, 7),
 ])
@@ -156,92 +155,6 @@ def test_chaining_shifts_interface_indexes() -> None:
 
 def test_bad_prev_result_is_a_decode_error() -> None:
     assert _code(Result.from_json, {"ips": [{"address": "nope"}]}).cni_code == 6
-
-
-# --- the podnet-ipam store ------------------------------------------------------------------
-
-def _sets(subnet: str = "10.5.0.0/29", **extra: Any) -> Any:
-    return parse_ipam_config({"type": "podnet-ipam", "ranges": [[{"subnet": subnet, **extra}]]}
-                             ).range_sets
-
-
-def test_store_allocates_distinct_and_is_idempotent(tmp_path: Path) -> None:
-    store, sets = Store(str(tmp_path), "net"), _sets()
-    a = store.allocate("c1", "eth0", sets)[0].ip
-    b = store.allocate("c2", "eth0", sets)[0].ip
-    assert a != b and str(a) == "10.5.0.2"  # .1 is the gateway
-    assert store.allocate("c1", "eth0", sets)[0].ip == a  # a retried ADD gets the same
-    assert store.allocate("c1", "net1", sets)[0].ip not in (a, b)
-
-
-def test_store_round_robins_like_host_local(tmp_path: Path) -> None:
-    store, sets = Store(str(tmp_path), "net"), _sets()
-    first = store.allocate("c1", "eth0", sets)[0].ip
-    store.release("c1", "eth0")
-    assert store.allocate("c2", "eth0", sets)[0].ip != first
-
-
-def test_store_exhaustion_reserves_nothing(tmp_path: Path) -> None:
-    store = Store(str(tmp_path), "net")
-    sets = _sets("10.5.0.0/30")  # .1 gateway, .2 the only address
-    sets = (*sets, *_sets("10.6.0.0/30"))
-    store.allocate("c1", "eth0", sets)
-    with pytest.raises(PoolExhaustedError) as info:
-        store.allocate("c2", "eth0", sets)
-    assert info.value.cni_code == 50
-    assert [a.container_id for a in store.held_by("c2", "eth0")] == []
-    assert store.free(sets) == [0, 0]
-    store.release("c1", "eth0")
-    store.release("c1", "eth0")  # twice is fine
-    assert store.free(sets) == [1, 1]
-
-
-def test_store_gc_keeps_only_valid_attachments(tmp_path: Path) -> None:
-    store, sets = Store(str(tmp_path), "net"), _sets()
-    for c in ("c1", "c2", "c3"):
-        store.allocate(c, "eth0", sets)
-    gone = store.gc({("c2", "eth0")})
-    assert sorted(a.container_id for a in gone) == ["c1", "c3"]
-    assert [a.container_id for a in store.held_by("c2", "eth0")] == ["c2"]
-
-
-def test_store_files_are_private_and_crash_leftovers_are_swept(tmp_path: Path) -> None:
-    store, sets = Store(str(tmp_path), "net"), _sets()
-    store.allocate("c1", "eth0", sets)
-    state = tmp_path / "net" / "allocations.json"
-    assert stat.S_IMODE(state.stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / "net").stat().st_mode) == 0o700
-    leftover = tmp_path / "net" / ".allocations.json.123.abcd"
-    leftover.write_text("half a file")
-    store.release("c1", "eth0")
-    assert not leftover.exists()
-
-
-def test_store_refuses_symlinks(tmp_path: Path) -> None:
-    target = tmp_path / "elsewhere"
-    target.mkdir(mode=0o700)
-    (tmp_path / "net").symlink_to(target)
-    with pytest.raises(StateError, match="symlink"):
-        Store(str(tmp_path), "net").allocate("c1", "eth0", _sets())
-    (tmp_path / "net2").mkdir(mode=0o700)
-    (tmp_path / "net2" / "allocations.json").symlink_to(target / "victim")
-    with pytest.raises(StateError, match="symlink"):
-        Store(str(tmp_path), "net2").allocate("c1", "eth0", _sets())
-    assert not (target / "victim").exists()
-
-
-def test_store_refuses_a_shared_directory(tmp_path: Path) -> None:
-    (tmp_path / "net").mkdir(mode=0o777)
-    os.chmod(tmp_path / "net", 0o777)
-    with pytest.raises(StateError, match="not private"):
-        Store(str(tmp_path), "net").allocate("c1", "eth0", _sets())
-
-
-def test_store_reports_foreign_state(tmp_path: Path) -> None:
-    (tmp_path / "net").mkdir(mode=0o700)
-    (tmp_path / "net" / "allocations.json").write_text("garbage")
-    with pytest.raises(StateError, match="not podnet-ipam state"):
-        Store(str(tmp_path), "net").allocate("c1", "eth0", _sets())
 
 
 # --- podnet-ipam through dispatch (files only: no kernel) ------------------------------------
