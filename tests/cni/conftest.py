@@ -72,7 +72,7 @@ def cni_install() -> Iterator[Install]:
             agent.wait()
         if agent.stderr:
             agent.stderr.close()
-        subprocess.run(["nft", "delete", "table", "ip", "podnet"], capture_output=True,
+        subprocess.run(["nft", "delete", "table", "inet", "podnet-cni"], capture_output=True,
                        check=False)
         shutil.rmtree(root, ignore_errors=True)
 

@@ -13,10 +13,12 @@ from typing import Any
 from podnet.cni.result import DNS, IPConfig, Result, Route
 from podnet.cni.spec import Request
 from podnet.errors import CNI_INVALID_CONFIG, CNI_PLUGIN_NOT_AVAILABLE, CniError
+from podnet.ipam.pool import Address
 from podnet.ipam.ranges import IpamConfig, parse_ipam_config, requested_ips
 from podnet.ipam.store import Store
 
-__all__ = ["ipam_add", "ipam_check", "ipam_del", "ipam_gc", "ipam_status", "valid_attachments"]
+__all__ = ["held_addresses", "ipam_add", "ipam_check", "ipam_del", "ipam_gc", "ipam_status",
+           "owned_by_valid", "valid_attachments"]
 
 
 def _setup(conf: dict[str, Any]) -> tuple[IpamConfig, Store]:
@@ -95,6 +97,18 @@ def ipam_check(conf: dict[str, Any], req: Request) -> None:
             f"interface {req.ifname} in network {conf['name']}",
             details="the reservation was released or never made: delete and re-add the pod",
         )
+
+
+def held_addresses(conf: dict[str, Any], container_id: str, ifname: str) -> list[Address]:
+    """What podnet-ipam holds for one attachment (podnet-cni's DEL: what it may unmasquerade)."""
+    _, store = _setup(conf)
+    return [a.ip for a in store.held_by(container_id, ifname)]
+
+
+def owned_by_valid(conf: dict[str, Any], valid: set[tuple[str, str]]) -> list[Address]:
+    """Every address podnet-ipam holds for an attachment in `valid` (GC's reconciliation)."""
+    _, store = _setup(conf)
+    return [a.ip for a in store.all() if (a.container_id, a.ifname) in valid]
 
 
 def valid_attachments(conf: dict[str, Any]) -> set[tuple[str, str]]:
