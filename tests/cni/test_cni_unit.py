@@ -20,7 +20,7 @@ from podnet.cni.install import InstallOptions, install, render_conflist
 from podnet.cni.netconf import parse_netconf, parse_podnet
 from podnet.cni.result import Result
 from podnet.cni.spec import check_version, parse_cni_args, parse_request
-from podnet.errors import CniError
+from podnet.errors import CniError, StateError
 from podnet.ipam.ranges import parse_ipam_config
 
 GOOD_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc-1.x_y", "CNI_NETNS": "/run/netns/p",
@@ -232,6 +232,12 @@ def test_conflist_for_containerd_1_6() -> None:
     plugin = doc["plugins"][0]
     assert plugin["type"] == "podnet-cni" and plugin["mode"] == "bridge"
     assert plugin["ipam"]["ranges"] == [[{"subnet": "10.9.0.0/24"}]]
+    assert plugin["capabilities"] == {"ips": True}
+    # kubelet's hostPort and bandwidth: the reference plugins, after podnet-cni.
+    assert [(p["type"], p["capabilities"]) for p in doc["plugins"][1:]] == [
+        ("portmap", {"portMappings": True}), ("bandwidth", {"bandwidth": True})]
+    # podman's CNI backend shows labels of any conflist (subnets only for bridge/macvlan).
+    assert doc["args"]["podman_labels"]["podnet.subnets"] == "10.9.0.0/24"
     assert _code(render_conflist, InstallOptions(subnet="10.9.0.0/33")).cni_code == 7
 
 
@@ -240,7 +246,7 @@ def test_installed_plugin_runs_without_an_agent(tmp_path: Path, client: str) -> 
     if client == "c" and not any(os.access(f"{d}/cc", os.X_OK) for d in ("/usr/bin", "/bin")):
         pytest.skip("no C compiler")
     done = install(InstallOptions(bin_dir=str(tmp_path / "bin"), conf_dir=str(tmp_path / "d"),
-                                  socket=str(tmp_path / "nobody.sock"),
+                                  socket=str(tmp_path / "nobody.sock"), agent="never",
                                   client=client))  # type: ignore[arg-type]
     assert done.client == client
     conf = json.loads((tmp_path / "d" / "10-podnet.conflist").read_text())
@@ -262,15 +268,29 @@ def test_cli_install_and_uninstall(tmp_path: Path) -> None:
 
     bin_dir, conf_dir = tmp_path / "bin", tmp_path / "net.d"
     runner = CliRunner()
+    sock = str(tmp_path / "agent.sock")
     result = runner.invoke(cni_group, ["install", "--bin-dir", str(bin_dir), "--conf-dir",
                                        str(conf_dir), "--mode", "bridge", "--subnet",
-                                       "10.244.7.0/24", "--client", "python"])
+                                       "10.244.7.0/24", "--client", "python", "--socket", sock])
     assert result.exit_code == 0, result.output
-    assert "podnet cni agent" in result.output
+    assert "starts the agent" in result.output
+    assert (bin_dir / "portmap").resolve() == Path("/usr/lib/cni/portmap")
     conf = json.loads((conf_dir / "10-podnet.conflist").read_text())
     assert conf["plugins"][0]["mode"] == "bridge"
     script = (bin_dir / "podnet-cni").read_text()
     assert script.startswith("#!") and " -IS\n" in script.splitlines()[0] + "\n"
     result = runner.invoke(cni_group, ["uninstall", "--bin-dir", str(bin_dir), "--conf-dir",
-                                       str(conf_dir)])
+                                       str(conf_dir), "--socket", sock])
     assert result.exit_code == 0 and not (bin_dir / "podnet-cni").exists()
+    assert not (bin_dir / "portmap").exists() and Path("/usr/lib/cni/portmap").exists()
+
+
+def test_install_refuses_without_the_reference_plugins(tmp_path: Path) -> None:
+    opts = InstallOptions(bin_dir=str(tmp_path / "bin"), conf_dir=str(tmp_path / "d"),
+                          reference_dir=str(tmp_path / "nowhere"), socket=str(tmp_path / "s"))
+    with pytest.raises(StateError, match="portmap"):
+        install(opts)
+    assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
+    done = install(InstallOptions(**{**opts.__dict__, "portmap": False, "bandwidth": False}))
+    plugins = json.loads(Path(done.conflist).read_text())["plugins"]
+    assert [p["type"] for p in plugins] == ["podnet-cni"]

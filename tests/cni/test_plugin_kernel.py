@@ -8,7 +8,6 @@ STATUS and CHECK. Real namespaces, real veths, real packets; all inside the sand
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 import subprocess
