@@ -3,6 +3,7 @@ sandbox's tmpfs), a running agent, and networks of each flavor with their own su
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -84,8 +85,21 @@ def stop_autostarted(socket: str) -> None:
     if socket.encode() in cmdline.split(b"\0"):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while running(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie; reaps it when this process inherited it (in the sandbox the
+    test runner is PID 1, so the agents a client started end up its children)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 @pytest.fixture(scope="session")
