@@ -14,8 +14,9 @@ stops the running agent (SIGTERM: it drains), so the next call starts one runnin
 The conflist chains, after podnet-cni, Debian's reference `portmap` (kubelet's hostPort, the
 `portMappings` capability) and `bandwidth` (the `kubernetes.io/ingress-bandwidth` and
 `egress-bandwidth` annotations, the `bandwidth` capability); podnet-cni itself declares the `ips`
-capability (static addresses). Where the bin dir lacks them, they are linked from the reference
-plugins' directory (/usr/lib/cni on Debian). It says "cniVersion": "1.0.0" and lists
+capability (static addresses). Where the bin dir lacks them (or `loopback`, which containerd's
+CRI runs for every pod), they are linked from the reference plugins' directory (/usr/lib/cni on
+Debian). It says "cniVersion": "1.0.0" and lists
 ["1.0.0", "1.1.0"] in "cniVersions": containerd 1.6 refuses a 1.1.0 result, while runtimes that
 know 1.1 pick it (and with it GC and STATUS). `args.podman_labels` carries the subnet: podman
 (CNI backend) reads subnets only from `bridge`, `macvlan` and `ipvlan` plugins with host-local,
@@ -111,11 +112,13 @@ def _link_reference_plugins(opts: InstallOptions) -> tuple[str, ...]:
     """Make the chained reference plugins findable in the bin dir (the runtime looks only
     there); refuses, before anything is written, when they are nowhere to be found."""
     todo = []
-    for name in _chained_names(opts):
+    for name in [*_chained_names(opts), "loopback"]:  # containerd's CRI runs loopback per pod
         here = os.path.join(opts.bin_dir, name)
         if os.path.exists(here):
             continue
         source = os.path.join(opts.reference_dir, name)
+        if name == "loopback" and not os.access(source, os.X_OK):
+            continue  # only containerd wants it, and says so
         if not os.access(source, os.X_OK):
             raise StateError(
                 f"the {name} CNI plugin is in neither {opts.bin_dir} nor {opts.reference_dir}",
@@ -252,7 +255,7 @@ def uninstall(bin_dir: str, conf_dir: str, conflist_name: str = CONFLIST_NAME,
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
             removed.append(path)
-    for name in _CHAINED:
+    for name in [*_CHAINED, "loopback"]:
         path = os.path.join(bin_dir, name)
         if os.path.islink(path) and os.readlink(path) == os.path.join(reference_dir, name):
             os.unlink(path)
