@@ -127,17 +127,13 @@ def var_lib_cni() -> Iterator[str]:
     """/var/lib/cni as a node has it, inside the sandbox only: an overlay on /var/lib whose
     writes land in a tmpfs (the sandbox's mount namespace is private, so the machine's /var/lib
     never changes). What a simulated reboot keeps."""
-    assert os.environ.get("PODNET_SANDBOX") == "1", "only inside the sandbox"
-    work = f"/run/podnet-varlib-{uuid.uuid4().hex[:8]}"
-    os.makedirs(f"{work}/upper")
-    os.makedirs(f"{work}/work")
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir=/var/lib,upperdir={work}/upper,workdir={work}/work", "/var/lib"],
-                   check=True)
+    from tests.cni.cri import overlay_var_lib
+
+    work = Path(f"/run/podnet-varlib-{uuid.uuid4().hex[:8]}")
     try:
-        yield "/var/lib/cni"
+        with overlay_var_lib(work):
+            yield "/var/lib/cni"
     finally:
-        subprocess.run(["umount", "-l", "/var/lib"], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 

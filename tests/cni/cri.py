@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["APP", "PAUSE", "Node", "Pod", "build_image"]
+__all__ = ["APP", "PAUSE", "Node", "Pod", "build_image", "node", "overlay_var_lib"]
 
 PAUSE = "podnet.test/pause:1"
 APP = "podnet.test/busybox:1"
@@ -320,3 +320,21 @@ def node(root: Path, cni_bin: str, cni_conf: str) -> Iterator[Node]:
         yield made
     finally:
         made.close()
+
+
+@contextlib.contextmanager
+def overlay_var_lib(work: Path) -> Iterator[None]:
+    """/var/lib made writable in this mount namespace only, its changes landing in `work` (a
+    tmpfs directory): libcni's cache and podnet-ipam's reservations live in /var/lib/cni. Only
+    for a private mount namespace (the sandbox's)."""
+    if os.environ.get("PODNET_SANDBOX") != "1":
+        raise RuntimeError("overlay_var_lib: only inside the sandbox")
+    (work / "upper").mkdir(parents=True)
+    (work / "work").mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir=/var/lib,upperdir={work}/upper,workdir={work}/work", "/var/lib"],
+                   check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", "/var/lib"], check=False)
