@@ -294,3 +294,72 @@ def test_install_refuses_without_the_reference_plugins(tmp_path: Path) -> None:
     done = install(InstallOptions(**{**opts.__dict__, "portmap": False, "bandwidth": False}))
     plugins = json.loads(Path(done.conflist).read_text())["plugins"]
     assert [p["type"] for p in plugins] == ["podnet-cni"]
+
+
+# --- odd input: never code 999, never a traceback ----------------------------------------------
+
+def _add(stdin: bytes) -> dict[str, Any]:
+    out = handle("podnet-cni", GOOD_ENV, stdin)
+    assert out.code == 1 and not out.stderr, out
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
+
+
+@pytest.mark.parametrize(("prev", "field"), [
+    ({"ips": 5}, "prevResult.ips"), ({"ips": [7]}, "prevResult.ips[0]"),
+    ({"interfaces": [{"name": "a", "mac": {}}]}, "prevResult.interfaces[0].mac"),
+    ({"interfaces": [{"name": 1}]}, "prevResult.interfaces[0].name"),
+    ({"ips": [{"address": "10.0.0.1/24", "interface": True}]}, "prevResult.ips[0].interface"),
+    ({"routes": [{"dst": "0.0.0.0/0", "mtu": []}]}, "prevResult.routes[0].mtu"),
+    ({"dns": {"nameservers": [1]}}, "prevResult.dns.nameservers"), ({"dns": 3}, "prevResult.dns"),
+    (5, "prevResult"), ("x", "prevResult"),
+])
+def test_prev_result_of_the_wrong_shape_names_the_field(prev: Any, field: str) -> None:
+    doc = _add(_conf(prevResult=prev))
+    assert doc["code"] == 6 and doc["msg"].startswith(field + ":"), doc
+
+
+def test_deep_nesting_is_code_6_naming_the_field() -> None:
+    head = _conf().decode()[:-1]
+    doc = _add((head + ', "prevResult": ' + "[" * 100_000 + "]" * 100_000 + "}").encode())
+    assert doc["code"] == 6 and 'field "prevResult"' in doc["msg"]
+
+
+def test_a_config_over_the_cap_says_too_large() -> None:
+    doc = _add(b" " * ((16 << 20) + 1))
+    assert doc["code"] == 6 and "too large" in doc["msg"]
+
+
+@pytest.mark.parametrize(("path", "needle"), [
+    ("/proc/self/ns/mnt", "mount namespace"), ("/proc/self/ns/uts", "UTS namespace"),
+    ("/proc/self/ns/net", "own network namespace"), ("/etc/hostname", "not a namespace file"),
+    ("/nonexistent/ns", "does not exist"),
+])
+def test_cni_netns_is_asked_of_the_kernel(path: str, needle: str) -> None:
+    from podnet.cni.podns import pod_namespace
+
+    with pytest.raises(CniError) as info, pod_namespace(path):
+        pass
+    assert "CNI_NETNS" in info.value.message and needle in info.value.message
+    assert info.value.cni_code == (3 if needle == "does not exist" else 4)
+
+
+def test_podnet_cni_refuses_ipv6_ranges_for_now() -> None:
+    ipam = {"type": "podnet-ipam", "ranges": [[{"subnet": "10.1.0.0/24"}],
+                                              [{"subnet": "fd00::/64"}]]}
+    err = _code(lambda: parse_podnet(parse_netconf(_conf(ipam=ipam))))
+    assert err.cni_code == 2 and "subnet" in err.message
+
+
+def test_podnet_ipam_hands_out_one_address_per_family(tmp_path: Path) -> None:
+    doc = json.dumps({"cniVersion": "1.0.0", "name": "ds", "type": "podnet-ipam", "ipam": {
+        "type": "podnet-ipam", "dataDir": str(tmp_path),
+        "ranges": [[{"subnet": "10.7.0.0/24"}], [{"subnet": "fd00:7::/64"}]],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]},
+        "runtimeConfig": {"ips": ["fd00:7::77/64"]}}).encode()
+    out = handle("podnet-ipam", GOOD_ENV, doc)
+    assert out.code == 0, out
+    got = json.loads(out.stdout)
+    assert [ip["address"] for ip in got["ips"]] == ["10.7.0.2/24", "fd00:7::77/64"]
+    assert [ip["gateway"] for ip in got["ips"]] == ["10.7.0.1", "fd00:7::1"]
+    assert {r["dst"] for r in got["routes"]} == {"0.0.0.0/0", "::/0"}

@@ -20,10 +20,11 @@ _IFACE_11 = ("mtu", "socketPath", "pciID")
 _ROUTE_11 = ("mtu", "advmss", "priority", "table", "scope")
 
 
-def _bad(where: str, value: object) -> CniError:
+def _bad(where: str, value: object, expected: str = "") -> CniError:
     shown = repr(value) if isinstance(value, str | int | float | bool) or value is None \
         else type(value).__name__
-    return CniError(CNI_DECODE_ERROR, f"{where}: {shown[:80]} is not valid",
+    wanted = f" ({expected} expected)" if expected else ""
+    return CniError(CNI_DECODE_ERROR, f"{where}: {shown[:80]} is not valid{wanted}",
                     details="the runtime passes back the result an ADD returned, unchanged")
 
 
@@ -32,7 +33,7 @@ def _list(doc: dict[str, Any], key: str, where: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _bad(f"{where}.{key} (a list)", value)
+        raise _bad(f"{where}.{key}", value, "a list")
     return value
 
 
