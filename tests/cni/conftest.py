@@ -116,7 +116,8 @@ def cni_install() -> Iterator[Install]:
                       auto_socket, agent.pid)
     finally:
         stop_process(agent)
-        stop_autostarted(auto_socket)
+        for served in (socket, auto_socket):  # agents the clients started (install stops ours)
+            stop_autostarted(served)
         subprocess.run(["nft", "delete", "table", "inet", "podnet-cni"], capture_output=True,
                        check=False)
         shutil.rmtree(root, ignore_errors=True)

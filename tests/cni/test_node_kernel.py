@@ -451,3 +451,30 @@ def test_a_config_over_the_cap_is_too_large(flavor: Flavor, netns_factory: Netns
                                   "CNI_PATH": plugin.cni_path}, big)
         assert answer.code != 0 and answer.doc["code"] == 6, answer.stdout[:300]
         assert "too large" in answer.doc["msg"]
+
+
+# --- podman -------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (not in podnet.sh)")
+def test_podman_shows_the_subnet(cni_install: Install) -> None:
+    """podman's CNI backend parses subnets only out of bridge/macvlan/ipvlan plugins with
+    host-local; of any other conflist it shows the labels, where podnet puts the subnet."""
+    from podnet.cni.install import InstallOptions, install
+
+    work = Path(cni_install.root) / "podman"
+    install(InstallOptions(bin_dir=str(work / "bin"), conf_dir=str(work / "conf"),
+                           subnet="10.244.5.0/24", socket=str(work / "cni.sock"),
+                           agent="never"))
+    conf = work / "containers.conf"
+    conf.write_text(f'[network]\nnetwork_backend = "cni"\nnetwork_config_dir = "{work}/conf"\n'
+                    f'cni_plugin_dirs = ["{work}/bin"]\n')
+    storage = work / "storage.conf"
+    storage.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{work}/run"\n'
+                       f'graphroot = "{work}/root"\n')
+    env = {**os.environ, "CONTAINERS_CONF": str(conf), "CONTAINERS_STORAGE_CONF": str(storage)}
+    out = subprocess.run(["podman", "--root", f"{work}/root", "--runroot", f"{work}/run",
+                          "--tmpdir", f"{work}/tmp", "network", "inspect", "podnet"],
+                         env=env, capture_output=True, text=True, check=True, timeout=60).stdout
+    (network,) = json.loads(out)
+    assert network["driver"] == "podnet-cni"
+    assert network["labels"]["podnet.subnets"] == "10.244.5.0/24"
