@@ -93,7 +93,7 @@ def iperf(server_ns: str, client_ns: str, server_ip: str, *, reverse: bool = Fal
         while "listening" not in server.stdout.readline():
             assert server.poll() is None, "iperf3 -s exited"
         argv = ["ip", "netns", "exec", client_ns, "iperf3", "-c", server_ip, "-p", "5201",
-                "-t", str(seconds), "-J", *(["-R"] if reverse else [])]
+                "-t", str(seconds), "-O", "1", "-J", *(["-R"] if reverse else [])]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30,
                              check=True).stdout
         return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])

@@ -385,14 +385,15 @@ def test_bandwidth_limits_measured_with_iperf3(cni_install: Install,
         pytest.skip("needs iperf3")
     chain = _chain(cni_install, "bw")
     pod = netns_factory("bw")
-    limit = {"ingressRate": 20_000_000, "ingressBurst": 400_000,
-             "egressRate": 10_000_000, "egressBurst": 400_000}
+    limit = {"ingressRate": 20_000_000, "ingressBurst": 1_000_000,
+             "egressRate": 10_000_000, "egressBurst": 1_000_000}
     ip = _ip_of(chain.add("bw", _path(pod), runtime={"bandwidth": limit}).ok())
     try:
         into = iperf(pod, nets.peer, ip)  # the peer sends: the pod's ingress
         out = iperf(pod, nets.peer, ip, reverse=True)  # the pod sends: its egress
     finally:
         chain.delete("bw", _path(pod)).ok()
+    print(f"bandwidth: ingress {into / 1e6:.2f} Mbit/s, egress {out / 1e6:.2f} Mbit/s")
     assert abs(into - limit["ingressRate"]) / limit["ingressRate"] < 0.15, into
     assert abs(out - limit["egressRate"]) / limit["egressRate"] < 0.15, out
 
