@@ -56,7 +56,8 @@ def install_command(*, bin_dir: str, conf_dir: str, mode: str, subnet: str, netw
                     bridge: str, mtu: int, ip_masq: bool, ipam: str, socket_path: str,
                     client: str, agent: str, portmap: bool, bandwidth: bool,
                     reference_dir: str) -> None:
-    """Write podnet-cni, podnet-ipam and a .conflist; runtimes call them from then on."""
+    """Write podnet-cni, podnet-ipam and a .conflist: the whole set-up (the plugin starts its
+    own agent on first use; nothing else needs running)."""
     from podnet.cni.install import InstallOptions, install  # lazy by design
 
     opts = InstallOptions(bin_dir=bin_dir, conf_dir=conf_dir, mode=mode,  # type: ignore[arg-type]

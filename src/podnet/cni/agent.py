@@ -89,11 +89,14 @@ class Agent:
 
     @staticmethod
     def preload() -> None:
-        """Load the link layer (pyroute2) and open one netlink socket now, not on the first ADD."""
+        """Load the link layer (pyroute2), open one netlink socket and libnftables' context now,
+        not on the first ADD."""
         from podnet.cni import plugin  # noqa: F401  # the point is the import
+        from podnet.kernel import libnft
         from podnet.kernel.netlink import Netlink
 
         Netlink.open().close()
+        libnft.available()  # libnftables' context, made here: in the agent's own namespace
 
     def claim(self) -> bool:
         """Take `<socket>.lock`; False when another agent holds it (it serves this socket)."""

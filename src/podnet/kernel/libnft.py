@@ -22,7 +22,7 @@ import threading
 from types import ModuleType
 from typing import Any
 
-__all__ = ["run"]
+__all__ = ["available", "run"]
 
 _DEBIAN = "/usr/lib/python3/dist-packages/nftables/__init__.py"
 def _load() -> ModuleType | None:
@@ -90,3 +90,9 @@ def run(script: str, *, json_output: bool = False) -> tuple[int, str, str] | Non
         finally:
             ctx.set_json_output(False)
     return int(code), str(out), str(err).strip()
+
+
+def available() -> bool:
+    """Make the context now (the agent does at start, in its own namespace); whether it exists."""
+    with _shared.lock:
+        return _shared.context() is not None
