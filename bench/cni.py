@@ -31,7 +31,6 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -127,22 +126,9 @@ def _start_agent(socket: str) -> subprocess.Popen[bytes]:
 
 
 def _stop_autostarted(socket: str) -> None:
-    try:
-        pid = int(Path(f"{socket}.lock").read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return
-    if socket.encode() in cmdline.split(b"\0"):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:  # we are PID 1 here: our child
-                    return
-            except ChildProcessError:
-                if not Path(f"/proc/{pid}").exists():
-                    return
-            time.sleep(0.02)
+    from podnet.cni.agentctl import stop_agent
+
+    stop_agent(socket, timeout=20)
 
 
 # --- 1. latency per call -------------------------------------------------------------------------

@@ -3,15 +3,12 @@ sandbox's tmpfs), a running agent, and networks of each flavor with their own su
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from podnet.cni.agentctl import stop_agent
 from tests.cni.driver import Plugin
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -76,30 +74,8 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 
 def stop_autostarted(socket: str) -> None:
-    """The agent a client started for `socket`: its PID is in the lock file beside it."""
-    try:
-        pid = int(Path(f"{socket}.lock").read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return
-    if socket.encode() in cmdline.split(b"\0"):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while running(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie; reaps it when this process inherited it (in the sandbox the
-    test runner is PID 1, so the agents a client started end up its children)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    """The agent a client started for `socket` (its PID is in the lock file beside it)."""
+    stop_agent(socket, timeout=20)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cni.conftest import REFERENCE_DIR, ip_json, running, stop_autostarted
+from podnet.cni.agentctl import alive as running
+from tests.cni.conftest import REFERENCE_DIR, ip_json, stop_autostarted
 from tests.cni.cri import Node, Pod, node
 from tests.cni.nets import NodeNets, node_networks, tcp_server
 

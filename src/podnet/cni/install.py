@@ -31,13 +31,13 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from podnet.cni.agentctl import stop_agent
 from podnet.cni.client import DEFAULT_SOCKET
 from podnet.cni.dispatch import IPAM_PLUGIN, MAIN_PLUGIN
 from podnet.errors import CNI_INVALID_CONFIG, CniError, StateError
@@ -135,25 +135,6 @@ def _link(source: str, here: str) -> str:
     return here
 
 
-def _stop_running_agent(socket_path: str) -> int | None:
-    """SIGTERM the agent serving `socket_path` (its PID is in the lock file), so the next call
-    starts one with the code just installed. Only a process whose command line names podnet and
-    this socket is signalled."""
-    try:
-        with open(f"{socket_path}.lock") as fh:
-            pid = int(fh.read().split()[0])
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            cmdline = fh.read()
-    except (OSError, ValueError, IndexError):
-        return None
-    if b"podnet" not in cmdline or socket_path.encode() not in cmdline.split(b"\0"):
-        return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        return pid
-    return None
-
-
 def _write_atomically(path: str, data: bytes, mode: int) -> None:
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
@@ -241,7 +222,7 @@ def install(opts: InstallOptions) -> Installed:
         written.append(path)
     conf_path = os.path.join(opts.conf_dir, opts.conflist_name)
     _write_atomically(conf_path, json.dumps(conflist, indent=2).encode() + b"\n", 0o644)
-    stopped = _stop_running_agent(opts.socket)
+    stopped = stop_agent(opts.socket)
     return Installed(tuple(written), conf_path, kind, package_path, linked, stopped)
 
 
@@ -260,5 +241,5 @@ def uninstall(bin_dir: str, conf_dir: str, conflist_name: str = CONFLIST_NAME,
         if os.path.islink(path) and os.readlink(path) == os.path.join(reference_dir, name):
             os.unlink(path)
             removed.append(path)
-    _stop_running_agent(socket_path)
+    stop_agent(socket_path)
     return removed
