@@ -8,14 +8,16 @@ the `version` of each IP that 1.0 removed.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from podnet.cni.spec import version_at_least
 from podnet.errors import CNI_DECODE_ERROR, CniError
 
 __all__ = ["DNS", "IPConfig", "Interface", "Result", "Route"]
 
+T = TypeVar("T")
 _IFACE_11 = ("mtu", "socketPath", "pciID")
 _ROUTE_11 = ("mtu", "advmss", "priority", "table", "scope")
 
@@ -56,19 +58,25 @@ def _interface(item: object, where: str) -> Interface:
                      _str(item, "sandbox", where), mtu)
 
 
+def _parsed(item: dict[str, Any], key: str, where: str, parse: Callable[[str], T],
+            required: bool = False) -> T | None:
+    """`item[key]` read by `parse` (an address, a prefix); None when absent and optional."""
+    text = _str(item, key, where, required)
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except ValueError:
+        raise _bad(f"{where}.{key}", text) from None
+
+
 def _ip(item: object, where: str) -> IPConfig:
     if not isinstance(item, dict):
         raise _bad(where, item)
-    try:
-        address = ipaddress.ip_interface(_str(item, "address", where, required=True))
-    except ValueError:
-        raise _bad(f"{where}.address", item.get("address")) from None
-    gateway = None
-    if item.get("gateway"):
-        try:
-            gateway = ipaddress.ip_address(_str(item, "gateway", where))
-        except ValueError:
-            raise _bad(f"{where}.gateway", item.get("gateway")) from None
+    address = _parsed(item, "address", where, ipaddress.ip_interface, required=True)
+    if address is None:
+        raise _bad(f"{where}.address", "")
+    gateway = _parsed(item, "gateway", where, ipaddress.ip_address)
     index = item.get("interface")
     if index is not None and (not isinstance(index, int) or isinstance(index, bool)
                               or index < 0):
@@ -79,16 +87,11 @@ def _ip(item: object, where: str) -> IPConfig:
 def _route(item: object, where: str) -> Route:
     if not isinstance(item, dict):
         raise _bad(where, item)
-    try:
-        dst = ipaddress.ip_network(_str(item, "dst", where, required=True), strict=False)
-    except ValueError:
-        raise _bad(f"{where}.dst", item.get("dst")) from None
-    gw = None
-    if item.get("gw"):
-        try:
-            gw = ipaddress.ip_address(_str(item, "gw", where))
-        except ValueError:
-            raise _bad(f"{where}.gw", item.get("gw")) from None
+    dst = _parsed(item, "dst", where, lambda t: ipaddress.ip_network(t, strict=False),
+                  required=True)
+    if dst is None:
+        raise _bad(f"{where}.dst", "")
+    gw = _parsed(item, "gw", where, ipaddress.ip_address)
     extra = []
     for key in _ROUTE_11:
         if key in item:

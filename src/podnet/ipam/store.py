@@ -45,7 +45,7 @@ from podnet.ipam.files import (
 from podnet.ipam.pool import Address, PoolExhaustedError
 from podnet.ipam.ranges import AnyPool, RangeSet
 
-__all__ = ["Allocation", "Requested", "Store", "open_child_dir", "open_dir_safely"]
+__all__ = ["Allocation", "Requested", "Store"]
 
 _LAST = "last_reserved_ip."
 _OWNER = "owner."
