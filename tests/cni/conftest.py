@@ -99,11 +99,12 @@ def cni_install() -> Iterator[Install]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def var_lib_cni() -> Iterator[str]:
     """/var/lib/cni as a node has it, inside the sandbox only: an overlay on /var/lib whose
     writes land in a tmpfs (the sandbox's mount namespace is private, so the machine's /var/lib
-    never changes). What a simulated reboot keeps."""
+    never changes). What a simulated reboot keeps. Per module: later tests (inspect reads
+    libcni's cache there) see the machine's /var/lib again."""
     from tests.cni.cri import overlay_var_lib
 
     work = Path(f"/run/podnet-varlib-{uuid.uuid4().hex[:8]}")

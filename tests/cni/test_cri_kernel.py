@@ -83,6 +83,8 @@ def _assert_nothing_left() -> None:
     assert not [link["ifname"] for link in ip_json("-d", "link")
                 if link.get("ifalias") == "podnet"]
     assert not [n for n in os.listdir("/run/netns") if n.startswith("cni-")]
+    cache = Path("/var/lib/cni/results")  # libcni's cached results: the runtime's, gone too
+    assert not [p.name for p in cache.iterdir()] if cache.exists() else True
 
 
 def _web(cri: Node, name: str = "web") -> tuple[Pod, str]:

@@ -65,7 +65,8 @@ def start_agent(socket_path: str) -> int:
         path = next((p for p in sys.path if os.path.isdir(os.path.join(p, "podnet"))), "")
         code = ("import sys\nif sys.argv[1]: sys.path.insert(0, sys.argv[1])\n"
                 "from podnet.cni.agent import main\nsys.exit(main([sys.argv[2], '--detached']))")
-        os.execv(sys.executable, [sys.executable, "-I", "-c", code, path, socket_path])
+        os.execve(sys.executable, [sys.executable, "-I", "-c", code, path, socket_path],
+                  {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})  # not the caller's CNI_* variables
     finally:
         os._exit(127)
 

@@ -180,8 +180,11 @@ static pid_t start_agent(void) {
         dup2(null, 2);
         if (null > 2) close(null);
     }
+    close_range(3, ~0U, 0); /* nothing of the runtime's may stay open in a long-lived process */
+    /* A clean environment: not the first caller's CNI_* variables. */
+    char *env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
     char *argv[] = {PODNET_PYTHON, "-I", "-c", (char *)code, PODNET_PATH, PODNET_SOCKET, NULL};
-    execv(PODNET_PYTHON, argv);
+    execve(PODNET_PYTHON, argv, env);
     _exit(127);
 }
 
