@@ -287,10 +287,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         return int(json.loads(self.status(pod).info["info"])["pid"])
 
     def netns(self, pod: Pod) -> str:
-        return str(json.loads(self.status(pod).info["info"])["runtimeSpec"]["linux"][
-            "namespaces"][next(i for i, n in enumerate(json.loads(self.status(pod).info[
-                "info"])["runtimeSpec"]["linux"]["namespaces"]) if n["type"] == "network")]
-            ["path"])
+        """The path of the pod's network namespace, as containerd passed it to CNI."""
+        spaces = json.loads(self.status(pod).info["info"])["runtimeSpec"]["linux"]["namespaces"]
+        return str(next(n["path"] for n in spaces if n["type"] == "network"))
 
     def stop_pod(self, pod: Pod | str) -> None:
         pod_id = pod.id if isinstance(pod, Pod) else pod
