@@ -243,17 +243,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                             "import", "--no-unpack", str(archive)], check=True,
                            capture_output=True)
 
-    def sandbox_config(self, name: str, attempt: int = 0, uid: str | None = None) -> Any:
+    def sandbox_config(self, name: str, attempt: int = 0, uid: str | None = None,
+                       host_ports: dict[int, int] | None = None) -> Any:
+        """A pod's sandbox, as kubelet describes it; `host_ports` maps a hostPort to a
+        containerPort (TCP), which containerd hands to the portmap plugin."""
         cri = self.cri
+        ports = [cri.PortMapping(protocol=cri.TCP, container_port=inner, host_port=outer)
+                 for outer, inner in (host_ports or {}).items()]
         return cri.PodSandboxConfig(
             metadata=cri.PodSandboxMetadata(name=name, uid=uid or uuid.uuid4().hex,
                                             namespace="default", attempt=attempt),
-            hostname=name, log_directory=str(self.root / "logs" / name),
+            hostname=name, log_directory=str(self.root / "logs" / name), port_mappings=ports,
             linux=cri.LinuxPodSandboxConfig(cgroup_parent=""),
         )
 
-    def run_pod(self, name: str, attempt: int = 0, uid: str | None = None) -> Pod:
-        config = self.sandbox_config(name, attempt, uid)
+    def run_pod(self, name: str, attempt: int = 0, uid: str | None = None,
+                host_ports: dict[int, int] | None = None) -> Pod:
+        config = self.sandbox_config(name, attempt, uid, host_ports)
         reply = self.runtime.RunPodSandbox(self.cri.RunPodSandboxRequest(config=config),
                                            timeout=60)
         return Pod(name, reply.pod_sandbox_id, config)

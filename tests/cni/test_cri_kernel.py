@@ -83,12 +83,16 @@ def _assert_nothing_left() -> None:
     assert not [link["ifname"] for link in ip_json("-d", "link")
                 if link.get("ifalias") == "podnet"]
     assert not [n for n in os.listdir("/run/netns") if n.startswith("cni-")]
+    nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
+                         check=False).stdout
+    assert "CNI-DN-" not in nat  # portmap's per-pod chains went with the pods
     cache = Path("/var/lib/cni/results")  # libcni's cached results: the runtime's, gone too
     assert not [p.name for p in cache.iterdir()] if cache.exists() else True
 
 
-def _web(cri: Node, name: str = "web") -> tuple[Pod, str]:
-    pod = cri.run_pod(name)
+def _web(cri: Node, name: str = "web", host_ports: dict[int, int] | None = None) \
+        -> tuple[Pod, str]:
+    pod = cri.run_pod(name, host_ports=host_ports)
     container = cri.start_container(pod, "httpd", [
         "sh", "-c", f"echo {PAGE} > /www/index.html && exec httpd -f -p 80 -h /www"])
     return pod, container
@@ -117,14 +121,20 @@ def _remove(cri: Node, *pods: Pod) -> None:
         cri.remove_pod(pod)
 
 
-def test_two_pods_talk_http_and_leave_nothing(cri_node: tuple[Node, str]) -> None:
+def test_two_pods_talk_http_and_leave_nothing(cri_node: tuple[Node, str],
+                                              nets: NodeNets) -> None:
     cri, socket = cri_node
-    web, _ = _web(cri)
+    web, _ = _web(cri, host_ports={18081: 80})  # kubelet's hostPort, through portmap
     client, sleeper = _client(cri)
     web_ip = cri.pod_ip(web)
     assert web_ip.startswith("10.88.0.") and cri.pod_ip(client) != web_ip
     assert cri.netns(web).startswith("/var/run/netns/cni-")
     assert _fetch(cri, sleeper, web_ip) == PAGE
+    # The hostPort from another node on the node network, as a Service-less client would.
+    page = subprocess.run(["ip", "netns", "exec", nets.peer, "curl", "-s", "-m", "5",
+                           f"http://{nets.node_ip}:18081/"], capture_output=True, text=True,
+                          check=False).stdout.strip()
+    assert page == PAGE
     assert sorted(_reservations()) == sorted([web_ip, cri.pod_ip(client)])
     # The plugin started its agent itself: it runs in its own session, beside the socket.
     pid = int(Path(f"{socket}.lock").read_text().split()[0])
