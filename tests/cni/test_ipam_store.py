@@ -258,3 +258,17 @@ def test_retry_asking_for_another_address_is_refused(tmp_path: Path) -> None:
     store.allocate("c1", "eth0", sets)
     with pytest.raises(CniError, match="already holds"):
         store.allocate("c1", "eth0", sets, _want("10.5.0.99"))
+
+
+def test_an_upgrade_imports_the_old_default_directory(tmp_path: Path) -> None:
+    """An older podnet kept reservations in /run/podnet/ipam: the first call after an upgrade
+    takes them over, so no running pod's address is handed out again."""
+    old = tmp_path / "run-podnet-ipam" / "net"
+    old.mkdir(parents=True, mode=0o700)
+    os.chmod(tmp_path / "run-podnet-ipam", 0o700)
+    (old / "allocations.json").write_text(json.dumps({"allocations": [
+        {"ip": "10.5.0.2", "containerID": "running", "ifname": "eth0"}]}))
+    store = Store(str(tmp_path / "var-lib"), "net", legacy_dir=str(tmp_path / "run-podnet-ipam"))
+    assert str(store.allocate("new", "eth0", _sets())[0].ip) == "10.5.0.3"
+    assert [str(a.ip) for a in store.held_by("running", "eth0")] == ["10.5.0.2"]
+    assert not (old / "allocations.json").exists()

@@ -14,7 +14,7 @@ from podnet.cni.result import DNS, IPConfig, Result, Route
 from podnet.cni.spec import Request
 from podnet.errors import CNI_INVALID_CONFIG, CNI_PLUGIN_NOT_AVAILABLE, CniError
 from podnet.ipam.pool import Address
-from podnet.ipam.ranges import IpamConfig, parse_ipam_config, requested_ips
+from podnet.ipam.ranges import LEGACY_DATA_DIR, IpamConfig, parse_ipam_config, requested_ips
 from podnet.ipam.store import Store
 
 __all__ = ["held_addresses", "ipam_add", "ipam_check", "ipam_del", "ipam_gc", "ipam_status",
@@ -23,7 +23,8 @@ __all__ = ["held_addresses", "ipam_add", "ipam_check", "ipam_del", "ipam_gc", "i
 
 def _setup(conf: dict[str, Any]) -> tuple[IpamConfig, Store]:
     cfg = parse_ipam_config(conf.get("ipam"))
-    return cfg, Store(cfg.data_dir, str(conf["name"]))
+    legacy = None if cfg.data_dir_given else LEGACY_DATA_DIR  # state of an older podnet
+    return cfg, Store(cfg.data_dir, str(conf["name"]), legacy)
 
 
 def _routes(cfg: IpamConfig) -> tuple[Route, ...]:

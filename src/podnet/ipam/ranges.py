@@ -31,10 +31,11 @@ from typing import Any
 from podnet.errors import CNI_INVALID_CONFIG, CNI_UNSUPPORTED_FIELD, CniError
 from podnet.ipam.pool import Address, Pool
 
-__all__ = ["DEFAULT_DATA_DIR", "IpamConfig", "RangeSet", "parse_ipam_config",
+__all__ = ["DEFAULT_DATA_DIR", "LEGACY_DATA_DIR", "IpamConfig", "RangeSet", "parse_ipam_config",
            "requested_ips"]
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+LEGACY_DATA_DIR = "/run/podnet/ipam"  # the default before reservations had to survive a reboot
 _KNOWN = {
     "type", "ranges", "routes", "dataDir", "resolvConf", "reserved",
     "subnet", "rangeStart", "rangeEnd", "gateway",
@@ -64,6 +65,7 @@ class IpamConfig:
     routes: tuple[dict[str, Any], ...]
     data_dir: str
     resolv_conf: str = ""
+    data_dir_given: bool = True  # False: the default, so the old default is looked at too
 
 
 def _fail(code: int, problems: list[str]) -> CniError:
@@ -176,7 +178,8 @@ def parse_ipam_config(ipam: object) -> IpamConfig:
         raise _fail(CNI_INVALID_CONFIG, problems)
     if unsupported:
         raise _fail(CNI_UNSUPPORTED_FIELD, unsupported)
-    return IpamConfig(tuple(sets), tuple(routes), str(data_dir), resolv)
+    return IpamConfig(tuple(sets), tuple(routes), str(data_dir), resolv,
+                      data_dir_given=bool(ipam.get("dataDir")))
 
 
 def _span(p: AnyPool) -> tuple[int, int, int]:

@@ -80,12 +80,16 @@ def _parse_ip(name: str) -> Address | None:
 class Store:
     """Reservations of one network; every method holds the lock for its whole operation."""
 
-    def __init__(self, data_dir: str, network: str) -> None:
+    def __init__(self, data_dir: str, network: str, legacy_dir: str | None = None) -> None:
+        """`legacy_dir`: where an older podnet kept this network's state (/run/podnet/ipam, the
+        old default); what is found there is imported once, so an upgrade never hands out an
+        address a running pod holds."""
         if not network or "/" in network or network in (".", ".."):
             raise StateError(f"network name {network!r} cannot name a state directory")
         self.data_dir = data_dir
         self.network = network
         self.path = os.path.join(data_dir, network)
+        self.legacy_dir = legacy_dir
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[int]:
@@ -97,7 +101,10 @@ class Store:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # host-local locks the same directory the same way
             if _exists(fd, _LEGACY):
-                self._import_legacy(fd)
+                self._import_legacy(fd, fd)
+            if self.legacy_dir and os.path.exists(os.path.join(self.legacy_dir, self.network,
+                                                               _LEGACY)):
+                self._import_from(self.legacy_dir, fd)
             yield fd
         finally:
             os.close(fd)  # closing releases the flock
@@ -292,9 +299,22 @@ class Store:
 
     # --- the state podnet-ipam kept before -------------------------------------------------------
 
-    def _import_legacy(self, dir_fd: int) -> None:
-        """allocations.json (one file for the whole network) becomes address and owner files."""
-        raw = read_small(dir_fd, _LEGACY, limit=64 << 20) or b"{}"
+    def _import_from(self, legacy_dir: str, dir_fd: int) -> None:
+        base = open_dir_safely(legacy_dir)
+        try:
+            source = open_child_dir(base, self.network, os.path.join(legacy_dir, self.network))
+        finally:
+            os.close(base)
+        try:
+            fcntl.flock(source, fcntl.LOCK_EX)  # an older podnet-ipam may still be running
+            self._import_legacy(source, dir_fd)
+        finally:
+            os.close(source)
+
+    def _import_legacy(self, source_fd: int, dir_fd: int) -> None:
+        """allocations.json (one file for the whole network) becomes address and owner files in
+        `dir_fd`; then it is removed from `source_fd`."""
+        raw = read_small(source_fd, _LEGACY, limit=64 << 20) or b"{}"
         try:
             items = json.loads(raw).get("allocations") or []
         except (ValueError, AttributeError):
@@ -312,7 +332,7 @@ class Store:
             self._write_owner(dir_fd, cid, ifname, ips)
         for name in (_LEGACY, "lock"):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=dir_fd)
+                os.unlink(name, dir_fd=source_fd)
 
 
 def _match_requests(sets: list[RangeSet], requested: Sequence[Requested]) \
