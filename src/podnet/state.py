@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.errors import StateError
+from podnet.model import codec
+from podnet.model.policies import NamespaceSpec, NetworkPolicySpec
 from podnet.model.types import ContainerSpec
 from podnet.plan.layout import (
     INTERNET_KEY,
@@ -213,6 +215,8 @@ def _encode(state: LabState) -> dict[str, Any]:
         "vxlan": {"vni": lay.vxlan_vni, "port": lay.vxlan_port},
         "internet": _encode_internet(lay.internet, by_pod.get(INTERNET_KEY, [])),
         "services": [_encode_service(s) for s in lay.services],
+        "namespaces": codec.to_json(lay.namespaces),
+        "policies": codec.to_json(lay.policies),
         "nodes": [
             {
                 "name": n.name,
@@ -324,21 +328,12 @@ def _decode_service(d: dict[str, Any]) -> ServiceLayout:
 
 
 def _encode_container(c: ContainerSpec) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "command": list(c.command) if c.command is not None else None,
-        "ports": list(c.ports),
-        "env": [list(e) for e in c.env],
-    }
+    encoded: dict[str, Any] = codec.to_json(c)
+    return encoded
 
 
 def _decode_container(d: dict[str, Any]) -> ContainerSpec:
-    return ContainerSpec(
-        name=d["name"],
-        command=tuple(d["command"]) if d["command"] is not None else None,
-        ports=tuple(d["ports"]),
-        env=tuple((k, v) for k, v in d.get("env", [])),
-    )
+    return codec.from_json(ContainerSpec, d)
 
 
 def _decode(d: dict[str, Any]) -> LabState:
@@ -398,6 +393,8 @@ def _decode(d: dict[str, Any]) -> LabState:
         vxlan_port=vxlan.get("port", 8472),
         services=tuple(_decode_service(s) for s in d.get("services", [])),
         internet=internet,
+        namespaces=codec.from_json(tuple[NamespaceSpec, ...], d.get("namespaces", [])),
+        policies=codec.from_json(tuple[NetworkPolicySpec, ...], d.get("policies", [])),
     )
     owned = {str(k): int(v) for k, v in d.get("owned", {}).items()}
     return LabState(lay, containers, topology=d.get("topology", ""), complete=d["complete"],

@@ -32,9 +32,10 @@ cluster_option = click.option(
 def _load_spec(path: str | None) -> tuple[ClusterSpec, str]:
     from podnet.model.loader import default_topology, load_file
 
-    if path:
-        return load_file(path), os.path.abspath(path)
-    return default_topology(), ""
+    spec, source = (load_file(path), os.path.abspath(path)) if path else (default_topology(), "")
+    for warning in spec.warnings:  # what Kubernetes accepts but warns about
+        click.echo(f"podnet: warning: {warning}", err=True)
+    return spec, source
 
 
 def _pick_cluster(name: str | None) -> str:
