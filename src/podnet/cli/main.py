@@ -20,9 +20,9 @@ class _LazyGroup(click.Group):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "up": ("podnet.cli.lab", "up"),
         "down": ("podnet.cli.lab", "down"),
-        "get": ("podnet.cli.lab", "get"),
-        "exec": ("podnet.cli.lab", "exec_command"),
-        "node-exec": ("podnet.cli.lab", "node_exec"),
+        "get": ("podnet.cli.get", "get"),
+        "exec": ("podnet.cli.exec", "exec_command"),
+        "node-exec": ("podnet.cli.exec", "node_exec"),
         "explain": ("podnet.cli.lab", "explain"),
         "check": ("podnet.cli.check", "check_command"),
         "inspect": ("podnet.cli.inspect", "inspect_command"),
