@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from podnet.inspect import pairs as pairing
 from podnet.inspect import pods as podsrc
@@ -30,12 +30,16 @@ Probe = tuple[pairing.End, "k.Link | None"]  # an unpaired end, and what the ker
 
 
 def inspect_host(
-    *, state_dir: str = podsrc.STATE_DIR, cni_cache_dir: str = podsrc.CNI_CACHE_DIR
+    *, state_dir: str = podsrc.STATE_DIR, cni_cache_dir: str = podsrc.CNI_CACHE_DIR,
+    names: Collection[str] | None = None,
 ) -> Host:
-    """Every network namespace on this host, its interfaces and routes, and every veth pair."""
+    """Every network namespace on this host, its interfaces and routes, and every veth pair;
+    with `names`, only the namespaces of those `ip netns` names (pairs among them resolved)."""
     from podnet.kernel import discover  # pulls in pyroute2's message layouts
 
     refs = discover.find_namespaces()
+    if names is not None:
+        refs = [ref for ref in refs if ref.name in names]
     by_inode = {ref.inode: ref for ref in refs}
 
     def paths(inode: int) -> list[str] | None:
