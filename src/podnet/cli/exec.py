@@ -3,31 +3,45 @@ docker exec run it."""
 
 from __future__ import annotations
 
+import sys
 from typing import NoReturn
 
 import click
 
-from podnet.cli.context import cluster_option, find_pod, require_lab
+from podnet.cli.context import (
+    cluster_option,
+    complete_namespaces,
+    complete_nodes,
+    complete_pods,
+    find_pod,
+    require_lab,
+)
 from podnet.errors import StateError
 
 __all__ = ["exec_command", "node_exec"]
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
-@click.option("-n", "--namespace", default=None, help="Kubernetes namespace of the pod.")
+@click.option("-n", "--namespace", default=None, shell_complete=complete_namespaces,
+              help="Kubernetes namespace of the pod.")
 @click.option("-c", "--container", default=None, help="Container (all share the pod's network).")
+@click.option("-i", "--stdin", "keep_stdin", is_flag=True,
+              help="Pass stdin to the command (podnet always does; accepted for kubectl's -i).")
+@click.option("-t", "--tty", "use_tty", is_flag=True,
+              help="Give the command a terminal of its own (with -i: `exec -it POD -- sh`).")
 @cluster_option
-@click.argument("pod")
+@click.argument("pod", shell_complete=complete_pods)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_command(namespace: str | None, container: str | None, cluster: str | None, pod: str,
-                 command: tuple[str, ...]) -> NoReturn:
+def exec_command(namespace: str | None, container: str | None, keep_stdin: bool, use_tty: bool,
+                 cluster: str | None, pod: str, command: tuple[str, ...]) -> NoReturn:
     """Run COMMAND in POD's network and UTS namespaces, with the pod's /etc/hosts.
 
     stdin, stdout, stderr and the exit code pass straight through, so pods can be piped:
-    `podnet exec a -- cat f | podnet exec b -- wc -c`.
+    `podnet exec a -- cat f | podnet exec b -- wc -c`. With -t the command gets a terminal
+    (its size follows this one's), as `kubectl exec -it POD -- sh` does.
     """
     from podnet.kernel import netns
-    from podnet.runtime.enter import exec_in_pod
+    from podnet.runtime.enter import enter_pod, exec_command, exec_in_pod
 
     record = require_lab(cluster)
     found = find_pod(record, pod, namespace)
@@ -35,12 +49,23 @@ def exec_command(namespace: str | None, container: str | None, cluster: str | No
     if container and container not in names:
         raise StateError(f"pod {found.key} has no container {container}",
                          hint=f"its containers: {', '.join(names)}")
-    exec_in_pod(netns.path_of(found.netns), found.uts, found.hosts_file, list(command))
+    argv = list(command)
+    path = netns.path_of(found.netns)
+    if use_tty and not sys.stdin.isatty():
+        click.echo("Unable to use a TTY - input is not a terminal", err=True)
+        use_tty = False
+    if not use_tty:
+        exec_in_pod(path, found.uts, found.hosts_file, argv)
+    from podnet.runtime.tty import run_on_tty
+
+    status = run_on_tty(lambda: enter_pod(path, found.uts, found.hosts_file), argv,
+                        lambda args: exec_command(list(args)))
+    sys.exit(status)
 
 
 @click.command("node-exec", context_settings={"ignore_unknown_options": True})
 @cluster_option
-@click.argument("node")
+@click.argument("node", shell_complete=complete_nodes)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def node_exec(cluster: str | None, node: str, command: tuple[str, ...]) -> NoReturn:
     """Run COMMAND on NODE, as `docker exec kind-worker ...` does on kind.

@@ -1,230 +1,201 @@
-"""`podnet get`: the lab's pods, nodes, Services and veth links, as kubectl lists them."""
+"""`podnet get`: the lab's pods, nodes, Services and veth links, as kubectl lists them.
+
+Kinds come from the registry in `podnet.objects.kinds`; formats from `podnet.render.printers`.
+Unlike kubectl, a lab shows every namespace unless `-n` narrows it (`-A` is accepted and means
+the same): a lab is small and its pods live in several namespaces.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import signal
+import sys
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from podnet import state as lab_state
-from podnet.cli.context import cluster_option, require_lab
+from podnet.cli.context import (
+    cluster_option,
+    complete_namespaces,
+    pick_cluster,
+    require_lab,
+)
+from podnet.cli.query import (
+    Query,
+    complete_kinds,
+    complete_names,
+    find_objects,
+    parse_kinds,
+    selector_option,
+)
 from podnet.errors import StateError
-from podnet.render.columns import columns
-from podnet.render.jsonpath import jsonpath
 
-__all__ = ["get"]
+__all__ = ["WATCH_INTERVAL", "get"]
 
+WATCH_INTERVAL = 1.0  # seconds between rereads of the record and the kernel with --watch
 
-def _pod_objects(record: lab_state.LabState) -> list[dict[str, Any]]:
-    from podnet.runtime.procs import ProcessRef, is_alive
-
-    out = []
-    for pod in record.layout.pods:
-        refs = record.containers_of(pod.key)
-        alive = {r.name: is_alive(ProcessRef(r.pid, r.starttime)) for r in refs}
-        ready = sum(alive.values())
-        node = record.layout.node(pod.node)
-        out.append({
-            "kind": "Pod",
-            "metadata": {"name": pod.name, "namespace": pod.namespace,
-                         "labels": dict(pod.labels)},
-            "spec": {"nodeName": pod.node,
-                     "containers": [{"name": c.name, "command": c.command,
-                                     "ports": [{"containerPort": p} for p in c.ports]}
-                                    for c in pod.containers]},
-            "status": {
-                "phase": "Running" if ready == len(pod.containers) else "Failed",
-                "podIP": str(pod.ip.ip),
-                "hostIP": str(node.ip.ip),
-                "ready": f"{ready}/{len(pod.containers)}",
-                "containerStatuses": [{"name": r.name, "pid": r.pid, "running": alive[r.name]}
-                                      for r in refs],
-            },
-            "podnet": {"netns": pod.netns, "veth": pod.veth, "hostsFile": pod.hosts_file},
-        })
-    return out
+_EPILOG = """\b
+Examples:
+  podnet get pods -o wide
+  podnet get pods -n dev -l 'app in (demo)' --sort-by .status.podIP
+  podnet get pod jumpbox -o jsonpath='{.status.podIP}'
+  podnet get pods -o jsonpath='{range .items[*]}{.metadata.name}{"\\t"}{.spec.nodeName}{"\\n"}{end}'
+  podnet get pods -o custom-columns=NAME:.metadata.name,IP:.status.podIP,NODE:.spec.nodeName
+  podnet get nodes,svc -o yaml
+  podnet get pods -w
+"""
 
 
-def _node_objects(record: lab_state.LabState) -> list[dict[str, Any]]:
-    from podnet.kernel import netns
+def _output(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from podnet.render.jsonpath import JsonPathError
+    from podnet.render.printers import printer_for
 
-    return [
-        {
-            "kind": "Node",
-            "metadata": {"name": n.name},
-            "spec": {"podCIDR": str(n.pod_cidr), "role": n.role},
-            "status": {"ready": netns.exists(n.netns), "internalIP": str(n.ip.ip)},
-            "podnet": {"netns": n.netns, "uplink": n.uplink,
-                       "pods": len(record.layout.pods_on(n.name))},
-        }
-        for n in record.layout.nodes
-    ]
+    fmt, _, arg = (value or "").partition("=")
+    if fmt.endswith("-file") and arg:
+        return value  # the file is read when the command runs
+    try:
+        printer_for(value)
+    except (ValueError, JsonPathError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
 
 
-def _emit(objects: list[dict[str, Any]], output: str | None, table: Any) -> None:
-    if output == "json":
-        click.echo(json.dumps({"kind": "List", "items": objects}, indent=2))
-    elif output == "name":
-        for o in objects:
-            click.echo(f"{o['kind'].lower()}/{o['metadata']['name']}")
-    elif output and output.startswith("jsonpath="):
-        doc: Any = {"kind": "List", "items": objects}
-        if len(objects) == 1:
-            doc = objects[0]
-        click.echo(jsonpath(output.removeprefix("jsonpath="), doc))
-    else:
-        click.echo(table(objects, output == "wide"))
+def _groups(found: list[tuple[Any, list[dict[str, Any]]]], query: Query) -> list[Any]:
+    from podnet.render.printers import Group, Table
+
+    groups = []
+    for kind, objects in found:
+        headers, _ = kind.table([], wide=query.wide)
+        spread = kind.namespaced and query.namespace is None
+
+        def rows(objs: Sequence[dict[str, Any]], kind: Any = kind,
+                 spread: bool = spread) -> list[list[str]]:
+            cells: list[list[str]] = kind.table(objs, wide=query.wide)[1]
+            if spread:
+                return [[o["metadata"]["namespace"], *r] for o, r in zip(objs, cells,
+                                                                         strict=True)]
+            return cells
+
+        table = Table((["NAMESPACE"] if spread else []) + headers, rows)
+        groups.append(Group(kind.singular, objects, table))
+    return groups
 
 
-def _pods_table(pods: list[dict[str, Any]], wide: bool) -> str:
-    headers = ["NAMESPACE", "NAME", "READY", "STATUS", "IP", "NODE"]
-    if wide:
-        headers += ["NETNS", "VETH", "PIDS"]
-    rows = []
-    for p in pods:
-        row = [p["metadata"]["namespace"], p["metadata"]["name"], p["status"]["ready"],
-               p["status"]["phase"], p["status"]["podIP"], p["spec"]["nodeName"]]
-        if wide:
-            pids = ",".join(str(c["pid"]) for c in p["status"]["containerStatuses"]) or "-"
-            row += [p["podnet"]["netns"], p["podnet"]["veth"], pids]
-        rows.append(row)
-    return columns(headers, rows)
-
-
-def _nodes_table(nodes: list[dict[str, Any]], wide: bool) -> str:
-    headers = ["NAME", "STATUS", "ROLES", "INTERNAL-IP", "POD-CIDR", "PODS"]
-    if wide:
-        headers += ["NETNS", "UPLINK"]
-    rows = []
-    for n in nodes:
-        row = [n["metadata"]["name"], "Ready" if n["status"]["ready"] else "NotReady",
-               n["spec"]["role"], n["status"]["internalIP"], n["spec"]["podCIDR"],
-               n["podnet"]["pods"]]
-        if wide:
-            row += [n["podnet"]["netns"], n["podnet"]["uplink"]]
-        rows.append(row)
-    return columns(headers, rows)
-
-
-def _link_objects(record: lab_state.LabState) -> list[dict[str, Any]]:
-    """Every veth pair of the lab, both ends, read from the kernel (not from the record)."""
-    from podnet.kernel import netns
-    from podnet.kernel.netlink import Netlink
-
-    lay = record.layout
-    pods_by_veth = {(p.node, p.veth): p for p in lay.pods}
-    out = []
-    for node in lay.nodes:
-        if not netns.exists(node.netns):
-            continue
-        with Netlink.open(netns.path_of(node.netns), label=node.netns) as nl:
-            addrs: dict[int, list[str]] = {}
-            for a in nl.addresses():
-                if a["family"] == 2:
-                    addrs.setdefault(a["index"], []).append(a["address"])
-            for link in nl.links():
-                if link["kind"] != "veth":
-                    continue
-                pod = pods_by_veth.get((node.name, link["ifname"]))
-                peer_ns = pod.netns if pod else lay.fabric_netns
-                out.append({
-                    "kind": "Link",
-                    "metadata": {"name": link["ifname"]},
-                    "node": node.name,
-                    "ifindex": link["index"],
-                    "mac": link["mac"],
-                    "mtu": link["mtu"],
-                    "state": link["state"],
-                    "addresses": addrs.get(link["index"], []),
-                    "peer": {"ifname": "eth0", "ifindex": link["link"], "netns": peer_ns,
-                             "pod": pod.key if pod else None},
-                })
-    return out
-
-
-def _links_table(links: list[dict[str, Any]], wide: bool) -> str:
-    headers = ["NODE", "NAME", "STATE", "ADDRESSES", "PEER", "POD"]
-    if wide:
-        headers += ["MAC", "MTU", "PEER-NETNS"]
-    rows = []
-    for lk in links:
-        row = [lk["node"], f"{lk['metadata']['name']}@if{lk['peer']['ifindex']}", lk["state"],
-               ",".join(lk["addresses"]) or "-", lk["peer"]["ifname"],
-               lk["peer"]["pod"] or "(node uplink)"]
-        if wide:
-            row += [lk["mac"], lk["mtu"], lk["peer"]["netns"]]
-        rows.append(row)
-    return columns(headers, rows)
-
-
-@click.command()
-@click.argument("kind", type=click.Choice(["pods", "pod", "po", "nodes", "node", "no", "links",
-                                           "link", "services", "service", "svc"]))
-@click.argument("name", required=False)
-@click.option("-n", "--namespace", help="Only pods in this Kubernetes namespace.")
-@click.option("-o", "--output", help="wide | json | name | jsonpath=TEMPLATE")
+@click.command("get", epilog=_EPILOG)
+@click.argument("kinds", metavar="KIND[,KIND...]", shell_complete=complete_kinds)
+@click.argument("names", nargs=-1, metavar="[NAME...]", shell_complete=complete_names)
+@click.option("-n", "--namespace", default=None, shell_complete=complete_namespaces,
+              help="Only this Kubernetes namespace (default: every namespace of the lab).")
+@click.option("-A", "--all-namespaces", is_flag=True,
+              help="Every namespace (the default in a lab; overrides -n, as in kubectl).")
+@click.option("-l", "--selector", callback=selector_option, metavar="SELECTOR",
+              help="Label selector: app=demo, tier!=db, 'env in (a,b)', app, '!canary'.")
+@click.option("-o", "--output", callback=_output, metavar="FORMAT",
+              help="wide | json | yaml | name | jsonpath=T | jsonpath-file=F | "
+                   "jsonpath-as-json=T | custom-columns=H:PATH,... | custom-columns-file=F")
+@click.option("--no-headers", is_flag=True, help="Tables without their header line.")
+@click.option("--sort-by", metavar="JSONPATH",
+              help="Sort by this field of each object: .status.podIP, {.metadata.name}.")
+@click.option("--show-labels", is_flag=True, help="A LABELS column at the end of the table.")
+@click.option("-w", "--watch", is_flag=True,
+              help="After the list, print each object again when it changes (Ctrl-C ends).")
+@click.option("--watch-only", is_flag=True, help="Like --watch, without the first list.")
+@click.option("--output-watch-events", is_flag=True,
+              help="With --watch: an EVENT column (ADDED, MODIFIED, DELETED).")
 @cluster_option
-def get(kind: str, name: str | None, namespace: str | None, output: str | None,
+def get(kinds: str, names: tuple[str, ...], namespace: str | None, all_namespaces: bool,
+        selector: Any, output: str | None, no_headers: bool, sort_by: str | None,
+        show_labels: bool, watch: bool, watch_only: bool, output_watch_events: bool,
         cluster: str | None) -> None:
-    """List pods, nodes, services or veth links of the lab, like kubectl get."""
+    """List the lab's pods, nodes, services or veth links, as kubectl get does.
+
+    KIND is pods (po), nodes (no), services (svc) or links, several joined by commas, or
+    KIND/NAME.
+    """
+    from podnet.objects.reads import LiveReads
+    from podnet.render.jsonpath import JsonPathError, jsonpath_values
+    from podnet.render.printers import printer_for
+
+    if sort_by:
+        try:
+            jsonpath_values(sort_by, {})
+        except JsonPathError as exc:
+            raise click.BadParameter(str(exc), param_hint="--sort-by") from None
+    kind_list, name_list = parse_kinds(kinds, names)
+    query = Query(kind_list, name_list, None if all_namespaces else namespace, selector,
+                   sort_by, output == "wide")
+    try:
+        printer = printer_for(output, no_headers=no_headers, show_labels=show_labels)
+    except OSError as exc:
+        raise click.BadParameter(f"{exc.filename}: {exc.strerror}", param_hint="-o") from None
     record = require_lab(cluster)
-    table: Callable[[list[dict[str, Any]], bool], str]
-    if kind.startswith("po"):
-        objects = _pod_objects(record)
-        if namespace:
-            objects = [o for o in objects if o["metadata"]["namespace"] == namespace]
-        table = _pods_table
-    elif kind.startswith("no"):
-        objects, table = _node_objects(record), _nodes_table
-    elif kind.startswith(("svc", "service")):
-        objects = _service_objects(record)
-        if namespace:
-            objects = [o for o in objects if o["metadata"]["namespace"] == namespace]
-        table = _services_table
-    else:
-        objects, table = _link_objects(record), _links_table
-    if name:
-        objects = [o for o in objects if o["metadata"]["name"] == name.split("/")[-1]]
-        if not objects:
-            raise StateError(f"{kind} {name} not found", hint=f"list them with `podnet get {kind}`")
-    _emit(objects, output, table)
+    found = find_objects(record, query, LiveReads())
+    groups = _groups(found, query)
+    if not watch and not watch_only:
+        try:
+            text = printer.render(groups, single=query.single)
+        except JsonPathError as exc:
+            raise StateError(str(exc), hint="check the template against `-o json`") from None
+        if text:
+            click.echo(text)
+        elif not query.names and output in (None, "wide"):
+            where = f" in namespace {query.namespace}" if query.namespace else ""
+            click.echo(f"No resources found{where}.", err=True)
+        return
+    _watch(printer, groups, query, pick_cluster(cluster), output_watch_events,
+           first=not watch_only, tables=output is None or output == "wide"
+           or (output or "").startswith("custom-columns"))
 
 
-def _service_objects(record: lab_state.LabState) -> list[dict[str, Any]]:
-    return [
-        {
-            "kind": "Service",
-            "metadata": {"name": s.name, "namespace": s.namespace},
-            "spec": {
-                "type": s.type,
-                "clusterIP": str(s.cluster_ip),
-                "selector": dict(s.selector),
-                "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port,
-                           "targetPort": p.target_port, "nodePort": p.node_port}
-                          for p in s.ports],
-            },
-            "endpoints": list(s.endpoints),
-        }
-        for s in record.layout.services
-    ]
+def _watch(printer: Any, groups: list[Any], query: Query, cluster: str, events: bool, *,
+           first: bool, tables: bool) -> None:
+    """Print the list, then every object that is added, changed or removed, until Ctrl-C."""
+    from podnet import state as lab_state
+    from podnet.objects.reads import LiveReads
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    widths = {g.singular: printer.widths(g, events) for g in groups} if tables else {}
 
-def _services_table(services: list[dict[str, Any]], wide: bool) -> str:
-    headers = ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "ENDPOINTS"]
-    if wide:
-        headers.append("SELECTOR")
-    rows = []
-    for s in services:
-        spec = s["spec"]
-        ports = ",".join(
-            f"{p['port']}{':' + str(p['nodePort']) if p['nodePort'] else ''}/{p['protocol']}"
-            for p in spec["ports"]
-        )
-        row = [s["metadata"]["namespace"], s["metadata"]["name"], spec["type"], spec["clusterIP"],
-               ports, len(s["endpoints"])]
-        if wide:
-            row.append(",".join(f"{k}={v}" for k, v in spec["selector"].items()) or "-")
-        rows.append(row)
-    return columns(headers, rows)
+    def ident(o: dict[str, Any]) -> str:
+        return f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+
+    def state(gs: list[Any]) -> dict[tuple[str, str], tuple[dict[str, Any], str]]:
+        out = {}
+        for g in gs:
+            for o in g.objects:
+                out[(g.singular, ident(o))] = (o, printer.rows(g, [o], None, None))
+        return out
+
+    seen = state(groups)
+    try:
+        if first and tables:
+            click.echo("\n".join(printer.header(g, events) for g in groups[:1]))
+        if first:
+            for g in groups:
+                if g.objects:
+                    ev = ["ADDED"] * len(g.objects) if events else None
+                    click.echo(printer.rows(g, g.objects, ev, widths.get(g.singular)))
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            record = lab_state.load(cluster)
+            now_groups = [] if record is None else _groups(
+                find_objects(record, Query(query.kinds, [], query.namespace, query.selector, None,
+                                     query.wide), LiveReads()), query)
+            if query.names:
+                for g in now_groups:
+                    g.objects[:] = [o for o in g.objects if o["metadata"]["name"] in query.names]
+            now = state(now_groups)
+            by_kind = {g.singular: g for g in [*groups, *now_groups]}
+            for key in [*now, *(k for k in seen if k not in now)]:
+                before, after = seen.get(key), now.get(key)
+                if after is not None and before is not None and before[1] == after[1]:
+                    continue
+                event = "ADDED" if before is None else "DELETED" if after is None else "MODIFIED"
+                obj = (after or before)[0]  # type: ignore[index]
+                group = by_kind[key[0]]
+                click.echo(printer.rows(group, [obj], [event] if events else None,
+                                        widths.get(key[0])))
+            seen = now
+    except KeyboardInterrupt:
+        return

@@ -17,6 +17,7 @@ __all__ = [
     "describe_interface",
     "render_json",
     "render_table",
+    "route_text",
     "to_json",
 ]
 
@@ -160,7 +161,8 @@ def _peer_text(end: PairEnd, pair: VethPair) -> str:
     return f"{end.ifname} in {end.netns}"
 
 
-def _route_text(r: Route) -> str:
+def route_text(r: Route) -> str:
+    """A route as `ip route` prints it."""
     parts = [r.dst]
     if r.gateway:
         parts += ["via", r.gateway]
@@ -232,7 +234,7 @@ def _routes_table(host: Host) -> Any:
     table = _table("\nroutes (main table)", ("NETNS", "ROUTE", "PROTO"))
     for ns in host.namespaces:
         for r in ns.routes:
-            table.add_row(ns.label, _route_text(r), r.protocol)
+            table.add_row(ns.label, route_text(r), r.protocol)
     return table
 
 
