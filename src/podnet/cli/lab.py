@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from podnet.cli.context import cluster_option, pick_cluster
+from podnet.cli.context import cluster_option, pick_cluster, remember_current
 from podnet.model.types import ClusterSpec
 
 __all__ = ["down", "explain", "up"]
@@ -50,6 +50,8 @@ def up(path: str | None, dry_run: bool, quiet: bool) -> None:
             ),
         )
     elapsed = time.perf_counter() - started
+    if not dry_run:
+        remember_current(spec.name)  # as kind makes a new cluster kubectl's context
     if dry_run:
         for step in outcome.steps:
             click.echo(f"{step.action.value:<13} {step.target}  # {step.comment}")

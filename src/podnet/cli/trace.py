@@ -55,11 +55,12 @@ def trace_command(source: str, destination: str, namespace: str | None, port: in
       podnet trace jumpbox demo.dev
       podnet trace kind-worker 10.244.2.3 --no-probe
     """
+    from podnet.cli.context import pick_cluster
     from podnet.trace.run import run_trace
     from podnet.trace.text import report_json, report_text
 
     report = run_trace(source, destination, namespace=namespace, port=port,
-                       send_probe=not no_probe, timeout=timeout, cluster=cluster,
+                       send_probe=not no_probe, timeout=timeout, cluster=pick_cluster(cluster),
                        status=spinner)
     if output == "json":
         click.echo(json.dumps(report_json(report), indent=2))
