@@ -138,7 +138,8 @@ def get(kinds: str, names: tuple[str, ...], namespace: str | None, all_namespace
         except JsonPathError as exc:
             raise StateError(str(exc), hint="check the template against `-o json`") from None
         if text:
-            click.echo(text)
+            # kubectl ends jsonpath output where the template ends: no newline of its own.
+            click.echo(text, nl=not (output or "").startswith(("jsonpath=", "jsonpath-file=")))
         elif not query.names and output in (None, "wide"):
             where = f" in namespace {query.namespace}" if query.namespace else ""
             click.echo(f"No resources found{where}.", err=True)
