@@ -407,3 +407,33 @@ def test_the_current_lab_is_remembered_and_validated(tmp_path: Path,
     (tmp_path / ".current").unlink()
     (tmp_path / ".current").symlink_to(tmp_path / "one" / "state.json")
     assert context.current_lab() is None  # never read through a symlink
+
+
+# --- tables in a narrow terminal -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [40, 80, 100, 200])
+@pytest.mark.parametrize("wide", [False, True])
+def test_inspect_tables_never_split_a_name_or_an_address(width: int, wide: bool) -> None:
+    from podnet.render.inspect_text import render_table
+    from tests.unit.test_graph_render import lab_host
+
+    host, _lab = lab_host()
+    long_ns = Namespace(99, "cni-c3aae76a-b551-5e45-9366-4dc29a9544cc",
+                        "cni-c3aae76a-b551-5e45-9366-4dc29a9544cc", interfaces=(
+                            _iface("veth126e4b12", 3, ("10.244.1.1/32", "fd00:10:244:1::1/128"),
+                                   None),))
+    addrs = ("10.244.1.1/32", "fd00:10:244:1::1/128")
+    pair = VethPair((PairEnd(long_ns.label, 99, "veth126e4b12", 3, addresses=addrs),
+                     PairEnd("cni-a", 3, "eth0", 2, addresses=("10.244.1.2/24",))))
+    host = Host((*host.namespaces, long_ns), (*host.veth_pairs, pair))
+    text = render_table(host, wide=wide, width=width)
+    words = {ns.label for ns in host.namespaces} | {
+        w for p in host.veth_pairs for e in p.ends for w in (e.ifname or "", *(e.addresses or ()))
+        if w and (wide or not w.startswith("fe80"))}
+    if wide:
+        words |= {w for ns in host.namespaces for i in ns.interfaces
+                  for w in (i.ifname, *i.addresses)}
+    lines = text.splitlines()
+    for word in words:
+        assert any(word in line for line in lines), (word, text)
