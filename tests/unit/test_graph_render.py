@@ -224,7 +224,7 @@ def test_svg_is_well_formed_and_marks_every_pod_and_interface() -> None:
     texts = "".join(t.text or "" for t in root.iter(f"{SVG}text"))
     for name in ("pod default/jumpbox", "veth1234abcd", "br-kind", "container nginx"):
         assert name in texts
-    lines = [e for e in root.iter(f"{SVG}line") if e.get("class") == "veth" and e.get("data-a")]
+    lines = [e for e in root.iter(f"{SVG}polyline") if e.get("class") == "veth" and e.get("data-a")]
     assert len(lines) == 2
     width, height = float(root.get("width", 0)), float(root.get("height", 0))
     for rect in root.iter(f"{SVG}rect"):  # everything is drawn inside the picture
