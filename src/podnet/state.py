@@ -36,6 +36,7 @@ __all__ = [
     "list_labs",
     "load",
     "locked",
+    "log_path",
     "remove",
     "save",
     "state_path",
@@ -65,6 +66,11 @@ class LabState:
 
 def state_path(cluster: str) -> str:
     return f"{STATE_ROOT}/{cluster}/state.json"
+
+
+def log_path(lay: Layout, pod: PodLayout, container: str) -> str:
+    """Where a container's stdout and stderr go (`podnet logs` reads it)."""
+    return f"{lay.state_dir}/logs/{pod.namespace}_{pod.name}_{container}.log"
 
 
 def list_labs() -> list[str]:

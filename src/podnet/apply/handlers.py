@@ -23,7 +23,7 @@ from podnet.runtime import pod as pod_runtime
 from podnet.runtime.container import SpawnRequest
 from podnet.runtime.procs import ProcessRef, stop
 from podnet.runtime.spawner import Spawner
-from podnet.state import ContainerRecord, LabState
+from podnet.state import ContainerRecord, LabState, log_path
 
 __all__ = ["HANDLERS", "Context"]
 
@@ -379,10 +379,6 @@ def pod_start(ctx: Context, step: Step) -> None:
 
 def pod_stop(ctx: Context, step: Step) -> None:
     _stop_containers(ctx, step.target)
-
-
-def log_path(lay: Layout, pod: PodLayout, container: str) -> str:
-    return f"{lay.state_dir}/logs/{pod.namespace}_{pod.name}_{container}.log"
 
 
 def spawn_requests(ctx: Context, pod: PodLayout) -> list[SpawnRequest]:

@@ -37,9 +37,8 @@ def inspect_host(
     with `names`, only the namespaces of those `ip netns` names (pairs among them resolved)."""
     from podnet.kernel import discover  # pulls in pyroute2's message layouts
 
-    refs = discover.find_namespaces()
-    if names is not None:
-        refs = [ref for ref in refs if ref.name in names]
+    # Named ones only are found by their bind mounts, without a pass over /proc.
+    refs = discover.find_namespaces() if names is None else discover.named_namespaces(names)
     by_inode = {ref.inode: ref for ref in refs}
 
     def paths(inode: int) -> list[str] | None:
