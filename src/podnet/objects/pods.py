@@ -13,15 +13,13 @@ from podnet.objects.common import each_family, interface_line, namespace, route_
 from podnet.objects.kinds import Column, Kind, Obj, register
 from podnet.objects.reads import KernelReads
 from podnet.plan.layout import PodLayout
-from podnet.state import ContainerRecord, LabState
+from podnet.state import ContainerRecord, LabState, log_path
 
 __all__ = ["PODS", "container_log", "pod_object"]
 
 
 def container_log(record: LabState, pod: PodLayout, container: str) -> str:
     """Where `up` sends the container's stdout and stderr."""
-    from podnet.apply.handlers import log_path  # the one place that names it
-
     return log_path(record.layout, pod, container)
 
 
@@ -138,19 +136,31 @@ def _veth_pair(pod: PodLayout, host: Host) -> dict[str, str]:
     return out
 
 
+_PARSED: dict[int, tuple[object, list[tuple[Any, Any]]]] = {}
+
+
+def _networks(node_ns: Namespace) -> list[tuple[Any, Any]]:
+    """The node's routes with their destinations parsed, once per reading of the node (the
+    dashboard describes every pod of a node from the same reading)."""
+    hit = _PARSED.get(id(node_ns.routes))
+    if hit is not None and hit[0] is node_ns.routes:
+        return hit[1]
+    parsed = [(ipaddress.ip_network(r.dst, strict=False), r) for r in node_ns.routes
+              if r.dst != "default"]
+    if len(_PARSED) > 64:
+        _PARSED.clear()
+    _PARSED[id(node_ns.routes)] = (node_ns.routes, parsed)
+    return parsed
+
+
 def _routes_towards(node_ns: Namespace, ip: str) -> list[str]:
     """The node's routes whose destination holds the pod's address, most specific first."""
-    addr = ipaddress.ip_address(ip)
-    found = []
-    for r in node_ns.routes:
-        if r.dst == "default":
-            continue
-        net = ipaddress.ip_network(r.dst, strict=False)
-        if net.version == addr.version and addr in net:
-            found.append((net.prefixlen, r))
-    found.sort(key=lambda item: -item[0])
     from podnet.render.inspect_text import route_text
 
+    addr = ipaddress.ip_address(ip)
+    found = [(net.prefixlen, r) for net, r in _networks(node_ns)
+             if net.version == addr.version and addr in net]
+    found.sort(key=lambda item: -item[0])
     return [route_text(r) for _, r in found]
 
 
