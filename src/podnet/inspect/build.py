@@ -34,7 +34,7 @@ def inspect_host(
     names: Collection[str] | None = None,
 ) -> Host:
     """Every network namespace on this host, its interfaces and routes, and every veth pair;
-    with `names`, only the namespaces of those `ip netns` names (pairs among them resolved)."""
+    with `names`, only the namespaces of those `ip netns` names and the pairs among them."""
     from podnet.kernel import discover  # pulls in pyroute2's message layouts
 
     # Named ones only are found by their bind mounts, without a pass over /proc.
@@ -58,7 +58,8 @@ def inspect_host(
                 continue  # the namespace went away meanwhile: its pairs stay unconfirmed
         matched, left = plan.match(answers)
         probes: list[Probe] = []
-        for end in left:
+        # With `names`, ends whose peer lies outside them are left unpaired (not asked about).
+        for end in left if names is None else []:
             if end.peer_netnsid is None or end.peer_index is None:
                 probes.append((end, None))
                 continue
