@@ -289,3 +289,31 @@ def test_two_labs_and_the_current_one(lab: list[dict[str, Any]], tmp_path: Path)
     finally:
         podnet("down", "-q", "-C", "lab2")
     assert podnet("labs", "current").stdout.strip() == "kind"
+
+
+# --- shell completion -----------------------------------------------------------------------------
+
+
+def complete(line: str) -> list[str]:
+    """What click's bash completion offers for the last word of `line` (as `podnet`)."""
+    words = line.split(" ")
+    env = {**os.environ, "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1),
+           "_PODNET_COMPLETE": "bash_complete"}
+    out = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'podnet'; "
+                          "from podnet.cli.main import main; main()"],
+                         capture_output=True, text=True, env=env, timeout=60, check=False)
+    return [item.split(",", 1)[1] for item in out.stdout.splitlines()]
+
+
+def test_completion_offers_the_labs_names(lab: list[dict[str, Any]]) -> None:
+    demo = sorted(p["metadata"]["name"] for p in lab if p["metadata"]["namespace"] == "dev")
+    assert complete("podnet exec j") == ["jumpbox"]
+    assert complete("podnet exec -n dev d") == demo
+    assert complete("podnet logs ") == sorted(["jumpbox", *(f"dev/{n}" for n in demo)])
+    assert complete("podnet get pods -n ") == ["default", "dev"]
+    assert complete("podnet get pods ") == sorted(["jumpbox", *demo])
+    assert complete("podnet describe node kind-w") == ["kind-worker", "kind-worker2"]
+    assert complete("podnet node-exec kind-c") == ["kind-control-plane"]
+    assert complete("podnet labs use ") == ["kind"]
+    assert complete("podnet get pods -C ") == ["kind"]
+    assert complete("podnet get svc,po") == ["svc,pods"]

@@ -31,6 +31,7 @@ __all__ = [
     "find_pod",
     "forget_current",
     "pick_cluster",
+    "record_for",
     "remember_current",
     "require_lab",
 ]
@@ -58,7 +59,7 @@ def complete_labs(ctx: click.Context, param: click.Parameter,
     return [CompletionItem(n) for n in lab_state.list_labs() if n.startswith(incomplete)]
 
 
-def _record_for(ctx: click.Context) -> lab_state.LabState | None:
+def record_for(ctx: click.Context) -> lab_state.LabState | None:
     """The lab a command line being completed names; None rather than an error."""
     try:
         return lab_state.load(pick_cluster(ctx.params.get("cluster")))
@@ -70,7 +71,7 @@ def complete_pods(ctx: click.Context, param: click.Parameter,
                   incomplete: str) -> list[click.shell_completion.CompletionItem]:
     from click.shell_completion import CompletionItem
 
-    record = _record_for(ctx)
+    record = record_for(ctx)
     namespace = ctx.params.get("namespace")
     if record is None:
         return []
@@ -83,7 +84,7 @@ def complete_nodes(ctx: click.Context, param: click.Parameter,
                    incomplete: str) -> list[click.shell_completion.CompletionItem]:
     from click.shell_completion import CompletionItem
 
-    record = _record_for(ctx)
+    record = record_for(ctx)
     names = [n.name for n in record.layout.nodes] if record else []
     return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
@@ -92,7 +93,7 @@ def complete_namespaces(ctx: click.Context, param: click.Parameter,
                         incomplete: str) -> list[click.shell_completion.CompletionItem]:
     from click.shell_completion import CompletionItem
 
-    record = _record_for(ctx)
+    record = record_for(ctx)
     names = sorted({p.namespace for p in record.layout.pods}
                    | {s.namespace for s in record.layout.services}) if record else []
     return [CompletionItem(n) for n in names if n.startswith(incomplete)]

@@ -33,16 +33,24 @@ def complete_kinds(ctx: click.Context, param: click.Parameter,
 
 
 def complete_names(ctx: click.Context, param: click.Parameter,
-                    incomplete: str) -> list[click.shell_completion.CompletionItem]:
-    from podnet.cli.context import complete_nodes, complete_pods
+                   incomplete: str) -> list[click.shell_completion.CompletionItem]:
+    """Names of the lab's objects of the kind on the line (in the -n namespace when given)."""
+    from click.shell_completion import CompletionItem
+
+    from podnet.cli.context import record_for
     from podnet.objects.kinds import kind_named
 
-    kind = kind_named(str(ctx.params.get("kinds") or "").split(",")[0])
-    if kind is not None and kind.name == "pods":
-        return complete_pods(ctx, param, incomplete)
-    if kind is not None and kind.name == "nodes":
-        return complete_nodes(ctx, param, incomplete)
-    return []
+    kind = kind_named(str(ctx.params.get("kinds") or "").split(",")[0].split("/")[0])
+    record = record_for(ctx)
+    if kind is None or record is None:
+        return []
+    namespace = ctx.params.get("namespace")
+    lay = record.layout
+    names = {"pods": [p.name for p in lay.pods if namespace in (None, p.namespace)],
+             "nodes": [n.name for n in lay.nodes],
+             "services": [s.name for s in lay.services if namespace in (None, s.namespace)],
+             }.get(kind.name, [])
+    return [CompletionItem(n) for n in sorted(set(names)) if n.startswith(incomplete)]
 
 
 def selector_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
