@@ -406,7 +406,12 @@ def record_started(
     ctx: Context, key: str, names: tuple[str, ...], refs: list[ProcessRef]
 ) -> None:
     for name, ref in zip(names, refs, strict=True):
-        ctx.state.containers.append(ContainerRecord(key, name, ref.pid, ref.starttime))
+        # A container started again takes its old record's place and counts the restart.
+        old = [c for c in ctx.state.containers if c.pod == key and c.name == name]
+        restarts = max((c.restarts + 1 for c in old), default=0)
+        ctx.state.containers = [c for c in ctx.state.containers if c not in old]
+        ctx.state.containers.append(ContainerRecord(key, name, ref.pid, ref.starttime,
+                                                    restarts))
 
 
 def _stop_containers(ctx: Context, pod_key: str) -> None:
