@@ -317,3 +317,19 @@ def test_completion_offers_the_labs_names(lab: list[dict[str, Any]]) -> None:
     assert complete("podnet labs use ") == ["kind"]
     assert complete("podnet get pods -C ") == ["kind"]
     assert complete("podnet get svc,po") == ["svc,pods"]
+
+
+def test_a_container_started_again_counts_a_restart(lab: list[dict[str, Any]]) -> None:
+    pod = json.loads(podnet("get", "pod", "jumpbox", "-o", "json").stdout)
+    pid = pod["status"]["containerStatuses"][0]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while "0/1" not in podnet("get", "pod", "jumpbox").stdout:  # until it is seen gone
+        assert time.monotonic() < deadline
+    podnet("up", "-q")
+    again = json.loads(podnet("get", "pod", "jumpbox", "-o", "json").stdout)
+    statuses = again["status"]["containerStatuses"]
+    assert len(statuses) == 1 and statuses[0]["restartCount"] == 1 and statuses[0]["running"]
+    row = podnet("get", "pod", "jumpbox", "--no-headers").stdout.split()
+    assert row[2:5] == ["1/1", "Running", "1"]  # after NAMESPACE and NAME
+    assert "Restart Count:  1" in podnet("describe", "pod", "jumpbox").stdout

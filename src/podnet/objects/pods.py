@@ -56,7 +56,7 @@ def pod_object(record: LabState, pod: PodLayout, reads: KernelReads) -> Obj:
             "ready": f"{ready}/{len(pod.containers)}",
             "containerStatuses": [
                 {"name": name, "pid": r.pid, "running": alive[name],
-                 "restartCount": int(getattr(r, "restarts", 0))}
+                 "restartCount": r.restarts}
                 for name, r in refs.items()
             ],
         },
@@ -99,7 +99,7 @@ def _containers(record: LabState, pod: PodLayout, reads: KernelReads) -> dict[st
             entry["State"] = "Running" if running else "Terminated (the process is gone)"
             if running:
                 entry["Started"] = _when(reads.started(ref.starttime))
-            entry["Restart Count"] = str(int(getattr(ref, "restarts", 0)))
+            entry["Restart Count"] = str(ref.restarts)
         entry["Command"] = (" ".join(spec.command) if spec.command
                             else "podnet's HTTP responder" if spec.ports else "pause")
         entry["Ports"] = ", ".join(f"{p}/TCP" for p in spec.ports) or "<none>"
