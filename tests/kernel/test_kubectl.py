@@ -154,10 +154,15 @@ def test_watch_prints_changes_and_ends_cleanly_on_ctrl_c(lab: list[dict[str, Any
         more = tmp_path / "more.yaml"
         more.write_text(DEFAULT.read_text().replace("replicas: 3", "replicas: 4"))
         podnet("up", "-q", "-f", str(more))
-        added = read_until(fd, r"ADDED\s+demo-\S+\s+1/1\s+Running")
-        new = re.search(r"ADDED\s+(demo-\S+)\s+1/1", added)
-        assert new and new.group(1) not in first
-        podnet("up", "-q")  # back to three replicas: the fourth goes
+        try:
+            added = read_until(fd, r"ADDED\s+demo-\S+")
+            new = re.search(r"ADDED\s+(demo-\S+)", added)
+            assert new and new.group(1) not in first
+            # seen Running, at once or (while `up` still starts it) in a MODIFIED row after
+            if not re.search(rf"{re.escape(new.group(1))}\s+1/1\s+Running", added):
+                read_until(fd, rf"MODIFIED\s+{re.escape(new.group(1))}\s+1/1\s+Running")
+        finally:
+            podnet("up", "-q")  # back to three replicas: the fourth goes
         read_until(fd, rf"DELETED\s+{re.escape(new.group(1))}")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
