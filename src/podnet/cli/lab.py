@@ -31,9 +31,15 @@ def _load_spec(path: str | None) -> tuple[ClusterSpec, str]:
 @click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Topology file "
               "(kind Cluster + Pod/Deployment/Service YAML). Default: the embedded lab.")
 @click.option("--dry-run", is_flag=True, help="Print the steps, change nothing.")
+@click.option("--prune", is_flag=True, help="Also remove the running lab's nodes, Pods, "
+              "Deployments and Services that FILE does not name (as kubectl apply --prune).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def up(path: str | None, dry_run: bool, quiet: bool) -> None:
-    """Build the lab (or converge a running one on FILE): namespaces, veths, routes, containers."""
+def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
+    """Build the lab (or converge a running one on FILE): namespaces, veths, routes, containers.
+
+    On a running lab, what FILE does not name stays unless --prune is given; replicas of a
+    Deployment FILE names follow its template and replica count.
+    """
     started = time.perf_counter()
     spec, source = _load_spec(path)
     from podnet.runtime.spawner import Spawner
@@ -46,15 +52,20 @@ def up(path: str | None, dry_run: bool, quiet: bool) -> None:
             quiet or dry_run,
             "building lab " + spec.name,
             lambda progress: lab_up(
-                spec, topology=source, spawner=spawner, progress=progress, dry_run=dry_run
+                spec, topology=source, spawner=spawner, progress=progress, dry_run=dry_run,
+                prune=prune,
             ),
         )
     elapsed = time.perf_counter() - started
     if not dry_run:
         remember_current(spec.name)  # as kind makes a new cluster kubectl's context
+    if outcome.kept:
+        click.echo(f"kept what {path or 'the file'} does not name: {', '.join(outcome.kept)} "
+                   "(podnet up --prune removes them)", err=True)
     if dry_run:
         for step in outcome.steps:
             click.echo(f"{step.action.value:<13} {step.target}  # {step.comment}")
+        click.echo(_dry_run_summary(outcome.steps))
         return
     if not outcome.steps:
         click.echo(f"lab {spec.name} is up to date: nothing to do ({elapsed:.2f}s)")
@@ -64,6 +75,28 @@ def up(path: str | None, dry_run: bool, quiet: bool) -> None:
         f"lab {spec.name} up: {len(spec.nodes)} nodes, {len(spec.pods)} pods "
         f"({pods} created, {len(outcome.steps)} steps) in {elapsed:.2f}s"
     )
+
+
+def _dry_run_summary(steps: list[Any]) -> str:
+    """What the plan would create and remove, removals always named."""
+    from podnet.plan.steps import Action
+
+    def named(action: Action) -> list[str]:
+        return [s.target for s in steps if s.action == action]
+
+    created = named(Action.POD_CREATE)
+    removed = named(Action.POD_DELETE)
+    rebuilt = sorted(set(created) & set(removed))
+    gone_pods = [p for p in removed if p not in rebuilt]
+    gone_nodes = named(Action.NODE_DELETE)
+    parts = [f"{len(steps)} steps: {len(created) - len(rebuilt)} pods to create"]
+    if rebuilt:
+        parts.append(f"{len(rebuilt)} to rebuild")
+    parts.append(f"{len(gone_pods)} pods to remove" + (f" ({', '.join(gone_pods)})"
+                                                       if gone_pods else ""))
+    if gone_nodes:
+        parts.append(f"{len(gone_nodes)} nodes to remove ({', '.join(gone_nodes)})")
+    return "dry run: " + ", ".join(parts) + "; nothing was changed"
 
 
 @click.command()
@@ -81,6 +114,8 @@ def down(cluster: str | None, quiet: bool) -> None:
     if outcome.layout is None:
         click.echo(f"lab {name}: nothing to remove")
         return
+    for problem in outcome.problems:
+        click.echo(f"podnet: left alone: {problem}", err=True)
     click.echo(
         f"lab {name} down: {len(outcome.layout.pods)} pods, {len(outcome.layout.nodes)} nodes "
         f"removed in {time.perf_counter() - started:.2f}s"
@@ -106,7 +141,11 @@ def _with_progress(quiet: bool, label: str, run: Any) -> Any:
 @click.command()
 @click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Topology file.")
 def explain(path: str | None) -> None:
-    """Print the `ip` commands that build the same lab by hand, in order. Changes nothing."""
+    """Print the commands that build the same lab by hand, in order. Changes nothing.
+
+    They are the very operations `up` executes, rendered as `ip`, `bridge`, `sysctl` and `nft`
+    commands: `podnet explain | bash -e`, as root in an empty network namespace, builds the lab.
+    """
     from podnet.plan.layout import layout
     from podnet.plan.steps import Observed, plan
 

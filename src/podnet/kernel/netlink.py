@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, ObjectMissingError
+from podnet.errors import ObjectExistsError, ObjectMissingError, kernel_error
 from podnet.kernel import netns
 from podnet.kernel.batch import Batch
 from podnet.kernel.rtnl import RawRtnl
@@ -28,6 +28,7 @@ OWNER_ALIAS = "podnet"
 
 IFA_F_NOPREFIXROUTE = 0x200
 AF_INET = 2
+AF_INET6 = 10
 AF_BRIDGE = 7
 SCOPE_LINK = 253
 SCOPE_HOST = 254
@@ -42,14 +43,7 @@ def netlink_errors(what: str) -> Iterator[None]:
     except NetlinkError as exc:
         code = exc.code
         text = os.strerror(code) if code else str(exc)
-        message = f"{what}: {text}"
-        if code == errno.EEXIST:
-            raise ObjectExistsError(message, errno=code) from None
-        if code in (errno.ENODEV, errno.ENOENT, errno.ESRCH):
-            raise ObjectMissingError(message, errno=code) from None
-        if code in (errno.EPERM, errno.EACCES):
-            raise NotPermittedError(message, errno=code) from None
-        raise KernelError(message, errno=code) from None
+        raise kernel_error(code, f"{what}: {text}") from None
 
 
 def _link_dict(msg: Any) -> dict[str, Any]:
@@ -291,10 +285,10 @@ class Netlink:
 
     # --- neighbours and bridge forwarding entries (VXLAN) ----------------------------------
 
-    def neighbours(self, *, bridge: bool = False) -> list[dict[str, Any]]:
-        """Neighbour entries as `ip neigh` lists them, or with `bridge` the forwarding database
-        (`bridge fdb`): ifindex, dst, mac, state, flags."""
-        family = AF_BRIDGE if bridge else AF_INET
+    def neighbours(self, *, bridge: bool = False, version: int = 4) -> list[dict[str, Any]]:
+        """Neighbour entries of one family as `ip neigh` lists them, or with `bridge` the
+        forwarding database (`bridge fdb`): ifindex, dst, mac, state, flags."""
+        family = AF_BRIDGE if bridge else (AF_INET if version == 4 else AF_INET6)
         return [
             {
                 "ifindex": msg["ifindex"],

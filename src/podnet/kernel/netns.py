@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from podnet.errors import ObjectMissingError
+from podnet.errors import ObjectMissingError, os_error
 from podnet.kernel import nsfile, syscalls
 
 __all__ = [
@@ -62,25 +62,27 @@ def _ensure_netns_dir() -> None:
     this shared mount, the copy is unmounted when we unmount ours.
     """
     os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
-    if NETNS_DIR not in _mount_points():
-        syscalls.bind_mount(NETNS_DIR, NETNS_DIR)
     try:
         syscalls.make_shared(NETNS_DIR)
+        return
     except OSError as exc:
-        raise nsfile.kernel_error(exc, f"making {NETNS_DIR} a shared mount") from None
-
-
-def _mount_points() -> set[str]:
-    # os.path.ismount misses a directory bind-mounted onto itself (same device, same inode).
-    with open("/proc/self/mountinfo") as fh:
-        return {line.split()[4] for line in fh}
+        # Not a mount point (mountinfo may list one at this path that a newer mount of /run
+        # hides, so it cannot tell): make it one, then try again.
+        if exc.errno != errno.EINVAL:
+            raise os_error(exc, f"making {NETNS_DIR} a shared mount") from None
+    try:
+        syscalls.bind_mount(NETNS_DIR, NETNS_DIR)
+        syscalls.make_shared(NETNS_DIR)
+    except OSError as exc:
+        raise os_error(exc, f"making {NETNS_DIR} a shared mount") from None
 
 
 _dir_ready = False
 
 
-def create(name: str) -> str:
-    """Create the named namespace `name` and return its path; fails if the name is taken."""
+def create(name: str, prepare: Callable[[], None] | None = None) -> str:
+    """Create the named namespace `name` and return its path; fails if the name is taken.
+    `prepare` runs inside the new namespace before anything else is in it (sysctls)."""
     global _dir_ready  # noqa: PLW0603  # checked once per process: mountinfo is long on busy hosts
     path = path_of(name)
     if not _dir_ready:
@@ -92,6 +94,7 @@ def create(name: str) -> str:
         what=f"network namespace {name}",
         exists_hint=f"it is not podnet's: inspect it with `ip netns exec {name} ip address`, "
         f"then remove it with `ip netns del {name}` if it is stale",
+        prepare=prepare,
     )
     return path
 
@@ -119,7 +122,7 @@ def entered(path: str, nstype: int = syscalls.CLONE_NEWNET) -> Iterator[None]:
         try:
             syscalls.setns(target, nstype)
         except OSError as exc:
-            raise nsfile.kernel_error(exc, f"namespace {path}") from None
+            raise os_error(exc, f"namespace {path}") from None
         finally:
             os.close(target)
         try:

@@ -8,9 +8,10 @@ from typing import Any
 
 from podnet.errors import Problem
 from podnet.model import naming
+from podnet.model.addresses import IPNetwork
 from podnet.model.validate import Origin, did_you_mean
 
-__all__ = ["Reader", "describe", "read_cidr", "read_strings", "read_target_port"]
+__all__ = ["Reader", "describe", "read_cidrs", "read_strings", "read_target_port"]
 
 
 
@@ -154,25 +155,38 @@ class Reader:
         return tuple(out)
 
 
-def read_cidr(r: Reader, value: object, path: str) -> ipaddress.IPv4Network | None:
-    text = r.text(value, path, required="write an IPv4 network, such as 10.244.0.0/16")
+def read_cidrs(r: Reader, value: object, path: str) -> tuple[IPNetwork, ...] | None:
+    """One network, or one per family separated by a comma as kind writes a dual-stack range
+    (`10.244.0.0/16,fd00:10:244::/56`): the order is kept, it says which family comes first."""
+    example = "write a network and prefix length, such as 10.244.0.0/16 or fd00:10:244::/56"
+    text = r.text(value, path, required=example)
     if text is None:
         return None
-    example = "write an IPv4 network and prefix length, such as 10.244.0.0/16"
-    if ":" in text:
-        r.add(path, f"{text} is IPv6 or dual-stack: podnet builds IPv4 networks", example)
+    parts = [part.strip() for part in text.split(",")]
+    nets = [_read_network(r, part, path, example) for part in parts]
+    if any(net is None for net in nets):
         return None
+    found = tuple(net for net in nets if net is not None)
+    if len(found) > 2 or len({net.version for net in found}) != len(found):
+        r.add(path, f"{text}: give at most one network per family", "such as "
+              "10.244.0.0/16,fd00:10:244::/56")
+        return None
+    return found
+
+
+def _read_network(r: Reader, text: str, path: str, example: str) -> IPNetwork | None:
     if "/" not in text:
         r.add(path, f"{text} has no prefix length", f"add one: {text}/16, for example")
         return None
+    kind = ipaddress.IPv6Network if ":" in text else ipaddress.IPv4Network
     try:
-        return ipaddress.IPv4Network(text)
+        return kind(text)
     except ValueError as exc:
         if "host bits set" in str(exc):
-            network = ipaddress.IPv4Network(text, strict=False)
+            network = kind(text, strict=False)
             r.add(path, f"{text} has host bits set", f"write the network address: {network}")
         else:
-            r.add(path, f"'{text}' is not an IPv4 CIDR: {exc}", example)
+            r.add(path, f"'{text}' is not a CIDR: {exc}", example)
         return None
 
 

@@ -13,13 +13,15 @@ from podnet.objects.common import each_family, interface_line, namespace, route_
 from podnet.objects.kinds import Column, Kind, Obj, register
 from podnet.objects.reads import KernelReads
 from podnet.plan.layout import PodLayout
-from podnet.state import ContainerRecord, LabState, log_path
+from podnet.state import ContainerRecord, LabState
 
 __all__ = ["PODS", "container_log", "pod_object"]
 
 
 def container_log(record: LabState, pod: PodLayout, container: str) -> str:
     """Where `up` sends the container's stdout and stderr."""
+    from podnet.plan.steps import log_path  # the one place that names it
+
     return log_path(record.layout, pod, container)
 
 

@@ -53,6 +53,8 @@ class RuleWalk:
     pick: int = 0  # which branch of a numgen map to follow
     prefer: str | None = None  # ...unless one branch DNATs to this address: then that one
     mark: int = 0
+    memo: dict[Any, Any] = field(default_factory=dict)  # decisions taken once per hook (nft_xt)
+    spread: list[tuple[str | None, int | None]] = field(default_factory=list)  # other backends
 
 
 BITWISE: dict[str, Callable[[int, int], int]] = {
