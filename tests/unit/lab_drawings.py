@@ -20,8 +20,13 @@ __all__ = ["DEFAULT", "synthetic_lab", "topology"]
 
 
 def topology(*, replicas: int = 3, attachment: str = "ptp", routing: str = "static",
-             mtu: int = 1500) -> str:
+             mtu: int = 1500, family: str = "ipv4") -> str:
     text = DEFAULT.replace("replicas: 3", f"replicas: {replicas}")
+    if family == "dual":  # kind's dual-stack ranges
+        text = text.replace("networking:\n", "networking:\n  ipFamily: dual\n", 1)
+        for v4, v6 in (("10.244.0.0/16", "fd00:10:244::/56"), ("10.96.0.0/16", "fd00:10:96::/112"),
+                       ("172.18.0.0/16", "fc00:f853:ccd:e793::/64")):
+            text = text.replace(f": {v4}", f": {v4},{v6}", 1)
     text = re.sub(r"attachment: \w+", f"attachment: {attachment}", text)
     text = re.sub(r"routing: \w+", f"routing: {routing}", text)
     return re.sub(r"mtu: \d+", f"mtu: {mtu}", text)
@@ -65,30 +70,36 @@ def synthetic_lab(text: str | None = None) -> tuple[Host, LabView]:
     b = _Builder()
     fab = lay.fabric_netns
     b.ns(fab)
-    b.add(fab, lay.bridge, "bridge", (str(lay.fabric_gateway),))
+    b.add(fab, lay.bridge, "bridge", tuple(map(str, lay.fabric_gateways)))
     containers: list[ContainerRecord] = []
     pid = 1000
     pods_of: dict[str, list[str]] = {}
     for node in lay.nodes:
         b.ns(node.netns)
-        b.pair(fab, node.uplink, (), node.netns, "eth0", (str(node.ip),), a_master=lay.bridge)
+        b.pair(fab, node.uplink, (), node.netns, "eth0", tuple(map(str, node.ips)),
+               a_master=lay.bridge)
         if lay.routing == "vxlan":
-            b.add(node.netns, TUNNEL, "vxlan", (f"{node.vtep_ip}/32",))
+            b.add(node.netns, TUNNEL, "vxlan", tuple(f"{ip}/{ip.max_prefixlen}"
+                                                     for ip in node.vtep_ips))
         if lay.attachment == "bridge":
-            b.add(node.netns, "cni0", "bridge", (f"{node.gateway}/{node.pod_cidr.prefixlen}",))
+            b.add(node.netns, "cni0", "bridge", tuple(
+                f"{gw}/{cidr.prefixlen}" for gw, cidr in zip(node.gateways, node.pod_cidrs,
+                                                             strict=True)))
         for pod in lay.pods_on(node.name):
             b.ns(pod.netns)
             bridged = lay.attachment == "bridge"
-            b.pair(node.netns, pod.veth, () if bridged else (f"{node.gateway}/32",), pod.netns,
-                   "eth0", (str(pod.ip),), a_master="cni0" if bridged else None)
+            gateways = () if bridged else tuple(f"{gw}/{gw.max_prefixlen}"
+                                                 for gw in node.gateways)
+            b.pair(node.netns, pod.veth, gateways, pod.netns, "eth0", tuple(map(str, pod.ips)),
+                   a_master="cni0" if bridged else None)
             for c in pod.containers:
                 pid += 1
                 containers.append(ContainerRecord(pod.key, c.name, pid, 1))
             pods_of.setdefault(pod.netns, []).append(pod.key)
     if lay.internet is not None:
         b.ns(lay.internet.netns)
-        b.pair(fab, lay.internet.link, (str(lay.internet.gateway),), lay.internet.netns, "eth0",
-               (str(lay.internet.address),))
+        b.pair(fab, lay.internet.link, tuple(map(str, lay.internet.gateways)),
+               lay.internet.netns, "eth0", tuple(map(str, lay.internet.addresses)))
     pod_by_netns = {p.netns: p.key for p in lay.pods}
     node_by_netns = {n.netns: n.name for n in lay.nodes}
     namespaces = tuple(

@@ -364,6 +364,8 @@ def shapes() -> dict[str, tuple[Host, LabView]]:
         "default": synthetic_lab(),
         "bridge+vxlan": synthetic_lab(topology(attachment="bridge", routing="vxlan", mtu=1450)),
         "host-gw, 10 pods": synthetic_lab(topology(replicas=9, routing="host-gw")),
+        "dual-stack bridge + vxlan": synthetic_lab(topology(attachment="bridge", routing="vxlan",
+                                                            mtu=1450, family="dual")),
         "150 pods": synthetic_lab(topology(replicas=149)),
         "150 pods on a bridge": synthetic_lab(topology(replicas=149, attachment="bridge")),
     }

@@ -15,8 +15,10 @@ __all__ = ["addresses", "each_family", "interface_line", "namespace", "route_lin
 def each_family(obj: Any, plural: str, singular: str) -> list[Any]:
     """One value per address family (`ips`, `pod_cidrs`, `cluster_ips` when the layout has
     them: dual-stack), else the one value of the single-family layout."""
-    many = getattr(obj, plural, None)
-    return list(many) if many else [getattr(obj, singular)]
+    if hasattr(obj, plural):
+        return list(getattr(obj, plural))
+    single = getattr(obj, singular)
+    return [] if single is None else [single]
 
 
 def addresses(cidrs: Iterable[str], *, link_local: bool = True) -> list[str]:

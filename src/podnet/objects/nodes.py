@@ -33,7 +33,8 @@ def _collect(record: LabState, reads: KernelReads) -> list[Obj]:
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": n.name, "labels": node_labels(n)},
-            "spec": {"podCIDR": cidrs[0], "podCIDRs": cidrs, "role": n.role},
+            "spec": {"podCIDR": cidrs[0] if cidrs else None, "podCIDRs": cidrs,
+                     "role": n.role},
             "status": {
                 "ready": reads.exists(n.netns),
                 "internalIP": ips[0],
@@ -78,7 +79,7 @@ def describe_node(record: LabState, obj: Obj, reads: KernelReads) -> dict[str, A
         "Labels": [f"{k}={v}" for k, v in node_labels(node).items()],
         "Addresses": [*(f"InternalIP: {i.ip}" for i in each_family(node, "ips", "ip")),
                       f"Hostname: {node.name}"],
-        "PodCIDR": str(node.pod_cidr),
+        "PodCIDR": str(node.pod_cidr) if node.pod_cidr else "<none>: pods use the node network",
         "PodCIDRs": [str(c) for c in each_family(node, "pod_cidrs", "pod_cidr")],
         "Network namespace": f"{node.netns} ({path_of(node.netns)})",
         "Ready": "True" if node_ns is not None else "False (its namespace is gone)",

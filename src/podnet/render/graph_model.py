@@ -277,7 +277,13 @@ def _group_lines(ns: Namespace, kind: str, lab: LabView) -> tuple[str, ...]:
     if kind == "node":
         node = next((n for n in lab.nodes if n.get("netns") == ns.name), None)
         if node is not None:
-            lines.append(f"{str(node.get('ip', '')).split('/')[0]}, pods {node.get('pod_cidr')}")
+            # One line per family: "172.18.0.3, pods 10.244.1.0/24", then IPv6's.
+            ips = [str(ip).split("/")[0] for ip in node.get("ips") or [node.get("ip", "")]]
+            cidrs = [str(c) for c in node.get("pod_cidrs") or [node.get("pod_cidr")] if c]
+            for n, ip in enumerate(ips):
+                pods = cidrs[n] if n < len(cidrs) else ("on the node network" if not cidrs
+                                                        else "")
+                lines.append(f"{ip}, pods {pods}" if pods else ip)
     return tuple(lines)
 
 

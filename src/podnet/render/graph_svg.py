@@ -118,7 +118,7 @@ def render_drawing(d: Drawing, title: str) -> str:
     out.append("</g>")
     for vb in d.vertices:
         v = vb.vertex
-        rx = vb.box.h / 2 if v.kind in ("process", "veth", "device") else 3
+        rx = min(vb.box.h / 2, 13) if v.kind in ("process", "veth", "device") else 3
         out.append(f'<g class="vertex {v.kind}" id="{v.id}" data-ifname={quoteattr(v.name)} '
                    f'data-group="{v.group}"><title>{escape(v.detail)}</title>')
         out.append(_rect(vb.box, "vertex",
