@@ -1,76 +1,27 @@
-"""Kubernetes label selectors: kubectl's `-l` text, parsed as kubectl parses it, and matched.
+"""kubectl's `-l` text, parsed as kubectl parses it, into a Kubernetes label selector.
 
     app=web, tier!=db            equality (`=`, `==`) and inequality
     env in (prod, staging)       set-based: in, notin
     app, !canary                 the key exists, the key does not exist
-    replicas>2, replicas<5       integer comparisons (as kubectl accepts them)
 
-Requirements are ANDed. As in Kubernetes, `!=` and `notin` also match objects without the key.
-A NetworkPolicy's `matchLabels` and `matchExpressions` are the same requirements (`Requirement`
-with the operators In, NotIn, Exists, DoesNotExist). Pure; no imports beyond model.naming.
+Requirements are ANDed; `!=` and `notin` also match objects without the key. The result is the
+`LabelSelector` of `model.policies`, the one definition of what a selector matches (a
+NetworkPolicy's `matchLabels` and `matchExpressions` are the same thing). kubectl's integer
+comparisons (`replicas>2`) have no place there and are refused with a hint.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 from podnet.model.naming import bad_label_key, bad_label_value
+from podnet.model.policies import LabelSelector, Requirement
 
-__all__ = ["Requirement", "Selector", "SelectorError", "parse_selector"]
-
-OPERATORS = ("=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt")
+__all__ = ["SelectorError", "parse_selector"]
 
 
 class SelectorError(ValueError):
     """The selector text is not one Kubernetes accepts."""
-
-
-@dataclass(frozen=True)
-class Requirement:
-    key: str
-    op: str  # "=", "!=", "in", "notin", "exists", "!" (does not exist), "gt", "lt"
-    values: tuple[str, ...] = ()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        has = self.key in labels
-        value = labels.get(self.key, "")
-        if self.op in ("=", "in"):
-            return has and value in self.values
-        if self.op in ("!=", "notin"):
-            return not has or value not in self.values
-        if self.op == "exists":
-            return has
-        if self.op == "!":
-            return not has
-        try:
-            number = int(value)
-        except ValueError:
-            return False
-        bound = int(self.values[0])
-        return has and (number > bound if self.op == "gt" else number < bound)
-
-    def __str__(self) -> str:
-        if self.op == "exists":
-            return self.key
-        if self.op == "!":
-            return f"!{self.key}"
-        if self.op in ("in", "notin"):
-            return f"{self.key} {self.op} ({','.join(self.values)})"
-        symbol = {"gt": ">", "lt": "<"}.get(self.op, self.op)
-        return f"{self.key}{symbol}{self.values[0]}"
-
-
-@dataclass(frozen=True)
-class Selector:
-    requirements: tuple[Requirement, ...] = ()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(r.matches(labels) for r in self.requirements)
-
-    def __str__(self) -> str:
-        return ",".join(str(r) for r in self.requirements)
 
 
 # key, then an operator, then a value or a (set); commas inside parentheses belong to the set.
@@ -118,29 +69,29 @@ class _Reader:
         self.pos += 1
         return token
 
-    def requirement(self) -> Requirement:
+    def requirement(self) -> tuple[str, str] | Requirement:
+        """`(key, value)` for an equality, else a set-based requirement."""
         word = self.take()
         if word == "!":
-            return Requirement(_check_key(self.take(), self.text), "!")
+            return Requirement(_check_key(self.take(), self.text), "DoesNotExist")
         key = _check_key(word, self.text)
         op = self.peek()
         if op in ("", ","):
-            return Requirement(key, "exists")
+            return Requirement(key, "Exists")
         self.take()
         if op in ("=", "==", "!="):
             value = self.peek() if self.peek() not in (",", ")", "(") else ""
             if value:
                 self.take()
-            return Requirement(key, "!=" if op == "!=" else "=", (_check_value(value, self.text),))
+            value = _check_value(value, self.text)
+            return Requirement(key, "NotIn", (value,)) if op == "!=" else (key, value)
         if op in ("<", ">"):
-            value = self.take()
-            if not re.fullmatch(r"-?\d+", value):
-                raise SelectorError(f"{self.text!r}: {key}{op} needs an integer, not {value!r}")
-            return Requirement(key, "gt" if op == ">" else "lt", (value,))
+            raise SelectorError(f"{self.text!r}: {key}{op}... compares numbers, which label "
+                                "selectors of Pods and NetworkPolicies cannot")
         if op in ("in", "notin"):
-            return Requirement(key, op, self.value_set(key, op))
+            return Requirement(key, "In" if op == "in" else "NotIn", self.value_set(key, op))
         raise SelectorError(f"{self.text!r}: {op!r} after {key!r} is not an operator "
-                            "(use =, ==, !=, in, notin, <, > or nothing)")
+                            "(use =, ==, !=, in, notin or nothing)")
 
     def value_set(self, key: str, op: str) -> tuple[str, ...]:
         if self.take() != "(":
@@ -159,15 +110,20 @@ class _Reader:
         return tuple(sorted(set(values)))
 
 
-def parse_selector(text: str) -> Selector:
+def parse_selector(text: str) -> LabelSelector:
     """Parse kubectl's `-l` text; an empty text selects everything."""
     reader = _Reader(text)
-    requirements = []
+    labels: list[tuple[str, str]] = []
+    expressions: list[Requirement] = []
     while reader.peek():
-        requirements.append(reader.requirement())
+        found = reader.requirement()
+        if isinstance(found, Requirement):
+            expressions.append(found)
+        else:
+            labels.append(found)
         after = reader.take()
         if after not in ("", ","):
             raise SelectorError(f"{text!r}: expected ',' before {after!r}")
         if after == "," and not reader.peek():
             raise SelectorError(f"{text!r}: a requirement is missing after the last ','")
-    return Selector(tuple(requirements))
+    return LabelSelector(tuple(labels), tuple(expressions))

@@ -30,7 +30,7 @@ __all__ = [
     "read_service",
 ]
 
-NAMESPACED = ("Pod", "Deployment", "Service")
+NAMESPACED = ("Pod", "Deployment", "Service", "NetworkPolicy")
 SERVICE_TYPES = ("ClusterIP", "NodePort")
 
 NEED_SELECTOR = "apps/v1 needs selector.matchLabels: the labels of spec.template.metadata.labels"

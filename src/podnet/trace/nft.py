@@ -75,6 +75,7 @@ def evaluate(
     rules = objects if isinstance(objects, Ruleset) else Ruleset(objects)
     walk = RuleWalk(rules, ctx, packet, pick=pick, mark=ctx.mark, prefer=prefer)
     seen: list[str] = []
+    accepted: list[RuleRef] = []
     for key in rules.base_chains(ctx.hook):
         family, table, chain = key
         if ctx.ct_state != "new" and rules.chains[key].get("type") == "nat":
@@ -83,15 +84,17 @@ def evaluate(
         outcome = _run_chain(walk, key, 0)
         if outcome.kind in ("drop", "reject"):
             return HookResult(outcome.kind, walk.packet, outcome.rule, tuple(walk.nat),
-                              tuple(seen), tuple(walk.notes), walk.mark)
+                              tuple(seen), tuple(walk.notes), walk.mark, tuple(accepted))
+        if outcome.kind == "accept" and outcome.rule is not None:
+            accepted.append(outcome.rule)
         if outcome.kind in ("return", "next"):  # fell off the end: the chain's policy decides
             policy = rules.chains[key].get("policy", "accept")
             if policy == "drop":
                 ref = RuleRef(family, table, chain, None, "policy drop")
                 return HookResult("drop", walk.packet, ref, tuple(walk.nat), tuple(seen),
-                                  tuple(walk.notes), walk.mark)
+                                  tuple(walk.notes), walk.mark, tuple(accepted))
     return HookResult("accept", walk.packet, None, tuple(walk.nat), tuple(seen),
-                      tuple(walk.notes), walk.mark)
+                      tuple(walk.notes), walk.mark, tuple(accepted))
 
 
 def _run_chain(walk: RuleWalk, key: tuple[str, str, str], depth: int) -> _Outcome:

@@ -76,6 +76,9 @@ class HookResult:
     chains: tuple[str, ...] = ()  # base chains the packet went through
     notes: tuple[str, ...] = ()
     mark: int = 0  # the packet mark after this hook (kube-proxy marks what to masquerade)
+    # The rules whose `accept` ended a base chain, in order: one base chain's accept lets the
+    # packet on to the next (NetworkPolicy egress, then ingress), so each may have decided.
+    accepted_by: tuple[RuleRef, ...] = ()
 
 
 class Ruleset:
