@@ -51,6 +51,7 @@ class ContainerRecord:
     name: str
     pid: int
     starttime: int
+    restarts: int = 0  # times `up` started it again after its process was gone
 
 
 @dataclass
@@ -249,7 +250,8 @@ def _encode(state: LabState) -> dict[str, Any]:
                 "owner": p.owner,
                 "spec": [_encode_container(c) for c in p.containers],
                 "containers": [
-                    {"name": c.name, "pid": c.pid, "starttime": c.starttime}
+                    {"name": c.name, "pid": c.pid, "starttime": c.starttime,
+                     "restarts": c.restarts}
                     for c in by_pod.get(p.key, [])
                 ],
             }
@@ -370,7 +372,8 @@ def _decode(d: dict[str, Any]) -> LabState:
             )
         )
         key = f"{p['namespace']}/{p['name']}"
-        containers += [ContainerRecord(key, c["name"], c["pid"], c["starttime"])
+        containers += [ContainerRecord(key, c["name"], c["pid"], c["starttime"],
+                                       c.get("restarts", 0))
                        for c in p["containers"]]
     fabric = d["fabric"]
     internet, records = _decode_internet(d.get("internet"))

@@ -137,11 +137,21 @@ def test_interactive_waits_for_enter_and_cleans_up_when_stopped(lab: None) -> No
         spaces, servers = leftovers()
         assert len(spaces) == 2 and len(servers) == 1
         assert b"step 15/23" not in term.seen  # it did not run ahead
-        term.type(b"q\n")
-        assert term.proc.wait(timeout=60) == 0
+        term.type(b"q")  # the key alone: no Enter
+        term.wait_for(b"did not run", 1)
+        assert term.proc.wait(timeout=60) == 2  # stopped early: never a success
     finally:
         term.close()
+    tail = term.seen.decode(errors="replace").strip().splitlines()[-1]
+    assert "stopped after step 14 of 23" in tail and "as the lesson expects" not in tail
     assert leftovers() == ([], [])  # stopping early still removed the pair and the server
+
+
+@pytest.mark.kernel
+def test_a_step_past_the_end_is_an_error(lab: None) -> None:
+    result = podnet("tour", "--step", "99", check=False)
+    assert result.returncode == 2 and "the tour has 23 steps: choose 1 to 23" in result.stderr
+    assert "Traceback" not in result.stderr and leftovers() == ([], [])
 
 
 # --- pure ----------------------------------------------------------------------------------------

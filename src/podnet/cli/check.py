@@ -13,8 +13,7 @@ from typing import Any
 
 import click
 
-from podnet import state as lab_state
-from podnet.errors import StateError
+from podnet.cli.context import require_lab
 
 __all__ = ["check_command"]
 
@@ -28,19 +27,6 @@ _HEADERS = {
     "outside": "OUTSIDE",
     "full-size": "FULL-SIZE",
 }
-
-
-def _record(cluster: str | None) -> lab_state.LabState:
-    labs = lab_state.list_labs()
-    if cluster is None:
-        if len(labs) > 1:
-            raise StateError(f"{len(labs)} labs are up ({', '.join(labs)})",
-                             hint="choose one with --cluster NAME (or PODNET_CLUSTER)")
-        cluster = labs[0] if labs else "kind"
-    record = lab_state.load(cluster)
-    if record is None:
-        raise StateError(f"no lab named {cluster} is up", hint="bring it up with `podnet up`")
-    return record
 
 
 @click.command("check")
@@ -65,7 +51,7 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
     from podnet.plan.check import probes, summarize
     from podnet.plan.check_policy import judged
 
-    record = _record(cluster)
+    record = require_lab(cluster)
     lay = record.layout
     started = time.perf_counter()
     planned, undecided = judged(lay, probes(lay, targets=targets))

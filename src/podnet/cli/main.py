@@ -20,10 +20,13 @@ class _LazyGroup(click.Group):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "up": ("podnet.cli.lab", "up"),
         "down": ("podnet.cli.lab", "down"),
-        "get": ("podnet.cli.lab", "get"),
-        "exec": ("podnet.cli.lab", "exec_command"),
-        "node-exec": ("podnet.cli.lab", "node_exec"),
+        "get": ("podnet.cli.get", "get"),
+        "exec": ("podnet.cli.exec", "exec_command"),
+        "node-exec": ("podnet.cli.exec", "node_exec"),
         "explain": ("podnet.cli.lab", "explain"),
+        "describe": ("podnet.cli.describe", "describe_command"),
+        "logs": ("podnet.cli.logs", "logs_command"),
+        "labs": ("podnet.cli.labs", "labs_group"),
         "check": ("podnet.cli.check", "check_command"),
         "inspect": ("podnet.cli.inspect", "inspect_command"),
         "cni": ("podnet.cli.cni", "cni_group"),
@@ -53,7 +56,7 @@ def cli() -> None:
     """podnet: Kubernetes pod networking, built from real namespaces, veth pairs and routes.
 
     \b
-    lab:      up, get, exec, node-exec, explain, check, down
+    lab:      up, get, describe, logs, exec, node-exec, explain, check, down, labs
     see:      trace, graph, tour (the lesson, step by step, on the live lab)
     wire:     capture (packets on a link), netem (delay, loss, rate on a link)
     inspect:  map every namespace and veth pair on this host to its pod or process

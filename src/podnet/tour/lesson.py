@@ -237,7 +237,7 @@ LESSON: tuple[TourStep, ...] = (
     TourStep(
         ADDRESS, "List the pods of a namespace with their addresses.",
         ("podnet get pods -n {other_ns} -o wide",),
-        expect=(r"{other_name}\s+1/1\s+Running\s+{other_ip}\s+{other_node}",),
+        expect=(r"{other_name}\s+1/1\s+Running\s+\d+\s+{other_ip}\s+{other_node}",),
         needs=("other",),
         explain="Every pod has an address from its node's pod CIDR; `kubectl get pods -o wide` "
                 "shows the same columns.",
@@ -278,7 +278,7 @@ LESSON: tuple[TourStep, ...] = (
     TourStep(
         ADDRESS, "Draw the whole lab (Mermaid, as the lesson's diagrams).",
         ("podnet graph -o mermaid",),
-        expect=(r"subgraph \w+\[\"pod {pod_key}", r"===\|veth pair\|"),
+        expect=(r"\w+_label\[\"pod {pod_key}", r"\w+ === \w+"),
         explain="`podnet graph -o svg` or `--serve` draw the same picture as an image or a live "
                 "page.",
         show_lines=16,
