@@ -63,6 +63,9 @@ class LabState:
     # The namespaces podnet made, by name, with their inode: a namespace of that name is
     # podnet's only while it is that very one (someone else's is never replaced or deleted).
     owned: dict[str, int] = field(default_factory=dict)
+    # When each object of the file was applied as it is now ("NetworkPolicy/dev/x" -> epoch
+    # seconds): kubectl's AGE.
+    applied: dict[str, float] = field(default_factory=dict)
 
     def containers_of(self, pod_key: str) -> list[ContainerRecord]:
         return [c for c in self.containers if c.pod == pod_key]
@@ -200,6 +203,7 @@ def _encode(state: LabState) -> dict[str, Any]:
         "complete": state.complete,
         "topology": state.topology,
         "owned": dict(state.owned),
+        "applied": dict(state.applied),
         "fabric": {
             "netns": lay.fabric_netns,
             "bridge": lay.bridge,
@@ -400,5 +404,6 @@ def _decode(d: dict[str, Any]) -> LabState:
         policies=codec.from_json(tuple[NetworkPolicySpec, ...], d.get("policies", [])),
     )
     owned = {str(k): int(v) for k, v in d.get("owned", {}).items()}
+    applied = {str(k): float(v) for k, v in d.get("applied", {}).items()}
     return LabState(lay, containers, topology=d.get("topology", ""), complete=d["complete"],
-                    owned=owned)
+                    owned=owned, applied=applied)

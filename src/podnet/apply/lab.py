@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass, field, replace
 
 from podnet import state as lab_state
@@ -177,11 +178,25 @@ def up(
             _record_after_failure(app.state, previous, desired, topology)
             raise
         final = lab_state.LabState(desired, app.state.containers, topology, complete=True,
-                                   owned=app.state.owned)
+                                   owned=app.state.owned,
+                                   applied=_applied(desired, previous, record))
         lab_state.save(final)
         if spawner is not None:
             spawner.keep()  # recorded: the containers may now outlive podnet
         return Outcome(steps, desired, kept)
+
+
+def _applied(desired: Layout, previous: Layout | None,
+             record: lab_state.LabState | None) -> dict[str, float]:
+    """When each policy took its present form: kept while unchanged, now when new or edited."""
+    before = {p.key: p for p in previous.policies} if previous else {}
+    now = time.time()
+    out = {}
+    for policy in desired.policies:
+        key = f"NetworkPolicy/{policy.key}"
+        kept = record.applied.get(key) if record and before.get(policy.key) == policy else None
+        out[key] = kept or now
+    return out
 
 
 def down(cluster: str, *, progress: Progress | None = None) -> Outcome:

@@ -87,8 +87,30 @@ def collect_picture(cluster: str | None = None, *, everything: bool = False,
                 info = lookup.vxlan(namespace_path(ns), iface.ifindex)
                 if info is not None:
                     vxlan[(ns.label, iface.ifname)] = (info.vni, info.port)
-    graph = build_graph(host, lab, vxlan=vxlan, everything=everything)
+    graph = build_graph(host, lab, vxlan=vxlan, everything=everything,
+                        isolation=_isolation(lab.cluster))
     return graph, (_descriptions(lab.cluster, host) if describe and lab.cluster else {})
+
+
+def _isolation(cluster: str) -> dict[str, list[str]]:
+    """Pods NetworkPolicies isolate, with the policies that do it, per direction."""
+    from podnet import state as lab_state
+
+    record = lab_state.load(cluster) if cluster else None
+    if record is None or not record.layout.policies:
+        return {}
+    from podnet.policy.select import isolating
+    from podnet.policy.world import world_from
+
+    world = world_from(record.layout)
+    out: dict[str, list[str]] = {}
+    for pod in world.pods:
+        for direction in ("Ingress", "Egress"):
+            policies = isolating(world, pod, direction)
+            if policies:
+                out.setdefault(pod.key, []).append(
+                    f"{direction.lower()}: {', '.join(p.key for p in policies)}")
+    return out
 
 
 def _descriptions(cluster: str, host: Host) -> dict[str, str]:

@@ -21,6 +21,7 @@ _MODULES = (
     "podnet.objects.nodes",
     "podnet.objects.services",
     "podnet.objects.links",
+    "podnet.objects.networkpolicies",
 )
 
 
