@@ -7,6 +7,7 @@ pyroute2's own classes; `kernel.rtnl.RawRtnl` carries them.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from typing import Any
 
@@ -14,6 +15,7 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE,
 from pyroute2.netlink.rtnl import (
     RTM_DELNEIGH,
     RTM_DELROUTE,
+    RTM_DELRULE,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWNEIGH,
@@ -59,6 +61,8 @@ class Batch:
         self.what = what  # for error messages: "attaching pod dev/x"
         self.messages: list[Any] = []
         self.notes: list[str] = []  # what each message does, for the error that names it
+        # errnos that mean success for each message ("create it unless it exists")
+        self.tolerated: list[frozenset[int]] = []
 
     def veth_add(
         self,
@@ -83,13 +87,15 @@ class Batch:
         msg["attrs"] = [*attrs, ["IFLA_LINKINFO", info]]
         return self._add(msg, RTM_NEWLINK, _CREATE, f"creating veth {ifname} (peer {peer})")
 
-    def bridge_add(self, ifname: str, index: int, mtu: int) -> Batch:
-        """`ip link add IFNAME mtu MTU type bridge`, at ifindex `index`."""
+    def bridge_add(self, ifname: str, index: int, mtu: int, *, exist_ok: bool = False) -> Batch:
+        """`ip link add IFNAME mtu MTU type bridge`, at ifindex `index` (0: the kernel picks);
+        with `exist_ok`, a link of that name already there is success (and left as it is)."""
         msg = ifinfmsg()
         msg["index"] = index
         info = {"attrs": [["IFLA_INFO_KIND", "bridge"]]}
         msg["attrs"] = [["IFLA_IFNAME", ifname], ["IFLA_MTU", mtu], ["IFLA_LINKINFO", info]]
-        return self._add(msg, RTM_NEWLINK, _CREATE, f"creating bridge {ifname}")
+        return self._add(msg, RTM_NEWLINK, _CREATE, f"creating bridge {ifname}",
+                         frozenset({errno.EEXIST}) if exist_ok else frozenset())
 
     def link_set(
         self, index: int, *, up: bool = True, alias: str | None = None, master: int | None = None
@@ -109,10 +115,11 @@ class Batch:
         return self._add(msg, RTM_NEWLINK, flags, f"setting link {index} {state}")
 
     def addr_add(
-        self, index: int, cidr: str, *, noprefixroute: bool = False, nodad: bool = False
+        self, index: int, cidr: str, *, noprefixroute: bool = False, nodad: bool = False,
+        replace: bool = False,
     ) -> Batch:
-        """`ip addr add CIDR [brd +] dev INDEX [noprefixroute] [nodad]`: an IPv4 address below
-        /31 gets its broadcast address, as `brd +` (and docker) give it."""
+        """`ip addr add|replace CIDR [brd +] dev INDEX [noprefixroute] [nodad]`: an IPv4 address
+        below /31 gets its broadcast address, as `brd +` (and docker) give it."""
         iface = ipaddress.ip_interface(cidr)
         msg = ifaddrmsg()
         msg["family"] = AF_INET if iface.version == 4 else AF_INET6
@@ -128,7 +135,8 @@ class Batch:
         if iface.version == 6:
             del attrs[0]  # IPv6 takes the address in IFA_ADDRESS alone
         msg["attrs"] = attrs
-        return self._add(msg, RTM_NEWADDR, _CREATE, f"adding {cidr} to link {index}")
+        return self._add(msg, RTM_NEWADDR, _REPLACE if replace else _CREATE,
+                         f"adding {cidr} to link {index}")
 
     def route_add(
         self,
@@ -154,6 +162,20 @@ class Batch:
     def rule_add(self, *, priority: int, table: str, family: int = 4, src: str | None = None,
                  dst: str | None = None) -> Batch:
         """`ip rule add [from SRC] [to DST] lookup TABLE priority PRIORITY`."""
+        msg = self._rule(priority=priority, table=table, family=family, src=src, dst=dst)
+        return self._add(msg, RTM_NEWRULE, _CREATE,
+                         f"adding rule {src or 'all'} -> {dst or 'all'} lookup {table}")
+
+    def rule_delete(self, *, priority: int, table: str, family: int = 4,
+                    src: str | None = None, dst: str | None = None) -> Batch:
+        """`ip rule del [from SRC] [to DST] lookup TABLE priority PRIORITY`."""
+        msg = self._rule(priority=priority, table=table, family=family, src=src, dst=dst)
+        return self._add(msg, RTM_DELRULE, _ACKED,
+                         f"deleting rule {src or 'all'} -> {dst or 'all'} lookup {table}")
+
+    @staticmethod
+    def _rule(*, priority: int, table: str, family: int, src: str | None,
+              dst: str | None) -> Any:
         msg = fibmsg()
         msg["family"] = AF_INET if family == 4 else AF_INET6
         msg["action"] = FR_ACT_TO_TBL
@@ -166,8 +188,7 @@ class Batch:
                 msg["src_len" if name == "FRA_SRC" else "dst_len"] = net.prefixlen
                 attrs.append([name, str(net.network_address)])
         msg["attrs"] = attrs
-        return self._add(msg, RTM_NEWRULE, _CREATE,
-                         f"adding rule {src or 'all'} -> {dst or 'all'} lookup {table}")
+        return msg
 
     def bridge_port(self, index: int, *, hairpin: bool) -> Batch:
         """`bridge link set dev INDEX hairpin on|off`: the port must already be enslaved (an
@@ -274,9 +295,11 @@ class Batch:
         msg["attrs"] = attrs
         return msg
 
-    def _add(self, msg: Any, kind: int, flags: int, note: str) -> Batch:
+    def _add(self, msg: Any, kind: int, flags: int, note: str,
+             tolerated: frozenset[int] = frozenset()) -> Batch:
         msg["header"]["type"] = kind
         msg["header"]["flags"] = flags
         self.messages.append(msg)
         self.notes.append(note)
+        self.tolerated.append(tolerated)
         return self

@@ -63,6 +63,37 @@ def _link_dict(msg: Any) -> dict[str, Any]:
     }
 
 
+def _address_dict(msg: Any) -> dict[str, Any]:
+    return {
+        "index": msg["index"],
+        "address": f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}",
+        "scope": msg["scope"],
+        "family": msg["family"],
+    }
+
+
+def _route_dict(msg: Any) -> dict[str, Any]:
+    dst = msg.get("RTA_DST")
+    return {
+        "dst": f"{dst}/{msg['dst_len']}" if dst else "default",
+        "gateway": msg.get("RTA_GATEWAY"),
+        "oif": msg.get("RTA_OIF"),
+        "scope": msg["scope"],
+        "src": msg.get("RTA_PREFSRC"),
+        "family": msg["family"],
+    }
+
+
+def _neigh_dict(msg: Any) -> dict[str, Any]:
+    return {
+        "ifindex": msg["ifindex"],
+        "dst": msg.get("NDA_DST"),
+        "mac": msg.get("NDA_LLADDR"),
+        "state": msg["state"],
+        "flags": msg["flags"],
+    }
+
+
 class Netlink:
     """Route netlink in one namespace: links, addresses, routes, neighbours."""
 
@@ -118,10 +149,11 @@ class Netlink:
     # --- links -------------------------------------------------------------------------------
 
     def index(self, ifname: str) -> int:
-        found = self._call(f"looking up {ifname}", self._ipr.link_lookup, ifname=ifname)
-        if not found:
-            raise ObjectMissingError(f"no interface {ifname} in {self.where}", errno=errno.ENODEV)
-        return int(found[0])
+        try:
+            return int(self.link(ifname)["index"])
+        except ObjectMissingError:
+            raise ObjectMissingError(f"no interface {ifname} in {self.where}",
+                                     errno=errno.ENODEV) from None
 
     def add_veth(
         self, ifname: str, peer: str, peer_netns: int | str | None = None, mtu: int | None = None
@@ -188,10 +220,11 @@ class Netlink:
         return [_link_dict(msg) for msg in self._call("listing links", self._ipr.get_links)]
 
     def link(self, ifname: str | int) -> dict[str, Any]:
-        """One link, as `links()` describes it; ObjectMissingError if there is none."""
-        key = {"index": ifname} if isinstance(ifname, int) else {"ifname": ifname}
-        msgs = self._call(f"looking up {ifname}", self._ipr.link, "get", **key)
-        return _link_dict(msgs[0])
+        """One link, as `links()` describes it; ObjectMissingError if there is none. One
+        request on the plain socket (0.1 ms; through IPRoute, 1 to 2 ms)."""
+        if isinstance(ifname, int):
+            return _link_dict(self._raw.get_link(self.where, index=ifname))
+        return _link_dict(self._raw.get_link(self.where, ifname=ifname))
 
     # --- addresses and routes -------------------------------------------------------------
 
@@ -213,15 +246,7 @@ class Netlink:
                 raise
 
     def addresses(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "index": msg["index"],
-                "address": f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}",
-                "scope": msg["scope"],
-                "family": msg["family"],
-            }
-            for msg in self._call("listing addresses", self._ipr.get_addr)
-        ]
+        return [_address_dict(msg) for msg in self._call("listing addresses", self._ipr.get_addr)]
 
     def add_route(
         self,
@@ -260,15 +285,58 @@ class Netlink:
         return True
 
     def routes(self) -> list[dict[str, Any]]:
+        return [_route_dict(msg)
+                for msg in self._call("listing routes", self._ipr.get_routes, table=254)]
+
+    # --- one link's objects, filtered by the kernel (a node's dump grows with its pods) -----
+
+    def link_addresses(self, index: int) -> list[dict[str, Any]]:
+        """The addresses of link `index`, both families, as `addresses()` describes them."""
+        from pyroute2.netlink.rtnl import RTM_GETADDR
+        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+        request = ifaddrmsg()
+        request["index"] = index
+        return [_address_dict(msg) for msg in self._raw.dump(self.where, request, RTM_GETADDR)]
+
+    def link_routes(self, index: int) -> list[dict[str, Any]]:
+        """The main table's routes out of link `index`, both families, as `routes()` has them."""
+        from pyroute2.netlink.rtnl import RTM_GETROUTE
+        from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
         out = []
-        for msg in self._call("listing routes", self._ipr.get_routes, table=254):
-            dst = msg.get("RTA_DST")
+        for family in (AF_INET, AF_INET6):  # a dump of AF_UNSPEC holds IPv4 routes only
+            request = rtmsg()
+            request["family"] = family
+            request["attrs"] = [["RTA_TABLE", 254], ["RTA_OIF", index]]
+            out += [_route_dict(m) for m in self._raw.dump(self.where, request, RTM_GETROUTE)]
+        return out
+
+    def link_neighbours(self, index: int, version: int = 4) -> list[dict[str, Any]]:
+        """The neighbour entries of link `index`, as `neighbours()` has them."""
+        from pyroute2.netlink.rtnl import RTM_GETNEIGH
+        from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+        request = ndmsg()
+        request["family"] = AF_INET if version == 4 else AF_INET6
+        request["attrs"] = [["NDA_IFINDEX", index]]
+        return [_neigh_dict(msg) for msg in self._raw.dump(self.where, request, RTM_GETNEIGH)]
+
+    def rules(self, version: int = 4) -> list[dict[str, Any]]:
+        """The policy routing rules of one family, as `ip rule` lists them."""
+        from pyroute2.netlink.rtnl import RTM_GETRULE
+        from pyroute2.netlink.rtnl.fibmsg import fibmsg
+
+        request = fibmsg()
+        request["family"] = AF_INET if version == 4 else AF_INET6
+        out = []
+        for msg in self._raw.dump(self.where, request, RTM_GETRULE):
+            src, dst = msg.get("FRA_SRC"), msg.get("FRA_DST")
             out.append({
-                "dst": f"{dst}/{msg['dst_len']}" if dst else "default",
-                "gateway": msg.get("RTA_GATEWAY"),
-                "oif": msg.get("RTA_OIF"),
-                "scope": msg["scope"],
-                "src": msg.get("RTA_PREFSRC"),
+                "priority": msg.get("FRA_PRIORITY") or 0,
+                "table": msg.get("FRA_TABLE") or msg["table"],
+                "src": f"{src}/{msg['src_len']}" if src else None,
+                "dst": f"{dst}/{msg['dst_len']}" if dst else None,
                 "family": msg["family"],
             })
         return out
@@ -289,13 +357,5 @@ class Netlink:
         """Neighbour entries of one family as `ip neigh` lists them, or with `bridge` the
         forwarding database (`bridge fdb`): ifindex, dst, mac, state, flags."""
         family = AF_BRIDGE if bridge else (AF_INET if version == 4 else AF_INET6)
-        return [
-            {
-                "ifindex": msg["ifindex"],
-                "dst": msg.get("NDA_DST"),
-                "mac": msg.get("NDA_LLADDR"),
-                "state": msg["state"],
-                "flags": msg["flags"],
-            }
-            for msg in self._call("listing neighbours", self._ipr.get_neighbours, family=family)
-        ]
+        return [_neigh_dict(msg) for msg in self._call("listing neighbours",
+                                                       self._ipr.get_neighbours, family=family)]

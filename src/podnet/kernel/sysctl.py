@@ -47,6 +47,10 @@ def _write_here(settings: dict[str, str], optional: Collection[str]) -> None:
             raise os_error(exc, f"setting {key}={value}", hint=hint) from None
 
 
-def read(netns_path: str, key: str) -> str:
+def read(netns_path: str | None, key: str) -> str:
+    """One setting, read inside the namespace at `netns_path` (None: this thread's)."""
+    if netns_path is None:
+        with open(_file(key)) as fh:
+            return fh.read().strip()
     with netns.entered(netns_path), open(_file(key)) as fh:
         return fh.read().strip()
