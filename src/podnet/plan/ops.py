@@ -30,6 +30,7 @@ __all__ = [
     "DeleteNeighbour",
     "DeleteNetns",
     "DeleteRoute",
+    "DeleteRule",
     "DeleteUts",
     "LoadNftTable",
     "MakeDirs",
@@ -194,10 +195,16 @@ class AddBridge(Op):
     ns: str | None
     name: str
     mtu: int
+    # A host others share (the CNI plugin's): made only when missing, an existing one kept as
+    # it is, as the reference bridge plugin does.
+    exist_ok: bool = False
     netlink: ClassVar[bool] = True
 
     def render(self) -> tuple[str, ...]:
-        return (f"{_ip(self.ns)} link add {self.name} mtu {self.mtu} type bridge",)
+        add = f"{_ip(self.ns)} link add {self.name} mtu {self.mtu} type bridge"
+        if self.exist_ok:
+            return (f"{_ip(self.ns)} link show {self.name} >/dev/null 2>&1 || {add}",)
+        return (add,)
 
 
 @dataclass(frozen=True)
@@ -282,6 +289,7 @@ class AddAddress(Op):
     cidr: str  # 10.244.1.5/24, fd00:10:244:1::5/64
     noprefixroute: bool = False
     nodad: bool = False  # IPv6: usable at once, no duplicate address detection
+    replace: bool = False  # `ip addr replace`: there already is fine (a shared bridge's gateway)
     netlink: ClassVar[bool] = True
 
     @property
@@ -297,7 +305,8 @@ class AddAddress(Op):
         brd = " brd +" if self.broadcast else ""
         flags = (" noprefixroute" if self.noprefixroute else "") + (
             " nodad" if self.nodad else "")
-        return (f"{_ip(self.ns)} addr add {self.cidr}{brd} dev {self.dev}{flags}",)
+        verb = "replace" if self.replace else "add"
+        return (f"{_ip(self.ns)} addr {verb} {self.cidr}{brd} dev {self.dev}{flags}",)
 
 
 @dataclass(frozen=True)
@@ -413,9 +422,33 @@ class AddRule(Op):
     netlink: ClassVar[bool] = True
 
     def render(self) -> tuple[str, ...]:
-        sel = (f" from {self.src}" if self.src else "") + (f" to {self.dst}" if self.dst else "")
-        return (f"{_ip(self.ns, self.family)} rule add{sel} lookup {self.table}"
-                f" priority {self.priority}",)
+        return (_rule(self, "add"),)
+
+    def undo(self) -> Op:
+        # A rule goes with no link: on a host that outlives the pod (the CNI plugin's) only
+        # this removes it.
+        return DeleteRule(self.ns, self.priority, self.table, self.src, self.dst, self.family)
+
+
+@dataclass(frozen=True)
+class DeleteRule(Op):
+    """`ip rule del [from SRC] [to DST] lookup TABLE priority PRIO`."""
+
+    ns: str | None
+    priority: int
+    table: str = "main"
+    src: str | None = None
+    dst: str | None = None
+    family: int = 4
+    netlink: ClassVar[bool] = True
+
+    def render(self) -> tuple[str, ...]:
+        return (_rule(self, "del"),)
+
+
+def _rule(op: AddRule | DeleteRule, verb: str) -> str:
+    sel = (f" from {op.src}" if op.src else "") + (f" to {op.dst}" if op.dst else "")
+    return f"{_ip(op.ns, op.family)} rule {verb}{sel} lookup {op.table} priority {op.priority}"
 
 
 # --- nftables and processes ----------------------------------------------------------------
