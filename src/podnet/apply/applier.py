@@ -7,6 +7,9 @@ explanation says. Speed comes from how they run, not from what they are:
   pod's veth, addresses and routes cost one round trip per side.
 - Interfaces are addressed by index: the applier chooses the index of every link it creates, so
   later messages of the same datagram can name it, and reads a namespace's links at most once.
+  In a namespace others change at the same time (`shared`: the real host under the CNI plugin,
+  where concurrent ADDs create links) nothing is dumped or chosen: the kernel numbers each new
+  link, and the applier asks for that one link (and any other it names) by name.
 - nftables transactions and containers start at once and are waited for at the end (`finish`),
   while the next pods are built.
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from podnet import state as lab_state
@@ -52,6 +55,9 @@ class _Pending:
         self.batch = Batch("")
         self.ops: list[o.Op] = []
         self.fds: list[int] = []  # peer namespaces the datagram names (veths born there)
+        # Links the kernel numbers (created in a shared namespace, or only when missing): asked
+        # for once the datagram is sent. (namespace, name, peer namespace, peer name)
+        self.learn: list[tuple[str | None, str, str | None, str | None]] = []
 
     def close(self) -> None:
         for fd in self.fds:
@@ -60,11 +66,15 @@ class _Pending:
 
 
 class Applier:
-    """Runs operations for one `up` or `down`, updating the lab's record as it goes."""
+    """Runs operations for one `up` or `down`, updating the lab's record as it goes; or, with
+    no record (`state` None: the CNI plugin), operations on links, addresses, routes and
+    sysctls alone."""
 
-    def __init__(self, state: lab_state.LabState, spawner: Spawner | None = None) -> None:
-        self.state = state
+    def __init__(self, state: lab_state.LabState | None = None, spawner: Spawner | None = None,
+                 *, shared: Collection[str | None] = ()) -> None:
+        self._state = state
         self.spawner = spawner
+        self.shared = frozenset(shared)
         self.done: list[o.Op] = []
         self.left_alone: list[str] = []  # what `down` found and would not touch, for people
         self._sockets: dict[str | None, Netlink] = {}
@@ -114,6 +124,11 @@ class Applier:
         finally:
             pending.close()
         self.done.extend(pending.ops)
+        for ns, name, peer_ns, peer in pending.learn:
+            link = self.nl(ns).link(name)
+            self._links(ns)[name] = int(link["index"])
+            if peer is not None:  # a veth's answer names its peer's index too
+                self._links(peer_ns)[peer] = int(link["link"])
 
     def finish(self) -> None:
         """Wait for the work left running: nft transactions, then containers."""
@@ -184,7 +199,9 @@ class Applier:
     def _links(self, ns: str | None) -> dict[str, int]:
         names = self._names.get(ns)
         if names is None:
-            if ns in self._fresh:
+            if ns in self.shared:
+                names = {"lo": 1}  # the loopback is ifindex 1 in every namespace
+            elif ns in self._fresh:
                 names = {"lo": 1}
                 self._next[ns] = self._fresh_index(ns)
             else:
@@ -204,18 +221,25 @@ class Applier:
         return self._fresh_base
 
     def index(self, ns: str | None, ifname: str) -> int:
-        found = self._links(ns).get(ifname)
+        names = self._links(ns)
+        found = names.get(ifname)
+        if found is None and ns in self.shared:
+            found = names[ifname] = int(self.nl(ns).link(ifname)["index"])
         if found is None:
             where = ns or "this namespace"
             raise ObjectMissingError(f"no interface {ifname} in {where}")
         return found
 
     def claim(self, ns: str | None, ifname: str) -> int:
-        """Choose the index of a link about to be created in `ns`."""
-        self._links(ns)
+        """Choose the index of a link about to be created in `ns`; 0 (the kernel chooses,
+        and the applier asks once it is made) in a shared namespace."""
+        names = self._links(ns)
+        if ns in self.shared:
+            names.pop(ifname, None)
+            return 0
         index = self._next[ns]
         self._next[ns] = index + 1
-        self._names[ns][ifname] = index
+        names[ifname] = index
         return index
 
     def _queue(self, op: o.Op) -> None:
@@ -230,8 +254,17 @@ class Applier:
         if len(pending.batch.messages) != before + 1:
             raise AssertionError(f"{type(op).__name__} must add one netlink message")
         pending.ops.append(op)
+        if pending.learn:
+            self.flush()  # later messages need the index the kernel gives it
 
     # --- the record -----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> lab_state.LabState:
+        """The lab's record: only runs that create namespaces or containers keep one."""
+        if self._state is None:
+            raise AssertionError("this applier keeps no record: it runs link operations only")
+        return self._state
 
     def owns(self, name: str) -> bool:
         """Whether namespace `name` exists and is the very one podnet recorded making."""
@@ -365,10 +398,17 @@ def _add_veth(app: Applier, op: o.AddVeth, p: _Pending) -> None:
     p.fds.append(fd)
     index = app.claim(op.ns, op.name)
     peer_index = app.claim(op.peer_ns, op.peer)
+    if not (index and peer_index):
+        p.learn.append((op.ns, op.name, op.peer_ns, op.peer))
     p.batch.veth_add(op.name, index, op.peer, peer_index, fd, op.mtu, op.mac)
 
 
 def _add_bridge(app: Applier, op: o.AddBridge, p: _Pending) -> None:
+    if op.exist_ok:  # one may be there already, at an index of its own: ask once it is
+        app._links(op.ns).pop(op.name, None)
+        p.learn.append((op.ns, op.name, None, None))
+        p.batch.bridge_add(op.name, 0, op.mtu, exist_ok=True)
+        return
     p.batch.bridge_add(op.name, app.claim(op.ns, op.name), op.mtu)
 
 
@@ -390,7 +430,7 @@ def _set_bridge_port(app: Applier, op: o.SetBridgePort, p: _Pending) -> None:
 
 def _add_address(app: Applier, op: o.AddAddress, p: _Pending) -> None:
     p.batch.addr_add(app.index(op.ns, op.dev), op.cidr, noprefixroute=op.noprefixroute,
-                     nodad=op.nodad)
+                     nodad=op.nodad, replace=op.replace)
 
 
 def _add_route(app: Applier, op: o.AddRoute, p: _Pending) -> None:
@@ -426,6 +466,11 @@ def _add_rule(app: Applier, op: o.AddRule, p: _Pending) -> None:
                      dst=op.dst)
 
 
+def _delete_rule(app: Applier, op: o.DeleteRule, p: _Pending) -> None:
+    p.batch.rule_delete(priority=op.priority, table=op.table, family=op.family, src=op.src,
+                        dst=op.dst)
+
+
 _NETLINK: dict[type[Any], Callable[[Applier, Any, _Pending], None]] = {
     o.AddVeth: _add_veth,
     o.AddBridge: _add_bridge,
@@ -440,6 +485,7 @@ _NETLINK: dict[type[Any], Callable[[Applier, Any, _Pending], None]] = {
     o.SetFdb: _set_fdb,
     o.DeleteFdb: _delete_fdb,
     o.AddRule: _add_rule,
+    o.DeleteRule: _delete_rule,
 }
 
 # Every operation has exactly one way to run (a unit test holds the tables complete).
