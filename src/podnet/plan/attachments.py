@@ -63,6 +63,10 @@ class HostSide:
     # bridge: conntrack must see bridged frames (br_netfilter), as Services between pods of
     # one bridge need; without, the setting is made where the kernel has it.
     conntrack_bridged: bool = False
+    # A real host others configure too (the CNI plugin's): what every pod needs there (the
+    # bridge, its gateway) is made only when missing, and br_netfilter's machine-wide switches
+    # are left to the host's owner.
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,10 +99,16 @@ class Attachment:
     name: ClassVar[str]
     routes_node_ranges: ClassVar[bool] = True  # nodes hold pod CIDRs other nodes route to
     pins_host_mac: ClassVar[bool] = False  # the pod's neighbour entry names the host end's MAC
+    needs_uplink: ClassVar[bool] = False  # host_ops name the host's link to the node network
 
     def host_ops(self, host: HostSide) -> list[Op]:
         """What the host needs once, before its first pod (a bridge, a sysctl...)."""
         return []
+
+    def pod_gateway(self, link: PodLink, family: int) -> IPAddress:
+        """The next hop of the pod's default route in `family` (what a CNI result calls its
+        gateway)."""
+        return link.gateway(family)
 
     def pod_ops(self, link: PodLink) -> list[Op]:
         """The veth pair with both ends configured, host side first, then the pod side."""
@@ -106,7 +116,7 @@ class Attachment:
         veth = AddVeth(link.host.ns, link.host_ifname, link.pod_ifname, link.pod_ns,
                        link.host.mtu, link.host_mac)
         guard: list[Op] = []
-        if link.host_accept_ra_off and any(ip.version == 6 for ip in link.ips):
+        if link.host_accept_ra_off:  # a pod sends router advertisements without an IPv6 address
             guard = [SetSysctls(link.host.ns, ((f"net.ipv6.conf.{link.host_ifname}.accept_ra",
                                                  "0"),), optional=True)]
         return [veth, *guard, *host, SetLink(link.pod_ns, "lo"), *pod]
@@ -155,10 +165,12 @@ class Bridge(Attachment):
     name = "bridge"
 
     def host_ops(self, host: HostSide) -> list[Op]:
-        ops: list[Op] = [AddBridge(host.ns, host.bridge, host.mtu),
+        ops: list[Op] = [AddBridge(host.ns, host.bridge, host.mtu, exist_ok=host.shared),
                          SetLink(host.ns, host.bridge, owned=True)]
-        ops += [AddAddress(host.ns, host.bridge, str(gw), nodad=gw.version == 6)
-                for gw in host.gateways]
+        ops += [AddAddress(host.ns, host.bridge, str(gw), nodad=gw.version == 6,
+                           replace=host.shared) for gw in host.gateways]
+        if host.shared:
+            return ops
         # Service replies between two pods of one bridge are bridged, not routed: only
         # br_netfilter shows them to conntrack, which turns the source back into the Service.
         keys = (("net.bridge.bridge-nf-call-iptables", "1"),
@@ -185,6 +197,10 @@ class Vpc(Attachment):
     name = "vpc"
     routes_node_ranges = False  # pods are on the node network: nothing to route between nodes
     pins_host_mac = True
+    needs_uplink = True
+
+    def pod_gateway(self, link: PodLink, family: int) -> IPAddress:
+        return VPC_GATEWAY
 
     def host_ops(self, host: HostSide) -> list[Op]:
         # The node answers ARP on the node network for the pods it routes to their veths.
