@@ -241,6 +241,52 @@ def test_conflist_for_containerd_1_6() -> None:
     assert _code(render_conflist, InstallOptions(subnet="10.9.0.0/33")).cni_code == 7
 
 
+@pytest.mark.parametrize(("families", "subnets", "defaults"), [
+    ("ipv6", ["fd00:10:244:1::/64"], ["::/0"]),
+    ("dual", ["10.244.1.0/24", "fd00:10:244:1::/64"], ["0.0.0.0/0", "::/0"]),
+])
+def test_conflist_for_ipv6_and_dual_stack(families: str, subnets: list[str],
+                                          defaults: list[str]) -> None:
+    doc = render_conflist(InstallOptions(families=families))  # type: ignore[arg-type]
+    ipam = doc["plugins"][0]["ipam"]
+    assert ipam["ranges"] == [[{"subnet": s}] for s in subnets]  # one address per family
+    assert [r["dst"] for r in ipam["routes"]] == defaults
+    assert doc["args"]["podman_labels"]["podnet.subnets"] == ",".join(subnets)
+    bad = InstallOptions(families=families, subnet6="10.0.0.0/24")  # type: ignore[arg-type]
+    assert "--subnet6" in _code(render_conflist, bad).message
+
+
+def test_conflist_for_vpc_needs_a_range_of_the_node_network() -> None:
+    opts = InstallOptions(mode="vpc", subnet="172.18.0.0/16", pool="172.18.1.10-172.18.1.99",
+                          uplink="eth0")
+    plugin = render_conflist(opts)["plugins"][0]
+    assert (plugin["mode"], plugin["uplink"]) == ("vpc", "eth0")
+    assert plugin["ipam"]["ranges"] == [[{"subnet": "172.18.0.0/16",
+                                          "rangeStart": "172.18.1.10",
+                                          "rangeEnd": "172.18.1.99"}]]
+    for change, needle in (({"pool": ""}, "--range"), ({"families": "dual"}, "IPv4"),
+                           ({"pool": "172.19.0.1-172.19.0.9"}, "--range"),
+                           ({"pool": "172.18.1.99-172.18.1.10"}, "--range")):
+        err = _code(render_conflist, InstallOptions(**{**opts.__dict__, **change}))
+        assert err.cni_code == 7 and needle in err.message, err.message
+
+
+def test_cli_install_dual_stack(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from podnet.cli.cni import cni_group
+
+    result = CliRunner().invoke(cni_group, [
+        "install", "--bin-dir", str(tmp_path / "bin"), "--conf-dir", str(tmp_path / "d"),
+        "--dual-stack", "--subnet6", "fd00:77::/64", "--client", "python", "--socket",
+        str(tmp_path / "s"), "--no-portmap", "--no-bandwidth"])
+    assert result.exit_code == 0, result.output
+    ipam = json.loads((tmp_path / "d" / "10-podnet.conflist").read_text())["plugins"][0]["ipam"]
+    assert ipam["ranges"][1] == [{"subnet": "fd00:77::/64"}]
+    both = CliRunner().invoke(cni_group, ["install", "--ipv6", "--dual-stack"])
+    assert both.exit_code == 2 and "exclude each other" in both.output
+
+
 @pytest.mark.parametrize("client", ["python", "c"])
 def test_installed_plugin_runs_without_an_agent(tmp_path: Path, client: str) -> None:
     if client == "c" and not any(os.access(f"{d}/cc", os.X_OK) for d in ("/usr/bin", "/bin")):
@@ -344,11 +390,36 @@ def test_cni_netns_is_asked_of_the_kernel(path: str, needle: str) -> None:
     assert info.value.cni_code == (3 if needle == "does not exist" else 4)
 
 
-def test_podnet_cni_refuses_ipv6_ranges_for_now() -> None:
-    ipam = {"type": "podnet-ipam", "ranges": [[{"subnet": "10.1.0.0/24"}],
+def test_podnet_cni_takes_one_range_set_per_family() -> None:
+    dual = {"type": "podnet-ipam", "ranges": [[{"subnet": "10.1.0.0/24"}],
                                               [{"subnet": "fd00::/64"}]]}
-    err = _code(lambda: parse_podnet(parse_netconf(_conf(ipam=ipam))))
-    assert err.cni_code == 2 and "subnet" in err.message
+    assert parse_podnet(parse_netconf(_conf(ipam=dual))).mode == "ptp"
+    v6 = {"type": "host-local", "ranges": [[{"subnet": "fd00::/64"}]]}
+    assert parse_podnet(parse_netconf(_conf(ipam=v6, mode="bridge"))).mode == "bridge"
+    two = {"type": "podnet-ipam", "ranges": [[{"subnet": "10.1.0.0/24"}],
+                                             [{"subnet": "10.2.0.0/24"}]]}
+    err = _code(lambda: parse_podnet(parse_netconf(_conf(ipam=two))))
+    assert err.cni_code == 2 and "ranges" in err.message and "2 IPv4" in err.message
+
+
+def test_vpc_mode_is_ipv4_and_takes_an_uplink() -> None:
+    conf = parse_podnet(parse_netconf(_conf(mode="vpc", uplink="ens5")))
+    assert (conf.mode, conf.uplink) == ("vpc", "ens5")
+    dual = {"type": "podnet-ipam", "ranges": [[{"subnet": "10.1.0.0/24"}],
+                                              [{"subnet": "fd00::/64"}]]}
+    err = _code(lambda: parse_podnet(parse_netconf(_conf(mode="vpc", ipam=dual))))
+    assert err.cni_code == 2 and "vpc" in err.message and "IPv6" in err.message
+    err = _code(lambda: parse_podnet(parse_netconf(_conf(mode="vpc", uplink="a b"))))
+    assert err.cni_code == 7 and "uplink" in err.message
+
+
+def test_modes_come_from_the_attachment_registry() -> None:
+    from podnet.plan.attachments import ATTACHMENTS
+
+    for mode in ATTACHMENTS:
+        assert parse_podnet(parse_netconf(_conf(mode=mode))).mode == mode
+    err = _code(lambda: parse_podnet(parse_netconf(_conf(mode=["ptp"]))))
+    assert err.cni_code == 2 and '["ptp"]' in err.message
 
 
 def test_podnet_ipam_hands_out_one_address_per_family(tmp_path: Path) -> None:

@@ -220,9 +220,21 @@ def _assert_nothing_left(plugin: Plugin, ends: list[str]) -> None:
     assert not [m for m in _masq_members() if ipaddress.ip_address(m) in subnet]
 
 
+def _slow_ipam(plugin: Plugin, seconds: float) -> None:
+    """host-local behind a script that first sleeps: every request stays in flight a while, so
+    all of them reach the agent before the first is answered."""
+    bin_dir = plugin.cni_path.split(":")[0]
+    script = Path(bin_dir) / "slow-ipam"
+    script.write_text(f"#!/bin/sh\nsleep {seconds}\nexec {REFERENCE_DIR}/host-local\n")
+    script.chmod(0o755)
+    ipam = plugin.conf["ipam"]
+    plugin.conf["ipam"] = {**ipam, "type": "slow-ipam"}
+
+
 def test_sigterm_drains_requests_in_flight(cni_install: Install, flavor: Flavor,
                                            netns_factory: NetnsFactory) -> None:
     plugin, socket = _agent_plugin(cni_install, flavor, "drain")
+    _slow_ipam(plugin, 0.5)
     agent = start_agent(socket, quiet=False)
     log: list[str] = []
     first = threading.Event()
@@ -250,6 +262,7 @@ def test_sigterm_drains_requests_in_flight(cni_install: Install, flavor: Flavor,
     # Every ADD was answered by the agent itself: none was dropped and re-run elsewhere.
     assert sum(line.startswith("ADD -> 0") for line in log) == len(pods), log
     ends = [a.doc["interfaces"][0]["name"] for a in answers]
+    plugin.conf["ipam"]["type"] = "host-local"  # the same reservations, without the wait
     for (cid, ns), answer in zip(pods, answers, strict=True):
         plugin.results[(cid, "eth0")] = answer.doc
         plugin.check(cid, ns).ok()

@@ -284,7 +284,11 @@ def test_bad_environment_is_code_4_and_touches_nothing(
     ({"mode": "macvlan"}, 2, "mode"),
     ({"mtu": "big"}, 7, "mtu"),
     ({"ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": "10.0.0.0/33"}]]}}, 7, "subnet"),
-    ({"ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": "fd00::/64"}]]}}, 2, "subnet"),
+    ({"ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": "10.0.0.0/24"}],
+                                                 [{"subnet": "10.0.1.0/24"}]]}}, 2, "ranges"),
+    ({"mode": "vpc", "ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": "fd00::/64"}]]}},
+     2, "ranges"),
+    ({"mode": "vpc", "uplink": "nosuch0"}, 7, "nosuch0"),
     ({"cniVersion": "0.2.0"}, 1, "0.2.0"),
     ({"cniVersion": "9.9.9"}, 1, "9.9.9"),
 ])

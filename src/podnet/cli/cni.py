@@ -1,7 +1,9 @@
 """`podnet cni`: install podnet as the CNI plugin of a real container runtime, and run its agent.
 
-    podnet cni install [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d] [--mode ptp|bridge]
-                       [--subnet 10.244.1.0/24] [--agent auto|never] [--no-portmap] ...
+    podnet cni install [--bin-dir /opt/cni/bin] [--conf-dir /etc/cni/net.d]
+                       [--mode ptp|bridge|vpc] [--subnet 10.244.1.0/24] [--ipv6|--dual-stack]
+                       [--subnet6 fd00:10:244:1::/64] [--range FIRST-LAST] [--uplink eth0]
+                       [--agent auto|never] [--no-portmap] ...
     podnet cni agent   [--socket /run/podnet/cni.sock]   # optional: the plugin starts one
     podnet cni uninstall
 """
@@ -25,11 +27,25 @@ def cni_group() -> None:
               help="Where the runtime looks for plugin executables.")
 @click.option("--conf-dir", default="/etc/cni/net.d", show_default=True,
               help="Where the runtime reads network configurations.")
-@click.option("--mode", type=click.Choice(["ptp", "bridge"]), default="ptp", show_default=True,
-              help="ptp: /32 gateway on each host veth and a host route per pod (kindnet); "
-              "bridge: host veths join a bridge holding the gateway (cni0).")
+@click.option("--mode", type=click.Choice(["ptp", "bridge", "vpc"]), default="ptp",
+              show_default=True,
+              help="ptp: the gateway on each host veth and a host route per pod (kindnet); "
+              "bridge: host veths join a bridge holding the gateway (cni0); vpc: pods on the "
+              "node network's own subnet, a /32 each, the node answering ARP for them (AWS's "
+              "VPC CNI).")
 @click.option("--subnet", default="10.244.1.0/24", show_default=True,
-              help="This node's pod CIDR.")
+              help="This node's IPv4 pod CIDR (vpc: the node network's subnet).")
+@click.option("--ipv6", is_flag=True, help="IPv6 pods only, from --subnet6.")
+@click.option("--dual-stack", is_flag=True,
+              help="An IPv4 and an IPv6 address per pod, from --subnet and --subnet6.")
+@click.option("--subnet6", default="fd00:10:244:1::/64", show_default=True,
+              help="This node's IPv6 pod CIDR (with --ipv6 or --dual-stack).")
+@click.option("--range", "pool", default="", metavar="FIRST-LAST",
+              help="The part of the subnet this node hands out (vpc: required, as other "
+              "hosts share the node network).")
+@click.option("--uplink", default="",
+              help="vpc: the link to the node network (default: the interface of the default "
+              "route, found at each ADD).")
 @click.option("--name", "network", default="podnet", show_default=True, help="Network name.")
 @click.option("--bridge", default="podnet0", show_default=True, help="Bridge name (bridge mode).")
 @click.option("--mtu", type=int, default=1500, show_default=True)
@@ -52,7 +68,8 @@ def cni_group() -> None:
               "annotations).")
 @click.option("--reference-dir", default="/usr/lib/cni", show_default=True,
               help="Where the reference plugins live, linked into --bin-dir when missing there.")
-def install_command(*, bin_dir: str, conf_dir: str, mode: str, subnet: str, network: str,
+def install_command(*, bin_dir: str, conf_dir: str, mode: str, subnet: str, ipv6: bool,
+                    dual_stack: bool, subnet6: str, pool: str, uplink: str, network: str,
                     bridge: str, mtu: int, ip_masq: bool, ipam: str, socket_path: str,
                     client: str, agent: str, portmap: bool, bandwidth: bool,
                     reference_dir: str) -> None:
@@ -60,8 +77,14 @@ def install_command(*, bin_dir: str, conf_dir: str, mode: str, subnet: str, netw
     own agent on first use; nothing else needs running)."""
     from podnet.cni.install import InstallOptions, install  # lazy by design
 
+    if ipv6 and dual_stack:
+        raise click.UsageError("--ipv6 and --dual-stack exclude each other: pick one")
+    families = "ipv6" if ipv6 else "dual" if dual_stack else "ipv4"
+
     opts = InstallOptions(bin_dir=bin_dir, conf_dir=conf_dir, mode=mode,  # type: ignore[arg-type]
-                          subnet=subnet, network=network, bridge=bridge, mtu=mtu,
+                          subnet=subnet, subnet6=subnet6,
+                          families=families,  # type: ignore[arg-type]
+                          pool=pool, uplink=uplink, network=network, bridge=bridge, mtu=mtu,
                           ip_masq=ip_masq, ipam=ipam, socket=socket_path,
                           client=client, agent=agent,  # type: ignore[arg-type]
                           portmap=portmap, bandwidth=bandwidth, reference_dir=reference_dir)

@@ -11,14 +11,15 @@ The executables start the agent on first use (`--agent never` compiles that out)
 `install` writes is the whole set-up: no service to enable, no step to remember. Installing again
 stops the running agent (SIGTERM: it drains), so the next call starts one running the new code.
 
-The conflist chains, after podnet-cni, Debian's reference `portmap` (kubelet's hostPort, the
-`portMappings` capability) and `bandwidth` (the `kubernetes.io/ingress-bandwidth` and
-`egress-bandwidth` annotations, the `bandwidth` capability); podnet-cni itself declares the `ips`
-capability (static addresses). Where the bin dir lacks them (or `loopback`, which containerd's
-CRI runs for every pod), they are linked from the reference plugins' directory (/usr/lib/cni on
-Debian). It says "cniVersion": "1.0.0" and lists
-["1.0.0", "1.1.0"] in "cniVersions": containerd 1.6 refuses a 1.1.0 result, while runtimes that
-know 1.1 pick it (and with it GC and STATUS). `args.podman_labels` carries the subnet: podman
+The conflist gives the pod an address per family asked for (`--ipv6`, `--dual-stack`: one range
+set each, with a default route each) and chains, after podnet-cni, Debian's reference `portmap`
+(kubelet's hostPort, the `portMappings` capability) and `bandwidth` (the
+`kubernetes.io/ingress-bandwidth` and `egress-bandwidth` annotations, the `bandwidth`
+capability); podnet-cni itself declares the `ips` capability (static addresses). Where the bin
+dir lacks them (or `loopback`, which containerd's CRI runs for every pod), they are linked from
+the reference plugins' directory (/usr/lib/cni on Debian). It says "cniVersion": "1.0.0" and
+lists ["1.0.0", "1.1.0"] in "cniVersions": containerd 1.6 refuses a 1.1.0 result, while runtimes
+that know 1.1 pick it (and with it GC and STATUS). `args.podman_labels` carries the subnets: podman
 (CNI backend) reads subnets only from `bridge`, `macvlan` and `ipvlan` plugins with host-local,
 but shows any conflist's labels. Every file is written beside its target and renamed over it, so
 a runtime reading the directory never sees half a file.
@@ -53,12 +54,19 @@ _CHAINED: dict[str, dict[str, Any]] = {
 }
 
 
+Family = Literal["ipv4", "ipv6", "dual"]  # kind's networking.ipFamily
+
+
 @dataclass(frozen=True)
 class InstallOptions:
     bin_dir: str = "/opt/cni/bin"
     conf_dir: str = "/etc/cni/net.d"
-    mode: Literal["ptp", "bridge"] = "ptp"
+    mode: Literal["ptp", "bridge", "vpc"] = "ptp"
     subnet: str = "10.244.1.0/24"
+    subnet6: str = "fd00:10:244:1::/64"  # kind's pod range, one /64 per node
+    families: Family = "ipv4"
+    pool: str = ""  # "FIRST-LAST": the part of the first family's subnet this node hands out
+    uplink: str = ""  # vpc: the link to the node network ("": the default route's, at each ADD)
     network: str = "podnet"
     bridge: str = "podnet0"
     mtu: int = 1500
@@ -84,24 +92,81 @@ class Installed:
     stopped_agent: int | None = None  # the PID of the agent stopped to load the new code
 
 
-def render_conflist(opts: InstallOptions) -> dict[str, Any]:
+def _subnet(flag: str, text: str, version: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    example = "10.244.1.0/24" if version == 4 else "fd00:10:244:1::/64"
     try:
-        subnet = ipaddress.IPv4Network(opts.subnet)
+        net = ipaddress.ip_network(text)
     except ValueError as exc:
-        raise CniError(CNI_INVALID_CONFIG, f"--subnet {opts.subnet}: {exc}",
-                       details="give an IPv4 CIDR such as 10.244.1.0/24") from None
-    ipam: dict[str, Any] = {"type": opts.ipam, "ranges": [[{"subnet": str(subnet)}]],
-                            "routes": [{"dst": "0.0.0.0/0"}]}
+        raise CniError(CNI_INVALID_CONFIG, f"{flag} {text}: {exc}",
+                       details=f"give an IPv{version} CIDR such as {example}") from None
+    if net.version != version:
+        raise CniError(CNI_INVALID_CONFIG, f"{flag} {text} is not an IPv{version} subnet",
+                       details=f"give an IPv{version} CIDR such as {example}")
+    return net
+
+
+def _range(opts: InstallOptions, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network,
+           flag: str) -> dict[str, str]:
+    """host-local's range: the subnet, and the part of it `--range` gives this node."""
+    out = {"subnet": str(subnet)}
+    if not opts.pool:
+        return out
+    first, _, last = opts.pool.partition("-")
+    try:
+        start, end = ipaddress.ip_address(first.strip()), ipaddress.ip_address(last.strip())
+        ok = start in subnet and end in subnet and int(start) <= int(end)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise CniError(CNI_INVALID_CONFIG, f"--range {opts.pool} is not FIRST-LAST inside "
+                       f"{flag} {subnet}", details="e.g. --range 10.244.1.10-10.244.1.200")
+    return {**out, "rangeStart": str(start), "rangeEnd": str(end)}
+
+
+def render_conflist(opts: InstallOptions) -> dict[str, Any]:
+    subnets = []
+    if opts.families in ("ipv4", "dual"):
+        subnets.append(("--subnet", _subnet("--subnet", opts.subnet, 4)))
+    if opts.families in ("ipv6", "dual"):
+        subnets.append(("--subnet6", _subnet("--subnet6", opts.subnet6, 6)))
+    if opts.mode == "vpc":
+        _vpc_checks(opts)
+    ranges = [[_range(opts, net, flag) if i == 0 else {"subnet": str(net)}]
+              for i, (flag, net) in enumerate(subnets)]
+    routes = [{"dst": "0.0.0.0/0" if net.version == 4 else "::/0"} for _, net in subnets]
+    ipam: dict[str, Any] = {"type": opts.ipam, "ranges": ranges, "routes": routes}
     plugin: dict[str, Any] = {"type": MAIN_PLUGIN, "mode": opts.mode, "mtu": opts.mtu,
                               "ipMasq": opts.ip_masq, "capabilities": {"ips": True},
                               "ipam": ipam}
     if opts.mode == "bridge":
         plugin.update({"bridge": opts.bridge, "isGateway": True, "hairpinMode": True})
+    if opts.uplink:
+        plugin["uplink"] = opts.uplink
     chained = [dict(_CHAINED[name]) for name in _chained_names(opts)]
+    shown = ",".join(str(net) for _, net in subnets)
     return {"cniVersion": "1.0.0", "cniVersions": ["1.0.0", "1.1.0"], "name": opts.network,
-            "args": {"podman_labels": {"podnet.subnets": str(subnet),
-                                       "podnet.mode": opts.mode}},
+            "args": {"podman_labels": {"podnet.subnets": shown, "podnet.mode": opts.mode}},
             "plugins": [plugin, *chained]}
+
+
+def _vpc_checks(opts: InstallOptions) -> None:
+    """vpc puts pods on the node network, which other hosts share: IPv4, a range of this
+    node's own, and a link to that network the plugin can name."""
+    if opts.families != "ipv4":
+        raise CniError(CNI_INVALID_CONFIG, "--mode vpc attaches IPv4 pods only (as aws-node)",
+                       details="leave out --ipv6/--dual-stack, or use --mode ptp or bridge")
+    if not opts.pool:
+        raise CniError(CNI_INVALID_CONFIG, "--mode vpc needs --range: the node network's "
+                       "addresses are shared with the other hosts on it",
+                       details="give this node a part of it, e.g. --subnet 172.18.0.0/16 "
+                       "--range 172.18.1.10-172.18.1.250")
+    if not opts.uplink:
+        from podnet.kernel.uplink import default_route_interface
+
+        if default_route_interface() is None:
+            raise CniError(CNI_INVALID_CONFIG, "--mode vpc: this host has no default route, "
+                           "so the plugin cannot tell its link to the node network",
+                           details="name it: --uplink eth0")
 
 
 def _chained_names(opts: InstallOptions) -> list[str]:

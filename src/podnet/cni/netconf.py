@@ -1,9 +1,14 @@
 """The network configuration on stdin: decoded, version-checked and validated before any work.
 
     {"cniVersion": "1.0.0", "name": "podnet", "type": "podnet-cni",
-     "mode": "ptp" | "bridge", "bridge": "podnet0", "isGateway": true, "hairpinMode": false,
-     "mtu": 1500, "ipMasq": false, "stateDir": "/run/podnet/cni",
+     "mode": "ptp" | "bridge" | "vpc", "bridge": "podnet0", "isGateway": true,
+     "hairpinMode": false, "uplink": "eth0", "mtu": 1500, "ipMasq": false,
+     "stateDir": "/run/podnet/cni",
      "ipam": {"type": "podnet-ipam" | "host-local" | ..., ...}}
+
+The modes are the lab's attachment shapes (`podnet.plan.attachments`): a mode is valid when the
+registry has it. ptp and bridge attach every family the IPAM's range sets give (one address per
+family); vpc is IPv4 only, as the lab's.
 
 Decoding fails with code 6, a bad value with code 7, a field podnet does not know with code 2
 naming the field and its value, an unsupported cniVersion with code 1.
@@ -14,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from podnet.cni.result import Result
 from podnet.cni.spec import MAX_CONFIG, check_version
@@ -28,7 +33,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
 _RUNTIME_KEYS = {"cniVersion", "name", "type", "args", "runtimeConfig", "capabilities",
                  "prevResult", "cni.dev/valid-attachments", "cni.dev/attachments", "dns"}
 _PODNET_KEYS = {"mode", "bridge", "isGateway", "hairpinMode", "mtu", "ipMasq", "ipam",
-                "stateDir"}
+                "stateDir", "uplink"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class NetConf:
 @dataclass(frozen=True)
 class PodnetConf:
     net: NetConf
-    mode: Literal["ptp", "bridge"]
+    mode: str  # a name in podnet.plan.attachments.ATTACHMENTS
     bridge: str
     is_gateway: bool
     hairpin: bool
@@ -53,6 +58,7 @@ class PodnetConf:
     ip_masq: bool
     ipam: dict[str, Any]
     state_dir: str
+    uplink: str = ""  # vpc: the node network's link ("": the interface of the default route)
 
 
 def decode(stdin: bytes) -> dict[str, Any]:
@@ -126,20 +132,37 @@ def _bool(doc: dict[str, Any], key: str, default: bool, problems: list[str]) -> 
     return value
 
 
-def _refuse_ipv6(ipam: dict[str, Any]) -> None:
-    """podnet-ipam (and host-local) hand out IPv6 too; podnet-cni's attachment is IPv4 for now,
-    so it refuses an IPv6 range up front rather than leave the address unconfigured."""
+def _set_families(ipam: dict[str, Any]) -> list[int]:
+    """The family of each range set of the ipam section (host-local's shape, flat or `ranges`):
+    each set gives the pod one address."""
     ranges = ipam.get("ranges")
-    subnets = [ipam.get("subnet")]
-    if isinstance(ranges, list):
-        subnets += [r.get("subnet") for rs in ranges if isinstance(rs, list)
-                    for r in rs if isinstance(r, dict)]
-    for subnet in subnets:
-        if isinstance(subnet, str) and ":" in subnet:
-            raise CniError(CNI_UNSUPPORTED_FIELD,
-                           f'podnet-cni does not support field "subnet": {subnet!r} (IPv6)',
-                           details="podnet-cni attaches IPv4 for now; podnet-ipam itself hands "
-                           "out IPv6 to other plugins")
+    if not isinstance(ranges, list):
+        ranges = [[{"subnet": ipam.get("subnet")}]]
+    families = []
+    for rs in ranges:
+        subnets = [r.get("subnet") for r in rs if isinstance(r, dict)] if isinstance(rs, list) \
+            else []
+        first = next((s for s in subnets if isinstance(s, str)), None)
+        if first is not None:
+            families.append(6 if ":" in first else 4)
+    return families
+
+
+def _check_families(mode: str, ipam: dict[str, Any]) -> None:
+    """One address per family (the attachments' shape), and vpc IPv4 only: refused up front,
+    before an address is reserved."""
+    families = _set_families(ipam)
+    for family in (4, 6):
+        if families.count(family) > 1:
+            raise CniError(CNI_UNSUPPORTED_FIELD, f'podnet-cni does not support field "ranges": '
+                           f"{families.count(family)} IPv{family} range sets",
+                           details="give one range set per family (a pod gets one address "
+                           "of each); several ranges may share one set")
+    if mode == "vpc" and 6 in families:
+        raise CniError(CNI_UNSUPPORTED_FIELD, 'podnet-cni does not support field "ranges": '
+                       "an IPv6 range set in mode vpc",
+                       details="mode vpc puts IPv4 pods on the node network (as aws-node); use "
+                       "mode ptp or bridge for IPv6 and dual-stack")
 
 
 def parse_podnet(net: NetConf) -> PodnetConf:
@@ -151,16 +174,21 @@ def parse_podnet(net: NetConf) -> PodnetConf:
                        f'podnet-cni does not support field "{key}": {json.dumps(doc[key])[:80]}',
                        details="remove it; podnet-cni's fields are " + ", ".join(
                            sorted(_PODNET_KEYS)))
+    from podnet.plan.attachments import ATTACHMENTS  # the shapes the lab builds
+
     problems: list[str] = []
     mode = doc.get("mode", "ptp")
-    if mode not in ("ptp", "bridge"):
+    if not isinstance(mode, str) or mode not in ATTACHMENTS:
         raise CniError(CNI_UNSUPPORTED_FIELD,
-                       f'podnet-cni does not support field "mode": {mode!r}',
-                       details='use "ptp" (a host route per pod) or "bridge"')
+                       f'podnet-cni does not support field "mode": {json.dumps(mode)[:40]}',
+                       details='use "ptp" (a host route per pod), "bridge" or "vpc" (pods on '
+                       "the node network, as AWS's VPC CNI)")
     bridge = doc.get("bridge", "podnet0")
-    if not isinstance(bridge, str) or not 0 < len(bridge.encode()) <= 15 or "/" in bridge \
-            or any(c.isspace() or c == ":" for c in bridge):
+    if not _ifname_ok(bridge):
         problems.append(f'"bridge" {bridge!r} is not an interface name (at most 15 bytes)')
+    uplink = doc.get("uplink", "")
+    if uplink != "" and not _ifname_ok(uplink):
+        problems.append(f'"uplink" {uplink!r} is not an interface name (at most 15 bytes)')
     mtu = doc.get("mtu", 1500)
     if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535:
         problems.append(f'"mtu" {mtu!r} must be a number from 68 to 65535')
@@ -172,7 +200,7 @@ def parse_podnet(net: NetConf) -> PodnetConf:
     elif "/" in ipam["type"]:
         problems.append(f'ipam type {ipam["type"]!r} must be a plugin name, not a path')
     else:
-        _refuse_ipv6(ipam)
+        _check_families(mode, ipam)
     state_dir = doc.get("stateDir", DEFAULT_STATE_DIR)
     if not isinstance(state_dir, str) or not state_dir.startswith("/"):
         problems.append(f'"stateDir" {state_dir!r} must be an absolute path')
@@ -183,4 +211,9 @@ def parse_podnet(net: NetConf) -> PodnetConf:
         raise CniError(CNI_INVALID_CONFIG, f"network {net.name}: " + "; ".join(problems),
                        details="fix the podnet-cni entry of the network configuration")
     return PodnetConf(net, mode, str(bridge), is_gateway, hairpin, int(mtu), ip_masq,
-                      dict(ipam), str(state_dir))
+                      dict(ipam), str(state_dir), str(uplink))
+
+
+def _ifname_ok(name: object) -> bool:
+    return isinstance(name, str) and 0 < len(name.encode()) <= 15 and "/" not in name \
+        and name not in (".", "..") and not any(c.isspace() or c == ":" for c in name)

@@ -1,77 +1,64 @@
-"""podnet-cni's commands: ADD, DEL, CHECK, STATUS and GC, on the lab's attachment code.
+"""podnet-cni's commands: ADD, DEL, CHECK and GC, on the lab's attachments and applier.
 
-ADD reads as its steps: refuse a bad namespace, refuse an existing CNI_IFNAME, reserve addresses
-(IPAM), attach the pod (`kernel.attach.attach_pod`), masquerade, record; any failure after the
-reservation undoes all of it, so a failed ADD leaves no veth, no reservation and no rule.
+ADD reads as its steps: refuse a bad namespace, take back what an earlier try of this very
+attachment left, refuse an existing CNI_IFNAME, reserve addresses (IPAM), record, run the
+attachment's operations (`podnet.cni.podlink`: the lab's ptp, bridge and vpc shapes) through the
+applier, masquerade. Any failure after the reservation undoes all of it (the applier's undo, the
+host end, the masquerade entry, the record, the reservation), so a failed ADD leaves nothing.
 
-An ADD that died half-way (the agent killed mid-request, the runtime's timeout) and is run again
-converges: a CNI_IFNAME that already exists is taken back only when it is the peer of the host
-end podnet derives for this very attachment; anything else is refused.
+The host end's name is derived from (network, container, interface), so DEL and GC find it
+without state; when that name is taken by a link that is not this attachment's (someone's else,
+or a hash collision), the next derived name is tried, as the reference plugins retry a random
+name on EEXIST, and the record says which one was taken. An ADD that died half-way (the agent
+killed mid-request, the runtime's timeout) and is run again converges: a host end its record
+names, or whose peer is the pod's CNI_IFNAME, is removed and made again.
 
-DEL removes the host end of the veth (which takes the pod end with it) only when it is the one
-podnet named and marked, so it never needs the pod's namespace: it succeeds twice, without ADD,
-with the namespace gone and with an empty CNI_NETNS. It removes from the ipMasq set only the
-addresses this attachment owns (its record, its podnet-ipam reservation), never those a cached
-prevResult names: after the address moved to another pod, a repeated DEL must not cut that pod's
-egress. GC reconciles the ipMasq set against what the valid attachments own.
+DEL removes the host end of the veth (which takes the pod end and its routes with it) only when
+it is the one podnet named and marked, then what outlives it (vpc's rules), so it never needs the
+pod's namespace: it succeeds twice, without ADD, with the namespace gone and with an empty
+CNI_NETNS. It removes from the ipMasq sets only the addresses this attachment owns (its record,
+its podnet-ipam reservation), never those a cached prevResult names: after the address moved to
+another pod, a repeated DEL must not cut that pod's egress. CHECK rebuilds the operations from
+the record and asks the kernel whether each is in effect. GC reconciles.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import ipaddress
 
+from podnet.apply.applier import Applier, FailedOpError
 from podnet.cni import delegate
 from podnet.cni.ipam_plugin import held_addresses, owned_by_valid, valid_attachments
 from podnet.cni.netconf import PodnetConf
+from podnet.cni.podlink import CniLink, build
 from podnet.cni.podns import checked_for_del, pod_namespace
-from podnet.cni.records import (
-    Record,
-    all_records,
-    read_record,
-    remove_record,
-    write_record,
-)
-from podnet.cni.result import Interface, IPConfig, Result, Route
+from podnet.cni.records import Record, all_records, read_record, remove_record, write_record
+from podnet.cni.result import Result
 from podnet.cni.spec import Request
-from podnet.errors import CNI_INVALID_CONFIG, CniError, ObjectMissingError
-from podnet.kernel import nft, sysctl
-from podnet.kernel.attach import PodAttachment, attach_pod, ensure_bridge
+from podnet.cni.verify import Verifier
+from podnet.errors import CNI_INVALID_CONFIG, CniError, KernelError, ObjectMissingError
+from podnet.kernel import nft
 from podnet.kernel.netlink import OWNER_ALIAS, Netlink
+from podnet.kernel.uplink import default_route_interface
+from podnet.model.addresses import IPAddress, IPInterface
+from podnet.plan.attachments import attachment
+from podnet.plan.ops import AddVeth
 
 __all__ = ["cmd_add", "cmd_check", "cmd_del", "cmd_gc", "host_veth_name"]
 
-_DEFAULT = ipaddress.IPv4Network("0.0.0.0/0")
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAME_TRIES = 8  # derived names tried before ADD gives up (each taken by another link)
 
 
-def host_veth_name(network: str, container_id: str, ifname: str) -> str:
-    """The host end's name, derived from the attachment: DEL and GC find it without state."""
-    digest = hashlib.sha256(f"{network}/{container_id}/{ifname}".encode()).hexdigest()
+def host_veth_name(network: str, container_id: str, ifname: str, attempt: int = 0) -> str:
+    """The host end's name, derived from the attachment: DEL and GC find it without state.
+    `attempt` > 0: the next name, when the first is taken by a link that is not ours."""
+    salt = f"/{attempt}" if attempt else ""
+    digest = hashlib.sha256(f"{network}/{container_id}/{ifname}{salt}".encode()).hexdigest()
     return f"veth{digest[:8]}"
-
-
-def _first_ipv4(result: Result, kind: str) -> IPConfig:
-    for ip in result.ips:
-        if isinstance(ip.address, ipaddress.IPv4Interface):
-            return ip
-    raise CniError(CNI_INVALID_CONFIG, f"IPAM plugin {kind} returned no IPv4 address",
-                   details="podnet-cni attaches one IPv4 address per pod")
-
-
-def _gateway(ip: IPConfig) -> ipaddress.IPv4Address:
-    if isinstance(ip.gateway, ipaddress.IPv4Address):
-        return ip.gateway
-    # host-local always reports one; other IPAMs: the subnet's first address, as host-local does.
-    return ip.address.network.network_address + 1  # type: ignore[return-value]
-
-
-def _enable_forwarding() -> None:
-    with open("/proc/sys/net/ipv4/ip_forward") as fh:
-        if fh.read().strip() == "1":
-            return
-    sysctl.write(None, {"net.ipv4.ip_forward": "1"})
 
 
 def _remove_host_end(host: Netlink, name: str) -> bool:
@@ -85,12 +72,12 @@ def _remove_host_end(host: Netlink, name: str) -> bool:
     return host.delete_link(name)
 
 
-def _half_made_by_us(host: Netlink, pod: Netlink, host_name: str, ifname: str) -> bool:
-    """Whether CNI_IFNAME in the pod and the host link with this attachment's derived name are
-    the two ends of one veth: what an ADD that died before marking it leaves behind."""
+def _half_made_by_us(app: Applier, pod_ns: str, host_name: str, ifname: str) -> bool:
+    """Whether CNI_IFNAME in the pod and the host link `host_name` are the two ends of one veth:
+    what an ADD that died before recording or marking it leaves behind."""
     try:
-        pod_end = pod.link(ifname)
-        host_end = host.link(host_name)
+        pod_end = app.nl(pod_ns).link(ifname)
+        host_end = app.nl(None).link(host_name)
     except ObjectMissingError:
         return False
     return bool(pod_end["kind"] == host_end["kind"] == "veth"
@@ -101,103 +88,134 @@ def _half_made_by_us(host: Netlink, pod: Netlink, host_name: str, ifname: str) -
 
 def cmd_add(req: Request, conf: PodnetConf) -> Result:
     net = conf.net
-    host_name = host_veth_name(net.name, req.container_id, req.ifname)
-    with pod_namespace(req.netns) as ns, Netlink.open(ns, label=req.netns) as pod, \
-            Netlink.open() as host:
-        if _half_made_by_us(host, pod, host_name, req.ifname):
-            host.delete_link(host_name)  # an earlier ADD of this attachment died: start over
-        with contextlib.suppress(ObjectMissingError):
-            pod.link(req.ifname)
-            raise CniError(999, f"interface {req.ifname} already exists in {req.netns}",
-                           details="CNI_IFNAME must name an interface the container lacks")
-        _clear_stale_host_end(host, host_name)
-        ipam_result = delegate.ipam("ADD", net.raw, req)
-        assert ipam_result is not None  # ADD always returns a result or raises
+    with pod_namespace(req.netns) as ns:
+        app = Applier(shared=(None, ns))  # the host and the pod are the runtime's: no record
         try:
-            result = _attach(req, conf, host=host, pod=pod, ns=ns, host_name=host_name,
-                             ipam_result=ipam_result)
-        except BaseException:
-            _undo_add(req, conf, host, host_name, ipam_result)
-            raise
+            earlier = read_record(conf.state_dir, net.name, req.container_id, req.ifname)
+            attempt = _take_back(app, conf, req, ns, earlier)
+            with contextlib.suppress(ObjectMissingError):
+                app.nl(ns).link(req.ifname)
+                raise CniError(999, f"interface {req.ifname} already exists in {req.netns}",
+                               details="CNI_IFNAME must name an interface the container lacks")
+            uplink = _uplink(app, conf)
+            ipam_result = delegate.ipam("ADD", net.raw, req)
+            assert ipam_result is not None  # ADD always returns a result or raises
+            try:
+                result = _attach(app, req, conf, ns, attempt, uplink, ipam_result)
+            except BaseException:
+                _undo_add(app, req, conf, ipam_result)
+                raise
+        finally:
+            app.close()
     return result.merged_after(net.prev_result)
 
 
-def _clear_stale_host_end(host: Netlink, name: str) -> None:
-    # A derived name already in use is a leftover of this very attachment (an ADD that died
-    # half-way, then no DEL); anything else by that name is not ours and stops the ADD.
+def _take_back(app: Applier, conf: PodnetConf, req: Request, pod_ns: str,
+               earlier: Record | None) -> int:
+    """The first derived name (its attempt number) that is free, after removing what an earlier
+    try of this attachment left under it; names held by other links are passed over."""
+    host = app.nl(None)
+    for attempt in range(_NAME_TRIES):
+        name = host_veth_name(conf.net.name, req.container_id, req.ifname, attempt)
+        try:
+            link = host.link(name)
+        except ObjectMissingError:
+            return attempt
+        ours = (earlier is not None and earlier.hostIfname == name and link["kind"] == "veth") \
+            or _half_made_by_us(app, pod_ns, name, req.ifname)
+        if ours:
+            host.delete_link(name)  # an earlier ADD of this attachment died: start over
+            return attempt
+    raise CniError(999, f"the host interface names podnet derives for {req.container_id}/"
+                   f"{req.ifname} are all taken ({_NAME_TRIES} tried)",
+                   details="remove the stale veth* links that carry no podnet mark")
+
+
+def _uplink(app: Applier, conf: PodnetConf) -> str:
+    """vpc: the link to the node network, which answers ARP for the pods (checked now, before
+    an address is reserved); other shapes need none."""
+    if not attachment(conf.mode).needs_uplink:
+        return ""
+    name = conf.uplink or default_route_interface()
+    if not name:
+        raise CniError(CNI_INVALID_CONFIG, f"mode {conf.mode}: this host has no default route, "
+                       "so podnet cannot tell its link to the node network",
+                       details='set "uplink" in the network configuration (e.g. "eth0")')
     try:
-        link = host.link(name)
+        app.nl(None).link(name)
     except ObjectMissingError:
-        return
-    if not _remove_host_end(host, name):
-        raise CniError(999, f"host interface {name} exists and is not podnet's ({link['kind']})",
-                       details="rename or remove it; podnet derives this name from the pod")
+        field = '"uplink"' if conf.uplink else "the default route's interface"
+        raise CniError(CNI_INVALID_CONFIG, f"mode {conf.mode}: {field} {name} does not exist",
+                       details='set "uplink" to the host\'s link to the node network') from None
+    return name
 
 
-def _attach(req: Request, conf: PodnetConf, *, host: Netlink, pod: Netlink, ns: str,
-            host_name: str, ipam_result: Result) -> Result:
-    ip = _first_ipv4(ipam_result, str(conf.ipam["type"]))
-    gateway = _gateway(ip)
-    pod_ip = ipaddress.IPv4Interface(str(ip.address))
-    if conf.mode == "bridge":
-        if conf.is_gateway:
-            gw_iface = ipaddress.IPv4Interface(f"{gateway}/{pod_ip.network.prefixlen}")
-            ensure_bridge(host, conf.bridge, gw_iface, conf.mtu)
-        else:
-            with contextlib.suppress(FileExistsError):
-                host.add_bridge(conf.bridge, mtu=conf.mtu)
-            host.set_link(conf.bridge, up=True, owned=True)
-    attachment = PodAttachment(
-        host_ifname=host_name, pod_ip=pod_ip, gateway=gateway, mode=conf.mode,
-        pod_ifname=req.ifname, mtu=conf.mtu,
-        bridge=conf.bridge if conf.mode == "bridge" else None, hairpin=conf.hairpin,
+def _link(req: Request, conf: PodnetConf, pod_ns: str, host_name: str, uplink: str,
+          ipam_result: Result) -> CniLink:
+    families = [ip.address.version for ip in ipam_result.ips]
+    if len(set(families)) != len(families):
+        raise CniError(CNI_INVALID_CONFIG, f"IPAM plugin {conf.ipam['type']} returned "
+                       f"{len(families)} addresses with {len(set(families))} families",
+                       details="podnet-cni attaches one address per family: give one range "
+                       "set per family")
+    if not families:
+        raise CniError(CNI_INVALID_CONFIG, f"IPAM plugin {conf.ipam['type']} returned no address")
+    return build(
+        mode=conf.mode, network=conf.net.name, container_id=req.container_id,
+        ifname=req.ifname, pod_ns=pod_ns, host_ifname=host_name,
+        ips=[ip.address for ip in ipam_result.ips],
+        gateways=[ip.gateway for ip in ipam_result.ips], mtu=conf.mtu, bridge=conf.bridge,
+        is_gateway=conf.is_gateway, hairpin=conf.hairpin, uplink=uplink,
+        routes=ipam_result.routes,
     )
-    pod_index = attach_pod(host, pod, ns, attachment)
-    routes = _extra_routes(pod, pod_index, ipam_result, gateway)
-    _enable_forwarding()
-    # The record first: from here DEL and GC know what this attachment owns, ipMasq entry too.
-    write_record(conf.state_dir, conf.net.name, Record(
-        containerID=req.container_id, ifname=req.ifname, netns=req.netns, hostIfname=host_name,
-        mode=conf.mode, ips=(str(pod_ip),), masq=conf.ip_masq,
-    ))
+
+
+def _attach(app: Applier, req: Request, conf: PodnetConf, pod_ns: str, attempt: int,
+            uplink: str, ipam_result: Result) -> Result:
+    while True:
+        host_name = host_veth_name(conf.net.name, req.container_id, req.ifname, attempt)
+        cni = _link(req, conf, pod_ns, host_name, uplink, ipam_result)
+        ops = cni.ops()
+        # The record first: from here DEL and GC know the host end and what is masqueraded.
+        write_record(conf.state_dir, conf.net.name, Record(
+            containerID=req.container_id, ifname=req.ifname, netns=req.netns,
+            hostIfname=host_name, mode=conf.mode,
+            ips=tuple(str(ip) for ip in cni.link.ips),
+            masq=conf.ip_masq, gateways=tuple(str(gw.ip) for gw in cni.link.host.gateways),
+        ))
+        try:
+            app.run(ops)
+            break
+        except FailedOpError as exc:
+            taken = isinstance(exc.op, AddVeth) and exc.errno == errno.EEXIST
+            if not taken or attempt + 1 >= _NAME_TRIES or not _host_link_exists(app, host_name):
+                raise
+            attempt += 1  # another link took the name since we looked: the next one
     if conf.ip_masq:
-        nft.masq_add(conf.net.name, pod_ip.ip, pod_ip.network)
-    pod_link = pod.link(pod_index)
-    host_link = host.link(host_name)
-    interfaces = [Interface(host_name, str(host_link["mac"])),
-                  Interface(req.ifname, str(pod_link["mac"]), req.netns, conf.mtu)]
-    if conf.mode == "bridge":
-        interfaces.insert(0, Interface(conf.bridge, str(host.link(conf.bridge)["mac"])))
-    sandbox_index = len(interfaces) - 1
-    ips = (IPConfig(pod_ip, gateway, sandbox_index),)
-    return Result(tuple(interfaces), ips, routes, ipam_result.dns)
+        nft.masq_add(conf.net.name, [(ip.ip, ip.network) for ip in cni.link.ips])
+
+    def mac(ns: str | None, name: str) -> str:
+        return str(app.nl(ns).link(name)["mac"])
+
+    return cni.result(req.netns, mac, ipam_result.dns)
 
 
-def _extra_routes(pod: Netlink, index: int, ipam_result: Result,
-                  gateway: ipaddress.IPv4Address) -> tuple[Route, ...]:
-    """The IPAM's routes: attach_pod already made the default one; add the others."""
-    routes: list[Route] = []
-    has_default = False
-    for route in ipam_result.routes:
-        if route.dst.version != 4:
-            continue
-        if route.dst == _DEFAULT:
-            has_default = True
-            routes.append(Route(route.dst, route.gw or gateway, route.extra))
-            continue
-        via = str(route.gw or gateway)
-        pod.add_route(str(route.dst), gateway=via, dev=index, exist_ok=True)
-        routes.append(route)
-    if not has_default:
-        routes.insert(0, Route(_DEFAULT, gateway))
-    return tuple(routes)
+def _host_link_exists(app: Applier, name: str) -> bool:
+    try:
+        app.nl(None).link(name)
+    except ObjectMissingError:
+        return False
+    return True
 
 
-def _undo_add(req: Request, conf: PodnetConf, host: Netlink, host_name: str,
-              ipam_result: Result) -> None:
+def _undo_add(app: Applier, req: Request, conf: PodnetConf, ipam_result: Result) -> None:
     """Roll back a failed ADD: each step is tried, so one failure does not strand the rest."""
+    made = [op for op in app.done if isinstance(op, AddVeth)]
     with contextlib.suppress(Exception):
-        _remove_host_end(host, host_name)
+        app.undo()  # what outlives the veth (vpc's rules), newest first
+    for veth in made:  # ours for certain, marked or not yet: made by this very ADD
+        with contextlib.suppress(Exception):
+            app.nl(None).delete_link(veth.name)
     if conf.ip_masq:  # the addresses this ADD reserved: still ours until the IPAM DEL below
         with contextlib.suppress(Exception):
             nft.masq_remove(conf.net.name, [ip.address.ip for ip in ipam_result.ips])
@@ -205,6 +223,41 @@ def _undo_add(req: Request, conf: PodnetConf, host: Netlink, host_name: str,
         remove_record(conf.state_dir, conf.net.name, req.container_id, req.ifname)
     with contextlib.suppress(Exception):
         delegate.ipam("DEL", conf.net.raw, req)
+
+
+# --- the attachment again, from its record (CHECK, DEL, GC) -----------------------------------
+
+def _from_record(conf: PodnetConf, record: Record, pod_ns: str,
+                 gateways: dict[IPAddress, IPAddress] | None = None) -> CniLink:
+    """The attachment as ADD built it. Records written before they held gateways: the
+    prevResult's, else the subnet's first address (host-local's default)."""
+    ips: list[IPInterface] = [ipaddress.ip_interface(ip) for ip in record.ips]
+    if record.gateways:
+        gws: list[IPAddress | None] = [ipaddress.ip_address(g) if g else None
+                                       for g in record.gateways]
+    else:
+        gws = [(gateways or {}).get(ip.ip) for ip in ips]
+    return build(
+        mode=record.mode, network=conf.net.name, container_id=record.containerID,
+        ifname=record.ifname, pod_ns=pod_ns, host_ifname=record.hostIfname, ips=ips,
+        gateways=gws, mtu=conf.mtu, bridge=conf.bridge, is_gateway=conf.is_gateway,
+        hairpin=conf.hairpin, uplink=conf.uplink or default_route_interface() or "",
+    )
+
+
+def _teardown(host: Netlink, conf: PodnetConf, record: Record) -> None:
+    """The host end (its routes go with it), then what outlives it (vpc's rules)."""
+    _remove_host_end(host, record.hostIfname)
+    undo = _from_record(conf, record, "").undo_ops()
+    if not undo:
+        return
+    app = Applier(shared=(None,))
+    try:
+        for op in undo:
+            with contextlib.suppress(ObjectMissingError):  # DEL twice: gone already
+                app.run([op])
+    finally:
+        app.close()
 
 
 # --- DEL -------------------------------------------------------------------------------------
@@ -215,12 +268,11 @@ def cmd_del(req: Request, conf: PodnetConf) -> None:
     checked_for_del(req.netns)
     net = conf.net
     record = read_record(conf.state_dir, net.name, req.container_id, req.ifname)
-    names = {host_veth_name(net.name, req.container_id, req.ifname)}
-    if record is not None:
-        names.add(record.hostIfname)
     with Netlink.open() as host:
-        for name in names:
-            _remove_host_end(host, name)
+        if record is not None:
+            _teardown(host, conf, record)
+        else:  # no record (an ADD that never ran, or podnet's state lost): the derived name
+            _remove_host_end(host, host_veth_name(net.name, req.container_id, req.ifname))
     owned = _owned_ips(conf, req, record)
     if owned and (conf.ip_masq or (record is not None and record.masq)):
         nft.masq_remove(net.name, owned)
@@ -255,61 +307,44 @@ def cmd_check(req: Request, conf: PodnetConf) -> None:
                if iface.sandbox and iface.name == req.ifname]
     if not sandbox:
         raise _check_fail(f"prevResult lists no interface {req.ifname} in a sandbox")
-    index = sandbox[0]
-    expected = prev.interfaces[index]
-    ips = [ip for ip in prev.ips if ip.interface == index]
-    host_name = host_veth_name(conf.net.name, req.container_id, req.ifname)
+    expected = prev.interfaces[sandbox[0]]
     with pod_namespace(req.netns) as ns:
+        record = read_record(conf.state_dir, conf.net.name, req.container_id, req.ifname) \
+            or _record_from(prev, sandbox[0], req, conf)
         delegate.ipam("CHECK", conf.net.raw, req)
+        gateways = {ip.address.ip: ip.gateway for ip in prev.ips if ip.gateway is not None}
+        cni = _from_record(conf, record, ns, gateways)
+        reported = {ip.address for ip in prev.ips if ip.interface == sandbox[0]}
+        if reported != set(cni.pod_addresses()):
+            shown = ", ".join(sorted(str(ip) for ip in reported))
+            raise _check_fail(f"prevResult's addresses ({shown}) are not this attachment's")
         with Netlink.open(ns, label=req.netns) as pod, Netlink.open() as host:
-            _check_pod(pod, req, expected, ips, prev)
-            _check_host(host, conf, host_name, ips)
-    if conf.ip_masq:
-        for ip in ips:
-            if not nft.masq_contains(conf.net.name, ip.address.ip):
-                raise _check_fail(f"{ip.address.ip} is missing from the ipMasq set")
+            verifier = Verifier(lambda where: host if where is None else pod)
+            link = verifier.link(ns, req.ifname)
+            if link is not None and expected.mac and \
+                    str(link["mac"]).lower() != expected.mac.lower():
+                raise _check_fail(f"{req.ifname} has MAC {link['mac']}, ADD reported "
+                                  f"{expected.mac}")
+            problem = verifier.unmet(cni.ops())
+    if problem:
+        raise _check_fail(problem)
+    if record.masq:
+        for ip in cni.link.ips:
+            if not nft.masq_contains(conf.net.name, ip.ip):
+                raise _check_fail(f"{ip.ip} is missing from the ipMasq set")
 
 
-def _check_pod(pod: Netlink, req: Request, expected: Interface, ips: list[IPConfig],
-               prev: Result) -> None:
-    try:
-        link = pod.link(req.ifname)
-    except ObjectMissingError:
-        raise _check_fail(f"interface {req.ifname} is missing from {req.netns}") from None
-    if expected.mac and str(link["mac"]).lower() != expected.mac.lower():
-        raise _check_fail(f"{req.ifname} has MAC {link['mac']}, ADD reported {expected.mac}")
-    if not link["up"]:
-        raise _check_fail(f"{req.ifname} in {req.netns} is down")
-    have = {a["address"] for a in pod.addresses() if a["index"] == link["index"]}
-    for ip in ips:
-        if str(ip.address) not in have:
-            raise _check_fail(f"{req.ifname} lacks address {ip.address}")
-    routes = {r["dst"] for r in pod.routes()}
-    for route in prev.routes:
-        if route.dst.version == 4 and (str(route.dst) if route.dst != _DEFAULT else "default") \
-                not in routes:
-            raise _check_fail(f"route to {route.dst} is missing in {req.netns}")
-
-
-def _check_host(host: Netlink, conf: PodnetConf, host_name: str, ips: list[IPConfig]) -> None:
-    try:
-        link = host.link(host_name)
-    except ObjectMissingError:
-        raise _check_fail(f"host end {host_name} of the veth is missing") from None
-    if not link["up"]:
-        raise _check_fail(f"host end {host_name} is down")
-    if conf.mode == "bridge":
-        try:
-            bridge = host.index(conf.bridge)
-        except ObjectMissingError:
-            raise _check_fail(f"bridge {conf.bridge} is missing") from None
-        if link["master"] != bridge:
-            raise _check_fail(f"{host_name} is not a port of bridge {conf.bridge}")
-    else:
-        for ip in ips:
-            # The kernel's own answer (one request), not a dump of every pod's host route.
-            if host.route_get(str(ip.address.ip)).get("oif") != link["index"]:
-                raise _check_fail(f"host route to {ip.address.ip} via {host_name} is missing")
+def _record_from(prev: Result, index: int, req: Request, conf: PodnetConf) -> Record:
+    """What ADD recorded, told again by its result (podnet's records gone, as when /run was
+    wiped while the pod lived): the host end is the host link the result lists last."""
+    host = [i.name for i in prev.interfaces[:index] if not i.sandbox and i.name != conf.bridge]
+    if not host:
+        raise _check_fail(f"podnet has no record of {req.container_id}/{req.ifname}, and "
+                          "prevResult names no host end")
+    ips = [ip for ip in prev.ips if ip.interface == index]
+    return Record(containerID=req.container_id, ifname=req.ifname, netns=req.netns,
+                  hostIfname=host[-1], mode=conf.mode, ips=tuple(str(ip.address) for ip in ips),
+                  masq=conf.ip_masq, gateways=tuple(str(ip.gateway or "") for ip in ips))
 
 
 # --- GC ------------------------------------------------------------------------------------
@@ -324,8 +359,8 @@ def cmd_gc(req: Request, conf: PodnetConf) -> None:
     if stale:
         with Netlink.open() as host:
             for record in stale:
-                with contextlib.suppress(Exception):
-                    _remove_host_end(host, record.hostIfname)
+                with contextlib.suppress(KernelError, CniError):
+                    _teardown(host, conf, record)
     owned = {ipaddress.ip_interface(ip).ip for r in records
              if (r.containerID, r.ifname) in valid for ip in r.ips}
     if conf.ipam.get("type") == delegate.IN_PROCESS:

@@ -2,8 +2,13 @@
 
     <stateDir>/<network>/<sha256(containerID/ifname)[:32]>.json   (0600, written atomically)
 
-The record names the host end of the veth (which carries podnet's ifalias), the mode and the
-addresses (for the ipMasq set). DEL prefers the prevResult when the runtime sends one.
+The record names the host end of the veth (which carries podnet's ifalias), the mode, the
+addresses and their gateways: enough to build the attachment's operations again
+(`podnet.cni.podlink`), so DEL removes what they made and CHECK compares them with the kernel,
+without the pod's namespace or a prevResult. It is written before the veth exists, so a DEL
+after an ADD killed at any point finds the host end by its record. (The addresses come from here
+and the IPAM's reservation, never from a prevResult, which may name an address another pod holds
+by now.)
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class Record:
     mode: str
     ips: tuple[str, ...]
     masq: bool
+    gateways: tuple[str, ...] = ()  # one per address, in order (none in older records)
 
 
 def _name(container_id: str, ifname: str) -> str:
@@ -58,6 +64,7 @@ def _load(fd: int, name: str) -> Record | None:
             return None
         doc = json.loads(raw)
         doc["ips"] = tuple(doc.get("ips") or ())
+        doc["gateways"] = tuple(doc.get("gateways") or ())
         return Record(**doc)
     except (StateError, ValueError, TypeError):
         return None  # not a record of ours: it owns nothing

@@ -6,7 +6,11 @@
         type nat hook postrouting priority srcnat; policy accept;
         ip saddr @pods4_<net> ip daddr != <subnet> ip daddr != 224.0.0.0/4 masquerade
       }
-      (pods6_<net> and masq6_<net> the same for IPv6, when a network has IPv6 pods)
+      set pods6_<net> { type ipv6_addr; }                     # and its IPv6 pod addresses
+      chain masq6_<net> {
+        type nat hook postrouting priority srcnat; policy accept;
+        ip6 saddr @pods6_<net> ip6 daddr != <subnet6> ip6 daddr != ff00::/8 masquerade
+      }
     }
 
 The table is the plugin's own: the lab's rules live in `table inet podnet` inside its node
@@ -31,6 +35,7 @@ __all__ = ["TABLE", "masq_add", "masq_contains", "masq_members", "masq_remove", 
 
 TABLE = Table("inet", "podnet-cni")
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 _FAMILY = {4: ("ip", "ipv4_addr", "224.0.0.0/4"), 6: ("ip6", "ipv6_addr", "ff00::/8")}
 
 
@@ -41,38 +46,47 @@ def names_for(network: str, version: int = 4) -> tuple[str, str]:
     return f"pods{version}_{slug}_{digest}", f"masq{version}_{slug}_{digest}"
 
 
-def _with_set(what: str, network: str, version: int) -> Transaction:
+def _add_set(tx: Transaction, network: str, version: int) -> str:
     set_name, _ = names_for(network, version)
-    return Transaction(TABLE, what).ensure().add_set(set_name, f"type {_FAMILY[version][1]};")
+    tx.add_set(set_name, f"type {_FAMILY[version][1]};")
+    return set_name
 
 
-def masq_add(network: str, ip: IP,
-             subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
-    set_name, chain = names_for(network, ip.version)
-    proto, _, multicast = _FAMILY[ip.version]
-    tx = (
-        _with_set(f"masquerading {ip} of network {network}", network, ip.version)
-        .add_chain(chain, "type nat hook postrouting priority srcnat; policy accept;")
-        .flush_chain(chain)  # then one rule again: concurrent ADDs converge on one
-        .add_rule(chain, f"{proto} saddr @{set_name} {proto} daddr != {subnet} "
-                  f'{proto} daddr != {multicast} masquerade comment "podnet ipMasq: {network}"')
-        .add_element(set_name, [str(ip)])
-    )
+def masq_add(network: str, pods: Iterable[tuple[IP, Subnet]]) -> None:
+    """Masquerade each pod address (with its pod subnet, which stays unmasqueraded): one
+    transaction for every family of the pod."""
+    pods = list(pods)
+    shown = ", ".join(str(ip) for ip, _ in pods)
+    tx = Transaction(TABLE, f"masquerading {shown} of network {network}").ensure()
+    for ip, subnet in pods:
+        set_name = _add_set(tx, network, ip.version)
+        _, chain = names_for(network, ip.version)
+        proto, _, multicast = _FAMILY[ip.version]
+        (tx.add_chain(chain, "type nat hook postrouting priority srcnat; policy accept;")
+         .flush_chain(chain)  # then one rule again: concurrent ADDs converge on one
+         .add_rule(chain, f"{proto} saddr @{set_name} {proto} daddr != {subnet} "
+                   f'{proto} daddr != {multicast} masquerade comment "podnet ipMasq: {network}"')
+         .add_element(set_name, [str(ip)]))
     nftables.run(tx)
 
 
 def masq_remove(network: str, ips: Iterable[IP]) -> None:
-    """Remove pod addresses from the sets; removing what is not there succeeds."""
+    """Remove pod addresses from the sets, every family in one transaction; removing what is
+    not there succeeds."""
     by_family: dict[int, list[str]] = {}
     for ip in ips:
         by_family.setdefault(ip.version, []).append(str(ip))
+    if not by_family:
+        return
+    shown = ", ".join(a for addrs in by_family.values() for a in addrs)
+    tx = Transaction(TABLE, f"removing {shown} from the ipMasq sets of network {network}")
+    tx.ensure()
     for version, addrs in sorted(by_family.items()):
-        set_name, _ = names_for(network, version)
+        set_name = _add_set(tx, network, version)
         # nft 1.0.6 has no `destroy`: adding first makes the delete succeed whether or not the
         # element (or the set) was there, all within one transaction.
-        what = f"removing {', '.join(addrs)} from the ipMasq set of network {network}"
-        nftables.run(_with_set(what, network, version).add_element(set_name, addrs)
-                     .delete_element(set_name, addrs))
+        tx.add_element(set_name, addrs).delete_element(set_name, addrs)
+    nftables.run(tx)
 
 
 def masq_contains(network: str, ip: IP) -> bool:
