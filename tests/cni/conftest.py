@@ -127,19 +127,23 @@ def bridges() -> Iterator[list[str]]:
 @pytest.fixture
 def flavor(cni_install: Install, bridges: list[str]) -> Callable[..., Plugin]:
     """Make a network: flavor(kind, **overrides) with kind one of podnet-ptp, podnet-bridge,
-    podnet-ptp-hostlocal, podnet-bridge-hostlocal, ref-bridge, ref-ptp."""
+    podnet-vpc, podnet-ptp-hostlocal, podnet-bridge-hostlocal, ref-bridge, ref-ptp; `family`
+    ipv4, ipv6 or dual (a range set per family, a default route per family)."""
 
     def make(kind: str, *, lone: bool = False, auto: bool = False,
-             ipam: dict[str, Any] | None = None,
+             ipam: dict[str, Any] | None = None, family: str = "ipv4",
              version: str = "1.0.0", **extra: Any) -> Plugin:
         n = next(_subnets)
         name = f"t{n}-{uuid.uuid4().hex[:6]}"
-        subnet = f"10.{100 + n // 250}.{n % 250}.0/24"
+        subnets = {4: f"10.{100 + n // 250}.{n % 250}.0/24", 6: f"fd00:cafe:{n:x}::/64"}
+        families = {"ipv4": (4,), "ipv6": (6,), "dual": (4, 6)}[family]
+        ranges = [[{"subnet": subnets[f]}] for f in families]
+        routes = [{"dst": "0.0.0.0/0" if f == 4 else "::/0"} for f in families]
         state = f"{cni_install.root}/state/{name}"
-        host_local = {"type": "host-local", "ranges": [[{"subnet": subnet}]],
-                      "routes": [{"dst": "0.0.0.0/0"}], "dataDir": f"{state}/host-local"}
-        podnet_ipam = {"type": "podnet-ipam", "ranges": [[{"subnet": subnet}]],
-                       "routes": [{"dst": "0.0.0.0/0"}], "dataDir": f"{state}/ipam"}
+        host_local = {"type": "host-local", "ranges": ranges, "routes": routes,
+                      "dataDir": f"{state}/host-local"}
+        podnet_ipam = {"type": "podnet-ipam", "ranges": ranges, "routes": routes,
+                       "dataDir": f"{state}/ipam"}
         bridge = f"br{n}"
         podnet_bin = cni_install.lone_bin_dir if lone else \
             cni_install.auto_bin_dir if auto else cni_install.bin_dir
@@ -150,7 +154,7 @@ def flavor(cni_install: Install, bridges: list[str]) -> Callable[..., Plugin]:
             if kind == "ref-bridge":
                 conf.update({"bridge": bridge, "isGateway": True})
         else:
-            mode = "bridge" if "bridge" in kind else "ptp"
+            mode = kind.split("-")[1]
             conf = {"type": "podnet-cni", "mode": mode, "stateDir": f"{state}/cni",
                     "ipam": host_local if kind.endswith("hostlocal") else podnet_ipam}
             if mode == "bridge":

@@ -32,8 +32,12 @@ class Answer:
         return self
 
 
-def run_plugin(exe: str, env: dict[str, str], stdin: bytes, timeout: float = 60) -> Answer:
-    proc = subprocess.run([exe], input=stdin, env={**BASE_ENV, **env}, capture_output=True,
+def run_plugin(exe: str, env: dict[str, str], stdin: bytes, timeout: float = 60,
+               host_netns: str | None = None) -> Answer:
+    """Run `exe` as a runtime does; `host_netns` (a path): in that namespace, which then plays
+    the host (as the reference plugins' tests run them in a throw-away one)."""
+    argv = [exe] if host_netns is None else ["nsenter", f"--net={host_netns}", exe]
+    proc = subprocess.run(argv, input=stdin, env={**BASE_ENV, **env}, capture_output=True,
                           timeout=timeout, check=False)
     return Answer(proc.returncode, proc.stdout, proc.stderr)
 
@@ -49,6 +53,7 @@ class Plugin:
     name: str = "testnet"
     version: str = "1.0.0"
     results: dict[tuple[str, str], Any] = field(default_factory=dict)
+    host_netns: str | None = None  # the namespace playing the host (None: the test's own)
 
     def config(self, **extra: Any) -> dict[str, Any]:
         return {"cniVersion": self.version, "name": self.name, **self.conf, **extra}
@@ -62,7 +67,7 @@ class Plugin:
                          "CNI_IFNAME": ifname})
         full.update(env or {})
         data = stdin if stdin is not None else json.dumps(conf or self.config()).encode()
-        return run_plugin(self.exe, full, data)
+        return run_plugin(self.exe, full, data, host_netns=self.host_netns)
 
     def add(self, container_id: str, netns: str, ifname: str = "eth0") -> Answer:
         answer = self.call("ADD", container_id=container_id, netns=netns, ifname=ifname)

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 __all__ = ["NodeNets", "iperf", "node_networks", "tcp_reach", "tcp_server"]
 
-SERVER = ("import socket,sys;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,"
-          "socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',int(sys.argv[1])));s.listen();"
+SERVER = ("import socket,sys;six=sys.argv[2]=='6';"
+          "s=socket.socket(socket.AF_INET6 if six else socket.AF_INET);"
+          "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+          "s.bind(('::' if six else '0.0.0.0',int(sys.argv[1])));s.listen();"
           "print('up',flush=True);\nwhile True:\n c,a=s.accept();c.sendall(a[0].encode());"
           "c.close()")
 
@@ -55,10 +57,11 @@ def node_networks(netns_factory: Callable[[str], str]) -> Iterator[NodeNets]:
 
 
 @contextlib.contextmanager
-def tcp_server(ns: str, port: int) -> Iterator[None]:
-    """A server in `ns` that answers each connection with the peer address it saw."""
-    server = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", SERVER, str(port)],
-                              stdout=subprocess.PIPE, text=True)
+def tcp_server(ns: str, port: int, family: int = 4) -> Iterator[None]:
+    """A server in `ns` that answers each connection with the peer address it saw (IPv4, or
+    with `family` 6 IPv6 only)."""
+    server = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", SERVER, str(port),
+                               str(family)], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "up"
         yield
