@@ -7,6 +7,7 @@ still works. After each, nothing is left. See cri.py for how it stays inside the
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -65,8 +66,17 @@ def nets(netns_factory: Callable[[str], str]) -> Iterator[NodeNets]:
 
 
 def _reservations(var_lib: str = "/var/lib/cni") -> list[str]:
+    """The addresses podnet-ipam holds (a file named after each, of either family)."""
     base = Path(var_lib) / "networks" / NETWORK
-    return sorted(p.name for p in base.iterdir() if p.name[0].isdigit()) if base.exists() else []
+    return sorted(p.name for p in base.iterdir() if _is_ip(p.name)) if base.exists() else []
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _masq_members() -> list[str]:
