@@ -186,6 +186,7 @@ def snapshot(netns: str | None, *dirs: str) -> dict[str, Any]:
     return {
         "host": [(link["ifname"], link.get("operstate")) for link in ip_json("link")],
         "host_routes": ip_json("route"),
+        "host_routes6": [r for r in ip_json("-6", "route") if not r["dst"].startswith("fe80:")],
         "pod": ip_json(*pre, "addr") if netns else None,
         "files": files,
     }

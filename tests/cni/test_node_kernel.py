@@ -172,6 +172,61 @@ def test_del_never_removes_an_unmarked_veth_with_podnets_name(
         subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
 
 
+def test_a_derived_name_someone_else_holds_is_passed_over(flavor: Flavor,
+                                                          netns_factory: NetnsFactory) -> None:
+    """The host end's derived name taken by a link that is not this attachment's (someone's
+    veth, or a hash collision with another pod): ADD takes the next derived name, as the
+    reference plugins retry a random one on EEXIST; DEL removes that one and nothing else."""
+    from podnet.cni.plugin import host_veth_name
+
+    plugin = flavor("podnet-ptp", family="dual")
+    first = host_veth_name(plugin.name, "c-taken", "eth0")
+    other = netns_factory("other")
+    subprocess.run(["ip", "link", "add", first, "type", "veth", "peer", "name", "x0", "netns",
+                    other], check=True)
+    try:
+        ns = netns_factory("taken")
+        end = plugin.add("c-taken", _path(ns)).ok().doc["interfaces"][0]["name"]
+        assert end == host_veth_name(plugin.name, "c-taken", "eth0", 1)
+        plugin.check("c-taken", _path(ns)).ok()
+        plugin.delete("c-taken", _path(ns)).ok()
+        links = {link["ifname"] for link in ip_json("link")}
+        assert first in links and end not in links
+    finally:
+        subprocess.run(["ip", "link", "del", first], capture_output=True, check=False)
+
+
+def test_an_existing_bridge_is_kept_and_a_link_of_its_name_refused(
+        flavor: Flavor, netns_factory: NetnsFactory) -> None:
+    """The bridge is made only when missing (the reference bridge's ensureBridge): one made by
+    someone else is used as it is; a link of that name that is no bridge stops the ADD, which
+    leaves nothing behind."""
+    plugin = flavor("podnet-bridge", family="dual", mtu=1400)
+    bridge = plugin.conf["bridge"]
+    subprocess.run(["ip", "link", "add", bridge, "mtu", "1500", "type", "bridge"], check=True)
+    ns = netns_factory("br")
+    plugin.add("c1", _path(ns)).ok()
+    link = ip_json("-d", "link", "show", bridge)[0]
+    assert link["linkinfo"]["info_kind"] == "bridge" and link["mtu"] == 1400  # its port's MTU
+    addrs = {a["local"] for a in ip_json("addr", "show", bridge)[0]["addr_info"]}
+    assert {str(ipaddress.ip_network(rs[0]["subnet"]).network_address + 1)
+            for rs in plugin.conf["ipam"]["ranges"]} <= addrs
+    plugin.check("c1", _path(ns)).ok()
+    plugin.add("c2", _path(netns_factory("br2"))).ok()  # the second ADD finds it all there
+    plugin.delete("c1", _path(ns)).ok()
+    plugin.delete("c2", "").ok()
+    subprocess.run(["ip", "link", "del", bridge], check=True)
+    subprocess.run(["ip", "link", "add", bridge, "type", "veth", "peer", "name", "x1"],
+                   check=True)
+    try:
+        answer = plugin.add("c3", _path(netns_factory("br3")))
+        assert answer.code != 0 and bridge in answer.doc["msg"], answer.doc
+        assert not [p for p in Path(plugin.conf["ipam"]["dataDir"], plugin.name).iterdir()
+                    if ":" in p.name or p.name[0].isdigit()]
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+
+
 # --- a re-run ADD converges; the agent drains on SIGTERM; kill -9 mid-ADD ----------------------
 
 def test_rerun_add_takes_back_its_own_half_made_veth(flavor: Flavor,

@@ -234,21 +234,37 @@ def test_add_fails_if_ifname_exists(flavor: Flavor, netns_factory: NetnsFactory,
         assert _host_veths() <= {name for name, _ in before["host"]}
 
 
-def test_failure_mid_add_leaves_nothing(flavor: Flavor, netns_factory: NetnsFactory) -> None:
+@pytest.mark.parametrize("family", ["ipv4", "dual"])
+@pytest.mark.parametrize("kind", ["podnet-ptp", "podnet-bridge"])
+def test_failure_mid_add_leaves_nothing(flavor: Flavor, netns_factory: NetnsFactory,
+                                        kind: str, family: str) -> None:
+    plugin = flavor(kind, family=family, ipMasq=True)
+    first = netns_factory("first")
+    plugin.add("first", _path(first)).ok()  # a bridge outlives its pods: made beforehand
     # The route's gateway is not on the pod's link: the kernel refuses it after the veth exists
-    # and the address is reserved, so ADD must undo both.
-    plugin = flavor("podnet-ptp", ipam={"routes": [{"dst": "0.0.0.0/0"},
-                                                   {"dst": "10.96.0.0/12", "gw": "192.0.2.9"}]})
+    # and the addresses are reserved, so ADD must undo all of it.
+    ipam = plugin.conf["ipam"]
+    plugin.conf["ipam"] = {**ipam, "routes": [*ipam["routes"],
+                                              {"dst": "10.96.0.0/12", "gw": "192.0.2.9"}]}
     ns = netns_factory("mid")
-    before = snapshot(ns)
+    before = snapshot(ns, plugin.conf["stateDir"])
+    held, masq = _reservations(plugin), _masq_listing()
     answer = plugin.add("c1", _path(ns))
     assert answer.code != 0 and "10.96.0.0/12" in answer.doc["msg"]
-    after = snapshot(ns)
+    after = snapshot(ns, plugin.conf["stateDir"])
     assert _host_veths() <= {name for name, _ in before["host"]}
     assert after["host_routes"] == before["host_routes"]
+    assert after["host_routes6"] == before["host_routes6"]
     assert after["pod"] == before["pod"]
-    assert _reservations(plugin) == []
-    assert not list(Path(plugin.conf["stateDir"]).rglob("*.json"))
+    assert after["files"] == before["files"]  # no record
+    assert _reservations(plugin) == held and _masq_listing() == masq
+    plugin.conf["ipam"] = ipam
+    plugin.delete("first", _path(first)).ok()
+
+
+def _masq_listing() -> str:
+    return subprocess.run(["nft", "list", "table", "inet", "podnet-cni"], capture_output=True,
+                          text=True, check=False).stdout
 
 
 def _error(answer: Any) -> dict[str, Any]:

@@ -189,7 +189,8 @@ def _attach(app: Applier, req: Request, conf: PodnetConf, pod_ns: str, attempt: 
         except FailedOpError as exc:
             taken = isinstance(exc.op, AddVeth) and exc.errno == errno.EEXIST
             if not taken or attempt + 1 >= _NAME_TRIES or not _host_link_exists(app, host_name):
-                raise
+                command = " && ".join(exc.op.render()).replace(pod_ns, req.netns)
+                raise CniError(999, f"{exc.message} (`{command}`)", details=exc.hint) from None
             attempt += 1  # another link took the name since we looked: the next one
     if conf.ip_masq:
         nft.masq_add(conf.net.name, [(ip.ip, ip.network) for ip in cni.link.ips])
@@ -327,7 +328,7 @@ def cmd_check(req: Request, conf: PodnetConf) -> None:
                                   f"{expected.mac}")
             problem = verifier.unmet(cni.ops())
     if problem:
-        raise _check_fail(problem)
+        raise _check_fail(problem.replace(ns, req.netns))
     if record.masq:
         for ip in cni.link.ips:
             if not nft.masq_contains(conf.net.name, ip.ip):
