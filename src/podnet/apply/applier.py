@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from podnet import state as lab_state
-from podnet.errors import KernelError, ObjectMissingError, ProcessError
+from podnet.errors import KernelError, ObjectExistsError, ObjectMissingError, ProcessError
 from podnet.kernel import netns, nftables, sysctl
 from podnet.kernel.batch import Batch
 from podnet.kernel.netlink import Netlink
@@ -56,8 +56,8 @@ class _Pending:
         self.ops: list[o.Op] = []
         self.fds: list[int] = []  # peer namespaces the datagram names (veths born there)
         # Links the kernel numbers (created in a shared namespace, or only when missing): asked
-        # for once the datagram is sent. (namespace, name, peer namespace, peer name)
-        self.learn: list[tuple[str | None, str, str | None, str | None]] = []
+        # for once the datagram is sent. (the op, its namespace, name, peer namespace, peer)
+        self.learn: list[tuple[o.Op, str | None, str, str | None, str | None]] = []
 
     def close(self) -> None:
         for fd in self.fds:
@@ -124,8 +124,15 @@ class Applier:
         finally:
             pending.close()
         self.done.extend(pending.ops)
-        for ns, name, peer_ns, peer in pending.learn:
+        for op, ns, name, peer_ns, peer in pending.learn:
             link = self.nl(ns).link(name)
+            kind = "veth" if isinstance(op, o.AddVeth) else "bridge"
+            if link["kind"] != kind:  # "made only when missing" found something else there
+                found = link["kind"] or "device"
+                cause = ObjectExistsError(
+                    f"{name} in {ns or 'this namespace'} exists and is a {found}, not a {kind}",
+                    hint="remove or rename it, or have podnet use another name")
+                raise FailedOpError(cause, op)
             self._links(ns)[name] = int(link["index"])
             if peer is not None:  # a veth's answer names its peer's index too
                 self._links(peer_ns)[peer] = int(link["link"])
@@ -399,14 +406,14 @@ def _add_veth(app: Applier, op: o.AddVeth, p: _Pending) -> None:
     index = app.claim(op.ns, op.name)
     peer_index = app.claim(op.peer_ns, op.peer)
     if not (index and peer_index):
-        p.learn.append((op.ns, op.name, op.peer_ns, op.peer))
+        p.learn.append((op, op.ns, op.name, op.peer_ns, op.peer))
     p.batch.veth_add(op.name, index, op.peer, peer_index, fd, op.mtu, op.mac)
 
 
 def _add_bridge(app: Applier, op: o.AddBridge, p: _Pending) -> None:
     if op.exist_ok:  # one may be there already, at an index of its own: ask once it is
         app._links(op.ns).pop(op.name, None)
-        p.learn.append((op.ns, op.name, None, None))
+        p.learn.append((op, op.ns, op.name, None, None))
         p.batch.bridge_add(op.name, 0, op.mtu, exist_ok=True)
         return
     p.batch.bridge_add(op.name, app.claim(op.ns, op.name), op.mtu)
