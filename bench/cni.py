@@ -9,7 +9,10 @@ configuration on stdin (CHECK and DEL with the ADD's result as prevResult).
 1. ADD / CHECK / DEL medians, ratios against the reference bridge + host-local. The row that
    the targets (ADD within 2x, DEL within 1.5x) are about is "as installed": exactly what
    `podnet cni install` writes (ptp, podnet-ipam, ipMasq on), no agent running when it starts
-   (its first call starts one, and that call counts in the median).
+   (its first call starts one, and that call counts in the median). Then the same with an
+   address of each family (host-local and podnet-ipam with two range sets), against the
+   reference bridge in dual-stack (the reference ptp waits for IPv6 DAD, so it runs on fewer
+   pods), and `mode: vpc` (pods on the node network).
 2. IPAM cost at 0, 1,000 and 5,000 reservations: podnet-ipam and host-local run alone (ADD then
    DEL), and podnet-ipam's store in this process.
 3. 8 callers at once, each adding and deleting its own pods: pods per second, podnet as
@@ -63,14 +66,20 @@ def _conf(name: str, plugin: dict[str, Any], version: str = "1.0.0") -> dict[str
     return {"cniVersion": version, "name": name, **plugin}
 
 
-def _host_local(subnet: str, name: str) -> dict[str, Any]:
-    return {"type": "host-local", "ranges": [[{"subnet": subnet}]],
-            "routes": [{"dst": "0.0.0.0/0"}], "dataDir": f"{WORK}/host-local-{name}"}
+def _host_local(subnet: str, name: str, subnet6: str = "") -> dict[str, Any]:
+    return {"type": "host-local", **_ranges(subnet, subnet6),
+            "dataDir": f"{WORK}/host-local-{name}"}
 
 
-def _podnet_ipam(subnet: str) -> dict[str, Any]:
-    return {"type": "podnet-ipam", "ranges": [[{"subnet": subnet}]],
-            "routes": [{"dst": "0.0.0.0/0"}], "dataDir": f"{WORK}/podnet-ipam"}
+def _podnet_ipam(subnet: str, subnet6: str = "") -> dict[str, Any]:
+    return {"type": "podnet-ipam", **_ranges(subnet, subnet6), "dataDir": f"{WORK}/podnet-ipam"}
+
+
+def _ranges(subnet: str, subnet6: str) -> dict[str, Any]:
+    """A range set and a default route per family (`subnet6` "": IPv4 only)."""
+    nets = [n for n in (subnet, subnet6) if n]
+    return {"ranges": [[{"subnet": n}] for n in nets],
+            "routes": [{"dst": "::/0" if ":" in n else "0.0.0.0/0"} for n in nets]}
 
 
 def _call(exe: str, command: str, conf: dict[str, Any], env: dict[str, str]) -> tuple[float, bytes]:
@@ -164,11 +173,58 @@ def latency(pods: list[str], fallback: int, bins: dict[str, str]) -> dict[str, d
     return rows
 
 
-def _installed_conf(name: str, subnet: str) -> dict[str, Any]:
-    """podnet-cni's object of the conflist `podnet cni install` writes."""
+def latency_dual(pods: list[str], fallback: int,
+                 bins: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Dual-stack and vpc rows; the first is the reference they are compared with."""
+    path = f"{bins['agent']}:{REFERENCE_DIR}"
+    podnet = f"{bins['agent']}/podnet-cni"
+    vpc_ipam = {"type": "podnet-ipam", "dataDir": f"{WORK}/podnet-ipam-vpc",
+                "ranges": [[{"subnet": f"{UPLINK_NET}.0/24", "rangeStart": f"{UPLINK_NET}.10",
+                             "rangeEnd": f"{UPLINK_NET}.250"}]], "routes": [{"dst": "0.0.0.0/0"}]}
+    plan: list[tuple[str, str, dict[str, Any], list[str], str]] = [
+        ("bridge + host-local, dual-stack (reference)", f"{REFERENCE_DIR}/bridge", _conf(
+            "refbr6", {"type": "bridge", "bridge": "refbr6", "isGateway": True,
+                       "ipam": _host_local("10.50.0.0/24", "refbr6", "fd00:50::/64")}), pods,
+         path),
+        ("ptp + host-local, dual-stack (reference; waits for DAD)", f"{REFERENCE_DIR}/ptp",
+         _conf("refptp6", {"type": "ptp", "ipam": _host_local("10.51.0.0/24", "refptp6",
+                                                              "fd00:51::/64")}),
+         pods[:fallback], path),
+        ("podnet ptp, dual-stack + podnet-ipam (agent)", podnet, _conf("pnptp6", {
+            "type": "podnet-cni", "mode": "ptp",
+            "ipam": _podnet_ipam("10.52.0.0/24", "fd00:52::/64")}), pods, path),
+        ("podnet bridge, dual-stack + podnet-ipam (agent)", podnet, _conf("pnbr6", {
+            "type": "podnet-cni", "mode": "bridge", "bridge": "pnbr6",
+            "ipam": _podnet_ipam("10.53.0.0/24", "fd00:53::/64")}), pods, path),
+        ("podnet as installed --dual-stack (ipMasq; agent)", f"{bins['auto']}/podnet-cni",
+         _installed_conf("pninst6", "10.54.0.0/24", "fd00:54::/64"), pods,
+         f"{bins['auto']}:{REFERENCE_DIR}"),
+        ("podnet vpc + podnet-ipam (ipMasq; agent)", podnet, _conf("pnvpc", {
+            "type": "podnet-cni", "mode": "vpc", "uplink": UPLINK, "ipMasq": True,
+            "ipam": vpc_ipam}), pods, path),
+    ]
+    return {label: _run_row(exe, conf, on, cni_path) for label, exe, conf, on, cni_path in plan}
+
+
+UPLINK, UPLINK_NET = "benchup0", "192.0.2"  # vpc's node network: a veth inside the sandbox
+
+
+def _uplink() -> None:
+    """A link to a stand-in node network, for vpc's proxy ARP (the sandbox has no other)."""
+    for argv in (["link", "add", UPLINK, "type", "veth", "peer", "name", f"{UPLINK}p"],
+                 ["addr", "add", f"{UPLINK_NET}.1/24", "dev", UPLINK],
+                 ["link", "set", UPLINK, "up"]):
+        subprocess.run(["ip", *argv], check=True)
+
+
+def _installed_conf(name: str, subnet: str, subnet6: str = "") -> dict[str, Any]:
+    """podnet-cni's object of the conflist `podnet cni install` writes (`subnet6`: with
+    --dual-stack)."""
     from podnet.cni.install import InstallOptions, render_conflist
 
-    doc = render_conflist(InstallOptions(subnet=subnet, network=name))
+    doc = render_conflist(InstallOptions(subnet=subnet, network=name,
+                                         subnet6=subnet6 or "fd00:10:244:1::/64",
+                                         families="dual" if subnet6 else "ipv4"))
     plugin = dict(doc["plugins"][0])
     plugin["ipam"] = {**plugin["ipam"], "dataDir": f"{WORK}/installed-ipam"}
     return _conf(name, plugin, doc["cniVersion"])
@@ -374,6 +430,8 @@ def main() -> int:
             netns.create(name)
             made.append(name)
         report["latency"] = latency(pods, opts.fallback_pods, bins)
+        _uplink()
+        report["dual"] = latency_dual(pods, opts.fallback_pods, bins)
         report["ipam"] = ipam_scaling([int(x) for x in opts.ipam_sizes.split(",")], bins,
                                       opts.ipam_rounds)
         report["concurrency"] = concurrency(opts.callers, opts.per_caller, bins)
@@ -394,6 +452,23 @@ def main() -> int:
     return 0
 
 
+def _print_dual(rows: dict[str, dict[str, float]], opts: argparse.Namespace) -> None:
+    ref = next(iter(rows.values()))
+    print(f"1b. dual-stack and vpc, median of {opts.pods} pods ({opts.fallback_pods} for the "
+          "reference ptp); ratios against the reference bridge, dual-stack")
+    print(f"{'plugin':62} {'ADD ms':>7} {'CHECK ms':>9} {'DEL ms':>7}  {'ADD x':>6} "
+          f"{'CHECK x':>7} {'DEL x':>6}")
+    for label, row in rows.items():
+        ratios = [row[k] / ref[k] for k in ("ADD", "CHECK", "DEL")]
+        print(f"{label:62} {row['ADD']:7.1f} {row['CHECK']:9.1f} {row['DEL']:7.1f}  "
+              f"{ratios[0]:6.2f} {ratios[1]:7.2f} {ratios[2]:6.2f}")
+    installed = next(v for k, v in rows.items() if k.startswith("podnet as installed"))
+    add_x, del_x = installed["ADD"] / ref["ADD"], installed["DEL"] / ref["DEL"]
+    verdict = "met" if add_x <= 2 and del_x <= 1.5 else "MISSED"
+    print(f"targets for `podnet cni install --dual-stack` (ADD <= 2x, DEL <= 1.5x of the "
+          f"reference bridge, dual-stack): {verdict} (ADD {add_x:.2f}x, DEL {del_x:.2f}x)\n")
+
+
 def _print(report: dict[str, Any], opts: argparse.Namespace) -> None:
     rows = report["latency"]
     ref = rows["bridge + host-local (reference)"]
@@ -410,6 +485,7 @@ def _print(report: dict[str, Any], opts: argparse.Namespace) -> None:
     verdict = "met" if add_x <= 2 and del_x <= 1.5 else "MISSED"
     print(f"targets for what `podnet cni install` sets up (ADD <= 2x, DEL <= 1.5x): {verdict} "
           f"(ADD {add_x:.2f}x, DEL {del_x:.2f}x)\n")
+    _print_dual(report["dual"], opts)
     print(f"2. IPAM cost as reservations grow: median ms of {opts.ipam_rounds} ADD+DEL pairs "
           "(executables as a runtime runs them; the store alone in-process)")
     print(f"{'reservations':>12} {'host-local ADD':>15} {'DEL':>7} {'podnet-ipam ADD':>16} "
