@@ -13,6 +13,7 @@ from typing import Any
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
 from pyroute2.netlink.rtnl import (
+    RTM_DELLINK,
     RTM_DELNEIGH,
     RTM_DELROUTE,
     RTM_DELRULE,
@@ -96,6 +97,12 @@ class Batch:
         msg["attrs"] = [["IFLA_IFNAME", ifname], ["IFLA_MTU", mtu], ["IFLA_LINKINFO", info]]
         return self._add(msg, RTM_NEWLINK, _CREATE, f"creating bridge {ifname}",
                          frozenset({errno.EEXIST}) if exist_ok else frozenset())
+
+    def link_delete(self, index: int) -> Batch:
+        """`ip link del DEV` (a veth takes its peer with it)."""
+        msg = ifinfmsg()
+        msg["index"] = index
+        return self._add(msg, RTM_DELLINK, _ACKED, f"deleting link {index}")
 
     def link_set(
         self, index: int, *, up: bool = True, alias: str | None = None, master: int | None = None

@@ -210,7 +210,7 @@ class Netlink:
         """Delete a link; False if it was already gone."""
         try:
             index = self.index(ifname)
-            self._call(f"deleting {ifname}", self._ipr.link, "del", index=index)
+            self.send(Batch(f"deleting {ifname}").link_delete(index))
         except ObjectMissingError:
             return False
         return True
