@@ -10,12 +10,14 @@ PyYAML is imported on first use, not with this module: it costs 11-15 ms.
 
 from __future__ import annotations
 
+import errno
 import functools
 import pkgutil
 from typing import Any, cast
 
 from podnet.errors import Problem, TopologyError
-from podnet.model import naming
+from podnet.inputs import MAX_TOPOLOGY, read_bounded
+from podnet.model import naming, unmodelled
 from podnet.model.fields import Reader, describe, read_cidr
 from podnet.model.types import Attachment, ClusterSpec, NodeSpec, Routing
 from podnet.model.validate import (
@@ -29,6 +31,7 @@ from podnet.model.validate import (
     service_specs,
 )
 from podnet.model.workloads import (
+    DOCUMENT_KEYS,
     NAMESPACED,
     Deployment,
     add_replicas,
@@ -92,10 +95,6 @@ ATTACHMENTS: tuple[Attachment, ...] = ("ptp", "bridge")
 ROUTINGS: tuple[Routing, ...] = ("static", "host-gw", "vxlan")
 
 WHY_NODE_NAME = "a node's name is its hostname: lowercase letters, digits and '-', at most 63"
-WHY_CLUSTER_NAME = (
-    "at most 12 lowercase letters, digits and '-', so that the bridge br-<name> fits the "
-    "kernel's 15-byte interface names"
-)
 
 
 def load_topology(text: str, source: str = "topology") -> ClusterSpec:
@@ -104,6 +103,13 @@ def load_topology(text: str, source: str = "topology") -> ClusterSpec:
     documents = parse_documents(text, problems)
     if problems:  # a syntax error: what follows it cannot be read
         raise TopologyError(problems, source=source)
+    if all(doc.data is None for doc in documents):
+        raise TopologyError([Problem(
+            "file", source, "is empty: it holds no document, only blank lines or comments",
+            "`up` converges the lab on the file, so an empty one would remove every pod and "
+            "node: give a kind Cluster document and manifests (see `podnet explain`), or take "
+            "the lab down with `podnet down`",
+        )], source=source)
     loader = _Loader(problems)
     for doc in documents:
         loader.read(doc)
@@ -122,13 +128,16 @@ def _document_number(problem: Problem) -> int:
 
 
 def load_file(path: str) -> ClusterSpec:
-    """Load the topology in `path`; an unreadable file is a `TopologyError` too."""
+    """Load the topology in `path`; an unreadable, oversized or binary file is a
+    `TopologyError` too, found before any parser runs."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_bounded(path, MAX_TOPOLOGY).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        problem = Problem("file", path, f"cannot be read: {reason}", "check the path")
+        hint = "check the path"
+        if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+            hint = "a topology of 5,000 pods is about 1.3 MB: is this the file you meant?"
+        problem = Problem("file", path, f"cannot be read: {reason}", hint)
         raise TopologyError([problem], source=path) from None
     return load_topology(text, source=path)
 
@@ -218,6 +227,7 @@ class _Loader:
         if kind == "Cluster":
             self.cluster(r, data)
         elif kind == "Namespace":
+            r.known(data, "", DOCUMENT_KEYS[:3], refused=unmodelled.DOCUMENT)  # no spec here
             read_metadata(r, data, kind)
         elif kind == "Pod":
             read_pod(r, data, self.draft)
@@ -241,9 +251,8 @@ class _Loader:
         draft.origin = r.origin
         r.known(m, "", CLUSTER_KEYS, CLUSTER_KIND_KEYS)
         if "name" in m:
-            draft.name = (
-                r.name(m["name"], "name", naming.bad_cluster_name, WHY_CLUSTER_NAME) or "kind"
-            )
+            rule = naming.CLUSTER_NAME_RULE
+            draft.name = r.name(m["name"], "name", naming.bad_cluster_name, rule) or "kind"
         self.networking(r, r.mapping(m.get("networking"), "networking"))
         self.nodes(r, m)
 

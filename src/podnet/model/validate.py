@@ -27,6 +27,7 @@ from podnet.model.types import (
 )
 
 __all__ = [
+    "KIND_SUBNETS",
     "SUBNET_KEYS",
     "ClusterDraft",
     "NodeDraft",
@@ -199,6 +200,7 @@ def _subnets(draft: ClusterDraft) -> list[Problem]:
                     f"pick a range outside {INTERNET_SUBNET}; {KIND_SUBNETS}",
                 )
             )
+    problems += _room(draft)
     pod, prefix = nets["podSubnet"], draft.node_cidr_prefix
     count = len(draft.nodes)
     if pod is None or prefix is None or count == 0:
@@ -225,6 +227,37 @@ def _subnets(draft: ClusterDraft) -> list[Problem]:
                 "or a larger nodeCIDRPrefix",
             )
         )
+    return problems
+
+
+def _hosts(net: ipaddress.IPv4Network) -> int:
+    """Addresses of `net` a host may hold on a LAN: all but network and broadcast (a /31 or /32
+    is no LAN: none)."""
+    return max(0, net.num_addresses - 2)
+
+
+def _room(draft: ClusterDraft) -> list[Problem]:
+    """The node network holds its gateway and every node; serviceSubnet every Service."""
+    problems = []
+    node_net, svc_net = draft.subnets["nodeSubnet"], draft.subnets["serviceSubnet"]
+    need = len(draft.nodes) + 1
+    if node_net is not None and draft.nodes and _hosts(node_net) < need:
+        wider = node_net.supernet(new_prefix=32 - math.ceil(math.log2(need + 2)))
+        problems.append(draft.origin.problem(
+            draft.net_field("nodeSubnet"),
+            f"{node_net} has room for {_hosts(node_net)} addresses: the node network needs "
+            f"{need}, its gateway and {len(draft.nodes)} node{'s' if need > 2 else ''}",
+            f"use a /{wider.prefixlen} or wider, such as {wider} (kind's is 172.18.0.0/16)",
+        ))
+    count = len(draft.services)
+    if svc_net is not None and count and _hosts(svc_net) < count:
+        fits = 32 - math.ceil(math.log2(count + 2))
+        problems.append(draft.origin.problem(
+            draft.net_field("serviceSubnet"),
+            f"{svc_net} has room for {_hosts(svc_net)} ClusterIPs, the file has {count} "
+            f"Service{'s' if count > 1 else ''}",
+            f"use a /{fits} or wider (kind's is 10.96.0.0/16)",
+        ))
     return problems
 
 
