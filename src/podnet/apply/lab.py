@@ -104,8 +104,14 @@ def up(
     spawner: Spawner | None = None,
     progress: Progress | None = None,
     dry_run: bool = False,
+    prune: bool = False,
 ) -> Outcome:
-    """Converge the running lab on `spec`; a second call with the same spec does nothing."""
+    """Converge the running lab on `spec`; a second call with the same spec does nothing.
+
+    `prune`: also remove pods and nodes `spec` does not name (kubectl apply's --prune); without
+    it they stay. (Passed down by the CLI; the planner gives it its meaning.)
+    """
+    del prune  # not read yet: see the planner
     with lab_state.locked(spec.name):
         record = lab_state.load(spec.name)
         previous = record.layout if record else None
