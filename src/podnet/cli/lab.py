@@ -61,8 +61,10 @@ def _require(cluster: str | None) -> lab_state.LabState:
 @click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Topology file "
               "(kind Cluster + Pod/Deployment/Service YAML). Default: the embedded lab.")
 @click.option("--dry-run", is_flag=True, help="Print the steps, change nothing.")
+@click.option("--prune", is_flag=True, help="Also remove pods and nodes the file does not "
+              "name, as kubectl apply --prune does; without it they stay.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def up(path: str | None, dry_run: bool, quiet: bool) -> None:
+def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
     """Build the lab (or converge a running one on FILE): namespaces, veths, routes, containers."""
     started = time.perf_counter()
     spec, source = _load_spec(path)
@@ -75,14 +77,14 @@ def up(path: str | None, dry_run: bool, quiet: bool) -> None:
         outcome = _with_progress(
             quiet or dry_run,
             "building lab " + spec.name,
-            lambda progress: lab_up(
-                spec, topology=source, spawner=spawner, progress=progress, dry_run=dry_run
-            ),
+            lambda progress: lab_up(spec, topology=source, spawner=spawner, progress=progress,
+                                    dry_run=dry_run, prune=prune),
         )
     elapsed = time.perf_counter() - started
     if dry_run:
         for step in outcome.steps:
             click.echo(f"{step.action.value:<13} {step.target}  # {step.comment}")
+        click.echo(_removals(outcome.steps))
         return
     if not outcome.steps:
         click.echo(f"lab {spec.name} is up to date: nothing to do ({elapsed:.2f}s)")
@@ -92,6 +94,20 @@ def up(path: str | None, dry_run: bool, quiet: bool) -> None:
         f"lab {spec.name} up: {len(spec.nodes)} nodes, {len(spec.pods)} pods "
         f"({pods} created, {len(outcome.steps)} steps) in {elapsed:.2f}s"
     )
+
+
+def _removals(steps: list[Any]) -> str:
+    """What a plan removes for good (deleted, not built again), said by name: a dry run must
+    never hide that a file no longer names a pod or a node."""
+    gone: dict[str, list[str]] = {"pod": [], "node": []}
+    built = {s.target for s in steps if s.action.value in ("pod.create", "node.create")}
+    for s in steps:
+        kind = s.action.value.removesuffix(".delete")
+        if kind in gone and s.target not in built:
+            gone[kind].append(s.target)
+    said = [f"would remove {len(names)} {kind}{'s' if len(names) > 1 else ''}: "
+            f"{', '.join(names)}" for kind, names in gone.items() if names]
+    return "\n".join(said) or "would remove no pod and no node"
 
 
 @click.command()
