@@ -30,6 +30,10 @@ _RTNH = struct.Struct("=HBBi")  # struct rtnexthop: len, flags, hops, ifindex
 _ERRNO = struct.Struct("=i")
 _RECV_SIZE = 65536  # a dump reply fits in 32 KiB per read; below glibc's mmap threshold
 _NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
+_U32_MAX = 0xFFFFFFFF
+# A namespace that went away while podnet looked: its paths are gone (ENOENT, ESRCH), name
+# something else now (ESTALE), or are no longer namespaces (EINVAL from setns).
+_GONE = frozenset({errno.ENOENT, errno.ESRCH, errno.ESTALE, errno.EINVAL})
 
 
 def _attrs(
@@ -63,7 +67,8 @@ def _link(data: bytes, pos: int, end: int) -> Link:
     master = a.get("IFLA_MASTER")
     # The kernel leaves IFLA_LINK out when it equals the link's own ifindex, which happens for a
     # veth whose peer got the same ifindex in its namespace (both ends "2" is common). A veth
-    # whose peer is gone reports IFLA_LINK 0.
+    # whose peer is gone reports IFLA_LINK 0; one whose peer's namespace is being torn down
+    # reports IFLA_LINK_NETNSID -1 (no id can be given to a dying namespace).
     peer = a.get("IFLA_LINK", index if kind == "veth" else None)
     return Link(
         index=index,
@@ -208,6 +213,8 @@ class _Socket:
 
     def peer_link(self, netnsid: int, ifindex: int) -> Link | None:
         """Link `ifindex` of the namespace this one calls `netnsid` (IFLA_TARGET_NETNSID)."""
+        if not 0 <= netnsid <= _U32_MAX or not 0 < ifindex <= _U32_MAX:
+            return None  # -1: the peer's namespace has no id here, it is being torn down
         request = schema.request(
             "link", dump=False, index=ifindex, attrs={"IFLA_IF_NETNSID": netnsid}
         )
@@ -291,10 +298,10 @@ class Session:
                 return sock.dump()
             finally:
                 sock.close()
-        except KernelError as exc:
-            return NamespaceDump(error=exc.message)
-        except OSError as exc:
-            return NamespaceDump(error=f"netlink dump failed: {exc.strerror}")
+        except OSError as exc:  # KernelError included
+            text = exc.message if isinstance(exc, KernelError) else (
+                f"netlink dump failed: {exc.strerror}")
+            return NamespaceDump(error=text, gone=exc.errno in _GONE)
         finally:
             if fd is not None:
                 os.close(fd)

@@ -184,6 +184,14 @@ def _table(title: str, headers: Sequence[str]) -> Any:
     return table
 
 
+def _add(table: Any, *cells: str) -> None:
+    """One row of plain text: names, paths and kernel messages are never read as rich markup
+    ("[not read: ...]" once vanished, and a name with '[' in it would be cut)."""
+    from rich.text import Text
+
+    table.add_row(*(Text(cell) for cell in cells))
+
+
 def _namespaces_table(host: Host, wide: bool) -> Any:
     table = _table("network namespaces",
                    ("NETNS", "OWNER", "HOLDERS", "INTERFACES", *(("INODE",) if wide else ())))
@@ -193,7 +201,7 @@ def _namespaces_table(host: Host, wide: bool) -> Any:
             ifaces = f"[not read: {ns.error}]"
         label = ns.label + (" (podnet)" if ns.current and ns.label != "host" else "")
         row = [label, _owner(ns), _holders(ns.holders, 6 if wide else 3), ifaces]
-        table.add_row(*row, *((str(ns.inode),) if wide else ()))
+        _add(table, *row, *((str(ns.inode),) if wide else ()))
     return table
 
 
@@ -204,7 +212,8 @@ def _pairs_table(host: Host, wide: bool) -> Any:
         a, b = pair.ends
         owner = host.by_inode.get(b.inode) if b.inode else None
         far = b.netns or ("(gone)" if pair.status == "peer-gone" else "(not visible)")
-        table.add_row(
+        _add(
+            table,
             a.netns or "?", a.ifname or "?", a.master or "-",
             _addresses(a.addresses, link_local=wide), "===" if pair.status == "ok" else "=/=",
             far, b.ifname or "?", _addresses(b.addresses, link_local=wide),
@@ -223,8 +232,8 @@ def _interfaces_table(host: Host) -> Any:
                 peer = f"{i.peer.ifname}@{i.peer.netns}"
             elif i.peer is not None:
                 peer = f"{i.peer.ifname or '?'} ({i.peer.status})"
-            table.add_row(ns.label, i.ifname, i.kind, i.state, str(i.mtu or "-"), i.mac or "-",
-                          i.master or "-", _addresses(i.addresses, link_local=True), peer)
+            _add(table, ns.label, i.ifname, i.kind, i.state, str(i.mtu or "-"), i.mac or "-",
+                 i.master or "-", _addresses(i.addresses, link_local=True), peer)
     return table
 
 
@@ -232,7 +241,7 @@ def _routes_table(host: Host) -> Any:
     table = _table("\nroutes (main table)", ("NETNS", "ROUTE", "PROTO"))
     for ns in host.namespaces:
         for r in ns.routes:
-            table.add_row(ns.label, _route_text(r), r.protocol)
+            _add(table, ns.label, _route_text(r), r.protocol)
     return table
 
 
