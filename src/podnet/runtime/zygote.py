@@ -44,7 +44,7 @@ from typing import Any
 from podnet.errors import PodnetError
 from podnet.kernel.syscalls import set_parent_death_signal
 from podnet.runtime.container import SpawnRequest, run, set_process_title
-from podnet.runtime.enter import mount_template
+from podnet.runtime.enter import MountTemplate, mount_template
 from podnet.runtime.procs import ProcessRef, identify, stop
 
 __all__ = ["main"]
@@ -64,7 +64,7 @@ class _Child:
 
 
 class _Zygote:
-    def __init__(self, template: int | None, parent: int, wake_fd: int) -> None:
+    def __init__(self, template: MountTemplate | None, parent: int, wake_fd: int) -> None:
         self.template = template
         self.parent = parent  # the caller's PID: a new parent means the caller died
         self.sel = selectors.DefaultSelector()
