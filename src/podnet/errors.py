@@ -113,6 +113,7 @@ class KernelError(PodnetError, OSError):
     def __init__(self, message: str, *, errno: int | None = None, hint: str = "") -> None:
         PodnetError.__init__(self, message, hint=hint)
         self.errno = errno
+        self.failed_at = 0  # in a batch of requests: the first the kernel refused
 
     def __str__(self) -> str:
         return self.message

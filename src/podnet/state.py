@@ -17,7 +17,7 @@ import fcntl
 import ipaddress
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +32,6 @@ from podnet.plan.layout import (
     Layout,
     NodeLayout,
     PodLayout,
-    vtep_mac,
 )
 from podnet.plan.services import ServiceLayout, ServicePortLayout
 
@@ -48,7 +47,7 @@ __all__ = [
     "state_path",
 ]
 
-FORMAT = 1
+FORMAT = 2  # 2: addresses as lists per family, namespaces with their inodes
 
 
 @dataclass(frozen=True)
@@ -65,6 +64,9 @@ class LabState:
     containers: list[ContainerRecord] = field(default_factory=list)
     topology: str = ""  # the file `up` was given ("" for the embedded default)
     complete: bool = False  # False while an `up` runs, or after it crashed: `down` still works
+    # The namespaces podnet made, by name, with their inode: a namespace of that name is
+    # podnet's only while it is that very one (someone else's is never replaced or deleted).
+    owned: dict[str, int] = field(default_factory=dict)
 
     def containers_of(self, pod_key: str) -> list[ContainerRecord]:
         return [c for c in self.containers if c.pod == pod_key]
@@ -77,6 +79,36 @@ def lab_dir(cluster: str) -> str:
     if why is not None:
         raise StateError(f"lab name {why}", hint=naming.CLUSTER_NAME_RULE)
     return f"{STATE_ROOT}/{cluster}"
+
+
+def journal_path(cluster: str) -> str:
+    return f"{lab_dir(cluster)}/journal"
+
+
+def record_netns(state: LabState, name: str, inode: int) -> None:
+    """Note a namespace podnet just made, in the record and at once on disk (one appended
+    line): if podnet dies before it saves the record, `down` still knows the namespace is its."""
+    state.owned[name] = inode
+    path = journal_path(state.layout.cluster)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.write(fd, f"netns {name} {inode}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def _replay(cluster: str, state: LabState) -> None:
+    """Add what the journal says was made since the record was last saved."""
+    try:
+        fd = os.open(journal_path(cluster), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    with os.fdopen(fd) as fh:
+        for line in fh:
+            words = line.split()
+            if len(words) == 3 and words[0] == "netns" and words[2].isdigit():
+                state.owned[words[1]] = int(words[2])
 
 
 def state_path(cluster: str) -> str:
@@ -98,18 +130,25 @@ def list_labs() -> list[str]:
 
 @contextmanager
 def locked(cluster: str) -> Iterator[None]:
-    """One `up` or `down` at a time per lab. A lab left without a record (a dry run, an `up`
-    refused before it built anything) leaves no directory or lock file behind."""
+    """One `up` or `down` at a time per lab. A lab left with no record and nothing in its
+    journal (a dry run, an `up` refused before it made anything) leaves no directory behind."""
     directory = lab_dir(cluster)
     fd = _lock(directory, cluster)
     try:
         yield
     finally:
         try:
-            if not os.path.lexists(f"{directory}/state.json"):
+            if not os.path.lexists(f"{directory}/state.json") and not _journal_holds(cluster):
                 remove(cluster)  # while we hold the lock: see _lock
         finally:
             os.close(fd)
+
+
+def _journal_holds(cluster: str) -> bool:
+    try:
+        return os.stat(journal_path(cluster), follow_symlinks=False).st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _lock(directory: str, cluster: str) -> int:
@@ -151,6 +190,8 @@ def save(state: LabState) -> None:
         with suppress(OSError):
             os.unlink(tmp)  # half written: never leave it for a reader to trip on
         raise _state_error(exc, path, "write") from None
+    with suppress(FileNotFoundError):  # what it noted is in the record now
+        os.truncate(journal_path(state.layout.cluster), 0)
 
 
 def load(cluster: str) -> LabState | None:
@@ -163,23 +204,32 @@ def load(cluster: str) -> LabState | None:
         raise _state_error(exc, path, "read") from None
     with os.fdopen(fd) as fh:
         try:
-            record = _decode(json.load(fh))
-        except (ValueError, KeyError, TypeError, StateError) as exc:
+            data = json.load(fh)
+            if data.get("format") != FORMAT:
+                raise StateError(
+                    f"{path} was written by another version of podnet "
+                    f"(format {data.get('format')}, this one reads {FORMAT})",
+                    hint="bring the lab down with the podnet that made it, or remove its "
+                    f"namespaces by hand (ip netns list) and then {os.path.dirname(path)}",
+                )
+            state = _decode(data)
+        except (ValueError, KeyError, TypeError) as exc:
             raise StateError(
                 f"{path} is damaged ({exc})",
                 hint=f"remove the lab's namespaces by hand (ip netns list) and then {path}",
             ) from None
-    if record.layout.cluster != cluster:
+    if state.layout.cluster != cluster:
         raise StateError(
-            f"{path} records lab {record.layout.cluster!r}, not {cluster!r}",
+            f"{path} records lab {state.layout.cluster!r}, not {cluster!r}",
             hint=f"it is not podnet's record of {cluster}: look at it, then remove it",
         )
-    return record
+    _replay(cluster, state)
+    return state
 
 
 def remove(cluster: str) -> None:
     directory = lab_dir(cluster)
-    for name in ("state.json", "state.json.tmp", "rules.nft", "lock"):
+    for name in ("state.json", "state.json.tmp", "rules.nft", "journal", "lock"):
         with suppress(FileNotFoundError):
             os.unlink(f"{directory}/{name}")
     for sub in ("pods", "nodes", "logs", ""):
@@ -208,6 +258,12 @@ def _state_error(exc: OSError, path: str, doing: str) -> StateError:
 
 
 # --- JSON shape (documented in the README; inspect and exec read it) ---------------------------
+# Addresses are lists, one per family; the singular keys (ip, pod_cidr, cluster_ip) are the
+# first of each, as kubectl shows podIP beside podIPs.
+
+
+def _strs(values: Iterable[object]) -> list[str]:
+    return [str(v) for v in values]
 
 
 def _encode(state: LabState) -> dict[str, Any]:
@@ -220,16 +276,20 @@ def _encode(state: LabState) -> dict[str, Any]:
         "cluster": lay.cluster,
         "complete": state.complete,
         "topology": state.topology,
+        "owned": dict(state.owned),
         "fabric": {
             "netns": lay.fabric_netns,
             "bridge": lay.bridge,
             "gateway": str(lay.fabric_gateway),
+            "gateways": _strs(lay.fabric_gateways),
         },
         "attachment": lay.attachment,
         "routing": lay.routing,
         "mtu": lay.mtu,
         "pod_subnet": str(lay.pod_subnet),
+        "pod_subnets": _strs(lay.pod_subnets),
         "service_subnet": str(lay.service_subnet),
+        "service_subnets": _strs(lay.service_subnets),
         "vxlan": {"vni": lay.vxlan_vni, "port": lay.vxlan_port},
         "internet": _encode_internet(lay.internet, by_pod.get(INTERNET_KEY, [])),
         "services": [_encode_service(s) for s in lay.services],
@@ -239,11 +299,13 @@ def _encode(state: LabState) -> dict[str, Any]:
                 "role": n.role,
                 "netns": n.netns,
                 "ip": str(n.ip),
-                "pod_cidr": str(n.pod_cidr),
+                "ips": _strs(n.ips),
+                "pod_cidr": str(n.pod_cidr) if n.pod_cidr else None,
+                "pod_cidrs": _strs(n.pod_cidrs),
                 "uplink": n.uplink,
                 "uts": n.uts,
                 "hosts_file": n.hosts_file,
-                "vtep_mac": n.vtep_mac,
+                "vtep_macs": list(n.vtep_macs),
             }
             for n in lay.nodes
         ],
@@ -254,11 +316,13 @@ def _encode(state: LabState) -> dict[str, Any]:
                 "node": p.node,
                 "netns": p.netns,
                 "ip": str(p.ip),
+                "ips": _strs(p.ips),
                 "veth": p.veth,
                 "hostname": p.name,
                 "uts": p.uts,
                 "hosts_file": p.hosts_file,
                 "labels": dict(p.labels),
+                "owner": p.owner,
                 "spec": [_encode_container(c) for c in p.containers],
                 "containers": [
                     {"name": c.name, "pid": c.pid, "starttime": c.starttime}
@@ -279,7 +343,9 @@ def _encode_internet(
         "netns": net.netns,
         "link": net.link,
         "gateway": str(net.gateway),
+        "gateways": _strs(net.gateways),
         "address": str(net.address),
+        "addresses": _strs(net.addresses),
         "port": net.port,
         "log": net.log,
         "containers": [{"name": c.name, "pid": c.pid, "starttime": c.starttime} for c in records],
@@ -294,8 +360,8 @@ def _decode_internet(
     net = InternetLayout(
         netns=d["netns"],
         link=d["link"],
-        gateway=ipaddress.IPv4Interface(d["gateway"]),
-        address=ipaddress.IPv4Interface(d["address"]),
+        gateways=tuple(ipaddress.ip_interface(g) for g in d["gateways"]),
+        addresses=tuple(ipaddress.ip_interface(a) for a in d["addresses"]),
         port=d["port"],
         log=d.get("log", ""),
     )
@@ -310,6 +376,7 @@ def _encode_service(s: ServiceLayout) -> dict[str, Any]:
         "name": s.name,
         "type": s.type,
         "cluster_ip": str(s.cluster_ip),
+        "cluster_ips": _strs(s.cluster_ips),
         "selector": dict(s.selector),
         "ports": [
             {"name": p.name, "protocol": p.protocol, "port": p.port,
@@ -325,7 +392,7 @@ def _decode_service(d: dict[str, Any]) -> ServiceLayout:
         namespace=d["namespace"],
         name=d["name"],
         type=d["type"],
-        cluster_ip=ipaddress.IPv4Address(d["cluster_ip"]),
+        cluster_ips=tuple(ipaddress.ip_address(ip) for ip in d["cluster_ips"]),
         ports=tuple(
             ServicePortLayout(p["name"], p["protocol"], p["port"], p["target_port"],
                               p.get("node_port"))
@@ -360,12 +427,12 @@ def _decode(d: dict[str, Any]) -> LabState:
             name=n["name"],
             role=n["role"],
             netns=n["netns"],
-            ip=ipaddress.IPv4Interface(n["ip"]),
-            pod_cidr=ipaddress.IPv4Network(n["pod_cidr"]),
+            ips=tuple(ipaddress.ip_interface(ip) for ip in n["ips"]),
+            pod_cidrs=tuple(ipaddress.ip_network(c) for c in n["pod_cidrs"]),
             uplink=n["uplink"],
             uts=n["uts"],
             hosts_file=n["hosts_file"],
-            vtep_mac=n.get("vtep_mac") or vtep_mac(d["cluster"], n["name"]),
+            vtep_macs=tuple(n["vtep_macs"]),
         )
         for n in d["nodes"]
     )
@@ -378,12 +445,13 @@ def _decode(d: dict[str, Any]) -> LabState:
                 name=p["name"],
                 node=p["node"],
                 netns=p["netns"],
-                ip=ipaddress.IPv4Interface(p["ip"]),
+                ips=tuple(ipaddress.ip_interface(ip) for ip in p["ips"]),
                 veth=p["veth"],
                 uts=p["uts"],
                 hosts_file=p["hosts_file"],
                 containers=tuple(_decode_container(c) for c in p["spec"]),
                 labels=tuple(sorted(p["labels"].items())),
+                owner=p.get("owner"),
             )
         )
         key = f"{p['namespace']}/{p['name']}"
@@ -397,19 +465,20 @@ def _decode(d: dict[str, Any]) -> LabState:
         cluster=d["cluster"],
         fabric_netns=fabric["netns"],
         bridge=fabric["bridge"],
-        fabric_gateway=ipaddress.IPv4Interface(fabric["gateway"]),
+        fabric_gateways=tuple(ipaddress.ip_interface(g) for g in fabric["gateways"]),
         attachment=d["attachment"],
         routing=d["routing"],
         mtu=d["mtu"],
         nodes=nodes,
         pods=tuple(pods),
         state_dir=lab_dir(d["cluster"]),
-        # Records written before these keys existed hold the defaults of their time.
-        pod_subnet=ipaddress.IPv4Network(d.get("pod_subnet", "10.244.0.0/16")),
-        service_subnet=ipaddress.IPv4Network(d.get("service_subnet", "10.96.0.0/16")),
+        pod_subnets=tuple(ipaddress.ip_network(n) for n in d["pod_subnets"]),
+        service_subnets=tuple(ipaddress.ip_network(n) for n in d["service_subnets"]),
         vxlan_vni=vxlan.get("vni", 1),
         vxlan_port=vxlan.get("port", 8472),
         services=tuple(_decode_service(s) for s in d.get("services", [])),
         internet=internet,
     )
-    return LabState(lay, containers, topology=d.get("topology", ""), complete=d["complete"])
+    owned = {str(k): int(v) for k, v in d.get("owned", {}).items()}
+    return LabState(lay, containers, topology=d.get("topology", ""), complete=d["complete"],
+                    owned=owned)

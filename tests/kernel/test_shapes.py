@@ -242,7 +242,7 @@ def test_vxlan_device_and_per_node_entries(lab: Lab) -> None:
             continue
         index = list(lab.nodes).index(other)
         vtep = f"10.244.{index}.0"
-        assert f"10.244.{index}.0/24 via {vtep} dev flannel.1 proto static onlink" in routes
+        assert f"10.244.{index}.0/24 via {vtep} dev flannel.1 onlink" in routes
         mac = re.search(rf"^{re.escape(vtep)} dev flannel.1 lladdr (\S+) PERMANENT", neigh,
                         re.MULTILINE)
         assert mac, neigh

@@ -77,13 +77,14 @@ def test_egress_is_the_masquerade_and_up_puts_a_lost_table_back(tmp_path: Path) 
         assert egress("client").returncode == 0
         # Without the node's table nothing rewrites the source: the internet has no route back
         # to pod addresses, and the request times out.
-        subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "ip", "podnet"],
+        subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "inet", "podnet"],
                        check=True)
         assert egress("client").returncode != 0
         out = podnet("up", "-q", "-f", str(tmp_path / "lab.yaml"), "--dry-run").stdout
-        assert out.strip() == "node.rules    *  # each node's nftables table: Services as " \
-            "kube-proxy's nftables mode writes them, and pods' egress masqueraded to the " \
-            "node's address (one atomic transaction per node)"
+        assert out.splitlines()[0] == f"node.rules    {node}  # each node's nftables table: " \
+            "Services as kube-proxy's nftables mode writes them, and pods' egress masqueraded " \
+            "to the node's address (one atomic transaction per node)"
+        assert out.splitlines()[1].startswith("dry run: 1 steps: 0 pods to create")
         podnet("up", "-q", "-f", str(tmp_path / "lab.yaml"))
         page = egress("client").stdout
         assert f"client:    {lab.nodes[node]}:" in page

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 from podnet.model.types import ClusterSpec, ContainerSpec, NodeSpec, PodSpec
 from podnet.plan.layout import layout
-from podnet.plan.steps import Action, Observed, plan, plan_down
+from podnet.plan.ops import CreateNetns, DeleteNetns, SetHostname, StartContainer
+from podnet.plan.steps import Action, Observed, plan, plan_down, seen_as_planned
 
 WEB = (ContainerSpec("web", ports=(80,)),)
 
@@ -20,16 +21,6 @@ def spec(pods: int = 4, **kw: object) -> ClusterSpec:
         pods=tuple(PodSpec(f"p{i}", "dev", containers=WEB) for i in range(pods)),
         **kw,  # type: ignore[arg-type]
     )
-
-
-def running(lay_pods: object, lay: object) -> Observed:
-    from podnet.plan.layout import Layout
-
-    assert isinstance(lay, Layout)
-    names = {lay.fabric_netns, *(n.netns for n in lay.nodes), *(p.netns for p in lay.pods)}
-    routes = {n.name: frozenset(str(o.pod_cidr) for o in lay.nodes if o is not n)
-              for n in lay.nodes}
-    return Observed(frozenset(names), frozenset(p.key for p in lay.pods), routes)
 
 
 def test_nodes_get_kind_addresses_and_pod_cidrs() -> None:
@@ -63,13 +54,13 @@ def test_layout_is_stable_and_second_up_plans_nothing() -> None:
     first = layout(spec())
     again = layout(spec(), first)
     assert again == first
-    assert plan(again, first, running(first.pods, first)) == []
+    assert plan(again, first, seen_as_planned(first)) == []
 
 
 def test_removed_pod_is_deleted_and_kept_pods_do_not_move() -> None:
     first = layout(spec(pods=4))
     smaller = layout(spec(pods=3), first)
-    steps = plan(smaller, first, running(first.pods, first))
+    steps = plan(smaller, first, seen_as_planned(first))
     assert [(s.action, s.target) for s in steps] == [(Action.POD_DELETE, "dev/p3")]
     assert smaller.pods == first.pods[:3]
 
@@ -80,27 +71,28 @@ def test_added_pod_gets_a_free_address() -> None:
     used = {p.ip for p in first.pods}
     new = bigger.pod("dev/p2")
     assert new is not None and new.ip not in used
-    steps = plan(bigger, first, running(first.pods, first))
+    steps = plan(bigger, first, seen_as_planned(first))
     assert [(s.action, s.target) for s in steps] == [
         (Action.POD_CREATE, "dev/p2"), (Action.POD_START, "dev/p2")]
 
 
 def test_dead_container_is_restarted_and_missing_namespace_rebuilt() -> None:
     lay = layout(spec(pods=2))
-    seen = running(lay.pods, lay)
-    dead = replace(seen, running=frozenset({"dev/p1"}))
+    seen = seen_as_planned(lay)
+    dead = replace(seen, running=frozenset({"dev/p1", "internet"}))
     assert [(s.action, s.target) for s in plan(lay, lay, dead)] == [(Action.POD_START, "dev/p0")]
     gone = replace(seen, netns=seen.netns - {lay.pods[0].netns})
     assert [(s.action, s.target) for s in plan(lay, lay, gone)] == [
         (Action.POD_CREATE, "dev/p0"), (Action.POD_START, "dev/p0")]
 
 
-def test_every_create_has_an_inverse_and_down_removes_everything() -> None:
+def test_what_a_step_makes_can_be_undone_and_down_removes_everything() -> None:
     lay = layout(spec())
     steps = plan(lay, None, Observed())
-    for step in steps:
-        if step.action in (Action.FABRIC_CREATE, Action.NODE_CREATE, Action.POD_CREATE):
-            assert step.inverse() is not None
+    for op in (op for step in steps for op in step.ops):
+        if isinstance(op, CreateNetns | SetHostname | StartContainer):
+            assert op.undo() is not None, op
+    assert isinstance(steps[1].ops[0].undo(), DeleteNetns)
     down = plan_down(lay)
     deleted = {s.target for s in down if s.action is Action.POD_DELETE}
     assert deleted == {p.key for p in lay.pods}

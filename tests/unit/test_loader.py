@@ -142,7 +142,7 @@ def test_default_topology_pods_and_service() -> None:
         (("app", "demo"),),
     )
     assert service.ports == (ServicePort(80, 80, "TCP", None, "http"),)
-    assert service.cluster_ip is None
+    assert service.cluster_ips == () and service.ip_families == (4,)
 
 
 def test_replica_names_are_stable_across_loads() -> None:
@@ -205,7 +205,7 @@ def test_custom_topology() -> None:
         )
 
     (svc,) = spec.services
-    assert (svc.key, svc.type, svc.cluster_ip) == ("shop/web", "NodePort", "10.33.0.10")
+    assert (svc.key, svc.type, svc.cluster_ips) == ("shop/web", "NodePort", ("10.33.0.10",))
     assert svc.ports == (
         ServicePort(80, 8080, "TCP", 30080, "http"),  # targetPort http -> containerPort 8080
         ServicePort(53, 53, "UDP", None, "dns"),  # targetPort defaults to port

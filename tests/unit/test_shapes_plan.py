@@ -20,14 +20,16 @@ from podnet.model.types import (
 )
 from podnet.plan.check import KINDS, Probe, Result, probes, summarize
 from podnet.plan.layout import INTERNET_SUBNET, Layout, layout, vtep_mac
+from podnet.plan.ops import CreateNetns, SetHostname, StartContainer
 from podnet.plan.rules import node_rules, table_body
 from podnet.plan.services import NODE_PORT_RANGE
 from podnet.plan.steps import (
     Action,
+    NodeSeen,
     Observed,
-    Step,
     nft_replace_script,
     plan,
+    seen_as_planned,
 )
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "plans"
@@ -54,14 +56,7 @@ def spec(**kw: object) -> ClusterSpec:
 
 def seen_all(lay: Layout) -> Observed:
     """What observe() reports for a lab exactly as `lay` describes it."""
-    names = {lay.fabric_netns, *(n.netns for n in lay.nodes), *(p.netns for p in lay.pods)}
-    if lay.internet:
-        names.add(lay.internet.netns)
-    routes = {n.name: frozenset(str(o.pod_cidr) for o in lay.nodes if o is not n)
-              for n in lay.nodes}
-    digest = table_body(lay)[0]
-    return Observed(frozenset(names), frozenset(p.key for p in lay.pods) | {"internet"}, routes,
-                    rules={n.name: digest for n in lay.nodes}, internet="running")
+    return seen_as_planned(lay)
 
 
 # --- Services: addresses, node ports, endpoints --------------------------------------------------
@@ -85,7 +80,7 @@ def test_pinned_cluster_ip_wins_over_the_record() -> None:
     taken = next(s for s in first.services if s.key == "dev/web").cluster_ip
     pinned = spec(services=(
         ServiceSpec("other", "dev", "ClusterIP", APP, (ServicePort(80, 80),),
-                    cluster_ip=str(taken)),
+                    cluster_ips=(str(taken),)),
         *spec().services,
     ))
     lay = layout(pinned, first)
@@ -131,7 +126,7 @@ def test_vxlan_lowers_the_pod_mtu_and_gives_each_node_a_vtep() -> None:
         first = int(mac.split(":")[0], 16)
         assert first & 0x02 and not first & 0x01  # locally administered, unicast
     assert vtep_mac("lab", "lab-worker") == vtep_mac("lab", "lab-worker")
-    assert [str(n.vtep_ip) for n in lay.nodes] == ["10.244.0.0", "10.244.1.0", "10.244.2.0"]
+    assert [str(n.vtep_ips[0]) for n in lay.nodes] == ["10.244.0.0", "10.244.1.0", "10.244.2.0"]
 
 
 def test_vxlan_plan_has_the_device_and_per_node_route_neighbour_fdb() -> None:
@@ -142,14 +137,12 @@ def test_vxlan_plan_has_the_device_and_per_node_route_neighbour_fdb() -> None:
                and "mtu 1450" in c for c in create.commands)
     routes = next(s for s in steps if s.action is Action.NODE_ROUTES and s.target == "lab-worker")
     worker2 = lay.node("lab-worker2")
-    assert ("10.244.2.0/24", "10.244.2.0") in routes.routes
-    assert ("10.244.2.0", worker2.vtep_mac, "172.18.0.4") in routes.tunnels
     text = "\n".join(routes.commands)
     assert "route replace 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink" in text
     assert f"neigh replace 10.244.2.0 lladdr {worker2.vtep_mac} dev flannel.1 nud permanent" in text
     assert f"fdb replace {worker2.vtep_mac} dev flannel.1 dst 172.18.0.4 self permanent" in text
     pod = next(s for s in steps if s.action is Action.POD_CREATE)
-    assert "mtu 1450 type veth" in pod.commands[1]
+    assert "mtu 1450 type veth peer name eth0 mtu 1450" in pod.commands[2]
 
 
 def test_internet_is_test_net_2_routed_through_the_fabric() -> None:
@@ -159,16 +152,16 @@ def test_internet_is_test_net_2_routed_through_the_fabric() -> None:
     steps = plan(lay, None, Observed())
     create = next(s for s in steps if s.action is Action.INTERNET_CREATE)
     assert "ip -n lab-internet route add 172.18.0.0/16 via 198.51.100.1" in create.commands
-    assert create.inverse() is not None
+    assert create.ops[0].undo() is not None
     start = next(s for s in steps if s.action is Action.INTERNET_START)
-    assert start.inverse() is not None
+    assert start.ops[0].undo() is not None
 
 
 def test_subnets_overlapping_the_internet_are_refused() -> None:
     from podnet.errors import TopologyError
 
     with pytest.raises(TopologyError, match=r"198\.51\.100\.0/24"):
-        layout(spec(node_subnet=ipaddress.IPv4Network("198.51.0.0/16")))
+        layout(spec(node_subnets=(ipaddress.IPv4Network("198.51.0.0/16"),)))
 
 
 # --- the nftables table -----------------------------------------------------------------------
@@ -183,7 +176,7 @@ def test_rules_spread_each_service_over_its_endpoints() -> None:
     for key in web.endpoints:
         ip = str(lay.pod(key).ip.ip)  # type: ignore[union-attr]
         assert f"ip saddr {ip} jump mark-for-masquerade" in text  # hairpin
-        assert f"meta l4proto tcp dnat to {ip}:80" in text
+        assert f"meta l4proto tcp dnat ip to {ip}:80" in text
     np = next(s for s in lay.services if s.type == "NodePort")
     assert f"tcp . {np.ports[0].node_port} : goto ext-dev/web-np/tcp/8080" in text
     assert "ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 masquerade" in text
@@ -208,7 +201,7 @@ def test_rules_digest_follows_endpoints() -> None:
 
 def test_explain_script_is_what_the_kernel_module_sends() -> None:
     _, body = table_body(layout(spec()))
-    assert nft_replace_script(body) == Transaction(Table(), "x").replace(body).script
+    assert nft_replace_script(body) == Transaction(Table("inet"), "x").replace(body).script
 
 
 def test_transactions_cannot_leave_their_table() -> None:
@@ -244,9 +237,10 @@ def test_a_running_lab_plans_nothing() -> None:
 def test_missing_table_is_reapplied_on_that_node_only() -> None:
     lay = layout(spec())
     seen = seen_all(lay)
-    gone = replace(seen, rules={**(seen.rules or {}), "lab-worker": None})
+    gone = replace(seen, nodes={**seen.nodes,
+                                "lab-worker": replace(seen.nodes["lab-worker"], rules=None)})
     steps = plan(lay, lay, gone)
-    assert [(s.action, s.nodes) for s in steps] == [(Action.NODE_RULES, ("lab-worker",))]
+    assert [(s.action, s.target) for s in steps] == [(Action.NODE_RULES, "lab-worker")]
 
 
 def test_dead_internet_server_is_restarted_and_missing_internet_rebuilt() -> None:
@@ -277,10 +271,29 @@ def test_changing_the_shape_rebuilds_the_lab_with_the_same_addresses() -> None:
     assert actions.count(Action.POD_CREATE) == len(vx.pods)
 
 
-def test_every_new_create_has_an_inverse() -> None:
+def test_everything_a_new_lab_makes_can_be_undone() -> None:
     for step in plan(layout(spec(routing="vxlan")), None, Observed()):
-        if step.action.value.endswith((".create", ".start")):
-            assert isinstance(step.inverse(), Step), step.action
+        for op in step.ops:
+            if isinstance(op, CreateNetns | SetHostname | StartContainer):
+                assert op.undo() is not None, op
+
+
+def test_stale_and_missing_paths_are_repaired_and_only_those() -> None:
+    lay = layout(spec(routing="vxlan"))
+    seen = seen_all(lay)
+    worker = seen.nodes["lab-worker"]
+    broken = replace(worker, routes=worker.routes - {("10.244.2.0/24", "10.244.2.0")}
+                     | {("10.244.9.0/24", "10.244.9.0")},
+                     fdb=frozenset())
+    steps = plan(lay, lay, replace(seen, nodes={**seen.nodes, "lab-worker": broken}))
+    assert [(s.action, s.target) for s in steps] == [(Action.NODE_ROUTES, "lab-worker")]
+    text = steps[0].commands
+    assert "ip -n lab-worker route del 10.244.9.0/24" in text
+    assert any("route replace 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink" in c
+               for c in text)
+    assert sum("fdb replace" in c for c in text) == 2  # both remote nodes' entries were gone
+    assert not any("10.244.0.0/24" in c and "route" in c for c in text)  # intact: untouched
+    assert NodeSeen().rules is None
 
 
 # --- podnet check ------------------------------------------------------------------------------

@@ -3,32 +3,39 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from podnet import state as lab_state
-from podnet.apply.executor import Progress, execute
-from podnet.apply.handlers import RULES, Context
-from podnet.errors import ObjectMissingError
+from podnet.apply.applier import Applier
+from podnet.apply.executor import Progress, execute, execute_all
+from podnet.errors import ObjectMissingError, StateError
 from podnet.kernel import netns, nftables
 from podnet.kernel.netlink import Netlink
-from podnet.model.types import ClusterSpec
-from podnet.plan.layout import INTERNET_KEY, TUNNEL, Layout, NodeLayout, layout
-from podnet.plan.steps import Observed, Step, plan, plan_down
+from podnet.model.addresses import IPNetwork
+from podnet.model.types import ClusterSpec, NodeSpec, PodSpec, ServicePort, ServiceSpec
+from podnet.plan.layout import INTERNET_KEY, TUNNELS, Layout, NodeLayout, layout
+from podnet.plan.rules import TABLE
+from podnet.plan.steps import NodeSeen, Observed, Step, plan, plan_down
 from podnet.runtime.procs import ProcessRef, is_alive
 from podnet.runtime.spawner import Spawner
 
 __all__ = ["Outcome", "down", "observe", "up"]
+
+_RULES = nftables.Table(*TABLE.split(" ", 1))
+NUD_PERMANENT = 0x80
 
 
 @dataclass(frozen=True)
 class Outcome:
     steps: list[Step]
     layout: Layout | None
+    kept: list[str] = field(default_factory=list)  # objects not in the file, kept (no --prune)
+    problems: list[str] = field(default_factory=list)  # what `down` could not remove
 
 
 def observe(record: lab_state.LabState | None) -> Observed:
-    """What of the recorded lab really exists: namespaces, live containers, peer routes, the
-    nodes' nftables tables and the outside world."""
+    """What of the recorded lab really exists: namespaces, live containers, each node's paths to
+    the other nodes' pods, the nodes' nftables tables and the outside world."""
     if record is None:
         return Observed(netns=frozenset(netns.list_named()))
     lay = record.layout
@@ -37,64 +44,99 @@ def observe(record: lab_state.LabState | None) -> Observed:
     owners = [(p.key, len(p.containers)) for p in lay.pods]
     if lay.internet is not None:
         owners.append((INTERNET_KEY, 1))
+    by_pod: dict[str, list[lab_state.ContainerRecord]] = {}
+    for c in record.containers:
+        by_pod.setdefault(c.pod, []).append(c)
     for key, count in owners:
-        refs = record.containers_of(key)
+        refs = by_pod.get(key, [])
         if len(refs) == count and all(is_alive(ProcessRef(r.pid, r.starttime)) for r in refs):
             running.add(key)
-    routes: dict[str, frozenset[str]] = {}
-    for node in lay.nodes:
-        if node.netns not in names:
-            continue
-        with Netlink.open(netns.path_of(node.netns), label=node.netns) as nl:
-            routes[node.name] = (
-                _tunnel_routes(lay, nl) if lay.routing == "vxlan" else _peer_routes(lay, nl)
-            )
+    present = [n for n in lay.nodes if n.netns in names]
+    digests = _rules_seen(present)
+    nodes = {n.name: _node_seen(lay, n, digests.get(n.name)) for n in present}
     internet = None
     if lay.internet is not None:
         internet = "absent"
         if lay.internet.netns in names:
             internet = "running" if INTERNET_KEY in running else "stopped"
-    return Observed(netns=names, running=frozenset(running), routes=routes,
-                    rules=_rules_seen(lay.nodes, names), internet=internet)
+    return Observed(netns=names, running=frozenset(running), nodes=nodes, internet=internet)
 
 
-def _peer_routes(lay: Layout, nl: Netlink) -> frozenset[str]:
-    fabric_net = lay.fabric_gateway.network
-    return frozenset(
-        r["dst"]
-        for r in nl.routes()
-        if r["gateway"] and ipaddress.ip_address(r["gateway"]) in fabric_net
-        and r["dst"] != "default"
-    )
+def _node_seen(lay: Layout, node: NodeLayout, rules: str | None) -> NodeSeen:
+    """The node's routes into the lab's pod subnets through a next hop, and the permanent
+    neighbour and FDB entries of its tunnels."""
+    nets = lay.pod_subnets
+    with Netlink.open(netns.path_of(node.netns), label=node.netns) as nl:
+        routes = frozenset(
+            (r["dst"], r["gateway"])
+            for r in nl.routes()
+            if r["gateway"] and r["dst"] != "default"
+            and any(_inside(r["dst"], net) for net in nets)
+        )
+        tunnels = {}
+        for family in lay.families:
+            try:
+                tunnels[nl.index(TUNNELS[family])] = TUNNELS[family]
+            except ObjectMissingError:
+                continue
+        neighbours = frozenset(
+            (tunnels[n["ifindex"]], n["dst"], n["mac"])
+            for family in lay.families for n in nl.neighbours(version=family)
+            if n["ifindex"] in tunnels and n["state"] & NUD_PERMANENT
+        ) if tunnels else frozenset()
+        fdb = frozenset(
+            (tunnels[n["ifindex"]], n["mac"], n["dst"])
+            for n in nl.neighbours(bridge=True)
+            if n["ifindex"] in tunnels and n["dst"]
+        ) if tunnels else frozenset()
+    return NodeSeen(routes=routes, neighbours=neighbours, fdb=fdb, rules=rules)
 
 
-def _tunnel_routes(lay: Layout, nl: Netlink) -> frozenset[str]:
-    """Remote pod CIDRs whose route, permanent neighbour and FDB entry are all in place."""
-    try:
-        tun = nl.index(TUNNEL)
-    except ObjectMissingError:
-        return frozenset()
-    neigh = {n["dst"]: n["mac"] for n in nl.neighbours() if n["ifindex"] == tun}
-    fdb = {(n["mac"], n["dst"]) for n in nl.neighbours(bridge=True) if n["ifindex"] == tun}
-    by_vtep = {str(n.vtep_ip): n for n in lay.nodes}
-    found = set()
-    for r in nl.routes():
-        node = by_vtep.get(r["gateway"] or "")
-        if r["oif"] != tun or node is None or r["dst"] != str(node.pod_cidr):
-            continue
-        if neigh.get(r["gateway"]) == node.vtep_mac and (node.vtep_mac, str(node.ip.ip)) in fdb:
-            found.add(r["dst"])
-    return frozenset(found)
+def _inside(cidr: str, net: IPNetwork) -> bool:
+    found = ipaddress.ip_network(cidr, strict=False)
+    return found.version == net.version and found.subnet_of(net)  # type: ignore[arg-type]
 
 
-def _rules_seen(nodes: tuple[NodeLayout, ...], names: frozenset[str]) -> dict[str, str | None]:
+def _rules_seen(nodes: list[NodeLayout]) -> dict[str, str | None]:
     """Each node's rules digest, from its table's comment (None: no table)."""
-    paths = {n.name: netns.path_of(n.netns) for n in nodes if n.netns in names}
-    comments = nftables.read_comments(RULES, paths) if paths else {}
-    out: dict[str, str | None] = {n.name: None for n in nodes}
-    for name, comment in comments.items():
-        out[name] = comment.rsplit(" ", 1)[-1] if comment else None
-    return out
+    paths = {n.name: netns.path_of(n.netns) for n in nodes}
+    comments = nftables.read_comments(_RULES, paths) if paths else {}
+    return {name: comment.rsplit(" ", 1)[-1] if comment else None
+            for name, comment in comments.items()}
+
+
+def _with_unnamed(spec: ClusterSpec, previous: Layout) -> tuple[ClusterSpec, list[str]]:
+    """`spec` plus what the running lab has and the file does not name: its nodes, its Pods and
+    the replicas of Deployments the file does not mention (kubectl apply keeps them too, unless
+    asked to prune). A Deployment the file names manages its replicas: those are not kept."""
+    nodes = {n.name for n in spec.nodes}
+    pods = {p.key for p in spec.pods}
+    deployments = {f"{p.namespace}/{p.owner}" for p in spec.pods if p.owner}
+    services = {s.key for s in spec.services}
+    kept_nodes = [NodeSpec(n.name, "worker" if n.role == "worker" else "control-plane")
+                  for n in previous.nodes if n.name not in nodes]
+    kept_pods = [
+        PodSpec(p.name, p.namespace, p.labels, p.containers, node=p.node, owner=p.owner)
+        for p in previous.pods
+        if p.key not in pods and not (p.owner and f"{p.namespace}/{p.owner}" in deployments)
+    ]
+    kept = [f"node {n.name}" for n in kept_nodes] + [f"pod {p.key}" for p in kept_pods]
+    kept += [f"service {s.key}" for s in previous.services if s.key not in services]
+    if not kept:
+        return spec, []
+    kept_services = tuple(
+        ServiceSpec(s.name, s.namespace, "NodePort" if s.type == "NodePort" else "ClusterIP",
+                    s.selector,
+                    tuple(ServicePort(p.port, p.target_port,
+                                      "UDP" if p.protocol == "UDP" else "TCP",
+                                      p.node_port, p.name) for p in s.ports),
+                    ip_families=tuple(4 if ip.version == 4 else 6 for ip in s.cluster_ips),
+                    cluster_ips=tuple(str(ip) for ip in s.cluster_ips))
+        for s in previous.services if s.key not in services
+    )
+    return replace(spec, nodes=spec.nodes + tuple(kept_nodes),
+                   pods=spec.pods + tuple(kept_pods),
+                   services=spec.services + kept_services), kept
 
 
 def up(
@@ -107,59 +149,61 @@ def up(
     prune: bool = False,
 ) -> Outcome:
     """Converge the running lab on `spec`; a second call with the same spec does nothing.
-
-    `prune`: also remove pods and nodes `spec` does not name (kubectl apply's --prune); without
-    it they stay. (Passed down by the CLI; the planner gives it its meaning.)
-    """
-    del prune  # not read yet: see the planner
+    Without `prune`, what the running lab has and `spec` does not name stays."""
     with lab_state.locked(spec.name):
         record = lab_state.load(spec.name)
         previous = record.layout if record else None
+        kept: list[str] = []
+        if previous is not None and not prune:
+            spec, kept = _with_unnamed(spec, previous)
         desired = layout(spec, previous)
         steps = plan(desired, previous, observe(record))
         if dry_run or not steps:
-            return Outcome(steps, desired)
-        owned = _netns_of(previous) if previous else frozenset()
-        # Record the union before touching anything: if this run dies, `down` finds it all.
+            return Outcome(steps, desired, kept)
+        # Record the union before touching anything: if this run dies, `down` finds it all (and
+        # removes of it only the namespaces whose inodes the record and its journal hold).
         intent = lab_state.LabState(
             layout=_union(desired, previous),
             containers=list(record.containers) if record else [],
             topology=topology,
             complete=False,
+            owned=dict(record.owned) if record else {},
         )
         lab_state.save(intent)
-        ctx = Context(desired, intent, owned, spawner)
+        app = Applier(intent, spawner)
         try:
-            execute(ctx, steps, progress=progress)
-        except Exception:
-            _record_after_failure(ctx, previous, desired, topology)
+            execute(app, steps, progress=progress)
+        except BaseException:
+            _record_after_failure(app.state, previous, desired, topology)
             raise
-        final = lab_state.LabState(desired, ctx.state.containers, topology, complete=True)
+        final = lab_state.LabState(desired, app.state.containers, topology, complete=True,
+                                   owned=app.state.owned)
         lab_state.save(final)
         if spawner is not None:
             spawner.keep()  # recorded: the containers may now outlive podnet
-        return Outcome(steps, desired)
+        return Outcome(steps, desired, kept)
 
 
 def down(cluster: str, *, progress: Progress | None = None) -> Outcome:
-    """Remove everything the record names; succeeds when there is nothing left."""
+    """Remove everything the record names and podnet made; succeeds when there is nothing left.
+    Best effort: what cannot be removed is reported, and the record stays for another try."""
     with lab_state.locked(cluster):
         record = lab_state.load(cluster)
         if record is None:
             lab_state.remove(cluster)
             return Outcome([], None)
         steps = plan_down(record.layout)
-        ctx = Context(record.layout, record, _netns_of(record.layout))
-        execute(ctx, steps, progress=progress)
+        app = Applier(record, None)
+        failed = execute_all(app, steps, progress=progress)
+        if failed:
+            lab_state.save(record)
+            raise StateError(
+                f"lab {cluster}: {len(failed)} thing(s) could not be removed: "
+                + "; ".join(failed),
+                hint="see what is left with `podnet inspect`; `podnet down` tries again",
+            )
         lab_state.remove(cluster)
-        return Outcome(steps, record.layout)
-
-
-def _netns_of(lay: Layout) -> frozenset[str]:
-    internet = [lay.internet.netns] if lay.internet is not None else []
-    return frozenset(
-        [lay.fabric_netns, *internet, *(n.netns for n in lay.nodes), *(p.netns for p in lay.pods)]
-    )
+        return Outcome(steps, record.layout, problems=app.left_alone)
 
 
 def _union(desired: Layout, previous: Layout | None) -> Layout:
@@ -175,12 +219,21 @@ def _union(desired: Layout, previous: Layout | None) -> Layout:
 
 
 def _record_after_failure(
-    ctx: Context, previous: Layout | None, desired: Layout, topology: str
+    state: lab_state.LabState, previous: Layout | None, desired: Layout, topology: str
 ) -> None:
-    """After a rollback, record what may still exist so `down` can remove it."""
-    if previous is None and not netns.exists(desired.fabric_netns) and not ctx.state.containers:
+    """After a rollback, record what the lab is now: what it was, and what of this run's work
+    outlived the rollback (a namespace podnet still owns), so `down` can remove it."""
+    if previous is None and not state.owned and not state.containers:
         lab_state.remove(desired.cluster)
         return
-    lab_state.save(
-        lab_state.LabState(_union(desired, previous), ctx.state.containers, topology, False)
+    union = _union(desired, previous)
+    was = previous or replace(desired, nodes=(), pods=())
+    kept_nodes = {n.name for n in was.nodes}
+    kept_pods = {p.key for p in was.pods}
+    left = replace(
+        union,
+        nodes=tuple(n for n in union.nodes if n.name in kept_nodes or n.netns in state.owned),
+        pods=tuple(p for p in union.pods if p.key in kept_pods or p.netns in state.owned),
     )
+    lab_state.save(lab_state.LabState(left, state.containers, topology, False,
+                                      owned=state.owned))

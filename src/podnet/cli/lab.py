@@ -61,11 +61,15 @@ def _require(cluster: str | None) -> lab_state.LabState:
 @click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Topology file "
               "(kind Cluster + Pod/Deployment/Service YAML). Default: the embedded lab.")
 @click.option("--dry-run", is_flag=True, help="Print the steps, change nothing.")
-@click.option("--prune", is_flag=True, help="Also remove pods and nodes the file does not "
-              "name, as kubectl apply --prune does; without it they stay.")
+@click.option("--prune", is_flag=True, help="Also remove the running lab's nodes, Pods, "
+              "Deployments and Services that FILE does not name (as kubectl apply --prune).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
-    """Build the lab (or converge a running one on FILE): namespaces, veths, routes, containers."""
+    """Build the lab (or converge a running one on FILE): namespaces, veths, routes, containers.
+
+    On a running lab, what FILE does not name stays unless --prune is given; replicas of a
+    Deployment FILE names follow its template and replica count.
+    """
     started = time.perf_counter()
     spec, source = _load_spec(path)
     from podnet.runtime.spawner import Spawner
@@ -77,14 +81,19 @@ def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
         outcome = _with_progress(
             quiet or dry_run,
             "building lab " + spec.name,
-            lambda progress: lab_up(spec, topology=source, spawner=spawner, progress=progress,
-                                    dry_run=dry_run, prune=prune),
+            lambda progress: lab_up(
+                spec, topology=source, spawner=spawner, progress=progress, dry_run=dry_run,
+                prune=prune,
+            ),
         )
     elapsed = time.perf_counter() - started
+    if outcome.kept:
+        click.echo(f"kept what {path or 'the file'} does not name: {', '.join(outcome.kept)} "
+                   "(podnet up --prune removes them)", err=True)
     if dry_run:
         for step in outcome.steps:
             click.echo(f"{step.action.value:<13} {step.target}  # {step.comment}")
-        click.echo(_removals(outcome.steps))
+        click.echo(_dry_run_summary(outcome.steps))
         return
     if not outcome.steps:
         click.echo(f"lab {spec.name} is up to date: nothing to do ({elapsed:.2f}s)")
@@ -96,18 +105,26 @@ def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
     )
 
 
-def _removals(steps: list[Any]) -> str:
-    """What a plan removes for good (deleted, not built again), said by name: a dry run must
-    never hide that a file no longer names a pod or a node."""
-    gone: dict[str, list[str]] = {"pod": [], "node": []}
-    built = {s.target for s in steps if s.action.value in ("pod.create", "node.create")}
-    for s in steps:
-        kind = s.action.value.removesuffix(".delete")
-        if kind in gone and s.target not in built:
-            gone[kind].append(s.target)
-    said = [f"would remove {len(names)} {kind}{'s' if len(names) > 1 else ''}: "
-            f"{', '.join(names)}" for kind, names in gone.items() if names]
-    return "\n".join(said) or "would remove no pod and no node"
+def _dry_run_summary(steps: list[Any]) -> str:
+    """What the plan would create and remove, removals always named."""
+    from podnet.plan.steps import Action
+
+    def named(action: Action) -> list[str]:
+        return [s.target for s in steps if s.action == action]
+
+    created = named(Action.POD_CREATE)
+    removed = named(Action.POD_DELETE)
+    rebuilt = sorted(set(created) & set(removed))
+    gone_pods = [p for p in removed if p not in rebuilt]
+    gone_nodes = named(Action.NODE_DELETE)
+    parts = [f"{len(steps)} steps: {len(created) - len(rebuilt)} pods to create"]
+    if rebuilt:
+        parts.append(f"{len(rebuilt)} to rebuild")
+    parts.append(f"{len(gone_pods)} pods to remove" + (f" ({', '.join(gone_pods)})"
+                                                       if gone_pods else ""))
+    if gone_nodes:
+        parts.append(f"{len(gone_nodes)} nodes to remove ({', '.join(gone_nodes)})")
+    return "dry run: " + ", ".join(parts) + "; nothing was changed"
 
 
 @click.command()
@@ -125,6 +142,8 @@ def down(cluster: str | None, quiet: bool) -> None:
     if outcome.layout is None:
         click.echo(f"lab {name}: nothing to remove")
         return
+    for problem in outcome.problems:
+        click.echo(f"podnet: left alone: {problem}", err=True)
     click.echo(
         f"lab {name} down: {len(outcome.layout.pods)} pods, {len(outcome.layout.nodes)} nodes "
         f"removed in {time.perf_counter() - started:.2f}s"
@@ -432,7 +451,11 @@ def node_exec(cluster: str | None, node: str, command: tuple[str, ...]) -> NoRet
 @click.command()
 @click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Topology file.")
 def explain(path: str | None) -> None:
-    """Print the `ip` commands that build the same lab by hand, in order. Changes nothing."""
+    """Print the commands that build the same lab by hand, in order. Changes nothing.
+
+    They are the very operations `up` executes, rendered as `ip`, `bridge`, `sysctl` and `nft`
+    commands: `podnet explain | bash -e`, as root in an empty network namespace, builds the lab.
+    """
     from podnet.plan.layout import layout
     from podnet.plan.steps import Observed, plan
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from podnet.errors import CNI_INVALID_CONFIG, CNI_UNSUPPORTED_FIELD, CniError
 from podnet.ipam.pool import Pool
+from podnet.model.addresses import IPAddress
 
 __all__ = ["DEFAULT_DATA_DIR", "IpamConfig", "RangeSet", "parse_ipam_config"]
 
@@ -153,10 +154,12 @@ def parse_ipam_config(ipam: object) -> IpamConfig:
     return IpamConfig(tuple(sets), tuple(routes), str(data_dir), resolv)
 
 
-def _span(p: Pool) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+def _span(p: Pool) -> tuple[IPAddress, IPAddress]:
     return p.range_start or p.subnet.network_address, p.range_end or p.subnet.broadcast_address
 
 
 def _overlap(a: Pool, b: Pool) -> bool:
     (a_lo, a_hi), (b_lo, b_hi) = _span(a), _span(b)
-    return a_lo <= b_hi and b_lo <= a_hi
+    if a_lo.version != b_lo.version:
+        return False
+    return int(a_lo) <= int(b_hi) and int(b_lo) <= int(a_hi)

@@ -30,6 +30,7 @@ from typing import Any
 from podnet.errors import StateError
 from podnet.ipam.pool import Pool, PoolExhaustedError
 from podnet.ipam.ranges import RangeSet
+from podnet.model.addresses import IPAddress
 
 __all__ = ["Allocation", "Store", "open_child_dir", "open_dir_safely"]
 
@@ -219,7 +220,8 @@ class Store:
             last = doc.get("lastReserved") or {}
             made: list[Allocation] = []
             for index, range_set in enumerate(sets):
-                ip, pool = self._pick(range_set, used, last.get(str(index)))
+                picked, pool = self._pick(range_set, used, last.get(str(index)))
+                ip = ipaddress.IPv4Address(int(picked))  # the CNI store is IPv4 today
                 used.add(ip)
                 made.append(Allocation(ip, container_id, ifname, index, pool))
                 last[str(index)] = str(ip)
@@ -230,7 +232,7 @@ class Store:
 
     @staticmethod
     def _pick(range_set: RangeSet, used: set[ipaddress.IPv4Address],
-              last: str | None) -> tuple[ipaddress.IPv4Address, Pool]:
+              last: str | None) -> tuple[IPAddress, Pool]:
         after = ipaddress.IPv4Address(last) if last else None
         for pool in range_set.pools:
             in_pool = after if after is not None and after in pool.subnet else None

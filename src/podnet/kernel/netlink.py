@@ -28,6 +28,7 @@ OWNER_ALIAS = "podnet"
 
 IFA_F_NOPREFIXROUTE = 0x200
 AF_INET = 2
+AF_INET6 = 10
 AF_BRIDGE = 7
 SCOPE_LINK = 253
 SCOPE_HOST = 254
@@ -291,10 +292,10 @@ class Netlink:
 
     # --- neighbours and bridge forwarding entries (VXLAN) ----------------------------------
 
-    def neighbours(self, *, bridge: bool = False) -> list[dict[str, Any]]:
-        """Neighbour entries as `ip neigh` lists them, or with `bridge` the forwarding database
-        (`bridge fdb`): ifindex, dst, mac, state, flags."""
-        family = AF_BRIDGE if bridge else AF_INET
+    def neighbours(self, *, bridge: bool = False, version: int = 4) -> list[dict[str, Any]]:
+        """Neighbour entries of one family as `ip neigh` lists them, or with `bridge` the
+        forwarding database (`bridge fdb`): ifindex, dst, mac, state, flags."""
+        family = AF_BRIDGE if bridge else (AF_INET if version == 4 else AF_INET6)
         return [
             {
                 "ifindex": msg["ifindex"],

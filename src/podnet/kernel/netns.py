@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from podnet.errors import ObjectMissingError
 from podnet.kernel import nsfile, syscalls
@@ -79,8 +79,9 @@ def _mount_points() -> set[str]:
 _dir_ready = False
 
 
-def create(name: str) -> str:
-    """Create the named namespace `name` and return its path; fails if the name is taken."""
+def create(name: str, prepare: Callable[[], None] | None = None) -> str:
+    """Create the named namespace `name` and return its path; fails if the name is taken.
+    `prepare` runs inside the new namespace before anything else is in it (sysctls)."""
     global _dir_ready  # noqa: PLW0603  # checked once per process: mountinfo is long on busy hosts
     path = path_of(name)
     if not _dir_ready:
@@ -92,6 +93,7 @@ def create(name: str) -> str:
         what=f"network namespace {name}",
         exists_hint=f"it is not podnet's: inspect it with `ip netns exec {name} ip address`, "
         f"then remove it with `ip netns del {name}` if it is stale",
+        prepare=prepare,
     )
     return path
 

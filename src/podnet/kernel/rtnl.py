@@ -82,7 +82,10 @@ class RawRtnl:
             index, code, detail = failure
             step = batch.notes[index]
             text = os.strerror(code) + (f" ({detail})" if detail else "")
-            raise error_for(code, f"{batch.what}: {step} in {where}: {text}")
+            what = f"{batch.what}: " if batch.what else ""
+            error = error_for(code, f"{what}{step} in {where}: {text}")
+            error.failed_at = index  # the requests before it took effect
+            raise error
 
 
 def _ext_ack(data: bytes, offset: int, length: int) -> str:

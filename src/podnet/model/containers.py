@@ -7,13 +7,14 @@ from typing import Any
 
 from podnet.model import naming, unmodelled
 from podnet.model.fields import Reader, read_strings
+from podnet.model.pod_dns import DNS_KEYS
 from podnet.model.types import ContainerSpec
 
 __all__ = ["ONLY_TCP_UDP", "PROTOCOLS", "read_pod_spec"]
 
 PROTOCOLS = ("TCP", "UDP")
 ONLY_TCP_UDP = "podnet carries TCP and UDP"
-POD_SPEC_KEYS = ("containers", "nodeName")
+POD_SPEC_KEYS = ("containers", "nodeName", *DNS_KEYS)
 CONTAINER_KEYS = ("name", "command", "args", "ports", "env")
 PORT_KEYS = ("containerPort", "protocol", "name")
 ENV_KEYS = ("name", "value", "valueFrom")  # valueFrom: refused below, with its own words

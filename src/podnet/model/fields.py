@@ -8,13 +8,14 @@ from typing import Any
 
 from podnet.errors import Problem
 from podnet.model import naming
+from podnet.model.addresses import IPNetwork
 from podnet.model.validate import KIND_SUBNETS, Origin, did_you_mean
 
 __all__ = [
     "SPECIAL_RANGES",
     "Reader",
     "describe",
-    "read_cidr",
+    "read_cidrs",
     "read_strings",
     "read_target_port",
     "unusable_range",
@@ -23,7 +24,7 @@ __all__ = [
 _net = ipaddress.ip_network
 # Ranges the kernel will not give a pod, a node or a Service as an ordinary address (RFC 6890's
 # special-purpose blocks that routing itself treats apart), with why.
-SPECIAL_RANGES: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = (
+SPECIAL_RANGES: tuple[tuple[IPNetwork, str], ...] = (
     (_net("0.0.0.0/8"), "'this network' (RFC 1122): only a source while a host has no address"),
     (_net("127.0.0.0/8"), "loopback: every network namespace keeps it to itself"),
     (_net("169.254.0.0/16"), "link-local: never routed beyond one link"),
@@ -35,6 +36,10 @@ SPECIAL_RANGES: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str],
     (_net("fe80::/10"), "link-local: never routed beyond one link"),
     (_net("ff00::/8"), "multicast: it names groups, not hosts"),
 )
+_PRIVATE = {
+    4: f"pick a private range; {KIND_SUBNETS}",
+    6: "pick a unique local range (fc00::/7), as kind's fd00:10:244::/56 for pods",
+}
 
 
 
@@ -188,34 +193,47 @@ class Reader:
         return tuple(out)
 
 
-def read_cidr(r: Reader, value: object, path: str) -> ipaddress.IPv4Network | None:
-    text = r.text(value, path, required="write an IPv4 network, such as 10.244.0.0/16")
+def read_cidrs(r: Reader, value: object, path: str) -> tuple[IPNetwork, ...] | None:
+    """One network, or one per family separated by a comma as kind writes a dual-stack range
+    (`10.244.0.0/16,fd00:10:244::/56`): the order is kept, it says which family comes first."""
+    example = "write a network and prefix length, such as 10.244.0.0/16 or fd00:10:244::/56"
+    text = r.text(value, path, required=example)
     if text is None:
         return None
-    example = "write an IPv4 network and prefix length, such as 10.244.0.0/16"
-    if ":" in text:
-        r.add(path, f"{text} is IPv6 or dual-stack: podnet builds IPv4 networks", example)
+    parts = [part.strip() for part in text.split(",")]
+    nets = [_read_network(r, part, path, example) for part in parts]
+    if any(net is None for net in nets):
         return None
+    found = tuple(net for net in nets if net is not None)
+    if len(found) > 2 or len({net.version for net in found}) != len(found):
+        r.add(path, f"{text}: give at most one network per family", "such as "
+              "10.244.0.0/16,fd00:10:244::/56")
+        return None
+    return found
+
+
+def _read_network(r: Reader, text: str, path: str, example: str) -> IPNetwork | None:
     if "/" not in text:
         r.add(path, f"{text} has no prefix length", f"add one: {text}/16, for example")
         return None
+    kind = ipaddress.IPv6Network if ":" in text else ipaddress.IPv4Network
     try:
-        net = ipaddress.IPv4Network(text)
+        net = kind(text)
     except ValueError as exc:
         if "host bits set" in str(exc):
-            network = ipaddress.IPv4Network(text, strict=False)
+            network = kind(text, strict=False)
             r.add(path, f"{text} has host bits set", f"write the network address: {network}")
         else:
-            r.add(path, f"'{text}' is not an IPv4 CIDR: {exc}", example)
+            r.add(path, f"'{text}' is not a CIDR: {exc}", example)
         return None
     why = unusable_range(net)
     if why is not None:
-        r.add(path, why, f"pick a private range; {KIND_SUBNETS}")
+        r.add(path, why, _PRIVATE[net.version])
         return None
     return net
 
 
-def unusable_range(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+def unusable_range(net: IPNetwork) -> str | None:
     """Why the kernel cannot use `net` for the lab's addresses (None: it can)."""
     for special, why in SPECIAL_RANGES:
         if net.version == special.version and net.overlaps(special):

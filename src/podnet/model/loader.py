@@ -18,8 +18,17 @@ from typing import Any, cast
 from podnet.errors import Problem, TopologyError
 from podnet.inputs import MAX_TOPOLOGY, read_bounded
 from podnet.model import naming, unmodelled
-from podnet.model.fields import Reader, describe, read_cidr
-from podnet.model.types import Attachment, ClusterSpec, NodeSpec, Routing
+from podnet.model.addresses import FAMILIES, Family, IPFamily, IPNetwork
+from podnet.model.fields import Reader, describe, read_cidrs
+from podnet.model.types import (
+    DEFAULT_NODE_SUBNETS,
+    DEFAULT_POD_SUBNETS,
+    DEFAULT_SERVICE_SUBNETS,
+    Attachment,
+    ClusterSpec,
+    NodeSpec,
+    Routing,
+)
 from podnet.model.validate import (
     SUBNET_KEYS,
     ClusterDraft,
@@ -71,9 +80,10 @@ CLUSTER_KIND_KEYS = (
     "containerdConfigPatches",
     "containerdConfigPatchesJSON6902",
 )
-NETWORKING_KEYS = (*SUBNET_KEYS, "attachment", "routing", "mtu", "vxlan", "nodeCIDRPrefix")
+NETWORKING_KEYS = (
+    *SUBNET_KEYS, "ipFamily", "attachment", "routing", "mtu", "vxlan", "nodeCIDRPrefix"
+)
 NETWORKING_KIND_KEYS = (
-    "ipFamily",
     "apiServerAddress",
     "apiServerPort",
     "disableDefaultCNI",
@@ -91,7 +101,13 @@ NODE_KIND_KEYS = (
 )
 VXLAN_KEYS = ("vni", "port")
 ROLES = ("control-plane", "worker")
-ATTACHMENTS: tuple[Attachment, ...] = ("ptp", "bridge")
+ATTACHMENTS: tuple[Attachment, ...] = ("ptp", "bridge", "vpc")
+IP_FAMILIES: tuple[IPFamily, ...] = ("ipv4", "ipv6", "dual")
+_DEFAULTS: dict[str, dict[Family, IPNetwork]] = {
+    "podSubnet": DEFAULT_POD_SUBNETS,
+    "serviceSubnet": DEFAULT_SERVICE_SUBNETS,
+    "nodeSubnet": DEFAULT_NODE_SUBNETS,
+}
 ROUTINGS: tuple[Routing, ...] = ("static", "host-gw", "vxlan")
 
 WHY_NODE_NAME = "a node's name is its hostname: lowercase letters, digits and '-', at most 63"
@@ -260,16 +276,14 @@ class _Loader:
         draft = self.draft
         r.known(net, "networking", NETWORKING_KEYS, NETWORKING_KIND_KEYS)
         draft.explicit = {k for k in net if isinstance(k, str)}
-        for key in SUBNET_KEYS:
-            if key in net:
-                draft.subnets[key] = read_cidr(r, net[key], f"networking.{key}")
-        family = net.get("ipFamily")
-        if family is not None and family != "ipv4":
-            r.add(
-                "networking.ipFamily",
-                f"'{family}' is not supported: podnet builds IPv4 networks",
-                "remove ipFamily, or set it to ipv4",
-            )
+        family = r.choice(
+            net.get("ipFamily"), "networking.ipFamily", IP_FAMILIES,
+            "ipv4, ipv6 or dual (both), as kind's networking.ipFamily",
+        )
+        draft.ip_family = cast(IPFamily, family or draft.ip_family)
+        read = {key: read_cidrs(r, net[key], f"networking.{key}") for key in SUBNET_KEYS
+                if key in net}
+        self.subnets(r, read)
         if net.get("nodeCIDRPrefix") is not None:
             draft.node_cidr_prefix = r.integer(
                 net["nodeCIDRPrefix"],
@@ -325,6 +339,33 @@ class _Loader:
             or draft.vxlan_port
         )
 
+    def subnets(self, r: Reader, read: dict[str, tuple[IPNetwork, ...] | None]) -> None:
+        """Each range as written, or kind's default for each family of `ipFamily`; a dual-stack
+        cluster's first family is podSubnet's first (IPv4 unless it says otherwise)."""
+        draft = self.draft
+        wanted = FAMILIES[draft.ip_family]
+        pods = read.get("podSubnet")
+        if pods and len(pods) == len(wanted):
+            wanted = tuple(4 if n.version == 4 else 6 for n in pods)
+        for key in SUBNET_KEYS:
+            if key not in read:
+                draft.subnets[key] = tuple(_DEFAULTS[key][f] for f in wanted)
+                continue
+            nets = read[key]
+            if nets is None:
+                draft.subnets[key] = None
+            elif sorted(n.version for n in nets) != sorted(wanted):
+                have = " and ".join(f"IPv{n.version}" for n in nets)
+                need = " and ".join(f"IPv{f}" for f in sorted(wanted))
+                example = ",".join(str(_DEFAULTS[key][f]) for f in wanted)
+                written = ",".join(map(str, nets))
+                r.add(f"networking.{key}",
+                      f"{written} is {have}: ipFamily {draft.ip_family} needs {need}",
+                      f"such as {example}, or set ipFamily to match")
+                draft.subnets[key] = None
+            else:
+                draft.subnets[key] = tuple(sorted(nets, key=lambda n: wanted.index(n.version)))
+
     def nodes(self, r: Reader, m: dict[Any, Any]) -> None:
         draft = self.draft
         if m.get("nodes") is None:  # kind's default: one control-plane node
@@ -372,16 +413,18 @@ class _Loader:
         services, problems = service_specs(draft)
         self.problems.extend(problems)
         nets = draft.subnets
-        pod_net, svc_net, node_net = nets["podSubnet"], nets["serviceSubnet"], nets["nodeSubnet"]
+        pod_nets, svc_nets, node_nets = (nets["podSubnet"], nets["serviceSubnet"],
+                                         nets["nodeSubnet"])
         prefix = draft.node_cidr_prefix
-        if self.problems or pod_net is None or svc_net is None or node_net is None or not prefix:
+        if self.problems or not pod_nets or not svc_nets or not node_nets or not prefix:
             return None
         return ClusterSpec(
             name=draft.name,
             nodes=tuple(n.spec for n in draft.nodes),
-            pod_subnet=pod_net,
-            service_subnet=svc_net,
-            node_subnet=node_net,
+            ip_family=draft.ip_family,
+            pod_subnets=pod_nets,
+            service_subnets=svc_nets,
+            node_subnets=node_nets,
             node_cidr_prefix=prefix,
             attachment=draft.attachment,
             routing=draft.routing,

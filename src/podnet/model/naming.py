@@ -21,6 +21,7 @@ __all__ = [
     "bad_cluster_name",
     "bad_dns1035_label",
     "bad_dns1123_label",
+    "bad_dns1123_subdomain",
     "bad_label_key",
     "bad_label_value",
     "bad_port_name",
@@ -157,6 +158,11 @@ def bad_dns1123_label(name: str, limit: int = NAME_MAX) -> str | None:
 def bad_dns1035_label(name: str) -> str | None:
     """As `bad_dns1123_label`, and the name must start with a letter (Service names)."""
     return _bad_name(name, _DNS1035_LABEL, "DNS-1035 label", NAME_MAX)
+
+
+def bad_dns1123_subdomain(name: str) -> str | None:
+    """Why `name` is not a DNS-1123 subdomain (labels joined by '.', 253 at most), or None."""
+    return _bad_name(name, _DNS1123_SUBDOMAIN, "DNS-1123 subdomain", 253)
 
 
 def bad_cluster_name(name: str) -> str | None:

@@ -7,15 +7,23 @@ Nothing here knows about the kernel, addresses chosen for pods, or state on disk
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from podnet.model.addresses import FAMILIES, Family, IPFamily, IPNetwork
+
 __all__ = [
+    "DEFAULT_NODE_SUBNETS",
+    "DEFAULT_POD_SUBNETS",
+    "DEFAULT_SERVICE_SUBNETS",
     "INTERNET_SUBNET",
+    "INTERNET_SUBNET6",
     "Attachment",
     "ClusterSpec",
     "ContainerSpec",
+    "DNSPolicy",
     "NodeSpec",
+    "PodDNSConfig",
     "PodSpec",
     "Routing",
     "ServicePort",
@@ -25,9 +33,26 @@ __all__ = [
 # The lab's `internet` namespace plays the outside world on TEST-NET-2 (RFC 5737): an address
 # range that is never routed anywhere real, so no lab traffic can reach a real host.
 INTERNET_SUBNET = ipaddress.IPv4Network("198.51.100.0/24")
+INTERNET_SUBNET6 = ipaddress.IPv6Network("2001:db8:5100::/64")  # RFC 3849's documentation range
 
-Attachment = Literal["ptp", "bridge"]  # kindnet's /32 per veth, or a cni0-style bridge
+# kind's defaults per family: pods, Services, and docker's `kind` network for the nodes.
+DEFAULT_POD_SUBNETS: dict[Family, IPNetwork] = {
+    4: ipaddress.IPv4Network("10.244.0.0/16"),
+    6: ipaddress.IPv6Network("fd00:10:244::/56"),
+}
+DEFAULT_SERVICE_SUBNETS: dict[Family, IPNetwork] = {
+    4: ipaddress.IPv4Network("10.96.0.0/16"),
+    6: ipaddress.IPv6Network("fd00:10:96::/112"),
+}
+DEFAULT_NODE_SUBNETS: dict[Family, IPNetwork] = {
+    4: ipaddress.IPv4Network("172.18.0.0/16"),
+    6: ipaddress.IPv6Network("fc00:f853:ccd:e793::/64"),
+}
+
+# kindnet's /32 per veth; a cni0-style bridge; AWS VPC CNI's pods on the node network's subnet
+Attachment = Literal["ptp", "bridge", "vpc"]
 Routing = Literal["static", "host-gw", "vxlan"]  # how a node reaches other nodes' pod CIDRs
+DNSPolicy = Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,15 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class PodDNSConfig:
+    """spec.dnsConfig: merged into the resolv.conf the policy gives (see podnet.dns.resolv)."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()  # (name, value): ndots:2 is ("ndots", "2")
+
+
+@dataclass(frozen=True)
 class PodSpec:
     name: str
     namespace: str = "default"
@@ -48,6 +82,10 @@ class PodSpec:
     containers: tuple[ContainerSpec, ...] = ()
     node: str | None = None  # spec.nodeName: pinned; None lets the planner place it
     owner: str | None = None  # the Deployment that made it, if any
+    hostname: str | None = None  # spec.hostname and spec.subdomain: with a headless Service
+    subdomain: str | None = None  # named <subdomain>, DNS has <hostname>.<subdomain>.<ns>.svc
+    dns_policy: DNSPolicy = "ClusterFirst"
+    dns_config: PodDNSConfig | None = None
 
     @property
     def key(self) -> str:
@@ -74,7 +112,8 @@ class ServiceSpec:
     type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
     selector: tuple[tuple[str, str], ...] = ()
     ports: tuple[ServicePort, ...] = ()
-    cluster_ip: str | None = None  # spec.clusterIP if the file pins one
+    ip_families: tuple[Family, ...] = (4,)  # decided from ipFamilyPolicy and ipFamilies
+    cluster_ips: tuple[str, ...] = ()  # spec.clusterIPs if the file pins them
 
     @property
     def key(self) -> str:
@@ -91,16 +130,13 @@ class NodeSpec:
 class ClusterSpec:
     name: str = "kind"
     nodes: tuple[NodeSpec, ...] = ()
-    pod_subnet: ipaddress.IPv4Network = field(
-        default_factory=lambda: ipaddress.IPv4Network("10.244.0.0/16")
-    )
-    service_subnet: ipaddress.IPv4Network = field(
-        default_factory=lambda: ipaddress.IPv4Network("10.96.0.0/16")
-    )
-    node_subnet: ipaddress.IPv4Network = field(
-        default_factory=lambda: ipaddress.IPv4Network("172.18.0.0/16")
-    )
-    node_cidr_prefix: int = 24  # each node's pod CIDR: 10.244.N.0/24, as kube-controller-manager
+    ip_family: IPFamily = "ipv4"
+    # One network per family, in the order of `families` (IPv4 first in dual-stack, as kind).
+    pod_subnets: tuple[IPNetwork, ...] = (DEFAULT_POD_SUBNETS[4],)
+    service_subnets: tuple[IPNetwork, ...] = (DEFAULT_SERVICE_SUBNETS[4],)
+    node_subnets: tuple[IPNetwork, ...] = (DEFAULT_NODE_SUBNETS[4],)
+    node_cidr_prefix: int = 24  # a node's IPv4 pod CIDR: 10.244.N.0/24 (kube-controller-manager)
+    node_cidr_prefix6: int = 64  # and its IPv6 one (--node-cidr-mask-size-ipv6)
     attachment: Attachment = "ptp"
     routing: Routing = "static"
     mtu: int = 1500
@@ -108,6 +144,22 @@ class ClusterSpec:
     vxlan_port: int = 8472
     pods: tuple[PodSpec, ...] = ()
     services: tuple[ServiceSpec, ...] = ()
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        return FAMILIES[self.ip_family]
+
+    @property
+    def pod_subnet(self) -> IPNetwork:
+        return self.pod_subnets[0]
+
+    @property
+    def service_subnet(self) -> IPNetwork:
+        return self.service_subnets[0]
+
+    @property
+    def node_subnet(self) -> IPNetwork:
+        return self.node_subnets[0]
 
     def node(self, name: str) -> NodeSpec | None:
         return next((n for n in self.nodes if n.name == name), None)

@@ -23,7 +23,6 @@ __all__ = [
     "SERVICE_SPEC",
 ]
 
-_NO_DNS = "the lab has no cluster DNS: each pod's /etc/hosts names its Services"
 _NO_SCHEDULER = "pods are placed on the workers in turn, or pinned with spec.nodeName"
 _NO_KUBELET = "a container here is a process started once: there is no kubelet to do this"
 _NO_CGROUPS = "the lab sets no cgroup limits or security profiles: remove it"
@@ -45,12 +44,8 @@ POD_SPEC = {
     "hostNetwork": "every pod gets a network namespace of its own here: remove hostNetwork",
     "hostPID": "containers are processes of this machine already: remove hostPID",
     "hostIPC": "the lab makes no IPC namespaces: remove hostIPC",
-    "dnsPolicy": _NO_DNS,
-    "dnsConfig": _NO_DNS,
-    "hostAliases": "podnet writes each pod's /etc/hosts itself (its name and the Services)",
-    "hostname": "a pod's hostname is its name here",
-    "subdomain": _NO_DNS,
-    "setHostnameAsFQDN": _NO_DNS,
+    "hostAliases": "podnet writes each pod's /etc/hosts itself",
+    "setHostnameAsFQDN": "a pod's hostname is its name (or spec.hostname), never its FQDN",
     "initContainers": "containers start together here: give the work to a container's command",
     "ephemeralContainers": "use `podnet exec` to run a command in a pod",
     "volumes": _NO_VOLUMES,
@@ -127,9 +122,6 @@ SERVICE_SPEC = {
     "allocateLoadBalancerNodePorts": _NO_LB,
     "healthCheckNodePort": _NO_LB,
     "publishNotReadyAddresses": "every pod a Service selects is an endpoint here: remove it",
-    "ipFamilies": "the lab's Services are IPv4: remove it",
-    "ipFamilyPolicy": "the lab's Services are IPv4: remove it",
-    "clusterIPs": "give one address in clusterIP",
     "trafficDistribution": "connections spread over every endpoint here: remove it",
 }
 

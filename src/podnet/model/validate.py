@@ -16,8 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from podnet.errors import Problem
+from podnet.model.addresses import FAMILIES, Family, IPAddress, IPFamily, IPNetwork
 from podnet.model.types import (
+    DEFAULT_NODE_SUBNETS,
+    DEFAULT_POD_SUBNETS,
+    DEFAULT_SERVICE_SUBNETS,
     INTERNET_SUBNET,
+    INTERNET_SUBNET6,
     Attachment,
     NodeSpec,
     PodSpec,
@@ -38,6 +43,7 @@ __all__ = [
     "check",
     "did_you_mean",
     "nearest",
+    "service_families",
     "service_specs",
     "usable_pod_addresses",
 ]
@@ -98,7 +104,9 @@ class ServiceDraft:
     type: str = "ClusterIP"
     selector: tuple[tuple[str, str], ...] = ()
     ports: list[PortDraft] = field(default_factory=list)
-    cluster_ip: ipaddress.IPv4Address | None = None
+    cluster_ips: tuple[IPAddress, ...] = ()  # spec.clusterIPs (or clusterIP) as written
+    ip_families: tuple[Family, ...] = ()  # spec.ipFamilies as written
+    ip_family_policy: str = ""  # spec.ipFamilyPolicy as written ("": SingleStack)
 
 
 @dataclass
@@ -109,11 +117,13 @@ class ClusterDraft:
     origin: Origin
     name: str = "kind"
     nodes: list[NodeDraft] = field(default_factory=list)
-    subnets: dict[str, ipaddress.IPv4Network | None] = field(
+    ip_family: IPFamily = "ipv4"
+    # One network per family, first family first; None: invalid (and reported).
+    subnets: dict[str, tuple[IPNetwork, ...] | None] = field(
         default_factory=lambda: {
-            "podSubnet": ipaddress.IPv4Network("10.244.0.0/16"),
-            "serviceSubnet": ipaddress.IPv4Network("10.96.0.0/16"),
-            "nodeSubnet": ipaddress.IPv4Network("172.18.0.0/16"),
+            "podSubnet": (DEFAULT_POD_SUBNETS[4],),
+            "serviceSubnet": (DEFAULT_SERVICE_SUBNETS[4],),
+            "nodeSubnet": (DEFAULT_NODE_SUBNETS[4],),
         }
     )
     explicit: set[str] = field(default_factory=set)  # networking keys the file set
@@ -129,6 +139,11 @@ class ClusterDraft:
 
     def net_field(self, key: str) -> str:
         return f"networking.{key}"
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        pods = self.subnets["podSubnet"]
+        return tuple(4 if n.version == 4 else 6 for n in pods) if pods else FAMILIES[self.ip_family]
 
 
 def nearest(word: str, choices: Iterable[str]) -> str | None:
@@ -154,6 +169,7 @@ def check(draft: ClusterDraft) -> list[Problem]:
     """Every problem that spans documents or objects, in file order as far as possible."""
     problems: list[Problem] = []
     problems += _subnets(draft)
+    problems += _shape(draft)
     problems += _node_names(draft)
     problems += _duplicates(
         "Deployment", [(key, origin, "metadata.name") for key, origin in draft.deployments]
@@ -171,92 +187,136 @@ def check(draft: ClusterDraft) -> list[Problem]:
     return problems
 
 
+IPV6_NODE_PREFIX = 64  # each node's IPv6 pod range, as --node-cidr-mask-size-ipv6
+_INTERNET: dict[int, IPNetwork] = {4: INTERNET_SUBNET, 6: INTERNET_SUBNET6}
+
+
 def _subnets(draft: ClusterDraft) -> list[Problem]:
     problems = []
     nets = draft.subnets
     for i, a in enumerate(SUBNET_KEYS):
         for b in SUBNET_KEYS[i + 1 :]:
-            na, nb = nets[a], nets[b]
-            if na is None or nb is None or not na.overlaps(nb):
-                continue
-            # Report on the key the file set, naming the other (and saying if it is a default).
-            key, other = (b, a) if b in draft.explicit else (a, b)
-            default = "" if other in draft.explicit else " (the default)"
-            problems.append(
-                draft.origin.problem(
-                    draft.net_field(key),
-                    f"{nets[key]} overlaps {other} {nets[other]}{default}",
-                    f"give each range its own addresses; {KIND_SUBNETS}",
-                )
-            )
+            for na in nets[a] or ():
+                for nb in nets[b] or ():
+                    if na.version != nb.version or not na.overlaps(nb):
+                        continue
+                    # Report on the key the file set, naming the other (and if it is a default).
+                    key, other = (b, a) if b in draft.explicit else (a, b)
+                    mine, theirs = (nb, na) if key == b else (na, nb)
+                    default = "" if other in draft.explicit else " (the default)"
+                    problems.append(
+                        draft.origin.problem(
+                            draft.net_field(key),
+                            f"{mine} overlaps {other} {theirs}{default}",
+                            f"give each range its own addresses; {KIND_SUBNETS}",
+                        )
+                    )
     for key in SUBNET_KEYS:
-        net = nets[key]
-        if net is not None and net.overlaps(INTERNET_SUBNET) and key in draft.explicit:
-            problems.append(
-                draft.origin.problem(
-                    draft.net_field(key),
-                    f"{net} overlaps {INTERNET_SUBNET}, where the lab's `internet` namespace "
-                    "plays the outside world",
-                    f"pick a range outside {INTERNET_SUBNET}; {KIND_SUBNETS}",
+        for net in nets[key] or ():
+            world = _INTERNET[net.version]
+            if net.overlaps(world) and key in draft.explicit:
+                problems.append(
+                    draft.origin.problem(
+                        draft.net_field(key),
+                        f"{net} overlaps {world}, where the lab's `internet` namespace "
+                        "plays the outside world",
+                        f"pick a range outside {world}; {KIND_SUBNETS}",
+                    )
                 )
-            )
+    for pod in nets["podSubnet"] or ():
+        prefix = draft.node_cidr_prefix if pod.version == 4 else IPV6_NODE_PREFIX
+        problems += _node_ranges(draft, pod, prefix)
     problems += _room(draft)
-    pod, prefix = nets["podSubnet"], draft.node_cidr_prefix
-    count = len(draft.nodes)
-    if pod is None or prefix is None or count == 0:
-        return problems
-    if prefix < pod.prefixlen:
-        problems.append(
-            draft.origin.problem(
-                draft.net_field("nodeCIDRPrefix"),
-                f"/{prefix} is wider than podSubnet {pod}: no node range fits in it",
-                f"use nodeCIDRPrefix {max(pod.prefixlen, 24)} or more, or widen podSubnet",
-            )
-        )
-        return problems
-    ranges = 2 ** (prefix - pod.prefixlen)
-    if ranges < count:
-        needed = max(0, prefix - math.ceil(math.log2(count)))
-        wider = ipaddress.IPv4Network(f"{pod.network_address}/{needed}", strict=False)
-        problems.append(
-            draft.origin.problem(
-                draft.net_field("podSubnet"),
-                f"{pod} holds {ranges} node range{'s' if ranges != 1 else ''} of /{prefix}, "
-                f"the cluster has {count} nodes",
-                f"use a podSubnet of /{needed} or wider (such as {wider}), "
-                "or a larger nodeCIDRPrefix",
-            )
-        )
     return problems
 
 
-def _hosts(net: ipaddress.IPv4Network) -> int:
-    """Addresses of `net` a host may hold on a LAN: all but network and broadcast (a /31 or /32
-    is no LAN: none)."""
-    return max(0, net.num_addresses - 2)
+def _hosts(net: IPNetwork) -> int:
+    """Addresses of `net` a host may hold on a LAN: all but the network's own and, in IPv4, the
+    broadcast; a /31 or /32 (/127, /128) is no LAN."""
+    if net.max_prefixlen - net.prefixlen < 2:
+        return 0
+    return net.num_addresses - (2 if net.version == 4 else 1)
 
 
 def _room(draft: ClusterDraft) -> list[Problem]:
-    """The node network holds its gateway and every node; serviceSubnet every Service."""
+    """The node network holds its gateway and every node (and with vpc every pod), and each
+    serviceSubnet a ClusterIP per Service: /30-/32 node networks raised StopIteration."""
     problems = []
-    node_net, svc_net = draft.subnets["nodeSubnet"], draft.subnets["serviceSubnet"]
-    need = len(draft.nodes) + 1
-    if node_net is not None and draft.nodes and _hosts(node_net) < need:
-        wider = node_net.supernet(new_prefix=32 - math.ceil(math.log2(need + 2)))
-        problems.append(draft.origin.problem(
-            draft.net_field("nodeSubnet"),
-            f"{node_net} has room for {_hosts(node_net)} addresses: the node network needs "
-            f"{need}, its gateway and {len(draft.nodes)} node{'s' if need > 2 else ''}",
-            f"use a /{wider.prefixlen} or wider, such as {wider} (kind's is 172.18.0.0/16)",
-        ))
+    need = len(draft.nodes) + 1 + (len(draft.pods) if draft.attachment == "vpc" else 0)
+    what = f"its gateway and {len(draft.nodes)} node{'s' if len(draft.nodes) > 1 else ''}"
+    if draft.attachment == "vpc":
+        what += f" and {len(draft.pods)} pods"
+    for net in draft.subnets["nodeSubnet"] or ():
+        if draft.nodes and _hosts(net) < need:
+            wider = net.supernet(new_prefix=net.max_prefixlen - math.ceil(math.log2(need + 2)))
+            problems.append(draft.origin.problem(
+                draft.net_field("nodeSubnet"),
+                f"{net} has room for {_hosts(net)} addresses: the node network needs {need}, "
+                f"{what}",
+                f"use a /{wider.prefixlen} or wider, such as {wider} (kind's is 172.18.0.0/16)",
+            ))
     count = len(draft.services)
-    if svc_net is not None and count and _hosts(svc_net) < count:
-        fits = 32 - math.ceil(math.log2(count + 2))
+    for net in draft.subnets["serviceSubnet"] or ():
+        if count and _hosts(net) < count:
+            wider = net.supernet(new_prefix=net.max_prefixlen - math.ceil(math.log2(count + 2)))
+            problems.append(draft.origin.problem(
+                draft.net_field("serviceSubnet"),
+                f"{net} has room for {_hosts(net)} ClusterIPs, the file has {count} "
+                f"Service{'s' if count > 1 else ''}",
+                f"use a /{wider.prefixlen} or wider (kind's is 10.96.0.0/16)",
+            ))
+    return problems
+
+
+def _node_ranges(draft: ClusterDraft, pod: IPNetwork, prefix: int | None) -> list[Problem]:
+    """Whether `pod` cuts into a /prefix range for every node."""
+    count = len(draft.nodes)
+    if prefix is None or count == 0 or draft.attachment == "vpc":
+        return []
+    key = "nodeCIDRPrefix" if pod.version == 4 else "podSubnet"
+    if prefix < pod.prefixlen:
+        hint = (f"use nodeCIDRPrefix {max(pod.prefixlen, 24)} or more, or widen podSubnet"
+                if pod.version == 4 else f"use an IPv6 podSubnet of /{prefix} or wider")
+        return [
+            draft.origin.problem(
+                draft.net_field(key),
+                f"/{prefix} is wider than podSubnet {pod}: no node range fits in it",
+                hint,
+            )
+        ]
+    ranges = 2 ** (prefix - pod.prefixlen)
+    if ranges >= count:
+        return []
+    needed = max(0, prefix - math.ceil(math.log2(count)))
+    wider = ipaddress.ip_network(f"{pod.network_address}/{needed}", strict=False)
+    more = ", or a larger nodeCIDRPrefix" if pod.version == 4 else ""
+    return [
+        draft.origin.problem(
+            draft.net_field("podSubnet"),
+            f"{pod} holds {ranges} node range{'s' if ranges != 1 else ''} of /{prefix}, "
+            f"the cluster has {count} nodes",
+            f"use a podSubnet of /{needed} or wider (such as {wider}){more}",
+        )
+    ]
+
+
+def _shape(draft: ClusterDraft) -> list[Problem]:
+    """Attachments and routings that cannot go together."""
+    if draft.attachment != "vpc":
+        return []
+    problems = []
+    if draft.ip_family != "ipv4":
         problems.append(draft.origin.problem(
-            draft.net_field("serviceSubnet"),
-            f"{svc_net} has room for {_hosts(svc_net)} ClusterIPs, the file has {count} "
-            f"Service{'s' if count > 1 else ''}",
-            f"use a /{fits} or wider (kind's is 10.96.0.0/16)",
+            draft.net_field("ipFamily"),
+            f"attachment vpc builds IPv4 pods only, not {draft.ip_family}",
+            "use ipFamily ipv4 with vpc, or attachment ptp or bridge for IPv6",
+        ))
+    if draft.routing != "static":
+        problems.append(draft.origin.problem(
+            draft.net_field("routing"),
+            f"attachment vpc puts pods on the node network itself: routing {draft.routing} has "
+            "nothing to route",
+            "leave routing out (or static) with attachment vpc",
         ))
     return problems
 
@@ -340,7 +400,8 @@ def _capacity(draft: ClusterDraft) -> list[Problem]:
     """Nodes whose pod CIDR cannot hold the pods they get: pinned pods, then every other pod
     on the least-loaded schedulable node (ties in file order), as the planner places them."""
     prefix = draft.node_cidr_prefix
-    if prefix is None or not draft.nodes:
+    # IPv6 node ranges are /64s, and vpc pods share the node network: only IPv4 ranges fill up.
+    if prefix is None or not draft.nodes or 4 not in draft.families or draft.attachment == "vpc":
         return []
     index = {n.spec.name: i for i, n in enumerate(draft.nodes)}
     pinned = [0] * len(draft.nodes)
@@ -380,15 +441,21 @@ def _capacity(draft: ClusterDraft) -> list[Problem]:
 
 def _service_addresses(draft: ClusterDraft) -> list[Problem]:
     problems = []
-    net = draft.subnets["serviceSubnet"]
-    ips: dict[ipaddress.IPv4Address, ServiceDraft] = {}
+    nets = {n.version: n for n in draft.subnets["serviceSubnet"] or ()}
+    ips: dict[IPAddress, ServiceDraft] = {}
     node_ports: dict[tuple[int, str], ServiceDraft] = {}
     for svc in draft.services:
-        ip = svc.cluster_ip
-        if ip is not None:
-            if net is not None and (
-                ip not in net or ip in (net.network_address, net.broadcast_address)
-            ):
+        for ip in svc.cluster_ips:
+            net = nets.get(ip.version)
+            if net is None:
+                if draft.subnets["serviceSubnet"] is not None:
+                    problems.append(svc.origin.problem(
+                        "spec.clusterIP",
+                        f"{ip} is IPv{ip.version}, and the cluster has no IPv{ip.version} "
+                        "serviceSubnet",
+                        "leave clusterIP out, or set networking.ipFamily to dual",
+                    ))
+            elif ip not in net or ip in (net.network_address, net.broadcast_address):
                 problems.append(
                     svc.origin.problem(
                         "spec.clusterIP",
@@ -421,6 +488,33 @@ def _service_addresses(draft: ClusterDraft) -> list[Problem]:
     return problems
 
 
+def service_families(
+    svc: ServiceDraft, cluster: tuple[Family, ...]
+) -> tuple[tuple[Family, ...], Problem | None]:
+    """The families a Service gets, as the API server decides them from `ipFamilyPolicy`
+    (SingleStack by default), `ipFamilies` and `clusterIPs`, and the cluster's families."""
+    policy = svc.ip_family_policy or "SingleStack"
+    asked = svc.ip_families or tuple(4 if ip.version == 4 else 6 for ip in svc.cluster_ips)
+    missing = [f for f in asked if f not in cluster]
+    if missing:
+        return (), svc.origin.problem(
+            "spec.ipFamilies", f"IPv{missing[0]} is not a family of this cluster "
+            f"({', '.join(f'IPv{f}' for f in cluster)})",
+            "leave ipFamilies out, or set networking.ipFamily to dual")
+    if policy == "SingleStack":
+        if len(asked) > 1:
+            return (), svc.origin.problem(
+                "spec.ipFamilyPolicy", "SingleStack with two families",
+                "use PreferDualStack or RequireDualStack, or give one family")
+        return (asked[0] if asked else cluster[0],), None
+    if policy == "RequireDualStack" and len(cluster) < 2:
+        return (), svc.origin.problem(
+            "spec.ipFamilyPolicy", "RequireDualStack in a single-stack cluster",
+            "set networking.ipFamily to dual, or use PreferDualStack")
+    first = asked[0] if asked else cluster[0]
+    return (first, *(f for f in cluster if f != first)), None
+
+
 def _selects(selector: tuple[tuple[str, str], ...], pod: PodSpec, namespace: str) -> bool:
     if not selector or pod.namespace != namespace:
         return False
@@ -430,10 +524,13 @@ def _selects(selector: tuple[tuple[str, str], ...], pod: PodSpec, namespace: str
 
 def service_specs(draft: ClusterDraft) -> tuple[tuple[ServiceSpec, ...], list[Problem]]:
     """Services with named targetPorts resolved against the containers of the pods they
-    select (`targetPort: http` -> the containerPort named http)."""
+    select (`targetPort: http` -> the containerPort named http), and their families."""
     services = []
     problems = []
     for svc in draft.services:
+        families, problem = service_families(svc, draft.families)
+        if problem is not None:
+            problems.append(problem)
         ports = []
         for port in svc.ports:
             target = port.target
@@ -472,7 +569,8 @@ def service_specs(draft: ClusterDraft) -> tuple[tuple[ServiceSpec, ...], list[Pr
                 type="NodePort" if svc.type == "NodePort" else "ClusterIP",
                 selector=svc.selector,
                 ports=tuple(ports),
-                cluster_ip=str(svc.cluster_ip) if svc.cluster_ip is not None else None,
+                ip_families=families,
+                cluster_ips=tuple(str(ip) for ip in svc.cluster_ips),
             )
         )
     return tuple(services), problems

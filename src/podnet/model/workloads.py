@@ -8,12 +8,14 @@ the Pods of the file already took.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from podnet.model import naming, unmodelled
+from podnet.model.addresses import Family, IPAddress
 from podnet.model.containers import ONLY_TCP_UDP, PROTOCOLS, read_pod_spec
 from podnet.model.fields import Reader, describe, read_target_port
+from podnet.model.pod_dns import read_pod_dns
 from podnet.model.types import PodSpec
 from podnet.model.validate import ClusterDraft, Origin, PodDraft, PortDraft, ServiceDraft
 
@@ -38,7 +40,8 @@ TEMPLATE_METADATA_KEYS = ("labels", "annotations")
 DEPLOYMENT_KEYS = ("replicas", "selector", "template")
 SELECTOR_KEYS = ("matchLabels", "matchExpressions")
 TEMPLATE_KEYS = ("metadata", "spec")
-SERVICE_KEYS = ("type", "selector", "ports", "clusterIP")
+SERVICE_KEYS = ("type", "selector", "ports", "clusterIP", "clusterIPs", "ipFamilies",
+                "ipFamilyPolicy")
 SERVICE_PORT_KEYS = ("name", "protocol", "port", "targetPort", "nodePort")
 
 NEED_SELECTOR = "apps/v1 needs selector.matchLabels: the labels of spec.template.metadata.labels"
@@ -67,8 +70,7 @@ def add_replicas(draft: ClusterDraft, deployments: list[Deployment]) -> None:
         used = taken.setdefault(dep.namespace, set())
         for name in naming.replica_pod_names(dep.name, dep.template_hash, dep.replicas, used):
             used.add(name)
-            t = dep.template
-            replica = PodSpec(name, t.namespace, t.labels, t.containers, t.node, dep.name)
+            replica = replace(dep.template, name=name, owner=dep.name)
             draft.pods.append(PodDraft(replica, dep.origin, dep.port_names))
 
 
@@ -136,9 +138,13 @@ def read_pod(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
     spec = r.mapping(m.get("spec"), "spec", required="a Pod needs spec.containers")
     given = isinstance(m.get("spec"), dict)  # else only "spec is missing" is reported
     containers, node, port_names = read_pod_spec(r, spec, "spec", given)
+    dns = read_pod_dns(r, spec, "spec")
     if name is None:
         return
-    pod = PodSpec(name, namespace, labels, containers, node)
+    pod = PodSpec(
+        name, namespace, labels, containers, node, None,
+        dns.hostname, dns.subdomain, dns.policy, dns.config,
+    )
     draft.pods.append(PodDraft(pod, r.origin, port_names))
 
 
@@ -199,6 +205,7 @@ def read_deployment(
     containers, node, port_names = read_pod_spec(
         r, pod_spec, "spec.template.spec", isinstance(template.get("spec"), dict)
     )
+    dns = read_pod_dns(r, pod_spec, "spec.template.spec")
     if name is None:
         return
     draft.deployments.append((f"{namespace}/{name}", r.origin))
@@ -208,7 +215,10 @@ def read_deployment(
             namespace,
             replicas,
             naming.pod_template_hash(template),
-            PodSpec("", namespace, labels, containers, node, owner=name),
+            PodSpec(
+                "", namespace, labels, containers, node, name,
+                dns.hostname, dns.subdomain, dns.policy, dns.config,
+            ),
             Origin(r.origin.doc, r.origin.where, "spec.template"),
             port_names,
         )
@@ -233,28 +243,59 @@ def read_service(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
         or "ClusterIP"
     )
     selector = r.labels(spec.get("selector"), "spec.selector")
-    cluster_ip = None
-    ip_text = r.text(spec.get("clusterIP"), "spec.clusterIP")
-    if ip_text == "None":
-        r.add(
-            "spec.clusterIP",
-            "headless Services are not supported",
-            "leave clusterIP out, or give an address in serviceSubnet",
-        )
-    elif ip_text:
-        try:
-            cluster_ip = ipaddress.IPv4Address(ip_text)
-        except ValueError:
-            r.add(
-                "spec.clusterIP",
-                f"'{ip_text}' is not an IPv4 address",
-                "give an address in serviceSubnet, or leave clusterIP out",
-            )
+    cluster_ips = _cluster_ips(r, spec)
+    families = _ip_families(r, spec)
+    policy = r.choice(spec.get("ipFamilyPolicy"), "spec.ipFamilyPolicy", FAMILY_POLICIES,
+                      "SingleStack (the default), PreferDualStack or RequireDualStack") or ""
     ports = _service_ports(r, spec, svc_type) if isinstance(m.get("spec"), dict) else []
     if name is not None:
         draft.services.append(
-            ServiceDraft(name, namespace, r.origin, svc_type, selector, ports, cluster_ip)
+            ServiceDraft(name, namespace, r.origin, svc_type, selector, ports, cluster_ips,
+                         families, policy)
         )
+
+
+FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+
+
+def _cluster_ips(r: Reader, spec: dict[Any, Any]) -> tuple[IPAddress, ...]:
+    """spec.clusterIPs (or its first, spec.clusterIP): the addresses the file pins."""
+    key = "clusterIPs" if "clusterIPs" in spec else "clusterIP"
+    raw = spec.get(key)
+    if raw is None:
+        return ()
+    texts = [r.text(v, f"spec.{key}[{i}]") for i, v in enumerate(r.items(raw, f"spec.{key}"))] \
+        if key == "clusterIPs" else [r.text(raw, "spec.clusterIP")]
+    out = []
+    for text in texts:
+        if text == "None":
+            r.add(
+                f"spec.{key}",
+                "headless Services are not supported",
+                "leave clusterIP out, or give an address in serviceSubnet",
+            )
+        elif text:
+            try:
+                out.append(ipaddress.ip_address(text))
+            except ValueError:
+                r.add(f"spec.{key}", f"'{text}' is not an IP address",
+                      "give an address in serviceSubnet, or leave clusterIP out")
+    if len({ip.version for ip in out}) != len(out):
+        r.add(f"spec.{key}", "two addresses of one family", "give at most one per family")
+        return ()
+    return tuple(out)
+
+
+def _ip_families(r: Reader, spec: dict[Any, Any]) -> tuple[Family, ...]:
+    out: list[Family] = []
+    for i, value in enumerate(r.items(spec.get("ipFamilies"), "spec.ipFamilies")):
+        name = r.choice(value, f"spec.ipFamilies[{i}]", ("IPv4", "IPv6"), "IPv4 or IPv6")
+        if name is not None:
+            out.append(4 if name == "IPv4" else 6)
+    if len(set(out)) != len(out):
+        r.add("spec.ipFamilies", "a family twice", "list each family once")
+        return ()
+    return tuple(out)
 
 
 def _service_ports(r: Reader, spec: dict[Any, Any], svc_type: str) -> list[PortDraft]:

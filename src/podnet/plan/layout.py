@@ -3,6 +3,11 @@
 `layout(spec, previous)` is pure. It keeps what `previous` (the recorded state of the running lab)
 already decided for pods and nodes that stay, so a second `up` decides exactly the same things and
 an `up` after an edit moves nothing that did not change.
+
+Every address is held once per family of the cluster (IPv4 first in dual-stack, as kind): a node
+has an address on the node network and a pod CIDR per family, a pod an address per family, a
+Service a ClusterIP per family of its own. The singular properties (`ip`, `pod_cidr`, ...) are
+the first family's, as `status.podIP` is the first of `status.podIPs`.
 """
 
 from __future__ import annotations
@@ -12,35 +17,51 @@ import ipaddress
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from podnet.errors import Problem, TopologyError
 from podnet.ipam.pool import Pool, PoolExhaustedError
-from podnet.model.types import INTERNET_SUBNET, ClusterSpec, ContainerSpec, PodSpec
+from podnet.model.addresses import Family, IPAddress, IPInterface, IPNetwork, nth_host
+from podnet.model.types import (
+    INTERNET_SUBNET,
+    INTERNET_SUBNET6,
+    ClusterSpec,
+    ContainerSpec,
+    PodSpec,
+)
 from podnet.plan.services import ServiceLayout, place_services
 
 __all__ = [
     "INTERNET_KEY",
     "INTERNET_SUBNET",
+    "INTERNET_SUBNET6",
     "STATE_ROOT",
     "TUNNEL",
+    "TUNNELS",
     "VXLAN_OVERHEAD",
     "InternetLayout",
     "Layout",
     "NodeLayout",
     "PodLayout",
     "layout",
+    "link_mac",
+    "pod_netns_name",
     "vtep_mac",
 ]
 
 STATE_ROOT = "/run/podnet"
 _NETNS_UUID_NAMESPACE = uuid.UUID("0b7f5a2e-4f4e-4c1b-9d8a-706f646e6574")
-TUNNEL = "flannel.1"  # flannel's name for its VXLAN device (".1": VNI 1)
-VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 bytes
-# The outside world: TEST-NET-2 (RFC 5737), reserved for documentation, so it can never be a
-# real address; it exists only as a namespace of the lab's.
-_POD_SUBNET = ipaddress.IPv4Network("10.244.0.0/16")  # kind's defaults
-_SERVICE_SUBNET = ipaddress.IPv4Network("10.96.0.0/16")
+# flannel's names for its VXLAN devices (".1": VNI 1), one per family.
+TUNNELS: dict[int, str] = {4: "flannel.1", 6: "flannel-v6.1"}
+TUNNEL = TUNNELS[4]
+# Outer Ethernet 14 + IP (20 for IPv4, 40 for IPv6) + UDP 8 + VXLAN 8 bytes.
+VXLAN_OVERHEAD: dict[int, int] = {4: 50, 6: 70}
 INTERNET_KEY = "internet"  # the record's key for the internet's web server (pod keys have a /)
+_INTERNET_NETS: dict[int, IPNetwork] = {4: INTERNET_SUBNET, 6: INTERNET_SUBNET6}
+
+
+def _first(values: tuple[IPNetwork, ...]) -> IPNetwork | None:
+    return values[0] if values else None
 
 
 @dataclass(frozen=True)
@@ -48,22 +69,46 @@ class NodeLayout:
     name: str
     role: str
     netns: str  # the node's network namespace (named like the kind container: kind-worker)
-    ip: ipaddress.IPv4Interface  # eth0 on the node network, 172.18.0.3/16
-    pod_cidr: ipaddress.IPv4Network  # 10.244.1.0/24
+    ips: tuple[IPInterface, ...]  # eth0 on the node network: 172.18.0.3/16, fc00:...::3/64
+    # Pod CIDRs: 10.244.1.0/24, fd00:10:244:1::/64 (none with vpc: pods share the node network)
+    pod_cidrs: tuple[IPNetwork, ...]
     uplink: str  # the node's veth in the fabric namespace, enslaved to the node bridge
     uts: str  # bind-mounted UTS namespace holding hostname = node name
     hosts_file: str
-    vtep_mac: str = ""  # MAC of the node's VXLAN device (flannel.1), chosen by us: see vtep_mac
+    vtep_macs: tuple[str, ...] = ()  # per family: MACs of the VXLAN devices, see vtep_mac
 
     @property
-    def gateway(self) -> ipaddress.IPv4Address:
-        """The pods' gateway: the first address of the pod CIDR (10.244.1.1)."""
-        return self.pod_cidr.network_address + 1
+    def ip(self) -> IPInterface:
+        return self.ips[0]
 
     @property
-    def vtep_ip(self) -> ipaddress.IPv4Address:
-        """flannel.1's address: the pod CIDR's network address, as a /32 (10.244.1.0)."""
-        return self.pod_cidr.network_address
+    def pod_cidr(self) -> IPNetwork | None:
+        return _first(self.pod_cidrs)
+
+    @property
+    def gateways(self) -> tuple[IPAddress, ...]:
+        """The pods' gateways: the first address of each pod CIDR (10.244.1.1)."""
+        return tuple(nth_host(cidr, 1) for cidr in self.pod_cidrs)
+
+    @property
+    def gateway(self) -> IPAddress | None:
+        return self.gateways[0] if self.gateways else None
+
+    @property
+    def vtep_ips(self) -> tuple[IPAddress, ...]:
+        """The VXLAN devices' addresses: each pod CIDR's network address (10.244.1.0), as
+        flannel gives them."""
+        return tuple(cidr.network_address for cidr in self.pod_cidrs)
+
+    @property
+    def vtep_mac(self) -> str:
+        return self.vtep_macs[0] if self.vtep_macs else ""
+
+    def ip_of(self, family: int) -> IPInterface | None:
+        return next((ip for ip in self.ips if ip.version == family), None)
+
+    def pod_cidr_of(self, family: int) -> IPNetwork | None:
+        return next((c for c in self.pod_cidrs if c.version == family), None)
 
 
 @dataclass(frozen=True)
@@ -72,16 +117,24 @@ class PodLayout:
     name: str
     node: str
     netns: str  # cni-<uuid>, as container runtimes name pod namespaces
-    ip: ipaddress.IPv4Interface  # 10.244.1.5/24
+    ips: tuple[IPInterface, ...]  # 10.244.1.5/24, fd00:10:244:1::5/64
     veth: str  # the node's end of the pod's veth pair: veth<8 hex>
     uts: str
     hosts_file: str
     containers: tuple[ContainerSpec, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+    owner: str | None = None  # the Deployment that made it, if any
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def ip(self) -> IPInterface:
+        return self.ips[0]
+
+    def ip_of(self, family: int) -> IPInterface | None:
+        return next((ip for ip in self.ips if ip.version == family), None)
 
 
 @dataclass(frozen=True)
@@ -91,15 +144,25 @@ class InternetLayout:
 
     netns: str  # kind-internet
     link: str  # the fabric's veth towards it (its peer is eth0 in `netns`)
-    gateway: ipaddress.IPv4Interface  # 198.51.100.1/24, the fabric's end: the way back in
-    address: ipaddress.IPv4Interface  # 198.51.100.100/24, the web server out there
+    gateways: tuple[IPInterface, ...]  # 198.51.100.1/24: the fabric's end, the way back in
+    addresses: tuple[IPInterface, ...]  # 198.51.100.100/24: the web server out there
     port: int = 80
     log: str = ""
 
     @property
+    def gateway(self) -> IPInterface:
+        return self.gateways[0]
+
+    @property
+    def address(self) -> IPInterface:
+        return self.addresses[0]
+
+    @property
     def url(self) -> str:
+        host = str(self.address.ip)
+        host = f"[{host}]" if self.address.version == 6 else host
         port = "" if self.port == 80 else f":{self.port}"
-        return f"http://{self.address.ip}{port}/"
+        return f"http://{host}{port}/"
 
 
 @dataclass(frozen=True)
@@ -107,33 +170,68 @@ class Layout:
     cluster: str
     fabric_netns: str  # plays the docker host: holds the node network's bridge
     bridge: str  # the node network bridge (docker's br-<id>)
-    fabric_gateway: ipaddress.IPv4Interface  # 172.18.0.1/16 on that bridge
+    fabric_gateways: tuple[IPInterface, ...]  # 172.18.0.1/16 on that bridge, per family
     attachment: str
     routing: str
     mtu: int
     nodes: tuple[NodeLayout, ...] = ()
     pods: tuple[PodLayout, ...] = ()
     state_dir: str = field(default="")
-    pod_subnet: ipaddress.IPv4Network = _POD_SUBNET
-    service_subnet: ipaddress.IPv4Network = _SERVICE_SUBNET
+    # Where pods' addresses come from, per family (with vpc: the node network's subnets).
+    pod_subnets: tuple[IPNetwork, ...] = (ipaddress.IPv4Network("10.244.0.0/16"),)
+    service_subnets: tuple[IPNetwork, ...] = (ipaddress.IPv4Network("10.96.0.0/16"),)
     vxlan_vni: int = 1
     vxlan_port: int = 8472
     services: tuple[ServiceLayout, ...] = ()
     internet: InternetLayout | None = None
 
     @property
+    def families(self) -> tuple[Family, ...]:
+        return tuple(4 if net.version == 4 else 6 for net in self.pod_subnets)
+
+    @property
+    def fabric_gateway(self) -> IPInterface:
+        return self.fabric_gateways[0]
+
+    @property
+    def pod_subnet(self) -> IPNetwork:
+        return self.pod_subnets[0]
+
+    @property
+    def service_subnet(self) -> IPNetwork:
+        return self.service_subnets[0]
+
+    @property
     def pod_mtu(self) -> int:
-        """Pods' MTU: the node network's, less the VXLAN header when pods' packets get one."""
-        return self.mtu - VXLAN_OVERHEAD if self.routing == "vxlan" else self.mtu
+        """Pods' MTU: the node network's, less the VXLAN headers when pods' packets get them
+        (an IPv6 underlay's are 20 bytes longer; one MTU serves every family of a pod)."""
+        if self.routing != "vxlan":
+            return self.mtu
+        return self.mtu - max(VXLAN_OVERHEAD[f] for f in self.families)
+
+    @cached_property
+    def _nodes_by_name(self) -> dict[str, NodeLayout]:
+        return {n.name: n for n in self.nodes}
+
+    @cached_property
+    def _pods_by_key(self) -> dict[str, PodLayout]:
+        return {p.key: p for p in self.pods}
+
+    @cached_property
+    def _pods_by_node(self) -> dict[str, list[PodLayout]]:
+        out: dict[str, list[PodLayout]] = {n.name: [] for n in self.nodes}
+        for pod in self.pods:
+            out.setdefault(pod.node, []).append(pod)
+        return out
 
     def node(self, name: str) -> NodeLayout:
-        return next(n for n in self.nodes if n.name == name)
+        return self._nodes_by_name[name]
 
     def pods_on(self, node: str) -> list[PodLayout]:
-        return [p for p in self.pods if p.node == node]
+        return self._pods_by_node.get(node, [])
 
     def pod(self, key: str) -> PodLayout | None:
-        return next((p for p in self.pods if p.key == key), None)
+        return self._pods_by_key.get(key)
 
 
 def _short_hash(*parts: str) -> str:
@@ -154,66 +252,110 @@ def _unique_veth(seed: tuple[str, ...], taken: set[str]) -> str:
         salt += 1
 
 
-def vtep_mac(cluster: str, node: str) -> str:
-    """A stable, locally administered unicast MAC for a node's VXLAN device. flannel lets the
-    kernel pick one and publishes it in a node annotation; deciding it here lets the plan (and
-    `podnet explain`) name every neighbour and FDB entry before anything exists."""
-    raw = bytearray(hashlib.sha256(f"vtep/{cluster}/{node}".encode()).digest()[:6])
+def link_mac(seed: str) -> str:
+    """A stable, locally administered unicast MAC derived from `seed`: chosen by the plan, so
+    `podnet explain` can name every neighbour entry that points at it before anything exists."""
+    raw = bytearray(hashlib.sha256(seed.encode()).digest()[:6])
     raw[0] = (raw[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in raw)
+
+
+def vtep_mac(cluster: str, node: str, family: int = 4) -> str:
+    """The MAC of a node's VXLAN device. flannel lets the kernel pick one and publishes it in a
+    node annotation; deciding it here lets the plan name every neighbour and FDB entry."""
+    return link_mac(f"vtep/{cluster}/{node}" + ("" if family == 4 else f"/{family}"))
+
+
+def _node_prefix(spec: ClusterSpec, net: IPNetwork) -> int:
+    return spec.node_cidr_prefix if net.version == 4 else spec.node_cidr_prefix6
+
+
+def _slot(node: NodeLayout | None, spec: ClusterSpec) -> int:
+    """The slot of a kept node on the node network (172.18.0.3 -> 1): its pod CIDRs follow it
+    when a record from a vpc lab, which has none, becomes a ptp or bridge lab."""
+    assert node is not None
+    return int(node.ip.ip) - int(spec.node_subnets[0].network_address) - 2
+
+
+def _cidr_at(net: IPNetwork, prefix: int, index: int) -> IPNetwork:
+    """The `index`-th /prefix range of `net` (10.244.0.0/16, 24, 1 -> 10.244.1.0/24)."""
+    start = int(net.network_address) + index * (1 << (net.max_prefixlen - prefix))
+    return ipaddress.ip_network((start, prefix))
 
 
 def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
     """Decide every name and address of the lab described by `spec`."""
     _check_internet_free(spec)
     state_dir = f"{STATE_ROOT}/{spec.name}"
-    prefix = spec.node_cidr_prefix
-    cidrs = list(spec.pod_subnet.subnets(new_prefix=prefix))
-    node_ips = spec.node_subnet.hosts()
-    gateway_ip = next(node_ips)
+    shared_network = spec.attachment == "vpc"  # pods take addresses from the node network
     fabric_uplinks: set[str] = set()
     old_nodes = {n.name: n for n in previous.nodes} if previous else {}
+    families = [net.version for net in spec.node_subnets]
+    # Nodes that stay keep their addresses and pod CIDRs; new ones take the first free slot.
+    kept_nodes = {
+        node.name: old_nodes[node.name]
+        for node in spec.nodes
+        if node.name in old_nodes and [ip.version for ip in old_nodes[node.name].ips] == families
+    }
+    taken = {ip.ip for n in kept_nodes.values() for ip in n.ips}
+    slots = (i for i in range(1 << 24) if nth_host(spec.node_subnets[0], i + 2) not in taken)
     nodes = []
-    for index, node in enumerate(spec.nodes):
-        ip = ipaddress.IPv4Interface(f"{next(node_ips)}/{spec.node_subnet.prefixlen}")
-        kept = old_nodes.get(node.name)
+    for node in spec.nodes:
+        kept = kept_nodes.get(node.name)
+        index = -1 if kept else next(slots)
+        ips = kept.ips if kept else tuple(
+            ipaddress.ip_interface((nth_host(net, index + 2), net.prefixlen))
+            for net in spec.node_subnets
+        )
+        cidrs: tuple[IPNetwork, ...] = ()
+        if not shared_network:
+            cidrs = kept.pod_cidrs if kept and kept.pod_cidrs else tuple(
+                _cidr_at(net, _node_prefix(spec, net), index if index >= 0 else _slot(kept, spec))
+                for net in spec.pod_subnets
+            )
         nodes.append(
             NodeLayout(
                 name=node.name,
                 role=node.role,
                 netns=node.name,
-                ip=kept.ip if kept else ip,
-                pod_cidr=kept.pod_cidr if kept else cidrs[index],
+                ips=ips,
+                pod_cidrs=cidrs,
                 uplink=kept.uplink
                 if kept
                 else _unique_veth((spec.name, node.name), fabric_uplinks),
                 uts=f"{state_dir}/nodes/{node.name}.uts",
                 hosts_file=f"{state_dir}/nodes/{node.name}.hosts",
-                vtep_mac=vtep_mac(spec.name, node.name),
+                vtep_macs=tuple(vtep_mac(spec.name, node.name, c.version) for c in cidrs),
             )
         )
-    pods = _place_pods(spec, nodes, previous, state_dir)
+    fabric_gateways = tuple(
+        ipaddress.ip_interface((nth_host(net, 1), net.prefixlen)) for net in spec.node_subnets
+    )
+    pods = _place_pods(spec, nodes, previous, state_dir, fabric_gateways)
     services = place_services(spec, pods, previous.services if previous else ())
+    worlds = [_INTERNET_NETS[f] for f in spec.families]
     internet = InternetLayout(
         netns=f"{spec.name}-internet",
         link="internet",
-        gateway=ipaddress.IPv4Interface(f"{INTERNET_SUBNET.network_address + 1}/24"),
-        address=ipaddress.IPv4Interface(f"{INTERNET_SUBNET.network_address + 100}/24"),
+        gateways=tuple(ipaddress.ip_interface((nth_host(n, 1), n.prefixlen)) for n in worlds),
+        # the web server: 198.51.100.100, 2001:db8:5100::100
+        addresses=tuple(ipaddress.ip_interface((nth_host(n, 100 if n.version == 4 else 0x100),
+                                                n.prefixlen)) for n in worlds),
         log=f"{state_dir}/logs/internet.log",
     )
     return Layout(
         cluster=spec.name,
         fabric_netns=f"podnet-{spec.name}",
         bridge=f"br-{spec.name}",
-        fabric_gateway=ipaddress.IPv4Interface(f"{gateway_ip}/{spec.node_subnet.prefixlen}"),
+        fabric_gateways=fabric_gateways,
         attachment=spec.attachment,
         routing=spec.routing,
         mtu=spec.mtu,
         nodes=tuple(nodes),
         pods=tuple(pods),
         state_dir=state_dir,
-        pod_subnet=spec.pod_subnet,
-        service_subnet=spec.service_subnet,
+        pod_subnets=spec.node_subnets if shared_network else spec.pod_subnets,
+        service_subnets=spec.service_subnets,
         vxlan_vni=spec.vxlan_vni,
         vxlan_port=spec.vxlan_port,
         services=services,
@@ -222,22 +364,25 @@ def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
 
 
 def _check_internet_free(spec: ClusterSpec) -> None:
-    """The lab's outside world takes TEST-NET-2: no range of the cluster may overlap it."""
+    """The lab's outside world takes TEST-NET-2 (and 2001:db8:5100::/64): no range of the
+    cluster may overlap it."""
+    ranges = (("podSubnet", spec.pod_subnets), ("serviceSubnet", spec.service_subnets),
+              ("nodeSubnet", spec.node_subnets))
     clashes = [
-        (key, net)
-        for key, net in (("podSubnet", spec.pod_subnet), ("serviceSubnet", spec.service_subnet),
-                         ("nodeSubnet", spec.node_subnet))
-        if net.overlaps(INTERNET_SUBNET)
+        (key, net, _INTERNET_NETS[net.version])
+        for key, nets in ranges
+        for net in nets
+        if net.overlaps(_INTERNET_NETS[net.version])  # type: ignore[arg-type,unused-ignore]
     ]
     if clashes:
         raise TopologyError([
             Problem(
                 f"Cluster {spec.name}",
                 f"networking.{key}",
-                f"{net} overlaps {INTERNET_SUBNET}, which the lab's `internet` namespace uses",
-                "pick a range outside 198.51.100.0/24",
+                f"{net} overlaps {world}, which the lab's `internet` namespace uses",
+                f"pick a range outside {world}",
             )
-            for key, net in clashes
+            for key, net, world in clashes
         ])
 
 
@@ -247,23 +392,87 @@ def _schedulable(nodes: list[NodeLayout]) -> list[NodeLayout]:
     return workers or nodes
 
 
+class _Addresses:
+    """Pod addresses, per node and family (or per family across the cluster, with vpc), handed
+    out round-robin after the last one given, as host-local does."""
+
+    def __init__(self, spec: ClusterSpec, nodes: list[NodeLayout],
+                 fabric: tuple[IPInterface, ...]) -> None:
+        self.pools: dict[tuple[str, int], Pool] = {}
+        if spec.attachment == "vpc":
+            taken = [ip.ip for n in nodes for ip in n.ips]
+            for gateway in fabric:
+                net = gateway.network
+                self.pools[("", net.version)] = Pool(
+                    net, gateway=gateway.ip,
+                    reserved=frozenset(ip for ip in taken if ip.version == net.version),
+                )
+        else:
+            for node in nodes:
+                for cidr in node.pod_cidrs:
+                    self.pools[(node.name, cidr.version)] = Pool(cidr)
+        self.used: dict[tuple[str, int], set[IPAddress]] = {k: set() for k in self.pools}
+        self.last: dict[tuple[str, int], IPAddress | None] = dict.fromkeys(self.pools)
+        self.shared = spec.attachment == "vpc"
+
+    def _key(self, node: str, family: int) -> tuple[str, int]:
+        return ("" if self.shared else node, family)
+
+    def keep(self, node: str, ips: Iterable[IPInterface]) -> None:
+        for ip in ips:
+            self.used.setdefault(self._key(node, ip.version), set()).add(ip.ip)
+
+    def fits(self, node: str, ips: tuple[IPInterface, ...], families: tuple[int, ...]) -> bool:
+        """Whether recorded addresses still belong to the node's pools, one per family."""
+        if tuple(ip.version for ip in ips) != families:
+            return False
+        keys = [self._key(node, ip.version) for ip in ips]
+        return all(key in self.pools and ip.ip in self.pools[key].subnet
+                   for key, ip in zip(keys, ips, strict=True))
+
+    def allocate(self, node: str, families: tuple[int, ...]) -> tuple[IPInterface, ...]:
+        out = []
+        for family in families:
+            key = self._key(node, family)
+            pool = self.pools[key]
+            try:
+                address = pool.allocate(self.used[key], after=self.last[key])
+            except PoolExhaustedError as exc:
+                where = "the node network" if self.shared else f"node {node}"
+                raise PoolExhaustedError(
+                    f"{where}: {exc.message}",
+                    hint="spread pods over more nodes or lower networking.nodeCIDRPrefix",
+                ) from None
+            self.used[key].add(address)
+            self.last[key] = address
+            out.append(ipaddress.ip_interface((address, pool.subnet.prefixlen)))
+        return tuple(out)
+
+
 def _place_pods(
-    spec: ClusterSpec, nodes: list[NodeLayout], previous: Layout | None, state_dir: str
+    spec: ClusterSpec,
+    nodes: list[NodeLayout],
+    previous: Layout | None,
+    state_dir: str,
+    fabric: tuple[IPInterface, ...],
 ) -> list[PodLayout]:
     by_name = {n.name: n for n in nodes}
     old = {p.key: p for p in previous.pods} if previous else {}
+    addresses = _Addresses(spec, nodes, fabric)
     load = {n.name: 0 for n in nodes}
-    used: dict[str, set[ipaddress.IPv4Address]] = {n.name: set() for n in nodes}
     veths: dict[str, set[str]] = {n.name: set() for n in nodes}
     placed: dict[str, str] = {}
-    # Pass 1: pods that stay keep their node, address and names.
+    kept_ips: dict[str, tuple[IPInterface, ...]] = {}
+    # Pass 1: pods that stay keep their node, addresses and names.
     for pod in spec.pods:
         kept = old.get(pod.key)
         if kept and kept.node in by_name and pod.node in (None, kept.node):
             placed[pod.key] = kept.node
-            used[kept.node].add(kept.ip.ip)
             veths[kept.node].add(kept.veth)
             load[kept.node] += 1
+            if addresses.fits(kept.node, kept.ips, spec.families):
+                addresses.keep(kept.node, kept.ips)
+                kept_ips[pod.key] = kept.ips
     # Pass 2: pinned pods, then the rest on the least-loaded schedulable node (ties: file order).
     candidates = _schedulable(nodes)
     for pod in sorted(spec.pods, key=lambda p: p.node is None):
@@ -272,37 +481,22 @@ def _place_pods(
         node = pod.node or min(candidates, key=lambda n: load[n.name]).name
         placed[pod.key] = node
         load[node] += 1
-    last: dict[str, ipaddress.IPv4Address | None] = {n.name: None for n in nodes}
     out = []
     for pod in spec.pods:
         host = by_name[placed[pod.key]]
         kept = old.get(pod.key)
-        if kept and kept.node == host.name:
-            ip, veth = kept.ip, kept.veth
+        if kept and kept.node == host.name and pod.key in kept_ips:
+            ips, veth = kept_ips[pod.key], kept.veth
         else:
-            address = _allocate(host, used[host.name], last[host.name])
-            used[host.name].add(address)
-            last[host.name] = address
-            ip = ipaddress.IPv4Interface(f"{address}/{host.pod_cidr.prefixlen}")
+            ips = addresses.allocate(host.name, spec.families)
             veth = _unique_veth((spec.name, host.name, pod.key), veths[host.name])
-        out.append(_pod_layout(spec.name, pod, host.name, ip, veth, state_dir))
+        out.append(_pod_layout(spec.name, pod, host.name, ips, veth, state_dir))
     return out
 
 
-def _allocate(
-    node: NodeLayout, used: Iterable[ipaddress.IPv4Address], after: ipaddress.IPv4Address | None
-) -> ipaddress.IPv4Address:
-    try:
-        return Pool(node.pod_cidr).allocate(used, after=after)
-    except PoolExhaustedError as exc:
-        raise PoolExhaustedError(
-            f"node {node.name}: {exc.message}",
-            hint="spread pods over more nodes or lower networking.nodeCIDRPrefix",
-        ) from None
-
-
 def _pod_layout(
-    cluster: str, pod: PodSpec, node: str, ip: ipaddress.IPv4Interface, veth: str, state_dir: str
+    cluster: str, pod: PodSpec, node: str, ips: tuple[IPInterface, ...], veth: str,
+    state_dir: str,
 ) -> PodLayout:
     slug = f"{pod.namespace}_{pod.name}"
     return PodLayout(
@@ -310,10 +504,11 @@ def _pod_layout(
         name=pod.name,
         node=node,
         netns=pod_netns_name(cluster, pod.key),
-        ip=ip,
+        ips=ips,
         veth=veth,
         uts=f"{state_dir}/pods/{slug}.uts",
         hosts_file=f"{state_dir}/pods/{slug}.hosts",
         containers=pod.containers,
         labels=pod.labels,
+        owner=pod.owner,
     )

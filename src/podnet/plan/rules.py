@@ -1,10 +1,13 @@
 """The nftables table each node gets: Services as kube-proxy's nftables mode writes them, and the
 egress masquerade of kindnet's masq agent. Pure text, rendered from the layout.
 
+One `inet` table serves both families; each family has its own maps and chains (IPv6's carry a
+`6`: `service-ips6`, `svc6-...`), as kube-proxy keeps one table per family:
+
     map service-ips       ClusterIP . protocol . port  ->  goto that Service port's chain
     map service-nodeports protocol . nodePort          ->  goto its external chain
     chain svc-<ns>/<name>/<proto>/<port>   numgen random mod N vmap { 0: goto ep-..., ... }
-    chain ep-.../<pod ip>                  dnat to <pod ip>:<targetPort>
+    chain ep-.../<pod ip>                  dnat ip to <pod ip>:<targetPort>
     chain nat-postrouting                  marked connections and pods leaving the cluster
                                            CIDR are masqueraded to the node's address
 
@@ -18,25 +21,51 @@ second `up` knows they are already in place.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 
 from podnet.plan.layout import Layout
 from podnet.plan.services import ServiceLayout, ServicePortLayout
 
-__all__ = ["MASQ_MARK", "digest_of", "node_rules", "table_body"]
+__all__ = ["MASQ_MARK", "TABLE", "digest_of", "node_rules", "table_body"]
 
+TABLE = "inet podnet"  # the lab's one table on every node, for both families
 MASQ_MARK = 0x4000  # kube-proxy's bit: "masquerade this connection on its way out"
+_EGRESS = 'comment "egress: pods leaving the cluster CIDR take the node\'s address"'
 
 
-def _svc_chain(svc: ServiceLayout, port: ServicePortLayout) -> str:
-    return f"svc-{svc.namespace}/{svc.name}/{port.ident}"
+@dataclass(frozen=True)
+class _Family:
+    """How one family is spelt in nftables, and the suffix of its chains and maps."""
+
+    version: int
+    match: str  # ip / ip6
+    addr_type: str  # ipv4_addr / ipv6_addr
+    loopback: str
+    suffix: str  # "" for IPv4 (the names kube-proxy's one-family tables use), "6" for IPv6
+
+    def bracket(self, ip: str) -> str:
+        return f"[{ip}]" if self.version == 6 else ip
+
+    def chain_ip(self, ip: str) -> str:
+        return ip.replace(":", ".")  # nftables names take no colons
 
 
-def _ext_chain(svc: ServiceLayout, port: ServicePortLayout) -> str:
-    return f"ext-{svc.namespace}/{svc.name}/{port.ident}"
+_FAMILIES = {
+    4: _Family(4, "ip", "ipv4_addr", "127.0.0.0/8", ""),
+    6: _Family(6, "ip6", "ipv6_addr", "::1", "6"),
+}
 
 
-def _ep_chain(svc: ServiceLayout, port: ServicePortLayout, ip: str) -> str:
-    return f"ep-{svc.namespace}/{svc.name}/{port.ident}/{ip}"
+def _svc_chain(svc: ServiceLayout, port: ServicePortLayout, fam: _Family) -> str:
+    return f"svc{fam.suffix}-{svc.namespace}/{svc.name}/{port.ident}"
+
+
+def _ext_chain(svc: ServiceLayout, port: ServicePortLayout, fam: _Family) -> str:
+    return f"ext{fam.suffix}-{svc.namespace}/{svc.name}/{port.ident}"
+
+
+def _ep_chain(svc: ServiceLayout, port: ServicePortLayout, ip: str, fam: _Family) -> str:
+    return f"ep{fam.suffix}-{svc.namespace}/{svc.name}/{port.ident}/{fam.chain_ip(ip)}"
 
 
 def _map(name: str, kind: str, comment: str, elements: list[str]) -> list[str]:
@@ -50,84 +79,116 @@ def _chain(name: str, *body: str) -> list[str]:
     return [f"chain {name} {{", *(f"  {line}" for line in body), "}"]
 
 
-# Filter chains see every packet, not only a connection's first as NAT chains do: `ct state new`
-# first keeps the lookups (a fib lookup among them) off established traffic, as kube-proxy does.
-_REFUSE = (
-    "ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
-    "ct state new fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
-    "vmap @no-endpoint-nodeports",
-)
+@dataclass
+class _Maps:
+    """The verdict maps of one family, filled Service by Service."""
+
+    service_ips: list[str] = field(default_factory=list)
+    node_ports: list[str] = field(default_factory=list)
+    no_endpoints: list[str] = field(default_factory=list)
+    no_endpoint_ports: list[str] = field(default_factory=list)
+
+    def render(self, fam: _Family) -> list[str]:
+        sfx, addr = fam.suffix, fam.addr_type
+        return [
+            *_map(f"service-ips{sfx}", f"{addr} . inet_proto . inet_service",
+                  "ClusterIP . protocol . port: the Service port's chain", self.service_ips),
+            *_map(f"service-nodeports{sfx}", "inet_proto . inet_service",
+                  "protocol . nodePort, on any address of this node", self.node_ports),
+            *_map(f"no-endpoint-services{sfx}", f"{addr} . inet_proto . inet_service",
+                  "Services that select no pod: refused at once", self.no_endpoints),
+            *_map(f"no-endpoint-nodeports{sfx}", "inet_proto . inet_service",
+                  "their node ports, refused likewise", self.no_endpoint_ports),
+        ]
 
 
-def node_rules(lay: Layout) -> str:
-    """The body of `table ip podnet` on every node of `lay` (without the digest comment)."""
-    pods = {p.key: p for p in lay.pods}
-    cidr = lay.pod_subnet
-    service_ips: list[str] = []
-    node_ports: list[str] = []
-    no_endpoints: list[str] = []
-    no_endpoint_ports: list[str] = []
+def _service_chains(lay: Layout, fam: _Family, maps: _Maps) -> list[str]:
+    cidr = next(n for n in lay.pod_subnets if n.version == fam.version)
     chains: list[str] = []
     for svc in lay.services:
-        backends = [pods[k] for k in svc.endpoints if k in pods]
+        vip = next((ip for ip in svc.cluster_ips if ip.version == fam.version), None)
+        if vip is None:
+            continue
+        backends = []
+        for key in svc.endpoints:
+            pod = lay.pod(key)
+            found = pod.ip_of(fam.version) if pod is not None else None
+            if found is not None:
+                backends.append(str(found.ip))
         for port in svc.ports:
             proto = port.protocol.lower()
-            vip = f"{svc.cluster_ip} . {proto} . {port.port}"
+            key = f"{vip} . {proto} . {port.port}"
             if not backends:
-                no_endpoints.append(f"{vip} : goto reject-chain")
+                maps.no_endpoints.append(f"{key} : goto reject-chain")
                 if port.node_port is not None:
-                    no_endpoint_ports.append(f"{proto} . {port.node_port} : goto reject-chain")
+                    maps.no_endpoint_ports.append(f"{proto} . {port.node_port} : goto reject-chain")
                 continue
-            svc_chain = _svc_chain(svc, port)
-            service_ips.append(f"{vip} : goto {svc_chain}")
+            svc_chain = _svc_chain(svc, port, fam)
+            maps.service_ips.append(f"{key} : goto {svc_chain}")
             spread = ", ".join(
-                f"{i} : goto {_ep_chain(svc, port, str(p.ip.ip))}" for i, p in enumerate(backends)
+                f"{i} : goto {_ep_chain(svc, port, ip, fam)}" for i, ip in enumerate(backends)
             )
             chains += _chain(
                 svc_chain,
-                f"ip daddr {svc.cluster_ip} {proto} dport {port.port} ip saddr != {cidr} "
+                f"{fam.match} daddr {vip} {proto} dport {port.port} {fam.match} saddr != {cidr} "
                 "jump mark-for-masquerade",
                 f"numgen random mod {len(backends)} vmap {{ {spread} }}",
             )
             if port.node_port is not None:
-                ext = _ext_chain(svc, port)
-                node_ports.append(f"{proto} . {port.node_port} : goto {ext}")
+                ext = _ext_chain(svc, port, fam)
+                maps.node_ports.append(f"{proto} . {port.node_port} : goto {ext}")
                 chains += _chain(ext, "jump mark-for-masquerade", f"goto {svc_chain}")
-            for pod in backends:
-                ip = str(pod.ip.ip)
+            for ip in backends:
                 chains += _chain(
-                    _ep_chain(svc, port, ip),
-                    f"ip saddr {ip} jump mark-for-masquerade",
-                    f"meta l4proto {proto} dnat to {ip}:{port.target_port}",
+                    _ep_chain(svc, port, ip, fam),
+                    f"{fam.match} saddr {ip} jump mark-for-masquerade",
+                    f"meta l4proto {proto} dnat {fam.match} to "
+                    f"{fam.bracket(ip)}:{port.target_port}",
                 )
+    return chains
+
+
+def node_rules(lay: Layout) -> str:
+    """The body of `table inet podnet` on every node of `lay` (without the digest comment)."""
+    maps_text: list[str] = []
+    refuse: list[str] = []
+    lookups: list[str] = []
+    masquerade: list[str] = []
+    chains: list[str] = []
+    for version in lay.families:
+        fam = _FAMILIES[version]
+        maps = _Maps()
+        chains += _service_chains(lay, fam, maps)
+        maps_text += maps.render(fam)
+        sfx = fam.suffix
+        local = f"fib daddr type local {fam.match} daddr != {fam.loopback} meta l4proto . th dport"
+        # Filter chains see every packet, not only a connection's first as NAT chains do:
+        # `ct state new` first keeps the lookups (a fib lookup among them) off established
+        # traffic, as kube-proxy does.
+        refuse += [
+            f"ct state new {fam.match} daddr . meta l4proto . th dport "
+            f"vmap @no-endpoint-services{sfx}",
+            f"ct state new {local} vmap @no-endpoint-nodeports{sfx}",
+        ]
+        lookups += [f"{fam.match} daddr . meta l4proto . th dport vmap @service-ips{sfx}",
+                    f"{local} vmap @service-nodeports{sfx}"]
+        cidr = next(n for n in lay.pod_subnets if n.version == version)
+        masquerade.append(f"{fam.match} saddr {cidr} {fam.match} daddr != {cidr} masquerade "
+                          f"{_EGRESS}")
     lines = [
-        *_map("service-ips", "ipv4_addr . inet_proto . inet_service",
-              "ClusterIP . protocol . port: the Service port's chain", service_ips),
-        *_map("service-nodeports", "inet_proto . inet_service",
-              "protocol . nodePort, on any address of this node", node_ports),
-        *_map("no-endpoint-services", "ipv4_addr . inet_proto . inet_service",
-              "Services that select no pod: refused at once", no_endpoints),
-        *_map("no-endpoint-nodeports", "inet_proto . inet_service",
-              "their node ports, refused likewise", no_endpoint_ports),
+        *maps_text,
         *_chain("filter-prerouting",
-                "type filter hook prerouting priority dstnat - 10; policy accept;",
-                *_REFUSE),
-        *_chain("filter-output",
-                "type filter hook output priority -110; policy accept;",
-                *_REFUSE),
+                "type filter hook prerouting priority dstnat - 10; policy accept;", *refuse),
+        *_chain("filter-output", "type filter hook output priority -110; policy accept;",
+                *refuse),
         *_chain("reject-chain", "reject"),
         *_chain("nat-prerouting", "type nat hook prerouting priority dstnat; policy accept;",
                 "jump services"),
         *_chain("nat-output", "type nat hook output priority -100; policy accept;",
                 "jump services"),
         *_chain("nat-postrouting", "type nat hook postrouting priority srcnat; policy accept;",
-                "jump masquerading",
-                f"ip saddr {cidr} ip daddr != {cidr} masquerade "
-                '''comment "egress: pods leaving the cluster CIDR take the node's address"'''),
-        *_chain("services",
-                "ip daddr . meta l4proto . th dport vmap @service-ips",
-                "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
-                "vmap @service-nodeports"),
+                "jump masquerading", *masquerade),
+        *_chain("services", *lookups),
         *_chain("mark-for-masquerade", f"meta mark set meta mark or {MASQ_MARK:#x}"),
         *_chain("masquerading",
                 f"meta mark & {MASQ_MARK:#x} == 0 return",

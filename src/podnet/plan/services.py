@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from podnet.ipam.pool import PoolExhaustedError
+from podnet.model.addresses import IPAddress, IPNetwork
 from podnet.model.types import ClusterSpec, ServiceSpec
 
 __all__ = [
@@ -48,7 +49,7 @@ class ServiceLayout:
     namespace: str
     name: str
     type: str  # "ClusterIP" or "NodePort"
-    cluster_ip: ipaddress.IPv4Address
+    cluster_ips: tuple[IPAddress, ...]  # one per family of the Service, its first family first
     ports: tuple[ServicePortLayout, ...] = ()
     selector: tuple[tuple[str, str], ...] = ()
     endpoints: tuple[str, ...] = ()  # keys of the selected pods
@@ -56,6 +57,14 @@ class ServiceLayout:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def cluster_ip(self) -> IPAddress:
+        return self.cluster_ips[0]
+
+    @property
+    def ip_families(self) -> tuple[int, ...]:
+        return tuple(ip.version for ip in self.cluster_ips)
 
     def hostnames(self, from_namespace: str) -> tuple[str, ...]:
         """Names a pod of `from_namespace` resolves to the ClusterIP, as cluster DNS answers
@@ -104,7 +113,7 @@ def place_services(
                 namespace=svc.namespace,
                 name=svc.name,
                 type=svc.type,
-                cluster_ip=ips[svc.key],
+                cluster_ips=ips[svc.key],
                 ports=ports,
                 selector=svc.selector,
                 endpoints=tuple(p.key for p in pods if _selects(svc, p)),
@@ -126,31 +135,51 @@ def _draw(seed: str, size: int) -> int:
 
 def _cluster_ips(
     spec: ClusterSpec, old: dict[str, ServiceLayout]
-) -> dict[str, ipaddress.IPv4Address]:
-    net = spec.service_subnet
+) -> dict[str, tuple[IPAddress, ...]]:
+    """Each Service's ClusterIP per family of its own (`ipFamilies`), in that order."""
+    out: dict[str, dict[int, IPAddress]] = {svc.key: {} for svc in spec.services}
+    for net in spec.service_subnets:
+        family = net.version
+        wanted = [svc for svc in spec.services if family in svc.ip_families]
+        for key, ip in _family_ips(spec, net, wanted, old).items():
+            out[key][family] = ip
+    return {
+        svc.key: tuple(out[svc.key][f] for f in svc.ip_families if f in out[svc.key])
+        for svc in spec.services
+    }
+
+
+def _family_ips(
+    spec: ClusterSpec, net: IPNetwork, services: list[ServiceSpec],
+    old: dict[str, ServiceLayout],
+) -> dict[str, IPAddress]:
     # The network, the broadcast and the first address (the `kubernetes` Service's) stay free.
     reserved = {net.network_address, net.network_address + 1, net.broadcast_address}
-    out: dict[str, ipaddress.IPv4Address] = {}
-    taken = set(reserved)
-    for svc in spec.services:  # pinned in the file: theirs, whatever was recorded
-        if svc.cluster_ip:
-            out[svc.key] = ipaddress.IPv4Address(svc.cluster_ip)
-            taken.add(out[svc.key])
-    for svc in spec.services:  # recorded: kept while still valid
+    out: dict[str, IPAddress] = {}
+    taken: set[IPAddress] = set(reserved)
+    for svc in services:  # pinned in the file: theirs, whatever was recorded
+        for text in svc.cluster_ips:
+            ip = ipaddress.ip_address(text)
+            if ip.version == net.version:
+                out[svc.key] = ip
+                taken.add(ip)
+    for svc in services:  # recorded: kept while still valid
         kept = old.get(svc.key)
-        if svc.key not in out and kept and kept.cluster_ip in net and kept.cluster_ip not in taken:
-            out[svc.key] = kept.cluster_ip
-            taken.add(kept.cluster_ip)
+        mine = next((a for a in kept.cluster_ips if a.version == net.version), None) \
+            if kept else None
+        if svc.key not in out and mine is not None and mine in net and mine not in taken:
+            out[svc.key] = mine
+            taken.add(mine)
     size = net.num_addresses
-    for svc in spec.services:
+    for svc in services:
         if svc.key in out:
             continue
         start = _draw(f"{spec.name}/{svc.key}", size)
-        for step in range(size):
-            ip = net.network_address + (start + step) % size
-            if ip not in taken:
-                out[svc.key] = ip
-                taken.add(ip)
+        for step in range(min(size, 1 << 20)):
+            candidate = net.network_address + (start + step) % size
+            if candidate not in taken:
+                out[svc.key] = candidate
+                taken.add(candidate)
                 break
         else:
             raise PoolExhaustedError(

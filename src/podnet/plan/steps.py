@@ -1,42 +1,81 @@
 """Desired layout + what is running -> the ordered steps that converge them. Pure.
 
-Each step knows its inverse (how `up` rolls it back) and the `ip`/`nft` commands a person would
-type to do the same by hand: `podnet explain` prints those, so the plan doubles as the lesson in
-commands.
+A step is a comment for people and the operations (`podnet.plan.ops`) that do it: `up` executes
+the operations, `podnet explain` prints them as commands. Shapes come from their classes
+(`attachments`, `routings`); this module decides what to build, remove or repair, and in which
+order.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from podnet.plan.layout import TUNNEL, InternetLayout, Layout, NodeLayout, PodLayout
-from podnet.plan.rules import table_body
+from podnet.model.addresses import IPAddress, IPInterface
+from podnet.plan.attachments import HostSide, PodLink, attachment
+from podnet.plan.layout import (
+    INTERNET_KEY,
+    InternetLayout,
+    Layout,
+    NodeLayout,
+    PodLayout,
+    link_mac,
+)
+from podnet.plan.ops import (
+    AddAddress,
+    AddBridge,
+    AddRoute,
+    AddVeth,
+    CreateNetns,
+    DeleteFdb,
+    DeleteNeighbour,
+    DeleteNetns,
+    DeleteRoute,
+    DeleteUts,
+    LoadNftTable,
+    MakeDirs,
+    Op,
+    RemoveFiles,
+    SetFdb,
+    SetHostname,
+    SetLink,
+    SetNeighbour,
+    StartContainer,
+    StopContainers,
+    WriteFile,
+    render_all,
+)
+from podnet.plan.routings import PeerPath, routing
+from podnet.plan.rules import TABLE, table_body
+from podnet.runtime.hosts import node_hosts, pod_hostname, render_hosts
 
 __all__ = [
-    "ALL_NODES",
     "ALL_PODS",
     "Action",
+    "NodeSeen",
     "Observed",
     "Step",
+    "log_path",
     "nft_replace_script",
     "plan",
     "plan_down",
+    "pod_link",
     "rules_file",
+    "seen_as_planned",
     "service_hosts",
 ]
 
 ALL_PODS = "*"  # the target of a POD_STOP that stops every pod of the lab
-ALL_NODES = "*"  # the target of NODE_RULES: the nodes are in `Step.nodes`
 
 
 class Action(StrEnum):
+    STATE_DIRS = "state.dirs"
     FABRIC_CREATE = "fabric.create"
     FABRIC_DELETE = "fabric.delete"
     INTERNET_CREATE = "internet.create"
     INTERNET_DELETE = "internet.delete"
     INTERNET_START = "internet.start"
-    INTERNET_STOP = "internet.stop"
     NODE_CREATE = "node.create"
     NODE_DELETE = "node.delete"
     NODE_ROUTES = "node.routes"
@@ -48,47 +87,57 @@ class Action(StrEnum):
     PODS_HOSTS = "pods.hosts"
 
 
-_INVERSE = {
-    Action.FABRIC_CREATE: Action.FABRIC_DELETE,
-    Action.INTERNET_CREATE: Action.INTERNET_DELETE,
-    Action.INTERNET_START: Action.INTERNET_STOP,
-    Action.NODE_CREATE: Action.NODE_DELETE,
-    Action.POD_CREATE: Action.POD_DELETE,
-    Action.POD_START: Action.POD_STOP,
-}
-
-
 @dataclass(frozen=True)
 class Step:
     action: Action
-    target: str  # the node name, pod key or fabric namespace it acts on
+    target: str  # the node name, pod key or namespace it acts on
     comment: str
-    commands: tuple[str, ...] = ()
-    routes: tuple[tuple[str, str], ...] = field(default=())  # NODE_ROUTES: (pod CIDR, via)
-    # NODE_ROUTES with VXLAN: per route, (remote VTEP address, its MAC, its node's address)
-    tunnels: tuple[tuple[str, str, str], ...] = field(default=())
-    script: str = ""  # NODE_RULES: the body of the nodes' nftables table
-    nodes: tuple[str, ...] = field(default=())  # NODE_RULES: the nodes that need it
+    ops: tuple[Op, ...] = ()
 
-    def inverse(self) -> Step | None:
-        """The step that undoes this one (None: undone with its node or pod)."""
-        undo = _INVERSE.get(self.action)
-        if undo is None:
-            return None
-        return Step(undo, self.target, f"undo: {self.comment}")
+    @property
+    def commands(self) -> list[str]:
+        """The step as a person would type it: each operation rendered."""
+        return render_all(self.ops)
+
+
+@dataclass(frozen=True)
+class NodeSeen:
+    """What a node's kernel holds of the paths to other nodes' pods (read by apply)."""
+
+    routes: frozenset[tuple[str, str]] = frozenset()  # (dst, via) into the lab's pod subnets
+    neighbours: frozenset[tuple[str, str, str]] = frozenset()  # (dev, ip, mac) on tunnels
+    fdb: frozenset[tuple[str, str, str]] = frozenset()  # (dev, mac, remote) on tunnels
+    rules: str | None = None  # the digest in its nftables table's comment (None: no table)
 
 
 @dataclass(frozen=True)
 class Observed:
-    """What the kernel and /proc say about a recorded lab (gathered by apply, not the planner)."""
+    """What the kernel and /proc say about a recorded lab (gathered by apply, not the planner).
+    Nodes missing from `nodes` hold nothing yet."""
 
     netns: frozenset[str] = frozenset()  # named namespaces that exist
     running: frozenset[str] = frozenset()  # pods whose every container process is alive
-    # node -> pod CIDRs routed (with VXLAN: route, neighbour and FDB entry all in place)
-    routes: dict[str, frozenset[str]] = field(default_factory=dict)
-    # What the fields below leave as None nobody looked at: the record is trusted for it.
-    rules: dict[str, str | None] | None = None  # node -> digest of its podnet table (None: none)
+    nodes: dict[str, NodeSeen] = field(default_factory=dict)
     internet: str | None = None  # "absent", "stopped" (no web server) or "running"
+
+
+def seen_as_planned(lay: Layout) -> Observed:
+    """What a kernel that holds exactly `lay` would show: the planner's own idea of done."""
+    digest = table_body(lay)[0]
+    nodes = {}
+    for node in lay.nodes:
+        paths = routing(lay.routing).paths(lay, node)
+        nodes[node.name] = NodeSeen(
+            routes=frozenset((p.dst, p.via) for p in paths),
+            neighbours=frozenset((p.dev or "", *p.neighbour) for p in paths if p.neighbour),
+            fdb=frozenset((p.dev or "", *p.fdb) for p in paths if p.fdb),
+            rules=digest,
+        )
+    names = {lay.fabric_netns, *(n.netns for n in lay.nodes), *(p.netns for p in lay.pods)}
+    if lay.internet is not None:
+        names.add(lay.internet.netns)
+    return Observed(frozenset(names), frozenset([*(p.key for p in lay.pods), INTERNET_KEY]),
+                    nodes, "running" if lay.internet is not None else None)
 
 
 def plan(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
@@ -97,8 +146,10 @@ def plan(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
         # The network's shape changed (or its node network is gone): tear down, build anew,
         # keeping every name and address the record holds.
         return plan_down(current) + plan(desired, None, Observed())
+    steps = [] if current is not None else [_state_dirs(desired)]
     return (
-        _removals(desired, current, seen)
+        steps
+        + _removals(desired, current, seen)
         + _infrastructure(desired, current, seen)
         + _pods(desired, current, seen)
     )
@@ -106,7 +157,7 @@ def plan(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
 
 def _shape(lay: Layout) -> tuple[object, ...]:
     return (lay.attachment, lay.routing, lay.mtu, lay.vxlan_vni, lay.vxlan_port, lay.bridge,
-            lay.fabric_gateway)
+            lay.fabric_gateways, lay.families)
 
 
 def _must_rebuild(desired: Layout, current: Layout, seen: Observed) -> bool:
@@ -116,15 +167,15 @@ def _must_rebuild(desired: Layout, current: Layout, seen: Observed) -> bool:
 
 def service_hosts(lay: Layout, namespace: str) -> list[tuple[str, list[str]]]:
     """The /etc/hosts entries that name the lab's Services for a pod of `namespace`."""
-    return [(str(s.cluster_ip), list(s.hostnames(namespace))) for s in lay.services]
+    return [(str(ip), list(s.hostnames(namespace))) for s in lay.services for ip in s.cluster_ips]
 
 
 def _service_names(lay: Layout) -> list[tuple[str, str]]:
-    return sorted((s.key, str(s.cluster_ip)) for s in lay.services)
+    return sorted((s.key, ",".join(map(str, s.cluster_ips))) for s in lay.services)
 
 
 def _same_place(old: PodLayout | None, new: PodLayout) -> bool:
-    return old is not None and (old.node, old.ip, old.veth) == (new.node, new.ip, new.veth)
+    return old is not None and (old.node, old.ips, old.veth) == (new.node, new.ips, new.veth)
 
 
 def _removals(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
@@ -135,24 +186,25 @@ def _removals(desired: Layout, current: Layout | None, seen: Observed) -> list[S
     for old in current.pods:
         new = desired.pod(old.key)
         if new is None or not _same_place(old, new):
-            steps.append(_pod_delete(old))
+            steps.append(_pod_delete(current, old))
         elif new.containers != old.containers and old.netns in seen.netns:
-            steps.append(Step(Action.POD_STOP, old.key, f"stop the containers of {old.key}"))
+            steps.append(Step(Action.POD_STOP, old.key, f"stop the containers of {old.key}",
+                              (StopContainers(old.key),)))
     names = {n.name for n in desired.nodes}
     return steps + [_node_delete(n) for n in current.nodes if n.name not in names]
 
 
 def _infrastructure(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
-    """The node network and the outside world, missing nodes, each node's routes to the others'
-    pod CIDRs, each node's nftables table, and pods' /etc/hosts when the Services changed."""
+    """The node network and the outside world, missing nodes, each node's paths to the others'
+    pods, each node's nftables table, and pods' /etc/hosts when the Services changed."""
     recorded = {n.name for n in current.nodes} if current else set()
     steps = [_fabric_create(desired)] if desired.fabric_netns not in seen.netns else []
     if desired.internet is not None:
-        state = _internet_state(current, seen)
+        state = seen.internet or "absent"
         if state == "absent":
             steps.append(_internet_create(desired, desired.internet))
         if state != "running":
-            steps.append(_internet_start(desired.internet))
+            steps.append(_internet_start(desired, desired.internet))
     created = {
         node.name
         for node in desired.nodes
@@ -160,19 +212,16 @@ def _infrastructure(desired: Layout, current: Layout | None, seen: Observed) -> 
     }
     steps += [_node_create(desired, node) for node in desired.nodes if node.name in created]
     for node in desired.nodes:
-        wanted, tunnels = _peer_routes(desired, node)
-        if frozenset(cidr for cidr, _ in wanted) != seen.routes.get(node.name, frozenset()):
-            steps.append(_node_routes(desired, node, wanted, tunnels))
+        have = NodeSeen() if node.name in created else seen.nodes.get(node.name, NodeSeen())
+        ops = _path_ops(desired, node, have)
+        if ops:
+            steps.append(Step(Action.NODE_ROUTES, node.name,
+                              f"{node.name} {routing(desired.routing).words}", tuple(ops)))
     digest, body = table_body(desired)
-    recorded_digest = table_body(current)[0] if current is not None else None
-    stale = []
-    for node in desired.nodes:
-        if seen.rules is not None:
-            have = seen.rules.get(node.name)
-        else:
-            have = recorded_digest if node.name in recorded else None
-        if node.name in created or have != digest:
-            stale.append(node)
+    stale = [
+        node for node in desired.nodes
+        if node.name in created or seen.nodes.get(node.name, NodeSeen()).rules != digest
+    ]
     if stale:
         steps.append(_node_rules(desired, stale, body))
     if current is not None and _service_names(current) != _service_names(desired):
@@ -180,10 +229,33 @@ def _infrastructure(desired: Layout, current: Layout | None, seen: Observed) -> 
     return steps
 
 
-def _internet_state(current: Layout | None, seen: Observed) -> str:
-    if seen.internet is not None:
-        return seen.internet
-    return "running" if current is not None and current.internet is not None else "absent"
+def _path_ops(lay: Layout, node: NodeLayout, have: NodeSeen) -> list[Op]:
+    """What changes the node's routes (and tunnel entries) into the wanted ones: stale entries
+    removed, missing ones put in place. Nothing when all is as wanted."""
+    ns = node.netns
+    paths = routing(lay.routing).paths(lay, node)
+    wanted = {(p.dst, p.via) for p in paths}
+    ops: list[Op] = [DeleteRoute(ns, dst, family=6 if ":" in dst else 4)
+                     for dst, via in sorted(have.routes - wanted)]
+    neighbours = {(p.dev or "", *p.neighbour) for p in paths if p.neighbour}
+    fdb = {(p.dev or "", *p.fdb) for p in paths if p.fdb}
+    ops += [DeleteNeighbour(ns, dev, ip) for dev, ip, _ in sorted(have.neighbours - neighbours)]
+    ops += [DeleteFdb(ns, dev, mac, dst) for dev, mac, dst in sorted(have.fdb - fdb)]
+    for path in paths:
+        ops += _path_put(ns, path, have)
+    return ops
+
+
+def _path_put(ns: str, path: PeerPath, have: NodeSeen) -> list[Op]:
+    out: list[Op] = []
+    if (path.dst, path.via) not in have.routes:
+        out.append(AddRoute(ns, path.dst, path.family, via=path.via, dev=path.dev,
+                            onlink=path.onlink, replace=True))
+    if path.neighbour and (path.dev or "", *path.neighbour) not in have.neighbours:
+        out.append(SetNeighbour(ns, path.dev or "", *path.neighbour))
+    if path.fdb and (path.dev or "", *path.fdb) not in have.fdb:
+        out.append(SetFdb(ns, path.dev or "", *path.fdb))
+    return out
 
 
 def _pods(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
@@ -198,10 +270,10 @@ def _pods(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]
         intact = _same_place(old, pod) and node_kept and pod.netns in seen.netns
         if not intact:
             if old is not None and _same_place(old, pod) and old.netns in seen.netns:
-                steps.append(_pod_delete(old))  # its node was rebuilt: rebuild the pod too
-            steps += [_pod_create(desired, pod), _pod_start(pod)]
+                steps.append(_pod_delete(desired, old))  # its node was rebuilt: rebuild the pod
+            steps += [_pod_create(desired, pod), _pod_start(desired, pod)]
         elif old is not None and (old.containers != pod.containers or pod.key not in seen.running):
-            restarts.append(_pod_start(pod))
+            restarts.append(_pod_start(desired, pod, restart=True))
     return steps + restarts
 
 
@@ -210,123 +282,107 @@ def plan_down(current: Layout) -> list[Step]:
     go with their namespaces), the outside world, the node network."""
     # One stop for all: a single pass over /proc finds every container's process group, the
     # internet's web server included.
-    steps = [Step(Action.POD_STOP, ALL_PODS, "stop every container of the lab")]
-    steps += [_pod_delete(p) for p in current.pods]
+    steps = [Step(Action.POD_STOP, ALL_PODS, "stop every container of the lab",
+                  (StopContainers(ALL_PODS),))]
+    steps += [_pod_delete(current, p, stop=False) for p in current.pods]
     steps += [_node_delete(n) for n in current.nodes]
     if current.internet is not None:
         steps.append(_internet_delete(current.internet))
     steps.append(
-        Step(
-            Action.FABRIC_DELETE,
-            current.fabric_netns,
-            "remove the node network",
-            (f"ip netns del {current.fabric_netns}",),
-        )
+        Step(Action.FABRIC_DELETE, current.fabric_netns, "remove the node network",
+             (DeleteNetns(current.fabric_netns), RemoveFiles((rules_file(current),))))
     )
     return steps
 
 
-# --- the steps, each with the commands a person would type -----------------------------------
+# --- namespaces ---------------------------------------------------------------------------------
+
+
+def _birth_sysctls(lay: Layout, *, router: bool) -> tuple[tuple[str, str], ...]:
+    """What a lab namespace is set to before anything is in it, so its links inherit it.
+
+    Without IPv6 in the lab, IPv6 is off: no link-local addresses, no duplicate address detection
+    or multicast listener reports, none of the neighbour entries those leave in the machine-wide
+    table. With it, addresses are usable at once (no DAD). Routers forward; a router's links
+    never learn routes from a pod's router advertisements (CVE-2020-10749).
+    """
+    out: list[tuple[str, str]] = []
+    if router:
+        out.append(("net.ipv4.ip_forward", "1"))
+    if 6 not in lay.families:
+        return (*out, ("net.ipv6.conf.all.disable_ipv6", "1"),
+                ("net.ipv6.conf.default.disable_ipv6", "1"))
+    # No DAD, no router solicitations: fewer multicast neighbour entries in the machine-wide
+    # table, and addresses usable at once.
+    out += [("net.ipv6.conf.all.accept_dad", "0"), ("net.ipv6.conf.default.accept_dad", "0"),
+            ("net.ipv6.conf.all.router_solicitations", "0"),
+            ("net.ipv6.conf.default.router_solicitations", "0")]
+    if router:
+        out += [("net.ipv6.conf.all.forwarding", "1"), ("net.ipv6.conf.default.accept_ra", "0")]
+    return tuple(out)
+
+
+def _state_dirs(lay: Layout) -> Step:
+    dirs = tuple(f"{lay.state_dir}/{sub}" for sub in ("nodes", "pods", "logs"))
+    return Step(Action.STATE_DIRS, lay.cluster,
+                f"podnet's files for lab {lay.cluster}: hostnames, hosts files, logs",
+                (MakeDirs(dirs),))
 
 
 def _fabric_create(lay: Layout) -> Step:
     ns, br = lay.fabric_netns, lay.bridge
-    return Step(
-        Action.FABRIC_CREATE,
-        ns,
-        f"the node network {lay.fabric_gateway.network}: a bridge, as docker's `kind` network",
-        (
-            f"ip netns add {ns}",
-            f"ip -n {ns} link set lo up",
-            f"ip -n {ns} link add {br} mtu {lay.mtu} type bridge",
-            f"ip -n {ns} addr add {lay.fabric_gateway} dev {br}",
-            f"ip -n {ns} link set {br} up",
-        ),
+    ops: list[Op] = [
+        CreateNetns(ns, _birth_sysctls(lay, router=True)),
+        SetLink(ns, "lo"),
+        *_bridge(ns, br, lay.mtu),
+        *(AddAddress(ns, br, str(gw), nodad=gw.version == 6) for gw in lay.fabric_gateways),
+    ]
+    nets = ", ".join(str(gw.network) for gw in lay.fabric_gateways)
+    return Step(Action.FABRIC_CREATE, ns,
+                f"the node network {nets}: a bridge, as docker's `kind` network", tuple(ops))
+
+
+def _bridge(ns: str, name: str, mtu: int) -> list[Op]:
+    return [AddBridge(ns, name, mtu), SetLink(ns, name, owned=True)]
+
+
+def _host_side(lay: Layout, node: NodeLayout) -> HostSide:
+    gateways = tuple(
+        _with_prefix(gw, cidr.prefixlen) for gw, cidr in zip(node.gateways, node.pod_cidrs,
+                                                              strict=True)
     )
+    # Service replies between two pods of one bridge are bridged, not routed: conntrack must
+    # see them (br_netfilter) wherever the lab has Services.
+    return HostSide(node.netns, gateways, lay.pod_mtu, conntrack_bridged=bool(lay.services))
+
+
+def _with_prefix(ip: IPAddress, prefix: int) -> IPInterface:
+    return ipaddress.ip_interface(f"{ip}/{prefix}")
 
 
 def _node_create(lay: Layout, node: NodeLayout) -> Step:
-    ns = node.netns
-    fab = lay.fabric_netns
-    commands = [
-        f"ip netns add {ns}",
-        f"ip -n {ns} link set lo up",
-        f"ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.default.accept_ra=0",
-        f"ip -n {fab} link add {node.uplink} mtu {lay.mtu} type veth peer name eth0 netns {ns}",
-        f"ip -n {fab} link set {node.uplink} master {lay.bridge} up",
-        f"ip -n {ns} addr add {node.ip} dev eth0",
-        f"ip -n {ns} link set eth0 up",
-        f"ip -n {ns} route add default via {lay.fabric_gateway.ip}",
-        f"touch {node.uts} && unshare --uts={node.uts} hostname {node.name}",
+    ns, fab = node.netns, lay.fabric_netns
+    ops: list[Op] = [
+        CreateNetns(ns, _birth_sysctls(lay, router=True)),
+        SetLink(ns, "lo"),
+        AddVeth(fab, node.uplink, "eth0", ns, lay.mtu),
+        SetLink(fab, node.uplink, master=lay.bridge, owned=True),
+        *(AddAddress(ns, "eth0", str(ip), nodad=ip.version == 6) for ip in node.ips),
+        SetLink(ns, "eth0"),
+        *(AddRoute(ns, "default", gw.version, via=str(gw.ip)) for gw in lay.fabric_gateways),
+        SetHostname(node.uts, node.name),
+        WriteFile(node.hosts_file, node_hosts(node.name, [str(ip.ip) for ip in node.ips]),
+                  new=True),
+        *attachment(lay.attachment).host_ops(_host_side(lay, node)),
+        *routing(lay.routing).node_ops(lay, node),
     ]
-    if lay.attachment == "bridge":
-        commands += [
-            f"ip -n {ns} link add cni0 mtu {lay.pod_mtu} type bridge",
-            f"ip -n {ns} addr add {node.gateway}/{node.pod_cidr.prefixlen} dev cni0",
-            f"ip -n {ns} link set cni0 up",
-            # Service replies between two pods of one bridge are bridged, not routed: only
-            # br_netfilter shows them to conntrack, which turns the source back into the VIP.
-            f"ip netns exec {ns} sysctl -qw net.bridge.bridge-nf-call-iptables=1",
-        ]
-    if lay.routing == "vxlan":
-        commands += [
-            f"ip -n {ns} link add {TUNNEL} address {node.vtep_mac} mtu {lay.pod_mtu} type vxlan"
-            f" id {lay.vxlan_vni} local {node.ip.ip} dev eth0 dstport {lay.vxlan_port}"
-            " nolearning",
-            f"ip -n {ns} addr add {node.vtep_ip}/32 dev {TUNNEL}",
-            f"ip -n {ns} link set {TUNNEL} up",
-        ]
-    return Step(
-        Action.NODE_CREATE,
-        node.name,
-        f"node {node.name}: eth0 {node.ip} on the node network, pods in {node.pod_cidr}",
-        tuple(commands),
-    )
+    pods = ", ".join(str(c) for c in node.pod_cidrs) or "the node network"
+    ips = ", ".join(str(ip) for ip in node.ips)
+    return Step(Action.NODE_CREATE, node.name,
+                f"node {node.name}: eth0 {ips} on the node network, pods in {pods}", tuple(ops))
 
 
-def _peer_routes(
-    lay: Layout, node: NodeLayout
-) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, str], ...]]:
-    """(pod CIDR, via) per other node; with VXLAN also (VTEP address, MAC, node address)."""
-    others = [o for o in lay.nodes if o.name != node.name]
-    if lay.routing == "vxlan":
-        return (
-            tuple((str(o.pod_cidr), str(o.vtep_ip)) for o in others),
-            tuple((str(o.vtep_ip), o.vtep_mac, str(o.ip.ip)) for o in others),
-        )
-    return tuple((str(o.pod_cidr), str(o.ip.ip)) for o in others), ()
-
-
-def _node_routes(
-    lay: Layout,
-    node: NodeLayout,
-    routes: tuple[tuple[str, str], ...],
-    tunnels: tuple[tuple[str, str, str], ...],
-) -> Step:
-    ns = node.netns
-    if lay.routing == "vxlan":
-        comment = (f"{node.name} sends other nodes' pods through {TUNNEL} (flannel's vxlan "
-                   "backend): a route, a neighbour and an FDB entry per node")
-        commands: list[str] = []
-        for (cidr, via), (_, mac, remote) in zip(routes, tunnels, strict=True):
-            commands += [
-                f"ip -n {ns} route replace {cidr} via {via} dev {TUNNEL} onlink",
-                f"ip -n {ns} neigh replace {via} lladdr {mac} dev {TUNNEL} nud permanent",
-                f"bridge -n {ns} fdb replace {mac} dev {TUNNEL} dst {remote} self permanent",
-            ]
-    elif lay.routing == "host-gw":
-        comment = (f"{node.name} reaches other nodes' pods through those nodes "
-                   "(flannel's host-gw: direct routes on the shared node network)")
-        commands = [f"ip -n {ns} route replace {cidr} via {via} dev eth0" for cidr, via in routes]
-    else:
-        comment = (f"{node.name} reaches other nodes' pods through those nodes "
-                   "(kindnet's static routes)")
-        commands = [f"ip -n {ns} route replace {cidr} via {via}" for cidr, via in routes]
-    return Step(Action.NODE_ROUTES, node.name, comment, tuple(commands), routes=routes,
-                tunnels=tunnels)
-
-
-def nft_replace_script(body: str, table: str = "ip podnet") -> str:
+def nft_replace_script(body: str, table: str = TABLE) -> str:
     """The transaction that makes `table` exactly `body`: what kernel.nftables.Transaction.replace
     sends (a unit test holds the two together)."""
     lines = [f"add table {table}", f"delete table {table}", f"table {table} {{"]
@@ -343,60 +399,56 @@ def _node_rules(lay: Layout, nodes: list[NodeLayout], body: str) -> Step:
     """One step for every node that needs the table: their transactions run side by side (each
     waits on the kernel about 20 ms, mostly idle)."""
     path = rules_file(lay)
-    script = nft_replace_script(body).rstrip("\n").split("\n")
+    ops: list[Op] = [WriteFile(path, nft_replace_script(body), mode=0o600)]
+    ops += [LoadNftTable(node.netns, TABLE, body, path) for node in nodes]
     return Step(
         Action.NODE_RULES,
-        ALL_NODES,
+        ",".join(node.name for node in nodes),
         "each node's nftables table: Services as kube-proxy's nftables mode writes them, and "
         "pods' egress masqueraded to the node's address (one atomic transaction per node)",
-        (
-            f"cat > {path} <<'EOF'",
-            *script,
-            "EOF",
-            *(f"ip netns exec {node.netns} nft -f {path}" for node in nodes),
-        ),
-        script=body,
-        nodes=tuple(node.name for node in nodes),
+        tuple(ops),
     )
 
 
 def _internet_create(lay: Layout, net: InternetLayout) -> Step:
     fab, ns = lay.fabric_netns, net.netns
+    ops: list[Op] = [
+        CreateNetns(ns, _birth_sysctls(lay, router=False)),
+        SetLink(ns, "lo"),
+        AddVeth(fab, net.link, "eth0", ns, lay.mtu),
+        SetLink(fab, net.link, owned=True),
+        *(AddAddress(fab, net.link, str(gw), nodad=gw.version == 6) for gw in net.gateways),
+        *(AddAddress(ns, "eth0", str(ip), nodad=ip.version == 6) for ip in net.addresses),
+        SetLink(ns, "eth0"),
+        # The internet knows the node network (as it knows a docker host's address), not pods.
+        *(AddRoute(ns, str(fabric.network), gw.version, via=str(gw.ip))
+          for gw in net.gateways for fabric in lay.fabric_gateways
+          if fabric.version == gw.version),
+    ]
+    where = ", ".join(str(ip.ip) for ip in net.addresses)
     return Step(
-        Action.INTERNET_CREATE,
-        ns,
-        f"the outside world: {ns} holds {net.address.ip} (TEST-NET-2, never a real address), "
-        f"routed by the node network's host; it knows the nodes' addresses, not the pods'",
-        (
-            f"ip netns add {ns}",
-            f"ip -n {ns} link set lo up",
-            f"ip -n {fab} link add {net.link} mtu {lay.mtu} type veth peer name eth0 netns {ns}",
-            f"ip -n {fab} addr add {net.gateway} dev {net.link}",
-            f"ip -n {fab} link set {net.link} up",
-            f"ip netns exec {fab} sysctl -qw net.ipv4.ip_forward=1",
-            f"ip -n {ns} addr add {net.address} dev eth0",
-            f"ip -n {ns} link set eth0 up",
-            f"ip -n {ns} route add {lay.fabric_gateway.network} via {net.gateway.ip}",
-        ),
+        Action.INTERNET_CREATE, ns,
+        f"the outside world: {ns} holds {where} (documentation ranges, never a real address), "
+        "routed by the node network's host; it knows the nodes' addresses, not the pods'",
+        tuple(ops),
     )
 
 
-def _internet_start(net: InternetLayout) -> Step:
-    return Step(
-        Action.INTERNET_START,
-        net.netns,
-        f"a web server out there, {net.url}: its page shows each client the address it saw",
-        (f"ip netns exec {net.netns} python3 -m podnet.runtime.responder --port {net.port} &",),
-    )
+def _internet_start(lay: Layout, net: InternetLayout) -> Step:
+    start = StartContainer(INTERNET_KEY, "web", net.netns, None, None, net.log, net.netns,
+                           str(net.address.ip), ports=(net.port,))
+    return Step(Action.INTERNET_START, net.netns,
+                f"a web server out there, {net.url}: its page shows each client the address it "
+                "saw", (start,))
 
 
 def _internet_delete(net: InternetLayout) -> Step:
-    return Step(
-        Action.INTERNET_DELETE,
-        net.netns,
-        "remove the outside world (its link to the node network goes with it)",
-        (f"ip netns del {net.netns}",),
-    )
+    return Step(Action.INTERNET_DELETE, net.netns,
+                "remove the outside world (its link to the node network goes with it)",
+                (DeleteNetns(net.netns), RemoveFiles((net.log,))))
+
+
+# --- pods ---------------------------------------------------------------------------------------
 
 
 def _pods_hosts(lay: Layout) -> Step:
@@ -404,95 +456,70 @@ def _pods_hosts(lay: Layout) -> Step:
         Action.PODS_HOSTS,
         ALL_PODS,
         "the Services changed: rewrite every pod's /etc/hosts with their names",
-        tuple(f"printf '...{_hosts_tail(lay, p)}' > {p.hosts_file}" for p in lay.pods),
+        tuple(WriteFile(p.hosts_file, _hosts(lay, p)) for p in lay.pods),
     )
 
 
-def _hosts_tail(lay: Layout, pod: PodLayout) -> str:
-    tab = "\\t"  # printf's escape, as the file has a tab
-    entries = service_hosts(lay, pod.namespace)
-    if not entries:
-        return ""
-    # The Services are written where kubelet writes a pod's hostAliases.
-    return "\\n\\n# Entries added by HostAliases." + "".join(
-        f"\\n{ip}{tab}{tab.join(names)}" for ip, names in entries
+def _hosts(lay: Layout, pod: PodLayout) -> str:
+    return render_hosts([str(ip.ip) for ip in pod.ips], pod_hostname(pod.name),
+                        service_hosts(lay, pod.namespace))
+
+
+def pod_link(lay: Layout, pod: PodLayout) -> PodLink:
+    """How the lab attaches `pod` to its node."""
+    node = lay.node(pod.node)
+    shape = attachment(lay.attachment)
+    return PodLink(
+        host=_host_side(lay, node),
+        pod_ns=pod.netns,
+        host_ifname=pod.veth,
+        ips=pod.ips,
+        host_mac=link_mac(f"{lay.cluster}/{pod.node}/{pod.veth}") if shape.pins_host_mac else "",
     )
 
 
 def _pod_create(lay: Layout, pod: PodLayout) -> Step:
-    node = lay.node(pod.node)
-    n, p = node.netns, pod.netns
-    ip, gw = pod.ip, node.gateway
-    commands = [
-        f"ip netns add {p}",
-        f"ip -n {n} link add {pod.veth} mtu {lay.pod_mtu} type veth peer name eth0 netns {p}",
+    ops: list[Op] = [
+        CreateNetns(pod.netns, _birth_sysctls(lay, router=False)),
+        *attachment(lay.attachment).pod_ops(pod_link(lay, pod)),
+        SetHostname(pod.uts, pod_hostname(pod.name)),
+        WriteFile(pod.hosts_file, _hosts(lay, pod), new=True),
     ]
-    if lay.attachment == "ptp":
-        commands += [
-            f"ip -n {n} link set {pod.veth} up",
-            f"ip -n {n} addr add {gw}/32 dev {pod.veth}",
-            f"ip -n {n} route add {ip.ip}/32 dev {pod.veth} scope host",
-            f"ip -n {p} link set lo up",
-            f"ip -n {p} addr add {ip} dev eth0 noprefixroute",
-            f"ip -n {p} link set eth0 up",
-            f"ip -n {p} route add {gw} dev eth0 scope link src {ip.ip}",
-            f"ip -n {p} route add {ip.network} via {gw} dev eth0 src {ip.ip}",
-        ]
-    else:
-        commands += [
-            f"ip -n {n} link set {pod.veth} master cni0 up",
-            f"bridge -n {n} link set dev {pod.veth} hairpin on",
-            f"ip -n {p} link set lo up",
-            f"ip -n {p} addr add {ip} dev eth0",
-            f"ip -n {p} link set eth0 up",
-        ]
-    commands += [
-        f"ip -n {p} route add default via {gw} dev eth0",
-        f"touch {pod.uts} && unshare --uts={pod.uts} hostname {pod.name}",
-        f"printf '# Kubernetes-managed hosts file.\\n...{ip.ip}\\t{pod.name}"
-        f"{_hosts_tail(lay, pod)}\\n' > {pod.hosts_file}",
+    ips = ", ".join(str(ip) for ip in pod.ips)
+    return Step(Action.POD_CREATE, pod.key,
+                f"pod {pod.key} on {pod.node}: {pod.netns}, eth0 {ips}, {pod.veth} on the node",
+                tuple(ops))
+
+
+def log_path(lay: Layout, pod: PodLayout, container: str) -> str:
+    return f"{lay.state_dir}/logs/{pod.namespace}_{pod.name}_{container}.log"
+
+
+def _pod_start(lay: Layout, pod: PodLayout, *, restart: bool = False) -> Step:
+    starts = [
+        StartContainer(pod.key, c.name, pod.netns, pod.uts, pod.hosts_file,
+                       log_path(lay, pod, c.name), pod.node, str(pod.ip.ip), argv=c.command,
+                       ports=c.ports, env=c.env)
+        for c in pod.containers
     ]
-    return Step(
-        Action.POD_CREATE,
-        pod.key,
-        f"pod {pod.key} on {pod.node}: {p}, eth0 {ip}, {pod.veth} on the node",
-        tuple(commands),
-    )
+    # A restart forgets the old processes first (and stops any left alive), so the record never
+    # holds a dead container beside its replacement.
+    ops: list[Op] = [StopContainers(pod.key), *starts] if restart else list(starts)
+    return Step(Action.POD_START, pod.key,
+                f"start {len(pod.containers)} container(s) of {pod.key} in its namespaces",
+                tuple(ops))
 
 
-def _pod_start(pod: PodLayout) -> Step:
-    commands = []
-    for c in pod.containers:
-        if c.command:
-            what = " ".join(c.command)
-        elif c.ports:
-            what = "python3 -m podnet.runtime.responder " + " ".join(f"--port {p}" for p in c.ports)
-        else:
-            what = "sleep infinity"
-        commands.append(
-            f"ip netns exec {pod.netns} nsenter --uts={pod.uts} {what} &  # container {c.name}"
-        )
-    return Step(
-        Action.POD_START,
-        pod.key,
-        f"start {len(pod.containers)} container(s) of {pod.key} in its namespaces",
-        tuple(commands),
-    )
-
-
-def _pod_delete(pod: PodLayout) -> Step:
-    return Step(
-        Action.POD_DELETE,
-        pod.key,
-        f"remove pod {pod.key}: its namespace (the kernel frees {pod.veth} with it)",
-        (f"ip netns del {pod.netns}", f"umount {pod.uts}; rm -f {pod.uts} {pod.hosts_file}"),
-    )
+def _pod_delete(lay: Layout, pod: PodLayout, *, stop: bool = True) -> Step:
+    logs = tuple(log_path(lay, pod, c.name) for c in pod.containers)
+    ops: list[Op] = [StopContainers(pod.key)] if stop else []
+    ops += [DeleteNetns(pod.netns), DeleteUts(pod.uts), RemoveFiles((pod.hosts_file, *logs))]
+    return Step(Action.POD_DELETE, pod.key,
+                f"remove pod {pod.key}: its namespace (the kernel frees {pod.veth} with it)",
+                tuple(ops))
 
 
 def _node_delete(node: NodeLayout) -> Step:
-    return Step(
-        Action.NODE_DELETE,
-        node.name,
-        f"remove node {node.name} (its uplink {node.uplink} goes with it)",
-        (f"ip netns del {node.netns}", f"umount {node.uts}; rm -f {node.uts} {node.hosts_file}"),
-    )
+    return Step(Action.NODE_DELETE, node.name,
+                f"remove node {node.name} (its uplink {node.uplink} goes with it)",
+                (DeleteNetns(node.netns), DeleteUts(node.uts), RemoveFiles((node.hosts_file,))))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["HOSTNAME_MAX", "pod_hostname", "render_hosts"]
+__all__ = ["HOSTNAME_MAX", "node_hosts", "pod_hostname", "render_hosts"]
 
 # sethostname(2) takes 64 bytes; kubelet keeps 63 so the name fits with its terminating NUL.
 HOSTNAME_MAX = 63
@@ -69,3 +69,15 @@ def _check_field(value: str) -> None:
             f"invalid hosts file field {value!r}: it must be non-empty, without spaces, tabs, "
             "newlines or '#'"
         )
+
+
+def node_hosts(node: str, ips: Sequence[str]) -> str:
+    """A kind node's /etc/hosts, as docker writes it (the lesson's `cat /etc/hosts` on
+    kind-worker): the loopback and IPv6 names, then the node's own addresses."""
+    for value in (*ips, node):
+        _check_field(value)
+    return (
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+        "ff02::2\tip6-allrouters\n" + "".join(f"{ip}\t{node}\n" for ip in ips)
+    )

@@ -15,7 +15,13 @@ from podnet.errors import StateError
 from podnet.kernel import nsfile, syscalls
 from podnet.runtime.hosts import pod_hostname, render_hosts
 
-__all__ = ["create_pod_uts", "delete_pod_uts", "write_file_atomic", "write_hosts_file"]
+__all__ = [
+    "create_pod_uts",
+    "delete_pod_uts",
+    "make_dir",
+    "write_file_atomic",
+    "write_hosts_file",
+]
 
 _HOSTNAME_BYTES = 64  # HOST_NAME_MAX: sethostname(2) refuses longer names
 
@@ -106,3 +112,16 @@ def write_file_atomic(path: str, text: str, mode: int = 0o644) -> None:
         raise StateError(f"cannot write {path}: {exc.strerror}") from None
     finally:
         os.close(dir_fd)
+
+
+def make_dir(path: str, mode: int = 0o700) -> None:
+    """`mkdir -p -m MODE`: a real directory (never a symlink, never a file in the way)."""
+    try:
+        os.makedirs(path, mode=mode, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+        raise StateError(f"cannot make directory {path}: {why}",
+                         hint="remove what is in the way; podnet keeps its state there") from None
+    if os.path.islink(path) or not os.path.isdir(path):
+        raise StateError(f"{path} is not a directory of podnet's",
+                         hint="podnet writes its state only into real directories")

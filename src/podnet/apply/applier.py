@@ -1,0 +1,444 @@
+"""Executes planned operations (`podnet.plan.ops`) through `podnet.kernel`: one handler per kind.
+
+The operations are the same objects `podnet explain` prints, so what runs here is what the
+explanation says. Speed comes from how they run, not from what they are:
+
+- Consecutive netlink operations in one namespace go out in one datagram (`kernel.batch`): a
+  pod's veth, addresses and routes cost one round trip per side.
+- Interfaces are addressed by index: the applier chooses the index of every link it creates, so
+  later messages of the same datagram can name it, and reads a namespace's links at most once.
+- nftables transactions and containers start at once and are waited for at the end (`finish`),
+  while the next pods are built.
+
+Every operation that took effect is kept in `done`, in order, so a failure can be undone
+(`Op.undo`) from the newest back. Namespaces are podnet's only when their inode is the one the
+record holds: a namespace of the same name made by someone else is never replaced or deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from podnet import state as lab_state
+from podnet.errors import KernelError, ObjectMissingError, ProcessError
+from podnet.kernel import netns, nftables, sysctl
+from podnet.kernel.batch import Batch
+from podnet.kernel.netlink import Netlink
+from podnet.plan import ops as o
+from podnet.runtime import pod as pod_files
+from podnet.runtime.container import SpawnRequest
+from podnet.runtime.procs import ProcessRef, stop
+from podnet.runtime.spawner import Spawner
+
+__all__ = ["Applier", "FailedOpError"]
+
+ALL = "*"
+
+
+class FailedOpError(KernelError):
+    """An operation the kernel refused, with the operation itself (for the rollback's report)."""
+
+    def __init__(self, cause: KernelError, op: o.Op) -> None:
+        super().__init__(cause.message, errno=cause.errno, hint=cause.hint)
+        self.op = op
+
+
+class _Pending:
+    """Netlink operations waiting to go out together: one namespace, one datagram."""
+
+    def __init__(self, ns: str | None) -> None:
+        self.ns = ns
+        self.batch = Batch("")
+        self.ops: list[o.Op] = []
+        self.fds: list[int] = []  # peer namespaces the datagram names (veths born there)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+class Applier:
+    """Runs operations for one `up` or `down`, updating the lab's record as it goes."""
+
+    def __init__(self, state: lab_state.LabState, spawner: Spawner | None = None) -> None:
+        self.state = state
+        self.spawner = spawner
+        self.done: list[o.Op] = []
+        self.left_alone: list[str] = []  # what `down` found and would not touch, for people
+        self._sockets: dict[str | None, Netlink] = {}
+        self._names: dict[str | None, dict[str, int]] = {}  # namespace -> ifname -> ifindex
+        self._next: dict[str | None, int] = {}  # namespace -> next free ifindex
+        self._fresh: set[str] = set()  # namespaces made by this run
+        self._fresh_base: int | None = None  # first free ifindex of a new namespace
+        self._pending: _Pending | None = None
+        self._nft: list[nftables.Pending] = []
+        self._submitted: list[tuple[str, str]] = []  # (pod key, container) being started
+
+    # --- running ------------------------------------------------------------------------------
+
+    def run(self, ops: Iterable[o.Op]) -> None:
+        """Execute `ops` in order; raise for the first that fails (what took effect is in
+        `done`)."""
+        try:
+            for op in ops:
+                if op.netlink:
+                    self._queue(op)
+                else:
+                    self.flush()
+                    _HANDLERS[type(op)](self, op)
+                    self.done.append(op)
+            self.flush()
+        except BaseException:
+            self._discard()  # queued, never sent: nothing of it took effect
+            raise
+
+    def _discard(self) -> None:
+        if self._pending is not None:
+            self._pending.close()
+            self._pending = None
+
+    def flush(self) -> None:
+        """Send the netlink operations queued so far, in one datagram."""
+        pending, self._pending = self._pending, None
+        if pending is None or not pending.ops:
+            return
+        try:
+            self.nl(pending.ns).send(pending.batch)
+        except KernelError as exc:
+            failed_at = exc.failed_at
+            self.done.extend(pending.ops[:failed_at])
+            raise FailedOpError(exc, pending.ops[failed_at]) from None
+        finally:
+            pending.close()
+        self.done.extend(pending.ops)
+
+    def finish(self) -> None:
+        """Wait for the work left running: nft transactions, then containers."""
+        self.flush()
+        jobs, self._nft = self._nft, []
+        try:
+            for job in jobs:
+                job.wait()
+        finally:
+            self.collect_started()
+
+    def collect_started(self) -> None:
+        """Wait for the containers submitted so far and record them (PID and start time)."""
+        if not self._submitted or self.spawner is None:
+            return
+        owners, self._submitted = self._submitted, []
+        refs = self.spawner.collect()
+        for (key, name), ref in zip(owners, refs, strict=True):
+            self.state.containers.append(lab_state.ContainerRecord(key, name, ref.pid,
+                                                                   ref.starttime))
+
+    def undo(self) -> int:
+        """Undo what took effect, newest first; returns how many operations were undone.
+        Best effort: an undo that fails is skipped (`down` removes what is left)."""
+        with contextlib.suppress(Exception):
+            self.finish()  # learn the PIDs of what did start, so it can be stopped
+        done, self.done = self.done, []
+        undone = 0
+        for op in reversed(done):
+            inverse = op.undo()
+            if inverse is None:
+                continue
+            with contextlib.suppress(Exception):  # keep undoing the rest; `down` ends the job
+                self.run([inverse])
+                undone += 1
+        self.done = []
+        return undone
+
+    def close(self) -> None:
+        self._discard()
+        for ns in list(self._sockets):
+            self.forget(ns)
+
+    # --- namespaces, sockets, interface indexes -------------------------------------------------
+
+    @staticmethod
+    def path(ns: str | None) -> str | None:
+        if ns is None or ns.startswith("/"):
+            return ns
+        return netns.path_of(ns)
+
+    def nl(self, ns: str | None) -> Netlink:
+        sock = self._sockets.get(ns)
+        if sock is None:
+            sock = self._sockets[ns] = Netlink.open(self.path(ns), label=ns or "host")
+        return sock
+
+    def forget(self, ns: str | None) -> None:
+        """Close our socket in `ns` (a socket holds its namespace alive) and what we knew."""
+        sock = self._sockets.pop(ns, None)
+        if sock is not None:
+            sock.close()
+        self._names.pop(ns, None)
+        self._next.pop(ns, None)
+
+    def _links(self, ns: str | None) -> dict[str, int]:
+        names = self._names.get(ns)
+        if names is None:
+            if ns in self._fresh:
+                names = {"lo": 1}
+                self._next[ns] = self._fresh_index(ns)
+            else:
+                links = self.nl(ns).links()
+                names = {str(link["ifname"]): int(link["index"]) for link in links}
+                self._next[ns] = max(names.values(), default=0) + 1
+            self._names[ns] = names
+        return names
+
+    def _fresh_index(self, ns: str | None) -> int:
+        """The first free ifindex of a namespace made by this run: after lo and whatever
+        fallback devices this kernel's modules put in every new namespace (tunl0, sit0...).
+        Asked of the first new namespace only: every new one starts the same."""
+        if self._fresh_base is None:
+            links = self.nl(ns).links()
+            self._fresh_base = max(int(link["index"]) for link in links) + 1
+        return self._fresh_base
+
+    def index(self, ns: str | None, ifname: str) -> int:
+        found = self._links(ns).get(ifname)
+        if found is None:
+            where = ns or "this namespace"
+            raise ObjectMissingError(f"no interface {ifname} in {where}")
+        return found
+
+    def claim(self, ns: str | None, ifname: str) -> int:
+        """Choose the index of a link about to be created in `ns`."""
+        self._links(ns)
+        index = self._next[ns]
+        self._next[ns] = index + 1
+        self._names[ns][ifname] = index
+        return index
+
+    def _queue(self, op: o.Op) -> None:
+        ns: str | None = getattr(op, "ns", None)
+        if self._pending is not None and self._pending.ns != ns:
+            self.flush()
+        if self._pending is None:
+            self._pending = _Pending(ns)
+        pending = self._pending
+        before = len(pending.batch.messages)
+        _NETLINK[type(op)](self, op, pending)
+        if len(pending.batch.messages) != before + 1:
+            raise AssertionError(f"{type(op).__name__} must add one netlink message")
+        pending.ops.append(op)
+
+    # --- the record -----------------------------------------------------------------------------
+
+    def owns(self, name: str) -> bool:
+        """Whether namespace `name` exists and is the very one podnet recorded making."""
+        inode = self.state.owned.get(name)
+        try:
+            return inode is not None and netns.exists(name) and netns.inode(
+                netns.path_of(name)) == inode
+        except OSError:
+            return False
+
+
+# --- handlers: namespaces, sysctls, files, processes -------------------------------------------
+
+
+def _create_netns(app: Applier, op: o.CreateNetns) -> None:
+    if netns.exists(op.name):
+        if not app.owns(op.name):
+            netns.create(op.name)  # raises ObjectExistsError with a hint: someone else's
+        app.forget(op.name)  # ours, left half-built by a crash: start it clean
+        netns.delete(op.name)
+    settings = dict(op.sysctls)
+    path = netns.create(op.name, prepare=lambda: sysctl.write(None, settings,
+                                                              optional=settings))
+    app.forget(op.name)
+    app._fresh.add(op.name)  # the applier's own bookkeeping
+    lab_state.record_netns(app.state, op.name, netns.inode(path))
+
+
+def _delete_netns(app: Applier, op: o.DeleteNetns) -> None:
+    if not netns.exists(op.name):
+        app.state.owned.pop(op.name, None)
+        return
+    if not app.owns(op.name):
+        app.left_alone.append(f"namespace {op.name}: not the one podnet made (its inode "
+                              "differs from the record), so it was left alone")
+        return
+    app.forget(op.name)
+    netns.delete(op.name)
+    app.state.owned.pop(op.name, None)
+
+
+def _set_sysctls(app: Applier, op: o.SetSysctls) -> None:
+    settings = dict(op.settings)
+    sysctl.write(app.path(op.ns), settings, optional=settings if op.optional else ())
+
+
+def _set_hostname(app: Applier, op: o.SetHostname) -> None:
+    if os.path.exists(op.uts):
+        pod_files.delete_pod_uts(op.uts)  # in podnet's own directory: left by a crash
+    pod_files.create_pod_uts(op.uts, op.hostname)
+
+
+def _delete_uts(app: Applier, op: o.DeleteUts) -> None:
+    pod_files.delete_pod_uts(op.uts)
+
+
+def _make_dirs(app: Applier, op: o.MakeDirs) -> None:
+    for path in op.paths:
+        pod_files.make_dir(path, op.mode)
+
+
+def _write_file(app: Applier, op: o.WriteFile) -> None:
+    pod_files.write_file_atomic(op.path, op.text, mode=op.mode)
+
+
+def _remove_files(app: Applier, op: o.RemoveFiles) -> None:
+    for path in op.paths:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(path)
+
+
+def _load_nft(app: Applier, op: o.LoadNftTable) -> None:
+    family, name = op.table.split(" ", 1)
+    tx = nftables.Transaction(nftables.Table(family, name), f"the nftables table of {op.ns}")
+    # The nft process finishes while the next steps run; `finish` waits for it.
+    app._nft.append(nftables.start_many([(tx.replace(op.body), app.path(op.ns))]))
+
+
+def _start_container(app: Applier, op: o.StartContainer) -> None:
+    if app.spawner is None:
+        raise ProcessError(f"cannot start container {op.container} of {op.pod}: no spawner")
+    app.spawner.submit(
+        SpawnRequest(
+            netns_path=netns.path_of(op.netns),
+            uts_path=op.uts,
+            hosts_file=op.hosts_file,
+            argv=list(op.argv) if op.argv else None,
+            ports=list(op.ports),
+            log_path=op.log,
+            pod_name=op.identity.split("/", 1)[1],
+            pod_namespace=op.identity.split("/", 1)[0],
+            node_name=op.node,
+            pod_ip=op.ip,
+            container_name=op.container,
+            env=list(op.env),
+        )
+    )
+    app._submitted.append((op.pod, op.container))
+
+
+def _stop_containers(app: Applier, op: o.StopContainers) -> None:
+    app.collect_started()  # a container still starting is stopped too
+    every = op.pod == ALL
+    records = [c for c in app.state.containers if every or c.pod == op.pod]
+    if records:
+        stop([ProcessRef(r.pid, r.starttime) for r in records])
+    app.state.containers = [c for c in app.state.containers if not every and c.pod != op.pod]
+
+
+_HANDLERS: dict[type[Any], Callable[[Applier, Any], None]] = {
+    o.CreateNetns: _create_netns,
+    o.DeleteNetns: _delete_netns,
+    o.SetSysctls: _set_sysctls,
+    o.SetHostname: _set_hostname,
+    o.DeleteUts: _delete_uts,
+    o.MakeDirs: _make_dirs,
+    o.WriteFile: _write_file,
+    o.RemoveFiles: _remove_files,
+    o.LoadNftTable: _load_nft,
+    o.StartContainer: _start_container,
+    o.StopContainers: _stop_containers,
+}
+
+
+# --- netlink operations: each adds one message to the pending datagram -------------------------
+
+
+def _add_veth(app: Applier, op: o.AddVeth, p: _Pending) -> None:
+    fd = os.open(app.path(op.peer_ns) or "/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    p.fds.append(fd)
+    index = app.claim(op.ns, op.name)
+    peer_index = app.claim(op.peer_ns, op.peer)
+    p.batch.veth_add(op.name, index, op.peer, peer_index, fd, op.mtu, op.mac)
+
+
+def _add_bridge(app: Applier, op: o.AddBridge, p: _Pending) -> None:
+    p.batch.bridge_add(op.name, app.claim(op.ns, op.name), op.mtu)
+
+
+def _add_vxlan(app: Applier, op: o.AddVxlan, p: _Pending) -> None:
+    underlay = app.index(op.ns, op.dev)
+    p.batch.vxlan_add(op.name, app.claim(op.ns, op.name), vni=op.vni, local=op.local,
+                      port=op.port, underlay=underlay, mtu=op.mtu, mac=op.mac)
+
+
+def _set_link(app: Applier, op: o.SetLink, p: _Pending) -> None:
+    master = app.index(op.ns, op.master) if op.master else None
+    p.batch.link_set(app.index(op.ns, op.dev), up=op.up,
+                     alias=o.OWNER_ALIAS if op.owned else None, master=master)
+
+
+def _set_bridge_port(app: Applier, op: o.SetBridgePort, p: _Pending) -> None:
+    p.batch.bridge_port(app.index(op.ns, op.dev), hairpin=op.hairpin)
+
+
+def _add_address(app: Applier, op: o.AddAddress, p: _Pending) -> None:
+    p.batch.addr_add(app.index(op.ns, op.dev), op.cidr, noprefixroute=op.noprefixroute,
+                     nodad=op.nodad)
+
+
+def _add_route(app: Applier, op: o.AddRoute, p: _Pending) -> None:
+    oif = app.index(op.ns, op.dev) if op.dev else None
+    p.batch.route_add(op.dst, oif=oif, family=op.family, gateway=op.via,
+                      scope=op.scope or "universe", src=op.src, onlink=op.onlink,
+                      replace=op.replace)
+
+
+def _delete_route(app: Applier, op: o.DeleteRoute, p: _Pending) -> None:
+    oif = app.index(op.ns, op.dev) if op.dev else None
+    p.batch.route_delete(op.dst, family=op.family, oif=oif)
+
+
+def _set_neighbour(app: Applier, op: o.SetNeighbour, p: _Pending) -> None:
+    p.batch.neigh_replace(app.index(op.ns, op.dev), op.ip, op.mac)
+
+
+def _delete_neighbour(app: Applier, op: o.DeleteNeighbour, p: _Pending) -> None:
+    p.batch.neigh_delete(app.index(op.ns, op.dev), op.ip)
+
+
+def _set_fdb(app: Applier, op: o.SetFdb, p: _Pending) -> None:
+    p.batch.fdb_replace(app.index(op.ns, op.dev), op.mac, op.dst)
+
+
+def _delete_fdb(app: Applier, op: o.DeleteFdb, p: _Pending) -> None:
+    p.batch.fdb_delete(app.index(op.ns, op.dev), op.mac, op.dst)
+
+
+def _add_rule(app: Applier, op: o.AddRule, p: _Pending) -> None:
+    p.batch.rule_add(priority=op.priority, table=op.table, family=op.family, src=op.src,
+                     dst=op.dst)
+
+
+_NETLINK: dict[type[Any], Callable[[Applier, Any, _Pending], None]] = {
+    o.AddVeth: _add_veth,
+    o.AddBridge: _add_bridge,
+    o.AddVxlan: _add_vxlan,
+    o.SetLink: _set_link,
+    o.SetBridgePort: _set_bridge_port,
+    o.AddAddress: _add_address,
+    o.AddRoute: _add_route,
+    o.DeleteRoute: _delete_route,
+    o.SetNeighbour: _set_neighbour,
+    o.DeleteNeighbour: _delete_neighbour,
+    o.SetFdb: _set_fdb,
+    o.DeleteFdb: _delete_fdb,
+    o.AddRule: _add_rule,
+}
+
+# Every operation has exactly one way to run (a unit test holds the tables complete).
+HANDLED = frozenset(_HANDLERS) | frozenset(_NETLINK)

@@ -1,0 +1,118 @@
+"""`podnet explain` says what `up` does: each lab shape is built twice, once by `podnet up` and once
+by running `podnet explain | bash -e` as a person would, each in a fresh sandbox of its own, and
+the two kernels must hold the same links (with MTUs, state, aliases, masters), addresses, routes
+of every table and family, permanent neighbours, VXLAN forwarding entries, routing rules,
+sysctls and nftables ruleset (read with iproute2 and nft by `kernel_state.py`, not by podnet).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from podnet.model.loader import load_topology
+from podnet.plan.layout import layout
+
+pytestmark = pytest.mark.kernel
+
+STATE = Path(__file__).with_name("kernel_state.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+# attachment, routing, ipFamily, MTU: every attachment and routing, every family, a jumbo MTU.
+SHAPES = [
+    ("ptp", "static", "ipv4", 1500),
+    ("ptp", "host-gw", "ipv4", 1500),
+    ("ptp", "vxlan", "ipv4", 9000),
+    ("bridge", "static", "ipv4", 1500),
+    ("bridge", "vxlan", "dual", 1500),
+    ("ptp", "static", "ipv6", 1500),
+    ("bridge", "host-gw", "ipv6", 1500),
+    ("ptp", "vxlan", "dual", 1500),
+    ("vpc", "static", "ipv4", 1500),
+]
+
+
+def topology(attachment: str, routing: str, family: str, mtu: int) -> str:
+    return f"""kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+name: same
+nodes: [{{role: control-plane}}, {{role: worker}}, {{role: worker}}]
+networking: {{attachment: {attachment}, routing: {routing}, ipFamily: {family}, mtu: {mtu}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  containers: [{{name: c, command: [sleep, infinity]}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: dev}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers: [{{name: web, ports: [{{containerPort: 80}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: dev}}
+spec:
+  type: NodePort
+  ipFamilyPolicy: PreferDualStack
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80}}]
+"""
+
+
+def in_new_sandbox(script: str) -> str:
+    """Run `script` in a sandbox of its own (network, mount and PID namespaces, private /run)
+    and return what it printed; everything it started ends with it."""
+    setup = ("mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/netns /run/podnet && "
+             "ip link set lo up && ")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run(
+        ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc",
+         "--propagation", "private", "--", "bash", "-c", setup + script],
+        capture_output=True, text=True, timeout=180, env=env, check=False,
+    )
+    assert result.returncode == 0, f"{script}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.mark.parametrize(("attachment", "routing", "family", "mtu"), SHAPES,
+                         ids=[f"{a}-{r}-{f}-{m}" for a, r, f, m in SHAPES])
+def test_explain_builds_what_up_builds(
+    tmp_path: Path, attachment: str, routing: str, family: str, mtu: int
+) -> None:
+    topo = tmp_path / "lab.yaml"
+    topo.write_text(topology(attachment, routing, family, mtu))
+    podnet = f"{sys.executable} -m podnet"
+    dump = f"{sys.executable} {STATE}"
+    by_up = in_new_sandbox(f"{podnet} up -q -f {topo} >/dev/null && {dump}")
+    script = tmp_path / "explain.sh"
+    # The script's containers are real too: the client reaches a web pod on another node.
+    lay = layout(load_topology(topo.read_text()))
+    client = lay.pod("default/client")
+    assert client is not None
+    web = next(p for p in lay.pods if p.namespace == "dev" and p.node != client.node)
+    url = f"http://{web.ip.ip}/" if web.ip.version == 4 else f"http://[{web.ip.ip}]/"
+    fetch = (f"for i in $(seq 50); do ip netns exec {client.netns} curl -s -m 1 {url} "
+             f"> {tmp_path}/page && break; sleep 0.1; done")
+    by_hand = in_new_sandbox(f"{podnet} explain -f {topo} > {script} && bash -e {script} && "
+                             f"{fetch} && {dump}")
+    assert f"Pod {web.key} answered" in (tmp_path / "page").read_text()
+    if by_up != by_hand:
+        diff = difflib.unified_diff(by_up.splitlines(), by_hand.splitlines(), "podnet up",
+                                    "podnet explain | bash -e", lineterm="", n=4)
+        pytest.fail("the kernels differ:\n" + "\n".join(list(diff)[:200]))
+    namespaces = json.loads(by_up)
+    assert len(namespaces) == 1 + 1 + 1 + 3 + 4  # sandbox, fabric, internet, nodes, pods
