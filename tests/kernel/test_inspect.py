@@ -461,6 +461,9 @@ def test_inspect_changes_nothing(netns_factory: Callable[[str], str], tmp_path: 
     ip("-n", node, "link", "set", "vro", "up")
     ip("-n", pod, "link", "show")  # lets the kernel assign its nsids before the snapshot
     ip("-n", node, "link", "show")
+    deadline = time.monotonic() + 5
+    while "NO-CARRIER" in ip("-n", node, "link", "show", "vro") and time.monotonic() < deadline:
+        time.sleep(0.02)  # the carrier comes up a moment after both ends are up
     before = _snapshot([node, pod])
     inspect_host(state_dir=str(tmp_path), cni_cache_dir=str(tmp_path))
     assert _snapshot([node, pod]) == before

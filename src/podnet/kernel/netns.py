@@ -62,18 +62,19 @@ def _ensure_netns_dir() -> None:
     this shared mount, the copy is unmounted when we unmount ours.
     """
     os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
-    if NETNS_DIR not in _mount_points():
-        syscalls.bind_mount(NETNS_DIR, NETNS_DIR)
     try:
+        syscalls.make_shared(NETNS_DIR)
+        return
+    except OSError as exc:
+        # Not a mount point (mountinfo may list one at this path that a newer mount of /run
+        # hides, so it cannot tell): make it one, then try again.
+        if exc.errno != errno.EINVAL:
+            raise nsfile.kernel_error(exc, f"making {NETNS_DIR} a shared mount") from None
+    try:
+        syscalls.bind_mount(NETNS_DIR, NETNS_DIR)
         syscalls.make_shared(NETNS_DIR)
     except OSError as exc:
         raise nsfile.kernel_error(exc, f"making {NETNS_DIR} a shared mount") from None
-
-
-def _mount_points() -> set[str]:
-    # os.path.ismount misses a directory bind-mounted onto itself (same device, same inode).
-    with open("/proc/self/mountinfo") as fh:
-        return {line.split()[4] for line in fh}
 
 
 _dir_ready = False
