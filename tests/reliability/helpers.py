@@ -94,9 +94,9 @@ def assert_nothing_left(cluster: str) -> None:
     """No namespace, no process, no state of podnet's: what `down` must leave."""
     wait_for(lambda: not podnet_processes(), f"podnet processes outlived lab {cluster}: "
              f"{podnet_processes()}")
-    assert netns_names() == []
-    assert foreign_namespaces() == []
-    assert not os.path.exists(f"{STATE_ROOT}/{cluster}")
+    assert netns_names() == [], f"namespaces left: {netns_names()}"
+    assert foreign_namespaces() == [], f"processes in other namespaces: {foreign_namespaces()}"
+    assert not os.path.exists(f"{STATE_ROOT}/{cluster}"), os.listdir(f"{STATE_ROOT}/{cluster}")
 
 
 def deployment_lab(tmp_path: Path, name: str, replicas: int, *, port: int = 8080) -> Path:
