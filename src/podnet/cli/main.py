@@ -13,11 +13,11 @@ What it adds to every command, in one place:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NoReturn
 
@@ -180,6 +180,8 @@ def _os_error(exc: OSError) -> PodnetError:
 
 def _bug(exc: BaseException) -> NoReturn:
     """An exception podnet did not expect: never hidden, never passed off as the user's."""
+    import traceback  # only here: `podnet exec` starts without it
+
     traceback.print_exception(exc, file=sys.stderr)
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     at = f" (in {os.path.basename(frame[0].filename)}:{frame[0].lineno})" if frame else ""
@@ -204,7 +206,9 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         # The reader went away (`podnet inspect | head`): nothing more to say, to anyone.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # Python flushes stdout at exit: point it at /dev/null so that flush has nowhere to fail.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)  # as a shell reports a command ended by SIGPIPE
     except OSError as exc:
         fail(_os_error(exc))
