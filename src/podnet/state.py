@@ -228,7 +228,12 @@ def load(cluster: str) -> LabState | None:
 
 
 def remove(cluster: str) -> None:
+    """The lab's files, then its directories if nothing else is left in them."""
+    from podnet.runtime.pod import sweep_leftovers  # `down` only: exec never pays for it
+
     directory = lab_dir(cluster)
+    for sub in ("pods", "nodes", ""):
+        sweep_leftovers(f"{directory}/{sub}".rstrip("/"))  # a kill mid-write leaves these
     for name in ("state.json", "state.json.tmp", "rules.nft", "journal", "lock"):
         with suppress(FileNotFoundError):
             os.unlink(f"{directory}/{name}")
