@@ -12,8 +12,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 venv=${PODNET_VENV:-/opt/podnet/venv}
-runtime_pkgs=(python3 python3-venv iproute2 nftables curl procps util-linux)
-test_pkgs=(containernetworking-plugins containerd runc busybox-static iperf3 tcpdump gcc libc6-dev
+runtime_pkgs=(python3 python3-venv iproute2 nftables python3-nftables curl procps util-linux tcpdump)
+test_pkgs=(containernetworking-plugins containerd runc busybox-static iperf3 iptables gcc libc6-dev
            chromium dnsmasq-base dnsperf)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

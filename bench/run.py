@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sandbox import ensure_sandbox
 
-ALL = ("lab", "inspect_host", "cni", "throughput")
+ALL = ("lab", "families", "inspect_host", "cni", "throughput", "dns", "capture", "policy")
 
 
 def main() -> None:

@@ -35,6 +35,8 @@ __all__ = [
     "ProcessError",
     "StateError",
     "TopologyError",
+    "kernel_error",
+    "os_error",
 ]
 
 # CNI spec error codes (SPEC.md, "Error").
@@ -161,3 +163,22 @@ class CniError(PodnetError):
         super().__init__(message, hint=details)
         self.cni_code = code
         self.details = details
+
+
+def kernel_error(code: int | None, message: str, *, hint: str = "") -> KernelError:
+    """The error for an errno the kernel answered: the one mapping for netlink answers, system
+    calls and files alike (EEXIST, ENOENT/ENODEV/ESRCH, EPERM/EACCES, the rest)."""
+    import errno as errnos
+
+    if code == errnos.EEXIST:
+        return ObjectExistsError(message, errno=code, hint=hint)
+    if code in (errnos.ENODEV, errnos.ENOENT, errnos.ESRCH):
+        return ObjectMissingError(message, errno=code, hint=hint)
+    if code in (errnos.EPERM, errnos.EACCES):
+        return NotPermittedError(message, errno=code, hint=hint)
+    return KernelError(message, errno=code, hint=hint)
+
+
+def os_error(exc: OSError, what: str, *, hint: str = "") -> KernelError:
+    """`kernel_error` for a failed system call on `what`."""
+    return kernel_error(exc.errno, f"{what}: {exc.strerror or exc}", hint=hint)

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Answer", "Plugin", "run_plugin"]
+__all__ = ["Answer", "Chain", "Plugin", "run_plugin"]
 
 BASE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}  # what a runtime gives: no venv, no PYTHONPATH
 
@@ -91,3 +91,63 @@ class Plugin:
 
     def status(self) -> Answer:
         return self.call("STATUS")
+
+
+@dataclass
+class Chain:
+    """A conflist run as libcni runs it: ADD through each plugin in order, each given the
+    previous one's result as prevResult and the runtimeConfig keys its capabilities name; CHECK
+    and DEL with the cached final result, DEL in reverse order."""
+
+    name: str
+    plugins: list[tuple[str, dict[str, Any]]]  # (executable, plugin object)
+    cni_path: str
+    version: str = "1.0.0"
+    results: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def _conf(self, plugin: dict[str, Any], prev: Any, runtime: dict[str, Any]) -> bytes:
+        conf = {"cniVersion": self.version, "name": self.name, **plugin}
+        wanted = {k: v for k, v in runtime.items() if plugin.get("capabilities", {}).get(k)}
+        if wanted:
+            conf["runtimeConfig"] = wanted
+        if prev is not None:
+            conf["prevResult"] = prev
+        return json.dumps(conf).encode()
+
+    def _env(self, command: str, container_id: str, netns: str, ifname: str,
+             extra: dict[str, str] | None) -> dict[str, str]:
+        return {"CNI_COMMAND": command, "CNI_PATH": self.cni_path,
+                "CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
+                **(extra or {})}
+
+    def add(self, container_id: str, netns: str, ifname: str = "eth0",
+            runtime: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Answer:
+        prev: Any = None
+        answer = Answer(0, b"", b"")
+        for exe, plugin in self.plugins:
+            answer = run_plugin(exe, self._env("ADD", container_id, netns, ifname, env),
+                                self._conf(plugin, prev, runtime or {}))
+            if answer.code != 0:
+                return answer
+            prev = answer.doc
+        self.results[(container_id, ifname)] = (prev, runtime or {})
+        return answer
+
+    def _with_cache(self, command: str, container_id: str, netns: str, ifname: str,
+                    order: list[tuple[str, dict[str, Any]]]) -> Answer:
+        prev, runtime = self.results.get((container_id, ifname), (None, {}))
+        for exe, plugin in order:
+            answer = run_plugin(exe, self._env(command, container_id, netns, ifname, None),
+                                self._conf(plugin, prev, runtime))
+            if answer.code != 0:
+                return answer
+        return Answer(0, b"", b"")
+
+    def check(self, container_id: str, netns: str, ifname: str = "eth0") -> Answer:
+        return self._with_cache("CHECK", container_id, netns, ifname, self.plugins)
+
+    def delete(self, container_id: str, netns: str, ifname: str = "eth0") -> Answer:
+        answer = self._with_cache("DEL", container_id, netns, ifname, self.plugins[::-1])
+        if answer.code == 0:
+            self.results.pop((container_id, ifname), None)
+        return answer

@@ -21,9 +21,7 @@ from podnet.cni.netconf import parse_netconf, parse_podnet
 from podnet.cni.result import Result
 from podnet.cni.spec import check_version, parse_cni_args, parse_request
 from podnet.errors import CniError, StateError
-from podnet.ipam.pool import PoolExhaustedError
 from podnet.ipam.ranges import parse_ipam_config
-from podnet.ipam.store import Store
 
 GOOD_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc-1.x_y", "CNI_NETNS": "/run/netns/p",
             "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin:/usr/lib/cni"}
@@ -114,7 +112,8 @@ def test_ipam_ranges_as_host_local_reads_them() -> None:
 @pytest.mark.parametrize(("ipam", "code"), [
     ({"ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.9.0.1"}]]}, 7),
     ({"ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "10.0.0.128/25"}]]}, 7),
-    ({"ranges": [[{"subnet": "fd00::/64"}]]}, 2),
+    ({"ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "fd00::/64"}]]}, 7),
+    ({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.0.0/25"}]]}, 7),
     ({"ranges": [[{"subnet": "10.0.0.0/24", "exclude": "x"}]]}, 2),
     ({"ranges": []}, 7), ({"subnet": "10.0.0.0/24", "dataDir": "rel"}, 7),
 ])
@@ -156,92 +155,6 @@ def test_chaining_shifts_interface_indexes() -> None:
 
 def test_bad_prev_result_is_a_decode_error() -> None:
     assert _code(Result.from_json, {"ips": [{"address": "nope"}]}).cni_code == 6
-
-
-# --- the podnet-ipam store ------------------------------------------------------------------
-
-def _sets(subnet: str = "10.5.0.0/29", **extra: Any) -> Any:
-    return parse_ipam_config({"type": "podnet-ipam", "ranges": [[{"subnet": subnet, **extra}]]}
-                             ).range_sets
-
-
-def test_store_allocates_distinct_and_is_idempotent(tmp_path: Path) -> None:
-    store, sets = Store(str(tmp_path), "net"), _sets()
-    a = store.allocate("c1", "eth0", sets)[0].ip
-    b = store.allocate("c2", "eth0", sets)[0].ip
-    assert a != b and str(a) == "10.5.0.2"  # .1 is the gateway
-    assert store.allocate("c1", "eth0", sets)[0].ip == a  # a retried ADD gets the same
-    assert store.allocate("c1", "net1", sets)[0].ip not in (a, b)
-
-
-def test_store_round_robins_like_host_local(tmp_path: Path) -> None:
-    store, sets = Store(str(tmp_path), "net"), _sets()
-    first = store.allocate("c1", "eth0", sets)[0].ip
-    store.release("c1", "eth0")
-    assert store.allocate("c2", "eth0", sets)[0].ip != first
-
-
-def test_store_exhaustion_reserves_nothing(tmp_path: Path) -> None:
-    store = Store(str(tmp_path), "net")
-    sets = _sets("10.5.0.0/30")  # .1 gateway, .2 the only address
-    sets = (*sets, *_sets("10.6.0.0/30"))
-    store.allocate("c1", "eth0", sets)
-    with pytest.raises(PoolExhaustedError) as info:
-        store.allocate("c2", "eth0", sets)
-    assert info.value.cni_code == 50
-    assert [a.container_id for a in store.held_by("c2", "eth0")] == []
-    assert store.free(sets) == [0, 0]
-    store.release("c1", "eth0")
-    store.release("c1", "eth0")  # twice is fine
-    assert store.free(sets) == [1, 1]
-
-
-def test_store_gc_keeps_only_valid_attachments(tmp_path: Path) -> None:
-    store, sets = Store(str(tmp_path), "net"), _sets()
-    for c in ("c1", "c2", "c3"):
-        store.allocate(c, "eth0", sets)
-    gone = store.gc({("c2", "eth0")})
-    assert sorted(a.container_id for a in gone) == ["c1", "c3"]
-    assert [a.container_id for a in store.held_by("c2", "eth0")] == ["c2"]
-
-
-def test_store_files_are_private_and_crash_leftovers_are_swept(tmp_path: Path) -> None:
-    store, sets = Store(str(tmp_path), "net"), _sets()
-    store.allocate("c1", "eth0", sets)
-    state = tmp_path / "net" / "allocations.json"
-    assert stat.S_IMODE(state.stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / "net").stat().st_mode) == 0o700
-    leftover = tmp_path / "net" / ".allocations.json.123.abcd"
-    leftover.write_text("half a file")
-    store.release("c1", "eth0")
-    assert not leftover.exists()
-
-
-def test_store_refuses_symlinks(tmp_path: Path) -> None:
-    target = tmp_path / "elsewhere"
-    target.mkdir(mode=0o700)
-    (tmp_path / "net").symlink_to(target)
-    with pytest.raises(StateError, match="symlink"):
-        Store(str(tmp_path), "net").allocate("c1", "eth0", _sets())
-    (tmp_path / "net2").mkdir(mode=0o700)
-    (tmp_path / "net2" / "allocations.json").symlink_to(target / "victim")
-    with pytest.raises(StateError, match="symlink"):
-        Store(str(tmp_path), "net2").allocate("c1", "eth0", _sets())
-    assert not (target / "victim").exists()
-
-
-def test_store_refuses_a_shared_directory(tmp_path: Path) -> None:
-    (tmp_path / "net").mkdir(mode=0o777)
-    os.chmod(tmp_path / "net", 0o777)
-    with pytest.raises(StateError, match="not private"):
-        Store(str(tmp_path), "net").allocate("c1", "eth0", _sets())
-
-
-def test_store_reports_foreign_state(tmp_path: Path) -> None:
-    (tmp_path / "net").mkdir(mode=0o700)
-    (tmp_path / "net" / "allocations.json").write_text("garbage")
-    with pytest.raises(StateError, match="not podnet-ipam state"):
-        Store(str(tmp_path), "net").allocate("c1", "eth0", _sets())
 
 
 # --- podnet-ipam through dispatch (files only: no kernel) ------------------------------------
@@ -319,6 +232,12 @@ def test_conflist_for_containerd_1_6() -> None:
     plugin = doc["plugins"][0]
     assert plugin["type"] == "podnet-cni" and plugin["mode"] == "bridge"
     assert plugin["ipam"]["ranges"] == [[{"subnet": "10.9.0.0/24"}]]
+    assert plugin["capabilities"] == {"ips": True}
+    # kubelet's hostPort and bandwidth: the reference plugins, after podnet-cni.
+    assert [(p["type"], p["capabilities"]) for p in doc["plugins"][1:]] == [
+        ("portmap", {"portMappings": True}), ("bandwidth", {"bandwidth": True})]
+    # podman's CNI backend shows labels of any conflist (subnets only for bridge/macvlan).
+    assert doc["args"]["podman_labels"]["podnet.subnets"] == "10.9.0.0/24"
     assert _code(render_conflist, InstallOptions(subnet="10.9.0.0/33")).cni_code == 7
 
 
@@ -327,7 +246,7 @@ def test_installed_plugin_runs_without_an_agent(tmp_path: Path, client: str) -> 
     if client == "c" and not any(os.access(f"{d}/cc", os.X_OK) for d in ("/usr/bin", "/bin")):
         pytest.skip("no C compiler")
     done = install(InstallOptions(bin_dir=str(tmp_path / "bin"), conf_dir=str(tmp_path / "d"),
-                                  socket=str(tmp_path / "nobody.sock"),
+                                  socket=str(tmp_path / "nobody.sock"), agent="never",
                                   client=client))  # type: ignore[arg-type]
     assert done.client == client
     conf = json.loads((tmp_path / "d" / "10-podnet.conflist").read_text())
@@ -349,15 +268,98 @@ def test_cli_install_and_uninstall(tmp_path: Path) -> None:
 
     bin_dir, conf_dir = tmp_path / "bin", tmp_path / "net.d"
     runner = CliRunner()
+    sock = str(tmp_path / "agent.sock")
     result = runner.invoke(cni_group, ["install", "--bin-dir", str(bin_dir), "--conf-dir",
                                        str(conf_dir), "--mode", "bridge", "--subnet",
-                                       "10.244.7.0/24", "--client", "python"])
+                                       "10.244.7.0/24", "--client", "python", "--socket", sock])
     assert result.exit_code == 0, result.output
-    assert "podnet cni agent" in result.output
+    assert "starts the agent" in result.output
+    assert (bin_dir / "portmap").resolve() == Path("/usr/lib/cni/portmap")
     conf = json.loads((conf_dir / "10-podnet.conflist").read_text())
     assert conf["plugins"][0]["mode"] == "bridge"
     script = (bin_dir / "podnet-cni").read_text()
     assert script.startswith("#!") and " -IS\n" in script.splitlines()[0] + "\n"
     result = runner.invoke(cni_group, ["uninstall", "--bin-dir", str(bin_dir), "--conf-dir",
-                                       str(conf_dir)])
+                                       str(conf_dir), "--socket", sock])
     assert result.exit_code == 0 and not (bin_dir / "podnet-cni").exists()
+    assert not (bin_dir / "portmap").exists() and Path("/usr/lib/cni/portmap").exists()
+
+
+def test_install_refuses_without_the_reference_plugins(tmp_path: Path) -> None:
+    opts = InstallOptions(bin_dir=str(tmp_path / "bin"), conf_dir=str(tmp_path / "d"),
+                          reference_dir=str(tmp_path / "nowhere"), socket=str(tmp_path / "s"))
+    with pytest.raises(StateError, match="portmap"):
+        install(opts)
+    assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
+    done = install(InstallOptions(**{**opts.__dict__, "portmap": False, "bandwidth": False}))
+    plugins = json.loads(Path(done.conflist).read_text())["plugins"]
+    assert [p["type"] for p in plugins] == ["podnet-cni"]
+
+
+# --- odd input: never code 999, never a traceback ----------------------------------------------
+
+def _add(stdin: bytes) -> dict[str, Any]:
+    out = handle("podnet-cni", GOOD_ENV, stdin)
+    assert out.code == 1 and not out.stderr, out
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
+
+
+@pytest.mark.parametrize(("prev", "field"), [
+    ({"ips": 5}, "prevResult.ips"), ({"ips": [7]}, "prevResult.ips[0]"),
+    ({"interfaces": [{"name": "a", "mac": {}}]}, "prevResult.interfaces[0].mac"),
+    ({"interfaces": [{"name": 1}]}, "prevResult.interfaces[0].name"),
+    ({"ips": [{"address": "10.0.0.1/24", "interface": True}]}, "prevResult.ips[0].interface"),
+    ({"routes": [{"dst": "0.0.0.0/0", "mtu": []}]}, "prevResult.routes[0].mtu"),
+    ({"dns": {"nameservers": [1]}}, "prevResult.dns.nameservers"), ({"dns": 3}, "prevResult.dns"),
+    (5, "prevResult"), ("x", "prevResult"),
+])
+def test_prev_result_of_the_wrong_shape_names_the_field(prev: Any, field: str) -> None:
+    doc = _add(_conf(prevResult=prev))
+    assert doc["code"] == 6 and doc["msg"].startswith(field + ":"), doc
+
+
+def test_deep_nesting_is_code_6_naming_the_field() -> None:
+    head = _conf().decode()[:-1]
+    doc = _add((head + ', "prevResult": ' + "[" * 100_000 + "]" * 100_000 + "}").encode())
+    assert doc["code"] == 6 and 'field "prevResult"' in doc["msg"]
+
+
+def test_a_config_over_the_cap_says_too_large() -> None:
+    doc = _add(b" " * ((16 << 20) + 1))
+    assert doc["code"] == 6 and "too large" in doc["msg"]
+
+
+@pytest.mark.parametrize(("path", "needle"), [
+    ("/proc/self/ns/mnt", "mount namespace"), ("/proc/self/ns/uts", "UTS namespace"),
+    ("/proc/self/ns/net", "own network namespace"), ("/etc/hostname", "not a namespace file"),
+    ("/nonexistent/ns", "does not exist"),
+])
+def test_cni_netns_is_asked_of_the_kernel(path: str, needle: str) -> None:
+    from podnet.cni.podns import pod_namespace
+
+    with pytest.raises(CniError) as info, pod_namespace(path):
+        pass
+    assert "CNI_NETNS" in info.value.message and needle in info.value.message
+    assert info.value.cni_code == (3 if needle == "does not exist" else 4)
+
+
+def test_podnet_cni_refuses_ipv6_ranges_for_now() -> None:
+    ipam = {"type": "podnet-ipam", "ranges": [[{"subnet": "10.1.0.0/24"}],
+                                              [{"subnet": "fd00::/64"}]]}
+    err = _code(lambda: parse_podnet(parse_netconf(_conf(ipam=ipam))))
+    assert err.cni_code == 2 and "subnet" in err.message
+
+
+def test_podnet_ipam_hands_out_one_address_per_family(tmp_path: Path) -> None:
+    doc = json.dumps({"cniVersion": "1.0.0", "name": "ds", "type": "podnet-ipam", "ipam": {
+        "type": "podnet-ipam", "dataDir": str(tmp_path),
+        "ranges": [[{"subnet": "10.7.0.0/24"}], [{"subnet": "fd00:7::/64"}]],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]},
+        "runtimeConfig": {"ips": ["fd00:7::77/64"]}}).encode()
+    out = handle("podnet-ipam", GOOD_ENV, doc)
+    assert out.code == 0, out
+    got = json.loads(out.stdout)
+    assert [ip["address"] for ip in got["ips"]] == ["10.7.0.2/24", "fd00:7::77/64"]
+    assert [ip["gateway"] for ip in got["ips"]] == ["10.7.0.1", "fd00:7::1"]
+    assert {r["dst"] for r in got["routes"]} == {"0.0.0.0/0", "::/0"}

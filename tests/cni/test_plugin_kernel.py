@@ -8,7 +8,6 @@ STATUS and CHECK. Real namespaces, real veths, real packets; all inside the sand
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 import subprocess
@@ -41,13 +40,9 @@ def _state_dirs(plugin: Plugin) -> list[str]:
 def _reservations(plugin: Plugin) -> list[str]:
     """Addresses the IPAM holds: podnet-ipam's allocations file, or host-local's IP files."""
     ipam = plugin.conf["ipam"]
-    base = Path(ipam["dataDir"]) / plugin.name
-    if ipam["type"] == "podnet-ipam":
-        state = base / "allocations.json"
-        return [a["ip"] for a in json.loads(state.read_text())["allocations"]] \
-            if state.exists() else []
-    return [p.name for p in base.glob("*") if re.fullmatch(r"[0-9.]+", p.name)] \
-        if base.exists() else []
+    base = Path(ipam["dataDir"]) / plugin.name  # podnet-ipam keeps host-local's file per address
+    return [p.name for p in base.glob("*") if re.fullmatch(r"[0-9.]+|[0-9a-f:]+:[0-9a-f:]*",
+                                                           p.name)] if base.exists() else []
 
 
 def _host_veths() -> set[str]:
@@ -171,7 +166,7 @@ def test_ip_masq_rewrites_traffic_leaving_the_subnet(flavor: Flavor,
         plugin.check("cm", _path(pod)).ok()
         assert _tcp_reach(pod, outside, "192.0.2.2") == "192.0.2.1"  # masqueraded
         plugin.delete("cm", _path(pod)).ok()
-        listing = subprocess.run(["nft", "-j", "list", "table", "ip", "podnet"],
+        listing = subprocess.run(["nft", "-j", "list", "table", "inet", "podnet-cni"],
                                  capture_output=True, check=True).stdout.decode()
         assert pod_ip not in listing
     finally:

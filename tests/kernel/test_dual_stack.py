@@ -15,6 +15,7 @@ import pytest
 from podnet import state as lab_state
 from podnet.plan.layout import Layout
 from tests.kernel.test_lab import podnet
+from tests.kernel.topologies import web_lab
 
 pytestmark = pytest.mark.kernel
 
@@ -24,38 +25,9 @@ SHAPES = [("ptp", "static", "ipv6"), ("ptp", "vxlan", "dual"), ("bridge", "stati
 
 
 def topology(attachment: str, routing: str, family: str) -> str:
-    return f"""kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-name: {CLUSTER}
-nodes: [{{role: control-plane}}, {{role: worker}}, {{role: worker}}]
-networking: {{attachment: {attachment}, routing: {routing}, ipFamily: {family}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  nodeName: {CLUSTER}-worker
-  containers: [{{name: c, command: [sleep, infinity]}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: dev}}
-spec:
-  replicas: 4
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, ports: [{{containerPort: 80}}]}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: dev}}
-spec:
-  ipFamilyPolicy: PreferDualStack
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80}}]
-"""
+    return web_lab(CLUSTER, f"{{attachment: {attachment}, routing: {routing}, ipFamily: {family}}}",
+                   replicas=4, client_node=f"{CLUSTER}-worker",
+                   service="  ipFamilyPolicy: PreferDualStack\n")
 
 
 @pytest.fixture(scope="module", params=SHAPES, ids=["-".join(s) for s in SHAPES])

@@ -18,6 +18,7 @@ import pytest
 
 from podnet.model.loader import load_topology
 from podnet.plan.layout import layout
+from tests.kernel.topologies import web_lab
 
 pytestmark = pytest.mark.kernel
 
@@ -39,38 +40,9 @@ SHAPES = [
 
 
 def topology(attachment: str, routing: str, family: str, mtu: int) -> str:
-    return f"""kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-name: same
-nodes: [{{role: control-plane}}, {{role: worker}}, {{role: worker}}]
-networking: {{attachment: {attachment}, routing: {routing}, ipFamily: {family}, mtu: {mtu}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  containers: [{{name: c, command: [sleep, infinity]}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: dev}}
-spec:
-  replicas: 3
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, ports: [{{containerPort: 80}}]}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: dev}}
-spec:
-  type: NodePort
-  ipFamilyPolicy: PreferDualStack
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80}}]
-"""
+    return web_lab("same", f"{{attachment: {attachment}, routing: {routing}, "
+                   f"ipFamily: {family}, mtu: {mtu}}}",
+                   service="  type: NodePort\n  ipFamilyPolicy: PreferDualStack\n")
 
 
 def in_new_sandbox(script: str) -> str:

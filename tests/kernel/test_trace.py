@@ -336,8 +336,9 @@ def overlay() -> Iterator[dict[str, str]]:
                  "dstport", "8472", "local", f"172.30.0.{i}", "dev", "eth0", "nolearning"],
                 ["ip", "-n", node, "addr", "add", f"10.50.{i}.0/32", "dev", "flannel.1"],
                 ["ip", "-n", node, "link", "set", "flannel.1", "mtu", "1450", "up"],
-                ["ip", "-n", node, "link", "add", f"vp{i}", "type", "veth", "peer", "name",
-                 "eth0", "netns", pod],
+                # Pods at the tunnel's MTU, as flannel sets them: 1500 would not pass it.
+                ["ip", "-n", node, "link", "add", f"vp{i}", "mtu", "1450", "type", "veth", "peer",
+                 "name", "eth0", "mtu", "1450", "netns", pod],
                 ["ip", "-n", node, "addr", "add", f"10.50.{i}.1/32", "dev", f"vp{i}"],
                 ["ip", "-n", node, "link", "set", f"vp{i}", "up"],
                 ["ip", "-n", node, "route", "add", f"10.50.{i}.2/32", "dev", f"vp{i}"],

@@ -16,42 +16,13 @@ import pytest
 from podnet import state as lab_state
 from podnet.plan.layout import Layout
 from tests.kernel.test_lab import podnet
+from tests.kernel.topologies import web_lab
 
 pytestmark = pytest.mark.kernel
 
 CLUSTER = "vpc"
-TOPOLOGY = f"""kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-name: {CLUSTER}
-nodes: [{{role: control-plane}}, {{role: worker}}, {{role: worker}}]
-networking: {{attachment: vpc}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  nodeName: {CLUSTER}-worker
-  containers: [{{name: c, command: [sleep, infinity]}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: dev}}
-spec:
-  replicas: 4
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, ports: [{{containerPort: 80}}]}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: dev}}
-spec:
-  type: NodePort
-  selector: {{app: web}}
-  ports: [{{port: 80, nodePort: 30080}}]
-"""
+TOPOLOGY = web_lab(CLUSTER, "{attachment: vpc}", replicas=4, client_node=f"{CLUSTER}-worker",
+                   service="  type: NodePort\n", ports="[{port: 80, nodePort: 30080}]")
 
 
 @pytest.fixture(scope="module")

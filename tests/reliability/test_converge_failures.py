@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.test_lab import netns_list, podnet
+from tests.kernel.topologies import web_lab
 
 pytestmark = pytest.mark.kernel
 
@@ -29,7 +30,6 @@ CLUSTER = "rel"
 
 
 def topology(*, env: str = "one", replicas: int = 4, extra_pod: str = "", workers: int = 2) -> str:
-    nodes = ", ".join(["{role: control-plane}"] + ["{role: worker}"] * workers)
     pod = f"""---
 apiVersion: v1
 kind: Pod
@@ -37,38 +37,7 @@ metadata: {{name: {extra_pod}}}
 spec:
   containers: [{{name: c, command: [sleep, infinity]}}]
 """ if extra_pod else ""
-    return f"""kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-name: {CLUSTER}
-nodes: [{nodes}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  containers: [{{name: c, command: [sleep, infinity]}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: dev}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: web
-        env: [{{name: VERSION, value: "{env}"}}]
-        ports: [{{containerPort: 80}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: dev}}
-spec:
-  selector: {{app: web}}
-  ports: [{{port: 80}}]
-{pod}"""
+    return web_lab(CLUSTER, workers=workers, replicas=replicas, env=env, extra=pod)
 
 
 @pytest.fixture

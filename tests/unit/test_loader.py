@@ -21,7 +21,7 @@ from podnet.model import (
     load_topology,
     yaml_docs,
 )
-from podnet.model.types import ContainerSpec, NodeSpec, ServicePort
+from podnet.model.types import ContainerSpec, NamedPort, NodeSpec, ServicePort
 
 SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
 REPLICA = re.compile(f"^demo-{SAFE}{{10}}-{SAFE}{{5}}$")
@@ -203,6 +203,7 @@ def test_custom_topology() -> None:
             ContainerSpec("web", None, (8080, 53)),
             ContainerSpec("metrics", None, (9100,)),
         )
+        assert pod.containers[0].named_ports == (NamedPort("http", 8080, "TCP"),)
 
     (svc,) = spec.services
     assert (svc.key, svc.type, svc.cluster_ips) == ("shop/web", "NodePort", ("10.33.0.10",))

@@ -12,8 +12,11 @@ import errno
 from dataclasses import dataclass, field, replace
 
 from podnet.inspect.model import Host, Interface, Namespace, PeerRef, Route
+from podnet.kernel import tc_shape
 from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAnswer, Vxlan
+from podnet.kernel.tc_read import LinkQdiscs, Qdisc
 from podnet.trace.nft import Packet
+from podnet.trace.text import mtu_line
 from podnet.trace.walk import walk
 
 
@@ -63,6 +66,7 @@ class Recorded:
     fdbs: dict[str, list[FdbEntry]] = field(default_factory=dict)
     tunnels: dict[tuple[str, int], Vxlan] = field(default_factory=dict)
     listening: dict[str, list[Listener]] = field(default_factory=dict)
+    shaping: dict[str, dict[str, LinkQdiscs]] = field(default_factory=dict)
     asked: list[tuple[str, str, int | None]] = field(default_factory=list)
 
     def route(self, ns: Namespace, dst: str, *, src: str | None = None,
@@ -91,6 +95,9 @@ class Recorded:
 
     def conntrack_backend(self, ns: Namespace, request: Packet) -> str | None:
         return None
+
+    def qdiscs(self, ns: Namespace) -> dict[str, LinkQdiscs]:
+        return self.shaping.get(ns.label, {})
 
 
 def ptp_answers() -> Recorded:
@@ -226,3 +233,82 @@ def test_vxlan_without_an_fdb_entry_is_broken_at_the_tunnel() -> None:
     path = walk(host, reads, host.find("pa")[0], PKT)
     hop = path.broken_hop
     assert hop is not None and hop.step == "vxlan" and hop.reason == "no fdb entry"
+
+
+# --- the full-size packet: each link's MTU ------------------------------------------------------
+
+
+def with_mtu(host: Host, label: str, ifname: str, mtu: int) -> Host:
+    ns = host.find(label)[0]
+    changed = replace(ns, interfaces=tuple(replace(i, mtu=mtu) if i.ifname == ifname else i
+                                           for i in ns.interfaces))
+    return Host(tuple(changed if x.label == label else x for x in host.namespaces))
+
+
+def test_pods_larger_than_the_tunnel_are_too_big_where_the_node_routes_into_it() -> None:
+    host, reads = vxlan_host()
+    host = with_mtu(host, "n1", "flannel.1", 1450)  # the pods stay at 1500
+    path = walk(host, reads, host.find("pa")[0], PKT, size=0)
+    assert path.outcome == "delivered" and path.broken is None  # small packets pass
+    assert path.size == 1500 and path.too_big == 2
+    hop = path.hops[2]
+    assert (hop.netns, hop.step, hop.status, hop.reason) == ("n1", "route", "warn", "too big")
+    assert (hop.dev, hop.mtu) == ("flannel.1", 1450)
+    assert any("does not fit flannel.1 (mtu 1450)" in n and "fragmentation needed" in n
+               for n in hop.notes)
+    assert path.hops[3].notes[0].startswith("VXLAN adds 50 bytes")
+    line = mtu_line(path)
+    assert line is not None and "flannel.1 1450 (+50 VXLAN) > eth0 1500" in line
+    assert line.endswith("a 1500-byte packet does not pass hop 3 (node n1)")
+
+
+def test_a_tunnel_as_large_as_its_underlay_is_too_big_on_the_underlay() -> None:
+    host, reads = vxlan_host()  # flannel.1 at 1500 over an eth0 of 1500: no room for 50 bytes
+    path = walk(host, reads, host.find("pa")[0], PKT, size=0)
+    assert path.too_big == 4 and path.hops[4].dev == "eth0"
+    assert any("tunnel's overhead" in n for n in path.hops[4].notes)
+    assert path.size == 1500  # the inner size, as the walk started
+
+
+def test_a_veth_end_smaller_than_its_peer_drops_without_a_word() -> None:
+    host = with_mtu(cluster(), "n1", "vetha", 1400)
+    path = walk(host, ptp_answers(), host.find("pa")[0], PKT, size=0)
+    assert path.too_big == 1
+    hop = path.hops[1]
+    assert (hop.netns, hop.step, hop.dev, hop.mtu) == ("pa", "veth", "eth0", 1500)
+    assert any("vetha in node n1 drops larger frames as they arrive" in n for n in hop.notes)
+
+
+def test_without_a_size_no_mtu_is_judged() -> None:
+    host = with_mtu(cluster(), "n1", "vetha", 1400)
+    path = walk(host, ptp_answers(), host.find("pa")[0], PKT)
+    assert path.size is None and path.too_big is None
+    assert all(h.status == "ok" for h in path.hops)
+    assert [(h.dev, h.mtu) for h in path.hops] == [
+        ("eth0", 1500), ("eth0", 1500), ("eth0", 1500), ("eth0", 1500), ("p2", 1500),
+        ("p2", 1500), ("vethb", 1500), ("vethb", 1500), ("eth0", 1500)]  # where it leaves
+
+
+# --- qdiscs: what netem and tbf do to the packet -------------------------------------------------
+
+
+def test_netem_and_a_rate_limit_are_named_where_the_packet_meets_them() -> None:
+    reads = ptp_answers()
+    netem = Qdisc("netem", "70d:", None, {"delay": {"delay": 0.05, "jitter": 0.005},
+                                          "loss-random": {"loss": 0.01}})
+    tbf = Qdisc("tbf", "70e:", "70d:1", {"rate": 1250000})
+    reads.shaping = {
+        "n1": {"eth0": LinkQdiscs("eth0", (netem, tbf))},
+        "pb": {"eth0": LinkQdiscs("eth0", (Qdisc("ingress", "ffff:", "ffff:fff1"),),
+                                  "pnifb1", tc_shape.Shape(rate_bps=5_000_000))},
+    }
+    host = cluster()
+    path = walk(host, reads, host.find("pa")[0], PKT)
+    n1_route = path.hops[2]
+    assert n1_route.netns == "n1" and n1_route.notes[-1] == (
+        "delayed 50ms +/- 5ms by netem on eth0; 1% of packets dropped by netem on eth0; "
+        "rate-limited to 10mbit by tbf on eth0")
+    assert not any("netem" in n for h in path.hops[3:] for n in h.notes), "said once"
+    into_pb = path.hops[7]
+    assert into_pb.step == "veth" and into_pb.notes[-1] == (
+        "rate-limited to 5mbit by tbf on pnifb1 (arriving on eth0)")

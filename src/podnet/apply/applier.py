@@ -36,8 +36,6 @@ from podnet.runtime.spawner import Spawner
 
 __all__ = ["Applier", "FailedOpError"]
 
-ALL = "*"
-
 
 class FailedOpError(KernelError):
     """An operation the kernel refused, with the operation itself (for the rollback's report)."""
@@ -352,7 +350,7 @@ def _start_container(app: Applier, op: o.StartContainer) -> None:
 
 def _stop_containers(app: Applier, op: o.StopContainers) -> None:
     app.collect_started()  # a container still starting is stopped too
-    every = op.pod == ALL
+    every = op.pod == o.ALL_PODS
     records = [c for c in app.state.containers if every or c.pod == op.pod]
     if records:
         stop([ProcessRef(r.pid, r.starttime) for r in records])

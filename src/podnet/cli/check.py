@@ -26,6 +26,7 @@ _HEADERS = {
     "service": "SERVICES",
     "nodeport": "NODEPORTS",
     "outside": "OUTSIDE",
+    "full-size": "FULL-SIZE",
 }
 
 
@@ -51,7 +52,11 @@ def _record(cluster: str | None) -> lab_state.LabState:
               help="Seconds each probe may take.")
 @click.option("--targets", type=int, default=3, show_default=True,
               help="Pods probed per source and column (0: every pod; big labs stay linear).")
-def check_command(cluster: str | None, output: str, timeout: float, targets: int) -> None:
+@click.option("--mtu", is_flag=True,
+              help="Probe each working path again with a full-size packet (DF set): finds the "
+                   "MTU black holes a handshake passes through.")
+def check_command(cluster: str | None, output: str, timeout: float, targets: int,
+                  mtu: bool) -> None:
     """Test every path of the lab with real packets: pod to itself via lo, to pods on its node
     and on other nodes, to every node, to each Service by name, to the outside world (which must
     see the node's address), and every NodePort from the node network. Exit 0 only when all work.
@@ -64,8 +69,12 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
     started = time.perf_counter()
     planned = probes(lay, targets=targets)
     results = run_probes(planned, timeout=timeout)
+    if mtu:
+        from podnet.apply.probe_full import run_full_size
+
+        results = run_full_size(results, timeout=timeout)
     elapsed = time.perf_counter() - started
-    passed = sum(r.ok for r in results)
+    passed = sum(r.passed for r in results)
     ok = bool(results) and passed == len(results)
     if output == "json":
         click.echo(json.dumps(_as_json(lay, results, ok, elapsed), indent=2))
@@ -76,7 +85,7 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
 
 
 def _print_table(lay: Any, results: list[Any], matrix: dict[str, Any], *, wide: bool) -> None:
-    from podnet.plan.check import KINDS, NODE_NETWORK
+    from podnet.plan.check import COLUMNS, NODE_NETWORK
     from podnet.render.columns import columns
 
     pods = {p.key: p for p in lay.pods}
@@ -84,21 +93,27 @@ def _print_table(lay: Any, results: list[Any], matrix: dict[str, Any], *, wide: 
         f"lab {lay.cluster}: {lay.attachment} attachment, {lay.routing} routing, "
         f"{len(lay.pods)} pods on {len(lay.nodes)} nodes, pod MTU {lay.pod_mtu}\n"
     )
-    used = [k for k in KINDS if any(row[k].total for row in matrix.values())]
+    used = [k for k in COLUMNS if any(row[k].total for row in matrix.values())]
     rows = []
     for source, row in matrix.items():
         where = pods[source].node if source in pods else lay.fabric_netns
         name = f"({NODE_NETWORK})" if source == NODE_NETWORK else source
         rows.append([name, where, *(str(row[k]) for k in used)])
     click.echo(columns(["SOURCE", "ON", *(_HEADERS[k] for k in used)], rows))
-    shown = results if wide else [r for r in results if not r.ok]
+    shown = results if wide else [r for r in results if not r.passed]
     if shown:
         click.echo("\nprobes:" if wide else "\nfailed:")
         click.echo(columns(
             ["", "KIND", "FROM", "TO", "ADDRESS", "RESULT", "MS"],
-            [["ok" if r.ok else "FAIL", r.probe.kind, r.probe.source, r.probe.target,
-              f"{r.probe.address}:{r.probe.port}", r.detail, f"{r.ms:.1f}"] for r in shown],
+            [["ok" if r.passed else "FAIL", r.probe.kind, r.probe.source, r.probe.target,
+              f"{r.probe.address}:{r.probe.port}", _detail(r), f"{r.ms:.1f}"] for r in shown],
         ))
+
+
+def _detail(r: Any) -> str:
+    if r.full is None:
+        return str(r.detail)
+    return f"{r.detail}; full-size {'ok' if r.full else 'FAILED'}: {r.full_detail}"
 
 
 def _as_json(lay: Any, results: list[Any], ok: bool, elapsed: float) -> dict[str, Any]:
@@ -108,7 +123,7 @@ def _as_json(lay: Any, results: list[Any], ok: bool, elapsed: float) -> dict[str
         "routing": lay.routing,
         "podMTU": lay.pod_mtu,
         "ok": ok,
-        "passed": sum(r.ok for r in results),
+        "passed": sum(r.passed for r in results),
         "total": len(results),
         "seconds": round(elapsed, 3),
         "probes": [
@@ -118,9 +133,11 @@ def _as_json(lay: Any, results: list[Any], ok: bool, elapsed: float) -> dict[str
                 "to": r.probe.target,
                 "address": r.probe.address,
                 "port": r.probe.port,
-                "ok": r.ok,
+                "ok": r.passed,
                 "detail": r.detail,
                 "ms": round(r.ms, 2),
+                **({"fullSize": {"ok": r.full, "detail": r.full_detail}}
+                   if r.full is not None else {}),
             }
             for r in results
         ],

@@ -64,6 +64,8 @@ class _LazyGroup(click.Group):
         "trace": ("podnet.cli.trace", "trace_command"),
         "graph": ("podnet.cli.graph", "graph_command"),
         "tour": ("podnet.cli.tour", "tour_command"),
+        "capture": ("podnet.cli.capture", "capture_command"),
+        "netem": ("podnet.cli.netem", "netem_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -145,6 +147,7 @@ def cli() -> None:
     \b
     lab:      up, get, exec, node-exec, explain, check, down
     see:      trace, graph, tour (the lesson, step by step, on the live lab)
+    wire:     capture (packets on a link), netem (delay, loss, rate on a link)
     inspect:  map every namespace and veth pair on this host to its pod or process
     cni:      install podnet as the CNI plugin of a real container runtime
     """

@@ -32,6 +32,9 @@ def spinner(text: str) -> Iterator[None]:
 @click.option("-p", "--port", type=click.IntRange(1, 65535), default=None,
               help="TCP port to probe (default: a Service's port, else an ICMP echo).")
 @click.option("--no-probe", is_flag=True, help="Only read the kernel's tables; send nothing.")
+@click.option("--capture", is_flag=True,
+              help="Capture on each hop's interface while the probe runs: where it was seen, "
+                   "and its addresses there (tcpdump in each namespace).")
 @click.option("--timeout", type=click.FloatRange(0.1, 30), default=2.0, show_default=True,
               help="Seconds the probe waits for an answer.")
 @click.option("-q", "--quiet", is_flag=True, help="Hops without the commands that show them.")
@@ -40,27 +43,32 @@ def spinner(text: str) -> Iterator[None]:
 @click.option("--cluster", "-C", envvar="PODNET_CLUSTER", default=None,
               help="Lab whose names to use (default: the one that is up).")
 def trace_command(source: str, destination: str, namespace: str | None, port: int | None,
-                  no_probe: bool, timeout: float, quiet: bool, output: str,
+                  no_probe: bool, capture: bool, timeout: float, quiet: bool, output: str,
                   cluster: str | None) -> None:
     """Follow one packet from SOURCE to DESTINATION, hop by hop, then send a real one.
 
     SOURCE is a pod (NAMESPACE/NAME or NAME), a lab node, or any network namespace inspect
     finds. DESTINATION is an address, a pod, a node, or a Service of the lab. Each hop is
     the kernel's own answer (route lookups, veth peers, bridge and VXLAN forwarding entries,
-    neighbours, nftables NAT and filter rules) with the command that shows it. Exit status:
-    0 when the path works, 1 when a hop is broken, 2 when podnet cannot tell.
+    neighbours, nftables NAT and filter rules, MTUs, qdiscs) with the command that shows it.
+    The probe sends a full-size packet (DF set) after the handshake, so an MTU black hole is
+    found too. Exit status: 0 when the path works, 1 when a hop is broken, 2 when podnet
+    cannot tell.
 
     \b
       podnet trace dev/demo-58465f467c-24bcq jumpbox --port 80
       podnet trace jumpbox demo.dev
       podnet trace kind-worker 10.244.2.3 --no-probe
+      podnet trace jumpbox dev/demo-58465f467c-24bcq --port 80 --capture
     """
+    if capture and no_probe:
+        raise click.UsageError("--capture watches the probe: it cannot go with --no-probe")
     from podnet.trace.run import run_trace
     from podnet.trace.text import report_json, report_text
 
     report = run_trace(source, destination, namespace=namespace, port=port,
                        send_probe=not no_probe, timeout=timeout, cluster=cluster,
-                       status=spinner)
+                       status=spinner, capture=capture)
     if output == "json":
         click.echo(json.dumps(report_json(report), indent=2))
     else:

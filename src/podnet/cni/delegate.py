@@ -96,5 +96,5 @@ def ipam(command: str, conf: dict[str, Any], req: Request) -> Result | None:
     if command == "ADD":
         if doc is None:
             raise CniError(999, f"IPAM plugin {kind} ADD printed no result")
-        return Result.from_json(doc)
+        return Result.from_json(doc, f"the result of IPAM plugin {kind}")
     return None

@@ -7,10 +7,21 @@ checkout), and the agent's socket. They are a C client compiled here when a C co
 (1 ms of start-up), else a Python script started with `-I -S` (8 ms); both forward to the agent
 and run the plugin in Python when it is not there.
 
-The conflist says "cniVersion": "1.0.0" and lists ["1.0.0", "1.1.0"] in "cniVersions":
-containerd 1.6 refuses a 1.1.0 result, while runtimes that know 1.1 pick it (and with it GC and
-STATUS). Every file is written beside its target and renamed over it, so a runtime reading the
-directory never sees half a file.
+The executables start the agent on first use (`--agent never` compiles that out), so what
+`install` writes is the whole set-up: no service to enable, no step to remember. Installing again
+stops the running agent (SIGTERM: it drains), so the next call starts one running the new code.
+
+The conflist chains, after podnet-cni, Debian's reference `portmap` (kubelet's hostPort, the
+`portMappings` capability) and `bandwidth` (the `kubernetes.io/ingress-bandwidth` and
+`egress-bandwidth` annotations, the `bandwidth` capability); podnet-cni itself declares the `ips`
+capability (static addresses). Where the bin dir lacks them (or `loopback`, which containerd's
+CRI runs for every pod), they are linked from the reference plugins' directory (/usr/lib/cni on
+Debian). It says "cniVersion": "1.0.0" and lists
+["1.0.0", "1.1.0"] in "cniVersions": containerd 1.6 refuses a 1.1.0 result, while runtimes that
+know 1.1 pick it (and with it GC and STATUS). `args.podman_labels` carries the subnet: podman
+(CNI backend) reads subnets only from `bridge`, `macvlan` and `ipvlan` plugins with host-local,
+but shows any conflist's labels. Every file is written beside its target and renamed over it, so
+a runtime reading the directory never sees half a file.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from podnet.cni.agentctl import stop_agent
 from podnet.cni.client import DEFAULT_SOCKET
 from podnet.cni.dispatch import IPAM_PLUGIN, MAIN_PLUGIN
 from podnet.errors import CNI_INVALID_CONFIG, CniError, StateError
@@ -33,7 +45,12 @@ from podnet.errors import CNI_INVALID_CONFIG, CniError, StateError
 __all__ = ["InstallOptions", "Installed", "install", "render_conflist", "uninstall"]
 
 CONFLIST_NAME = "10-podnet.conflist"
+REFERENCE_DIR = "/usr/lib/cni"
 _SHIM_SOURCE = Path(__file__).with_name("shim.c")
+_CHAINED: dict[str, dict[str, Any]] = {
+    "portmap": {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+    "bandwidth": {"type": "bandwidth", "capabilities": {"bandwidth": True}},
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,10 @@ class InstallOptions:
     ipam: str = IPAM_PLUGIN  # or "host-local" (any IPAM plugin in the bin dir)
     socket: str = DEFAULT_SOCKET
     client: Literal["auto", "c", "python"] = "auto"
+    agent: Literal["auto", "never"] = "auto"  # auto: the client starts the agent on first use
+    portmap: bool = True  # chain the reference portmap plugin (hostPort)
+    bandwidth: bool = True  # chain the reference bandwidth plugin (traffic shaping)
+    reference_dir: str = REFERENCE_DIR
     python: str = field(default_factory=lambda: sys.executable)
     conflist_name: str = CONFLIST_NAME
 
@@ -59,6 +80,8 @@ class Installed:
     conflist: str
     client: Literal["c", "python"]
     package_path: str  # "" when the interpreter imports podnet by itself
+    linked: tuple[str, ...] = ()  # reference plugins linked into the bin dir
+    stopped_agent: int | None = None  # the PID of the agent stopped to load the new code
 
 
 def render_conflist(opts: InstallOptions) -> dict[str, Any]:
@@ -70,11 +93,46 @@ def render_conflist(opts: InstallOptions) -> dict[str, Any]:
     ipam: dict[str, Any] = {"type": opts.ipam, "ranges": [[{"subnet": str(subnet)}]],
                             "routes": [{"dst": "0.0.0.0/0"}]}
     plugin: dict[str, Any] = {"type": MAIN_PLUGIN, "mode": opts.mode, "mtu": opts.mtu,
-                              "ipMasq": opts.ip_masq, "ipam": ipam}
+                              "ipMasq": opts.ip_masq, "capabilities": {"ips": True},
+                              "ipam": ipam}
     if opts.mode == "bridge":
         plugin.update({"bridge": opts.bridge, "isGateway": True, "hairpinMode": True})
+    chained = [dict(_CHAINED[name]) for name in _chained_names(opts)]
     return {"cniVersion": "1.0.0", "cniVersions": ["1.0.0", "1.1.0"], "name": opts.network,
-            "plugins": [plugin]}
+            "args": {"podman_labels": {"podnet.subnets": str(subnet),
+                                       "podnet.mode": opts.mode}},
+            "plugins": [plugin, *chained]}
+
+
+def _chained_names(opts: InstallOptions) -> list[str]:
+    return [name for name, on in (("portmap", opts.portmap), ("bandwidth", opts.bandwidth)) if on]
+
+
+def _link_reference_plugins(opts: InstallOptions) -> tuple[str, ...]:
+    """Make the chained reference plugins findable in the bin dir (the runtime looks only
+    there); refuses, before anything is written, when they are nowhere to be found."""
+    todo = []
+    for name in [*_chained_names(opts), "loopback"]:  # containerd's CRI runs loopback per pod
+        here = os.path.join(opts.bin_dir, name)
+        if os.path.exists(here):
+            continue
+        source = os.path.join(opts.reference_dir, name)
+        if name == "loopback" and not os.access(source, os.X_OK):
+            continue  # only containerd wants it, and says so
+        if not os.access(source, os.X_OK):
+            raise StateError(
+                f"the {name} CNI plugin is in neither {opts.bin_dir} nor {opts.reference_dir}",
+                hint="install the reference plugins (apt-get install containernetworking-plugins)"
+                f", or pass --no-{name} to leave {name} out of the chain")
+        todo.append((source, here))
+    return tuple(_link(source, here) for source, here in todo)
+
+
+def _link(source: str, here: str) -> str:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(here)  # a dangling link of an earlier install
+    os.symlink(source, here)
+    return here
 
 
 def _write_atomically(path: str, data: bytes, mode: int) -> None:
@@ -116,6 +174,7 @@ def _build_c_client(opts: InstallOptions, package_path: str, out: str) -> bool:
     if cc is None or not _SHIM_SOURCE.exists():
         return False
     cmd = [cc, "-O2", "-o", out, str(_SHIM_SOURCE),
+           f"-DPODNET_AUTOSTART={int(opts.agent == 'auto')}",
            f"-DPODNET_SOCKET={_c_literal(opts.socket, 'socket')}",
            f"-DPODNET_PYTHON={_c_literal(opts.python, 'interpreter')}",
            f"-DPODNET_PATH={_c_literal(package_path, 'package path')}"]
@@ -130,7 +189,7 @@ def _python_client(opts: InstallOptions, package_path: str, plugin: str) -> byte
         f"if {package_path!r}:\n"
         f"    sys.path.insert(0, {package_path!r})\n"
         "from podnet.cni.client import main\n"
-        f"sys.exit(main({plugin!r}, {opts.socket!r}))\n"
+        f"sys.exit(main({plugin!r}, {opts.socket!r}, autostart={opts.agent == 'auto'}))\n"
     ).encode()
 
 
@@ -138,6 +197,7 @@ def install(opts: InstallOptions) -> Installed:
     conflist = render_conflist(opts)  # validates before anything is written
     os.makedirs(opts.bin_dir, mode=0o755, exist_ok=True)
     os.makedirs(opts.conf_dir, mode=0o755, exist_ok=True)
+    linked = _link_reference_plugins(opts)
     package_path = _package_path(opts.python)
     kind: Literal["c", "python"] = "python"
     binary = b""
@@ -162,15 +222,24 @@ def install(opts: InstallOptions) -> Installed:
         written.append(path)
     conf_path = os.path.join(opts.conf_dir, opts.conflist_name)
     _write_atomically(conf_path, json.dumps(conflist, indent=2).encode() + b"\n", 0o644)
-    return Installed(tuple(written), conf_path, kind, package_path)
+    stopped = stop_agent(opts.socket)
+    return Installed(tuple(written), conf_path, kind, package_path, linked, stopped)
 
 
-def uninstall(bin_dir: str, conf_dir: str, conflist_name: str = CONFLIST_NAME) -> list[str]:
-    """Remove what install wrote; returns the paths removed."""
+def uninstall(bin_dir: str, conf_dir: str, conflist_name: str = CONFLIST_NAME,
+              reference_dir: str = REFERENCE_DIR, socket_path: str = DEFAULT_SOCKET) -> list[str]:
+    """Remove what install wrote (and the reference-plugin links it made, recognised by their
+    target), and stop the agent; returns the paths removed."""
     removed = []
     for path in (os.path.join(bin_dir, MAIN_PLUGIN), os.path.join(bin_dir, IPAM_PLUGIN),
                  os.path.join(conf_dir, conflist_name)):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
             removed.append(path)
+    for name in [*_CHAINED, "loopback"]:
+        path = os.path.join(bin_dir, name)
+        if os.path.islink(path) and os.readlink(path) == os.path.join(reference_dir, name):
+            os.unlink(path)
+            removed.append(path)
+    stop_agent(socket_path)
     return removed

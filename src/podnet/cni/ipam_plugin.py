@@ -1,4 +1,5 @@
-"""The `podnet-ipam` plugin's commands: host-local's config, with GC, STATUS and crash-safe state.
+"""The `podnet-ipam` plugin's commands: host-local's config and static addresses, with GC, STATUS
+and reservations that survive a reboot (podnet.ipam.store).
 
 podnet-cni calls these functions in-process when its ipam type is podnet-ipam (saving the start
 of another process); the `podnet-ipam` executable reaches the same functions through dispatch.
@@ -12,15 +13,18 @@ from typing import Any
 from podnet.cni.result import DNS, IPConfig, Result, Route
 from podnet.cni.spec import Request
 from podnet.errors import CNI_INVALID_CONFIG, CNI_PLUGIN_NOT_AVAILABLE, CniError
-from podnet.ipam.ranges import IpamConfig, parse_ipam_config
+from podnet.ipam.pool import Address
+from podnet.ipam.ranges import LEGACY_DATA_DIR, IpamConfig, parse_ipam_config, requested_ips
 from podnet.ipam.store import Store
 
-__all__ = ["ipam_add", "ipam_check", "ipam_del", "ipam_gc", "ipam_status", "valid_attachments"]
+__all__ = ["held_addresses", "ipam_add", "ipam_check", "ipam_del", "ipam_gc", "ipam_status",
+           "owned_by_valid", "valid_attachments"]
 
 
 def _setup(conf: dict[str, Any]) -> tuple[IpamConfig, Store]:
     cfg = parse_ipam_config(conf.get("ipam"))
-    return cfg, Store(cfg.data_dir, str(conf["name"]))
+    legacy = None if cfg.data_dir_given else LEGACY_DATA_DIR  # state of an older podnet
+    return cfg, Store(cfg.data_dir, str(conf["name"]), legacy)
 
 
 def _routes(cfg: IpamConfig) -> tuple[Route, ...]:
@@ -70,12 +74,13 @@ def ipam_add(conf: dict[str, Any], req: Request) -> Result:
     cfg, store = _setup(conf)
     routes = _routes(cfg)
     dns = _dns(cfg.resolv_conf)
+    wanted = requested_ips(req.args, conf)
     ips = []
-    for a in store.allocate(req.container_id, req.ifname, cfg.range_sets):
+    for a in store.allocate(req.container_id, req.ifname, cfg.range_sets, wanted):
         pool = a.pool
         if pool is None:  # pragma: no cover - allocate always knows the range
             raise CniError(CNI_INVALID_CONFIG, f"{a.ip} is in none of the configured ranges")
-        ips.append(IPConfig(ipaddress.IPv4Interface(f"{a.ip}/{pool.subnet.prefixlen}"),
+        ips.append(IPConfig(ipaddress.ip_interface(f"{a.ip}/{pool.subnet.prefixlen}"),
                             pool.gateway_address))
     return Result(ips=tuple(ips), routes=routes, dns=dns)
 
@@ -93,6 +98,18 @@ def ipam_check(conf: dict[str, Any], req: Request) -> None:
             f"interface {req.ifname} in network {conf['name']}",
             details="the reservation was released or never made: delete and re-add the pod",
         )
+
+
+def held_addresses(conf: dict[str, Any], container_id: str, ifname: str) -> list[Address]:
+    """What podnet-ipam holds for one attachment (podnet-cni's DEL: what it may unmasquerade)."""
+    _, store = _setup(conf)
+    return [a.ip for a in store.held_by(container_id, ifname)]
+
+
+def owned_by_valid(conf: dict[str, Any], valid: set[tuple[str, str]]) -> list[Address]:
+    """Every address podnet-ipam holds for an attachment in `valid` (GC's reconciliation)."""
+    _, store = _setup(conf)
+    return [a.ip for a in store.all() if (a.container_id, a.ifname) in valid]
 
 
 def valid_attachments(conf: dict[str, Any]) -> set[tuple[str, str]]:
@@ -123,7 +140,7 @@ def ipam_status(conf: dict[str, Any]) -> None:
     cfg, store = _setup(conf)
     for index, free in enumerate(store.free(cfg.range_sets)):
         if free == 0:
-            subnets = ", ".join(str(p.subnet) for p in cfg.range_sets[index].pools)
+            subnets = cfg.range_sets[index].describe()
             raise CniError(
                 CNI_PLUGIN_NOT_AVAILABLE,
                 f"podnet-ipam: range set {index} ({subnets}) of network {conf['name']} "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from podnet.cni.result import Result
-from podnet.cni.spec import check_version
+from podnet.cni.spec import MAX_CONFIG, check_version
 from podnet.errors import CNI_DECODE_ERROR, CNI_INVALID_CONFIG, CNI_UNSUPPORTED_FIELD, CniError
 
 __all__ = ["DEFAULT_STATE_DIR", "NetConf", "PodnetConf", "decode", "parse_netconf", "parse_podnet"]
@@ -56,8 +56,16 @@ class PodnetConf:
 
 
 def decode(stdin: bytes) -> dict[str, Any]:
+    if len(stdin) > MAX_CONFIG:
+        raise CniError(CNI_DECODE_ERROR, f"the network configuration on stdin is too large "
+                       f"({len(stdin)} bytes; podnet reads at most {MAX_CONFIG})",
+                       details="a CNI configuration with its prevResult is a few kilobytes")
     try:
         doc = json.loads(stdin or b"null")
+    except RecursionError:
+        raise CniError(CNI_DECODE_ERROR, "the network configuration on stdin nests too deeply"
+                       f"{_deep_field(stdin)}", details="no CNI configuration nests more than a "
+                       "few levels: check what wrote it") from None
     except ValueError as exc:
         raise CniError(CNI_DECODE_ERROR, f"the network configuration on stdin is not JSON: {exc}",
                        details="the runtime must write the plugin's configuration to stdin") \
@@ -65,6 +73,34 @@ def decode(stdin: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CniError(CNI_INVALID_CONFIG, "the network configuration must be a JSON object")
     return doc
+
+
+def _deep_field(raw: bytes, limit: int = 200) -> str:
+    """` in field "K"`: the top-level key under which the nesting passes `limit` (found by a scan
+    that counts brackets outside strings; no recursion)."""
+    depth, key, last, in_string, escaped, start = 0, "", "", False, False, 0
+    for i, byte in enumerate(raw):
+        char = chr(byte)
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+                last = raw[start:i].decode(errors="replace")[:60]
+            continue
+        if char == '"':
+            in_string, start = True, i + 1
+        elif char == ":" and depth == 1:
+            key = last
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return f' in field "{key}"' if key else ""
+        elif char in "]}":
+            depth -= 1
+    return ""
 
 
 def parse_netconf(stdin: bytes) -> NetConf:
@@ -79,7 +115,7 @@ def parse_netconf(stdin: bytes) -> NetConf:
     if not isinstance(kind, str) or not kind:
         raise CniError(CNI_INVALID_CONFIG, 'the configuration has no "type"')
     prev = doc.get("prevResult")
-    return NetConf(version, name, kind, doc, Result.from_json(prev) if prev else None)
+    return NetConf(version, name, kind, doc, Result.from_json(prev) if prev is not None else None)
 
 
 def _bool(doc: dict[str, Any], key: str, default: bool, problems: list[str]) -> bool:
@@ -88,6 +124,22 @@ def _bool(doc: dict[str, Any], key: str, default: bool, problems: list[str]) -> 
         problems.append(f'"{key}" must be true or false, not {value!r}')
         return default
     return value
+
+
+def _refuse_ipv6(ipam: dict[str, Any]) -> None:
+    """podnet-ipam (and host-local) hand out IPv6 too; podnet-cni's attachment is IPv4 for now,
+    so it refuses an IPv6 range up front rather than leave the address unconfigured."""
+    ranges = ipam.get("ranges")
+    subnets = [ipam.get("subnet")]
+    if isinstance(ranges, list):
+        subnets += [r.get("subnet") for rs in ranges if isinstance(rs, list)
+                    for r in rs if isinstance(r, dict)]
+    for subnet in subnets:
+        if isinstance(subnet, str) and ":" in subnet:
+            raise CniError(CNI_UNSUPPORTED_FIELD,
+                           f'podnet-cni does not support field "subnet": {subnet!r} (IPv6)',
+                           details="podnet-cni attaches IPv4 for now; podnet-ipam itself hands "
+                           "out IPv6 to other plugins")
 
 
 def parse_podnet(net: NetConf) -> PodnetConf:
@@ -119,6 +171,8 @@ def parse_podnet(net: NetConf) -> PodnetConf:
         ipam = {}
     elif "/" in ipam["type"]:
         problems.append(f'ipam type {ipam["type"]!r} must be a plugin name, not a path')
+    else:
+        _refuse_ipv6(ipam)
     state_dir = doc.get("stateDir", DEFAULT_STATE_DIR)
     if not isinstance(state_dir, str) or not state_dir.startswith("/"):
         problems.append(f'"stateDir" {state_dir!r} must be an absolute path')

@@ -4,9 +4,16 @@ ADD reads as its steps: refuse a bad namespace, refuse an existing CNI_IFNAME, r
 (IPAM), attach the pod (`kernel.attach.attach_pod`), masquerade, record; any failure after the
 reservation undoes all of it, so a failed ADD leaves no veth, no reservation and no rule.
 
+An ADD that died half-way (the agent killed mid-request, the runtime's timeout) and is run again
+converges: a CNI_IFNAME that already exists is taken back only when it is the peer of the host
+end podnet derives for this very attachment; anything else is refused.
+
 DEL removes the host end of the veth (which takes the pod end with it) only when it is the one
 podnet named and marked, so it never needs the pod's namespace: it succeeds twice, without ADD,
-with the namespace gone and with an empty CNI_NETNS.
+with the namespace gone and with an empty CNI_NETNS. It removes from the ipMasq set only the
+addresses this attachment owns (its record, its podnet-ipam reservation), never those a cached
+prevResult names: after the address moved to another pod, a repeated DEL must not cut that pod's
+egress. GC reconciles the ipMasq set against what the valid attachments own.
 """
 
 from __future__ import annotations
@@ -14,12 +21,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
-import os
-from collections.abc import Iterator
 
 from podnet.cni import delegate
-from podnet.cni.ipam_plugin import valid_attachments
+from podnet.cni.ipam_plugin import held_addresses, owned_by_valid, valid_attachments
 from podnet.cni.netconf import PodnetConf
+from podnet.cni.podns import checked_for_del, pod_namespace
 from podnet.cni.records import (
     Record,
     all_records,
@@ -29,13 +35,7 @@ from podnet.cni.records import (
 )
 from podnet.cni.result import Interface, IPConfig, Result, Route
 from podnet.cni.spec import Request
-from podnet.errors import (
-    CNI_INVALID_CONFIG,
-    CNI_INVALID_ENV,
-    CNI_UNKNOWN_CONTAINER,
-    CniError,
-    ObjectMissingError,
-)
+from podnet.errors import CNI_INVALID_CONFIG, CniError, ObjectMissingError
 from podnet.kernel import nft, sysctl
 from podnet.kernel.attach import PodAttachment, attach_pod, ensure_bridge
 from podnet.kernel.netlink import OWNER_ALIAS, Netlink
@@ -43,55 +43,13 @@ from podnet.kernel.netlink import OWNER_ALIAS, Netlink
 __all__ = ["cmd_add", "cmd_check", "cmd_del", "cmd_gc", "host_veth_name"]
 
 _DEFAULT = ipaddress.IPv4Network("0.0.0.0/0")
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def host_veth_name(network: str, container_id: str, ifname: str) -> str:
     """The host end's name, derived from the attachment: DEL and GC find it without state."""
     digest = hashlib.sha256(f"{network}/{container_id}/{ifname}".encode()).hexdigest()
     return f"veth{digest[:8]}"
-
-
-@contextlib.contextmanager
-def pod_namespace(path: str) -> Iterator[str]:
-    """Open CNI_NETNS once and hand out /proc/self/fd/N, so every later step acts on the
-    namespace checked here (never a path that changed since). Refuses anything that is not a
-    network namespace other than our own: checked before anything is touched."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise CniError(CNI_UNKNOWN_CONTAINER, f"CNI_NETNS {path} does not exist",
-                       details="the container's network namespace is gone") from None
-    except OSError as exc:
-        raise CniError(CNI_INVALID_ENV, f"CNI_NETNS {path} cannot be opened: {exc.strerror}") \
-            from None
-    try:
-        st = os.fstat(fd)
-        own = os.stat("/proc/thread-self/ns/net")
-        if st.st_dev != own.st_dev:
-            raise CniError(CNI_INVALID_ENV, f"CNI_NETNS {path} is not a namespace file",
-                           details="pass /proc/PID/ns/net or a bind mount of it (/run/netns/X)")
-        if st.st_ino == own.st_ino:
-            raise CniError(
-                CNI_INVALID_ENV,
-                f"CNI_NETNS {path} is the plugin's own network namespace",
-                details="refusing to configure the host as if it were a container",
-            )
-        yield f"/proc/self/fd/{fd}"
-    finally:
-        os.close(fd)
-
-
-def _refuse_own_namespace(path: str) -> None:
-    """DEL: the same refusal as ADD, for a namespace that still exists."""
-    if not path:
-        return
-    try:
-        with pod_namespace(path):
-            pass
-    except CniError as exc:
-        if "own network namespace" in exc.message:
-            raise
-        # Gone, or not a namespace: DEL cleans up what it can without it.
 
 
 def _first_ipv4(result: Result, kind: str) -> IPConfig:
@@ -117,14 +75,26 @@ def _enable_forwarding() -> None:
 
 
 def _remove_host_end(host: Netlink, name: str) -> bool:
-    """Delete the host end if it is podnet's: our derived name and our ifalias."""
+    """Delete the host end if it is podnet's: our derived name AND our ifalias."""
     try:
         link = host.link(name)
     except ObjectMissingError:
         return False
-    if link["kind"] != "veth" or link["alias"] not in (OWNER_ALIAS, None):
+    if link["kind"] != "veth" or link["alias"] != OWNER_ALIAS:
         return False  # not ours: never delete what podnet did not make
     return host.delete_link(name)
+
+
+def _half_made_by_us(host: Netlink, pod: Netlink, host_name: str, ifname: str) -> bool:
+    """Whether CNI_IFNAME in the pod and the host link with this attachment's derived name are
+    the two ends of one veth: what an ADD that died before marking it leaves behind."""
+    try:
+        pod_end = pod.link(ifname)
+        host_end = host.link(host_name)
+    except ObjectMissingError:
+        return False
+    return bool(pod_end["kind"] == host_end["kind"] == "veth"
+                and pod_end["link"] == host_end["index"] and host_end["link"] == pod_end["index"])
 
 
 # --- ADD -------------------------------------------------------------------------------------
@@ -134,6 +104,8 @@ def cmd_add(req: Request, conf: PodnetConf) -> Result:
     host_name = host_veth_name(net.name, req.container_id, req.ifname)
     with pod_namespace(req.netns) as ns, Netlink.open(ns, label=req.netns) as pod, \
             Netlink.open() as host:
+        if _half_made_by_us(host, pod, host_name, req.ifname):
+            host.delete_link(host_name)  # an earlier ADD of this attachment died: start over
         with contextlib.suppress(ObjectMissingError):
             pod.link(req.ifname)
             raise CniError(999, f"interface {req.ifname} already exists in {req.netns}",
@@ -183,12 +155,13 @@ def _attach(req: Request, conf: PodnetConf, *, host: Netlink, pod: Netlink, ns: 
     pod_index = attach_pod(host, pod, ns, attachment)
     routes = _extra_routes(pod, pod_index, ipam_result, gateway)
     _enable_forwarding()
-    if conf.ip_masq:
-        nft.masq_add(conf.net.name, pod_ip.ip, pod_ip.network)
+    # The record first: from here DEL and GC know what this attachment owns, ipMasq entry too.
     write_record(conf.state_dir, conf.net.name, Record(
         containerID=req.container_id, ifname=req.ifname, netns=req.netns, hostIfname=host_name,
         mode=conf.mode, ips=(str(pod_ip),), masq=conf.ip_masq,
     ))
+    if conf.ip_masq:
+        nft.masq_add(conf.net.name, pod_ip.ip, pod_ip.network)
     pod_link = pod.link(pod_index)
     host_link = host.link(host_name)
     interfaces = [Interface(host_name, str(host_link["mac"])),
@@ -225,10 +198,9 @@ def _undo_add(req: Request, conf: PodnetConf, host: Netlink, host_name: str,
     """Roll back a failed ADD: each step is tried, so one failure does not strand the rest."""
     with contextlib.suppress(Exception):
         _remove_host_end(host, host_name)
-    if conf.ip_masq:
+    if conf.ip_masq:  # the addresses this ADD reserved: still ours until the IPAM DEL below
         with contextlib.suppress(Exception):
-            nft.masq_remove(conf.net.name, [ipaddress.IPv4Address(str(ip.address.ip))
-                                            for ip in ipam_result.ips if ip.address.version == 4])
+            nft.masq_remove(conf.net.name, [ip.address.ip for ip in ipam_result.ips])
     with contextlib.suppress(Exception):
         remove_record(conf.state_dir, conf.net.name, req.container_id, req.ifname)
     with contextlib.suppress(Exception):
@@ -238,7 +210,9 @@ def _undo_add(req: Request, conf: PodnetConf, host: Netlink, host_name: str,
 # --- DEL -------------------------------------------------------------------------------------
 
 def cmd_del(req: Request, conf: PodnetConf) -> None:
-    _refuse_own_namespace(req.netns)
+    """In the reverse order of ADD, so that while the record exists the reservation does too:
+    the addresses it names are this attachment's and no other pod's."""
+    checked_for_del(req.netns)
     net = conf.net
     record = read_record(conf.state_dir, net.name, req.container_id, req.ifname)
     names = {host_veth_name(net.name, req.container_id, req.ifname)}
@@ -247,21 +221,22 @@ def cmd_del(req: Request, conf: PodnetConf) -> None:
     with Netlink.open() as host:
         for name in names:
             _remove_host_end(host, name)
-    if conf.ip_masq or (record is not None and record.masq):
-        ips = _known_ips(conf, record)
-        nft.masq_remove(net.name, ips)
-    delegate.ipam("DEL", net.raw, req)
+    owned = _owned_ips(conf, req, record)
+    if owned and (conf.ip_masq or (record is not None and record.masq)):
+        nft.masq_remove(net.name, owned)
     remove_record(conf.state_dir, net.name, req.container_id, req.ifname)
+    delegate.ipam("DEL", net.raw, req)
 
 
-def _known_ips(conf: PodnetConf, record: Record | None) -> list[ipaddress.IPv4Address]:
-    found: set[ipaddress.IPv4Address] = set()
+def _owned_ips(conf: PodnetConf, req: Request, record: Record | None) -> list[IP]:
+    """The addresses this attachment owns: its record's, and what podnet-ipam holds for it.
+    Never a prevResult's: a cached result may name an address that has moved to another pod."""
+    found: set[IP] = set()
     if record is not None:
-        found |= {ipaddress.IPv4Interface(ip).ip for ip in record.ips}
-    if conf.net.prev_result is not None:
-        found |= {ipaddress.IPv4Address(str(ip.address.ip)) for ip in conf.net.prev_result.ips
-                  if ip.address.version == 4}
-    return sorted(found)
+        found |= {ipaddress.ip_interface(ip).ip for ip in record.ips}
+    if conf.ipam.get("type") == delegate.IN_PROCESS:
+        found |= set(held_addresses(conf.net.raw, req.container_id, req.ifname))
+    return sorted(found, key=lambda ip: (ip.version, int(ip)))
 
 
 # --- CHECK -----------------------------------------------------------------------------------
@@ -291,7 +266,7 @@ def cmd_check(req: Request, conf: PodnetConf) -> None:
             _check_host(host, conf, host_name, ips)
     if conf.ip_masq:
         for ip in ips:
-            if not nft.masq_contains(conf.net.name, ipaddress.IPv4Address(str(ip.address.ip))):
+            if not nft.masq_contains(conf.net.name, ip.address.ip):
                 raise _check_fail(f"{ip.address.ip} is missing from the ipMasq set")
 
 
@@ -337,22 +312,27 @@ def _check_host(host: Netlink, conf: PodnetConf, host_name: str, ips: list[IPCon
                 raise _check_fail(f"host route to {ip.address.ip} via {host_name} is missing")
 
 
-# --- GC -----------------------------------------------------------------------------
+# --- GC ------------------------------------------------------------------------------------
 
 def cmd_gc(req: Request, conf: PodnetConf) -> None:
-    """Undo every attachment of this network that the runtime no longer lists, then let the IPAM
-    release its leaked reservations."""
+    """Undo every attachment of this network that the runtime no longer lists, drop ipMasq
+    entries that no valid attachment owns, then let the IPAM release its leaked reservations."""
+    name = conf.net.name
     valid = valid_attachments(conf.net.raw)
-    stale = [r for r in all_records(conf.state_dir, conf.net.name)
-             if (r.containerID, r.ifname) not in valid]
+    records = all_records(conf.state_dir, name)
+    stale = [r for r in records if (r.containerID, r.ifname) not in valid]
     if stale:
         with Netlink.open() as host:
             for record in stale:
                 with contextlib.suppress(Exception):
                     _remove_host_end(host, record.hostIfname)
-        masq = [ipaddress.IPv4Interface(ip).ip for r in stale if r.masq for ip in r.ips]
-        if masq:
-            nft.masq_remove(conf.net.name, masq)
-        for record in stale:
-            remove_record(conf.state_dir, conf.net.name, record.containerID, record.ifname)
+    owned = {ipaddress.ip_interface(ip).ip for r in records
+             if (r.containerID, r.ifname) in valid for ip in r.ips}
+    if conf.ipam.get("type") == delegate.IN_PROCESS:
+        owned |= set(owned_by_valid(conf.net.raw, valid))
+    orphans = [ip for ip in nft.masq_members(name) if ip not in owned]
+    if orphans:
+        nft.masq_remove(name, orphans)
+    for record in stale:
+        remove_record(conf.state_dir, name, record.containerID, record.ifname)
     delegate.ipam("GC", conf.net.raw, req)

@@ -14,7 +14,8 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from podnet.ipam.store import open_child_dir, open_dir_safely
+from podnet.errors import StateError
+from podnet.ipam.files import open_child_dir, open_dir_safely, read_small, write_atomically
 
 __all__ = ["Record", "all_records", "read_record", "remove_record", "write_record"]
 
@@ -45,29 +46,21 @@ def _dir(state_dir: str, network: str) -> int:
 def write_record(state_dir: str, network: str, rec: Record) -> None:
     fd = _dir(state_dir, network)
     try:
-        name = _name(rec.containerID, rec.ifname)
-        tmp = f".{name}.{os.urandom(4).hex()}"
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o600, dir_fd=fd)
-        with os.fdopen(out, "w") as fh:
-            json.dump(asdict(rec), fh)
-        os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        write_atomically(fd, _name(rec.containerID, rec.ifname), json.dumps(asdict(rec)).encode())
     finally:
         os.close(fd)
 
 
 def _load(fd: int, name: str) -> Record | None:
     try:
-        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-    except OSError:
-        return None
-    try:
-        with os.fdopen(src) as fh:
-            doc = json.load(fh)
+        raw = read_small(fd, name)
+        if raw is None:
+            return None
+        doc = json.loads(raw)
         doc["ips"] = tuple(doc.get("ips") or ())
         return Record(**doc)
-    except (ValueError, TypeError):
-        return None
+    except (StateError, ValueError, TypeError):
+        return None  # not a record of ours: it owns nothing
 
 
 def read_record(state_dir: str, network: str, container_id: str, ifname: str) -> Record | None:

@@ -8,20 +8,109 @@ the `version` of each IP that 1.0 removed.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from podnet.cni.spec import version_at_least
 from podnet.errors import CNI_DECODE_ERROR, CniError
 
 __all__ = ["DNS", "IPConfig", "Interface", "Result", "Route"]
 
+T = TypeVar("T")
 _IFACE_11 = ("mtu", "socketPath", "pciID")
 _ROUTE_11 = ("mtu", "advmss", "priority", "table", "scope")
 
 
-def _bad(what: str, value: object) -> CniError:
-    return CniError(CNI_DECODE_ERROR, f"prevResult: {what} {value!r} is not valid")
+def _bad(where: str, value: object, expected: str = "") -> CniError:
+    shown = repr(value) if isinstance(value, str | int | float | bool) or value is None \
+        else type(value).__name__
+    wanted = f" ({expected} expected)" if expected else ""
+    return CniError(CNI_DECODE_ERROR, f"{where}: {shown[:80]} is not valid{wanted}",
+                    details="the runtime passes back the result an ADD returned, unchanged")
+
+
+def _list(doc: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = doc.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(f"{where}.{key}", value, "a list")
+    return value
+
+
+def _str(doc: dict[str, Any], key: str, where: str, required: bool = False) -> str:
+    value = doc.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise _bad(f"{where}.{key}", value)
+    return value
+
+
+def _interface(item: object, where: str) -> Interface:
+    if not isinstance(item, dict):
+        raise _bad(where, item)
+    mtu = item.get("mtu", 0)
+    if not isinstance(mtu, int) or isinstance(mtu, bool):
+        raise _bad(f"{where}.mtu", mtu)
+    return Interface(_str(item, "name", where, required=True), _str(item, "mac", where),
+                     _str(item, "sandbox", where), mtu)
+
+
+def _parsed(item: dict[str, Any], key: str, where: str, parse: Callable[[str], T],
+            required: bool = False) -> T | None:
+    """`item[key]` read by `parse` (an address, a prefix); None when absent and optional."""
+    text = _str(item, key, where, required)
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except ValueError:
+        raise _bad(f"{where}.{key}", text) from None
+
+
+def _ip(item: object, where: str) -> IPConfig:
+    if not isinstance(item, dict):
+        raise _bad(where, item)
+    address = _parsed(item, "address", where, ipaddress.ip_interface, required=True)
+    if address is None:
+        raise _bad(f"{where}.address", "")
+    gateway = _parsed(item, "gateway", where, ipaddress.ip_address)
+    index = item.get("interface")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool)
+                              or index < 0):
+        raise _bad(f"{where}.interface", index)
+    return IPConfig(address, gateway, index)
+
+
+def _route(item: object, where: str) -> Route:
+    if not isinstance(item, dict):
+        raise _bad(where, item)
+    dst = _parsed(item, "dst", where, lambda t: ipaddress.ip_network(t, strict=False),
+                  required=True)
+    if dst is None:
+        raise _bad(f"{where}.dst", "")
+    gw = _parsed(item, "gw", where, ipaddress.ip_address)
+    extra = []
+    for key in _ROUTE_11:
+        if key in item:
+            value = item[key]
+            if not isinstance(value, int | str) or isinstance(value, bool):
+                raise _bad(f"{where}.{key}", value)
+            extra.append((key, value))
+    return Route(dst, gw, tuple(extra))
+
+
+def _dns(doc: dict[str, Any], where: str) -> DNS:
+    def strings(key: str) -> tuple[str, ...]:
+        values = _list(doc, key, where)
+        if not all(isinstance(v, str) for v in values):
+            raise _bad(f"{where}.{key}", values)
+        return tuple(values)
+
+    return DNS(strings("nameservers"), _str(doc, "domain", where), strings("search"),
+               strings("options"))
 
 
 @dataclass(frozen=True)
@@ -94,17 +183,6 @@ class DNS:
             out["options"] = list(self.options)
         return out
 
-    @classmethod
-    def from_json(cls, doc: object) -> DNS:
-        if not isinstance(doc, dict):
-            return cls()
-        return cls(
-            nameservers=tuple(str(x) for x in doc.get("nameservers") or ()),
-            domain=str(doc.get("domain") or ""),
-            search=tuple(str(x) for x in doc.get("search") or ()),
-            options=tuple(str(x) for x in doc.get("options") or ()),
-        )
-
 
 @dataclass(frozen=True)
 class Result:
@@ -124,38 +202,22 @@ class Result:
         return out
 
     @classmethod
-    def from_json(cls, doc: object) -> Result:
-        """Parse a result of any supported version (a prevResult, or an IPAM plugin's answer)."""
+    def from_json(cls, doc: object, where: str = "prevResult") -> Result:
+        """Parse a result of any supported version (a prevResult, or an IPAM plugin's answer).
+        Anything of the wrong shape is code 6 naming the field, e.g. `prevResult.ips[0].address`.
+        """
         if not isinstance(doc, dict):
-            raise _bad("result", doc)
-        interfaces = []
-        for item in doc.get("interfaces") or ():
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise _bad("interface", item)
-            mtu = item.get("mtu", 0)
-            interfaces.append(Interface(
-                name=item["name"], mac=str(item.get("mac") or ""),
-                sandbox=str(item.get("sandbox") or ""), mtu=mtu if isinstance(mtu, int) else 0,
-            ))
-        ips = []
-        for item in doc.get("ips") or ():
-            try:
-                address = ipaddress.ip_interface(item["address"])
-                gateway = ipaddress.ip_address(item["gateway"]) if item.get("gateway") else None
-            except (KeyError, TypeError, ValueError):
-                raise _bad("ip", item) from None
-            index = item.get("interface")
-            ips.append(IPConfig(address, gateway, index if isinstance(index, int) else None))
-        routes = []
-        for item in doc.get("routes") or ():
-            try:
-                dst = ipaddress.ip_network(item["dst"], strict=False)
-                gw = ipaddress.ip_address(item["gw"]) if item.get("gw") else None
-            except (KeyError, TypeError, ValueError):
-                raise _bad("route", item) from None
-            extra = tuple((k, item[k]) for k in _ROUTE_11 if k in item)
-            routes.append(Route(dst, gw, extra))
-        return cls(tuple(interfaces), tuple(ips), tuple(routes), DNS.from_json(doc.get("dns")))
+            raise _bad(where, doc)
+        interfaces = tuple(_interface(item, f"{where}.interfaces[{i}]")
+                           for i, item in enumerate(_list(doc, "interfaces", where)))
+        ips = tuple(_ip(item, f"{where}.ips[{i}]")
+                    for i, item in enumerate(_list(doc, "ips", where)))
+        routes = tuple(_route(item, f"{where}.routes[{i}]")
+                       for i, item in enumerate(_list(doc, "routes", where)))
+        dns = doc.get("dns")
+        if dns is not None and not isinstance(dns, dict):
+            raise _bad(f"{where}.dns", dns)
+        return cls(interfaces, ips, routes, _dns(dns or {}, f"{where}.dns"))
 
     def merged_after(self, prev: Result | None) -> Result:
         """Chaining: what earlier plugins reported, then ours, our interface indexes shifted."""

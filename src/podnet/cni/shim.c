@@ -4,11 +4,14 @@
  * A container runtime starts this program for every ADD, DEL and CHECK. It forwards the
  * environment and stdin to the agent's unix socket (protocol: podnet/cni/wire.py) and prints the
  * agent's answer: about 1 ms of start-up, where a Python interpreter costs 8 to 11 ms before any
- * work and pyroute2 another 115 to 200 ms. When no agent answers (not running, or in another
+ * work and pyroute2 another 115 to 200 ms. When no agent listens, it starts one (in a session of
+ * its own, stdio on /dev/null: the runtime's restarts and pipes never reach it) and waits up to
+ * 3 s for it to accept, as gpg-agent's clients do. When that fails, or the agent refuses (another
  * namespace), it runs the plugin in Python instead, so the plugin always works.
  *
  * Built at install time with the paths of this machine:
- *   cc -O2 -DPODNET_SOCKET='"..."' -DPODNET_PYTHON='"..."' -DPODNET_PATH='"..."' shim.c
+ *   cc -O2 -DPODNET_SOCKET='"..."' -DPODNET_PYTHON='"..."' -DPODNET_PATH='"..."' \
+ *      -DPODNET_AUTOSTART=1 shim.c
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,9 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef PODNET_SOCKET
@@ -31,7 +37,12 @@
 #define PODNET_PATH ""
 #endif
 
+#ifndef PODNET_AUTOSTART
+#define PODNET_AUTOSTART 1
+#endif
+
 #define MAX_FIELD (16u << 20)
+#define START_WAIT_MS 3000
 
 extern char **environ;
 
@@ -137,18 +148,80 @@ static void run_in_python(const char *plugin, const char *data, size_t len, int 
     exit(1);
 }
 
-int main(int argc, char **argv) {
-    (void)argc;
-    const char *plugin = plugin_name(argv[0]);
+static int try_connect(void) {
     int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     strncpy(addr.sun_path, PODNET_SOCKET, sizeof(addr.sun_path) - 1);
-    if (sock < 0 || connect(sock, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-        run_in_python(plugin, NULL, 0, 0);
+    if (sock < 0) return -1;
+    if (connect(sock, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        int saved = errno;
+        close(sock);
+        errno = saved;
+        return -1;
+    }
+    return sock;
+}
 
+/* Start `podnet.cni.agent` in a session of its own; returns its PID (0 when fork failed). */
+static pid_t start_agent(void) {
+    static const char code[] =
+        "import sys\n"
+        "path, sock = sys.argv[1], sys.argv[2]\n"
+        "if path: sys.path.insert(0, path)\n"
+        "from podnet.cni.agent import main\n"
+        "sys.exit(main([sock, '--detached']))\n";
+    pid_t pid = fork();
+    if (pid != 0) return pid < 0 ? 0 : pid;
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (null > 2) close(null);
+    }
+    close_range(3, ~0U, 0); /* nothing of the runtime's may stay open in a long-lived process */
+    /* A clean environment: not the first caller's CNI_* variables. */
+    char *env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    char *argv[] = {PODNET_PYTHON, "-I", "-c", (char *)code, PODNET_PATH, PODNET_SOCKET, NULL};
+    execve(PODNET_PYTHON, argv, env);
+    _exit(127);
+}
+
+/* Connect to the agent, starting it when nothing listens; -1 when there is none to be had. */
+static int agent_socket(void) {
+    int sock = try_connect();
+    if (sock >= 0 || !PODNET_AUTOSTART || (errno != ENOENT && errno != ECONNREFUSED)) return sock;
+    pid_t pid = start_agent();
+    int alive = pid > 0;
+    struct timespec pause = {0, 5 * 1000 * 1000};
+    for (int waited = 0; waited < START_WAIT_MS; waited += 5) {
+        nanosleep(&pause, NULL);
+        if ((sock = try_connect()) >= 0) return sock;
+        int status;
+        if (alive && waitpid(pid, &status, WNOHANG) == pid) {
+            alive = 0;  /* exit 3: another agent won the race and is starting; wait for it */
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 3) return -1;
+        }
+    }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    const char *plugin = plugin_name(argv[0]);
     size_t in_len = 0;
     char *in = read_stdin(&in_len);
-    if (!in) run_in_python(plugin, NULL, 0, 0);
+    if (!in) {
+        /* Over the cap (or unreadable): say so, rather than let Python read half of it. */
+        printf("{\"cniVersion\": \"1.0.0\", \"code\": 6, \"msg\": \"the network configuration "
+               "on stdin is too large (podnet reads at most %u bytes) or unreadable\", "
+               "\"details\": \"a CNI configuration with its prevResult is a few kilobytes\"}\n",
+               MAX_FIELD);
+        return 1;
+    }
+    int sock = agent_socket();
+    if (sock < 0) run_in_python(plugin, in, in_len, 1);
 
     size_t env_len = 0;
     for (char **e = environ; *e; e++) env_len += strlen(*e) + 1;

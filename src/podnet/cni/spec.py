@@ -24,6 +24,7 @@ from podnet.errors import (
 __all__ = [
     "COMMANDS",
     "LATEST",
+    "MAX_CONFIG",
     "SUPPORTED_VERSIONS",
     "Request",
     "check_version",
@@ -38,6 +39,8 @@ __all__ = [
 SUPPORTED_VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
 LATEST = "1.1.0"
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
+# The most a plugin reads from stdin (the C client's cap too; far above any real configuration).
+MAX_CONFIG = 16 << 20
 
 # SPEC.md, Parameters: a container ID starts with an alphanumeric character, then alphanumerics,
 # '_', '.' or '-'; so it never holds '/', and cannot climb out of a state directory.

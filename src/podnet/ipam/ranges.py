@@ -3,41 +3,60 @@
     "ipam": {
       "type": "podnet-ipam",
       "ranges": [[{"subnet": "10.244.1.0/24", "rangeStart": "10.244.1.10",
-                   "rangeEnd": "10.244.1.200", "gateway": "10.244.1.1"}]],
+                   "rangeEnd": "10.244.1.200", "gateway": "10.244.1.1"}],
+                 [{"subnet": "fd00:10:244:1::/64"}]],   # a second family: one address each
       "reserved": ["10.244.1.53"],          # podnet's addition: never handed out
-      "routes": [{"dst": "0.0.0.0/0"}],
-      "dataDir": "/run/podnet/ipam",
+      "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
+      "dataDir": "/var/lib/cni/networks",   # host-local's default: survives a reboot
       "resolvConf": "/etc/resolv.conf"
     }
 
 The older flat form ("subnet", "rangeStart", "rangeEnd", "gateway" beside "type") is accepted as
-one range. Each range set yields one address per attachment, from its first range with room.
-Every problem is collected and reported at once (CNI code 7; code 2 for what podnet does not do).
+one range. Each range set yields one address per attachment, from its first range with room; the
+ranges of one set share a family (host-local's rule). Every problem is collected and reported at
+once (CNI code 7; code 2 for what podnet does not do).
+
+Static addresses, as host-local takes them: `IP=10.244.1.77[,fd00::77]` in CNI_ARGS,
+`"args": {"cni": {"ips": [...]}}` in the configuration, or `"runtimeConfig": {"ips": [...]}` (the
+`ips` capability). Each may carry a prefix length, which must then be its range's.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from podnet.errors import CNI_INVALID_CONFIG, CNI_UNSUPPORTED_FIELD, CniError
-from podnet.ipam.pool import Pool
-from podnet.model.addresses import IPAddress
+from podnet.ipam.pool import Address, Pool
 
-__all__ = ["DEFAULT_DATA_DIR", "IpamConfig", "RangeSet", "parse_ipam_config"]
+__all__ = ["DEFAULT_DATA_DIR", "LEGACY_DATA_DIR", "IpamConfig", "RangeSet", "parse_ipam_config",
+           "requested_ips"]
 
-DEFAULT_DATA_DIR = "/run/podnet/ipam"
+DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+LEGACY_DATA_DIR = "/run/podnet/ipam"  # the default before reservations had to survive a reboot
 _KNOWN = {
     "type", "ranges", "routes", "dataDir", "resolvConf", "reserved",
     "subnet", "rangeStart", "rangeEnd", "gateway",
 }
 _RANGE_KEYS = {"subnet", "rangeStart", "rangeEnd", "gateway"}
+AnyPool = Pool[ipaddress.IPv4Network] | Pool[ipaddress.IPv6Network]
 
 
 @dataclass(frozen=True)
 class RangeSet:
-    pools: tuple[Pool, ...]
+    pools: tuple[AnyPool, ...]
+
+    @property
+    def family(self) -> int:
+        return self.pools[0].subnet.version if self.pools else 4
+
+    def pool_of(self, address: Address) -> AnyPool | None:
+        return next((p for p in self.pools if p.contains(address)), None)
+
+    def describe(self) -> str:
+        return ", ".join(str(p.subnet) for p in self.pools)
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,7 @@ class IpamConfig:
     routes: tuple[dict[str, Any], ...]
     data_dir: str
     resolv_conf: str = ""
+    data_dir_given: bool = True  # False: the default, so the old default is looked at too
 
 
 def _fail(code: int, problems: list[str]) -> CniError:
@@ -53,22 +73,18 @@ def _fail(code: int, problems: list[str]) -> CniError:
     return CniError(code, head, details="see the ipam section of the network configuration")
 
 
-def _address(raw: object, where: str, problems: list[str]) -> ipaddress.IPv4Address | None:
+def _address(raw: object, where: str, problems: list[str]) -> Address | None:
     if raw is None:
         return None
     try:
-        addr = ipaddress.ip_address(str(raw))
+        return ipaddress.ip_address(str(raw))
     except ValueError:
         problems.append(f"{where} {raw!r} is not an IP address")
         return None
-    if not isinstance(addr, ipaddress.IPv4Address):
-        problems.append(f"{where} {raw!r}: only IPv4 is supported")
-        return None
-    return addr
 
 
-def _pool(raw: object, where: str, reserved: frozenset[ipaddress.IPv4Address],
-          problems: list[str], unsupported: list[str]) -> Pool | None:
+def _pool(raw: object, where: str, reserved: frozenset[Address],
+          problems: list[str], unsupported: list[str]) -> AnyPool | None:
     if not isinstance(raw, dict):
         problems.append(f"{where} must be an object with a subnet")
         return None
@@ -80,28 +96,28 @@ def _pool(raw: object, where: str, reserved: frozenset[ipaddress.IPv4Address],
     except ValueError:
         problems.append(f"{where}.subnet {raw.get('subnet')!r} is not a CIDR")
         return None
-    if not isinstance(subnet, ipaddress.IPv4Network):
-        unsupported.append(f'{where} has unsupported field "subnet": {str(subnet)!r} '
-                           "(podnet-ipam allocates IPv4 only)")
-        return None
-    if subnet.prefixlen > 30:
-        problems.append(f"{where}.subnet {subnet} is too small: use /30 or larger")
+    if subnet.max_prefixlen - subnet.prefixlen < 2:
+        problems.append(f"{where}.subnet {subnet} is too small: it needs room for a gateway and "
+                        "an address (/30 or larger, /126 for IPv6)")
         return None
     start = _address(raw.get("rangeStart"), f"{where}.rangeStart", problems)
     end = _address(raw.get("rangeEnd"), f"{where}.rangeEnd", problems)
     gateway = _address(raw.get("gateway"), f"{where}.gateway", problems)
     outside = [f"{where}.{name} {addr} is outside {subnet}"
                for name, addr in (("rangeStart", start), ("rangeEnd", end), ("gateway", gateway))
-               if addr is not None and addr not in subnet]
-    if start is not None and end is not None and start > end:
+               if addr is not None and (addr.version != subnet.version or addr not in subnet)]
+    if start is not None and end is not None and int(start) > int(end):
         outside.append(f"{where}: rangeStart {start} is after rangeEnd {end}")
     if outside:
         problems.extend(outside)
         return None
-    return Pool(subnet, gateway, start, end, frozenset(a for a in reserved if a in subnet))
+    mine = frozenset(a for a in reserved if a.version == subnet.version and a in subnet)
+    if isinstance(subnet, ipaddress.IPv4Network):
+        return Pool(subnet, gateway, start, end, mine)
+    return Pool(subnet, gateway, start, end, mine)
 
 
-def _range_sets(ipam: dict[str, Any], reserved: frozenset[ipaddress.IPv4Address],
+def _range_sets(ipam: dict[str, Any], reserved: frozenset[Address],
                 problems: list[str], unsupported: list[str]) -> list[RangeSet]:
     raw_sets = ipam.get("ranges")
     if raw_sets is None and "subnet" in ipam:
@@ -118,11 +134,19 @@ def _range_sets(ipam: dict[str, Any], reserved: frozenset[ipaddress.IPv4Address]
         pools = [_pool(r, f"ranges[{i}][{j}]", reserved, problems, unsupported)
                  for j, r in enumerate(raw_set)]
         found = [p for p in pools if p is not None]
+        if len({p.subnet.version for p in found}) > 1:
+            problems.append(f"ranges[{i}] mixes IPv4 and IPv6: give each family a range set "
+                            "of its own")
+            continue
         for a in range(len(found)):
             for b in range(a + 1, len(found)):
                 if _overlap(found[a], found[b]):
                     problems.append(f"ranges[{i}]: ranges {a} and {b} overlap")
         sets.append(RangeSet(tuple(found)))
+    for a in range(len(sets)):
+        for b in range(a + 1, len(sets)):
+            if any(_overlap(p, q) for p in sets[a].pools for q in sets[b].pools):
+                problems.append(f"range sets {a} and {b} overlap")
     return sets
 
 
@@ -131,8 +155,11 @@ def parse_ipam_config(ipam: object) -> IpamConfig:
         raise _fail(CNI_INVALID_CONFIG, ["the ipam section must be an object"])
     problems: list[str] = []
     unsupported = [f'unsupported field "{k}": {ipam[k]!r}' for k in ipam if k not in _KNOWN]
-    reserved = {_address(raw, f"reserved[{i}]", problems)
-                for i, raw in enumerate(ipam.get("reserved") or ())}
+    raw_reserved = ipam.get("reserved") or []
+    if not isinstance(raw_reserved, list):
+        problems.append('"reserved" must be a list of addresses')
+        raw_reserved = []
+    reserved = {_address(raw, f"reserved[{i}]", problems) for i, raw in enumerate(raw_reserved)}
     sets = _range_sets(ipam, frozenset(a for a in reserved if a is not None), problems,
                        unsupported)
     routes = ipam.get("routes") or []
@@ -151,15 +178,66 @@ def parse_ipam_config(ipam: object) -> IpamConfig:
         raise _fail(CNI_INVALID_CONFIG, problems)
     if unsupported:
         raise _fail(CNI_UNSUPPORTED_FIELD, unsupported)
-    return IpamConfig(tuple(sets), tuple(routes), str(data_dir), resolv)
+    return IpamConfig(tuple(sets), tuple(routes), str(data_dir), resolv,
+                      data_dir_given=bool(ipam.get("dataDir")))
 
 
-def _span(p: Pool) -> tuple[IPAddress, IPAddress]:
-    return p.range_start or p.subnet.network_address, p.range_end or p.subnet.broadcast_address
+def _span(p: AnyPool) -> tuple[int, int, int]:
+    lo = p.range_start or p.subnet.network_address
+    hi = p.range_end or p.subnet.broadcast_address
+    return p.subnet.version, int(lo), int(hi)
 
 
-def _overlap(a: Pool, b: Pool) -> bool:
-    (a_lo, a_hi), (b_lo, b_hi) = _span(a), _span(b)
-    if a_lo.version != b_lo.version:
-        return False
-    return int(a_lo) <= int(b_hi) and int(b_lo) <= int(a_hi)
+def _overlap(a: AnyPool, b: AnyPool) -> bool:
+    (fa, a_lo, a_hi), (fb, b_lo, b_hi) = _span(a), _span(b)
+    return fa == fb and a_lo <= b_hi and b_lo <= a_hi
+
+
+# --- static addresses ---------------------------------------------------------------------------
+
+def _one_request(raw: object, source: str) -> tuple[Address, int | None]:
+    text = raw.strip() if isinstance(raw, str) else None
+    try:
+        if text is None:
+            raise ValueError
+        if "/" in text:
+            iface = ipaddress.ip_interface(text)
+            return iface.ip, iface.network.prefixlen
+        return ipaddress.ip_address(text), None
+    except ValueError:
+        raise CniError(CNI_INVALID_CONFIG, f"{source}: {raw!r} is not an IP address",
+                       details="give addresses such as 10.244.1.77 or 10.244.1.77/24") from None
+
+
+def requested_ips(cni_args: Mapping[str, str], conf: Mapping[str, Any]) -> list[
+        tuple[Address, int | None, str]]:
+    """Static addresses asked for: (address, prefix length or None, where it came from).
+
+    Read from CNI_ARGS `IP`, the configuration's `args.cni.ips` and `runtimeConfig.ips`, in that
+    order, as host-local reads them; one address named twice counts once.
+    """
+    found: list[tuple[Address, int | None, str]] = []
+    if cni_args.get("IP"):
+        for item in cni_args["IP"].split(","):
+            if item.strip():
+                found.append((*_one_request(item, "CNI_ARGS IP"), "CNI_ARGS IP"))
+    args = conf.get("args")
+    sources = (("args.cni.ips", args.get("cni") if isinstance(args, dict) else None),
+               ("runtimeConfig.ips", conf.get("runtimeConfig")))
+    for name, holder in sources:
+        if holder is None:
+            continue
+        raw = holder.get("ips") if isinstance(holder, dict) else holder
+        if raw is None:
+            continue
+        if not isinstance(raw, list):
+            raise CniError(CNI_INVALID_CONFIG, f"{name} must be a list of addresses, not "
+                           f"{type(raw).__name__}")
+        found.extend((*_one_request(item, name), name) for item in raw)
+    seen: set[Address] = set()
+    unique = []
+    for address, prefix, source in found:
+        if address not in seen:
+            seen.add(address)
+            unique.append((address, prefix, source))
+    return unique

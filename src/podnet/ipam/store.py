@@ -1,133 +1,95 @@
-"""podnet-ipam's reservations: one JSON file per network, which a crash cannot corrupt.
+"""podnet-ipam's reservations: a file per address, as host-local keeps them, crash-safe.
 
-    <dataDir>/<network>/lock               flock(2) held for every read-modify-write
-    <dataDir>/<network>/allocations.json   {"allocations": [...], "lastReserved": {...}}
+    <dataDir>/<network>/                       flock(2) on the directory for every change
+    <dataDir>/<network>/10.244.1.5             "<containerID>\\r\\n<ifname>": who holds it
+    <dataDir>/<network>/last_reserved_ip.0     where the round-robin search goes on (per range set)
+    <dataDir>/<network>/owner.<sha256[:32]>    {"containerID", "ifname", "ips"}: what one
+                                               attachment holds, so ADD, CHECK and DEL never list
+                                               the directory
 
-Every change writes a new file (0600, O_EXCL, fsync) and renames it over the old one, so a reader
-or a crash sees the old state or the new one, never half of either. Every file below the network
-directory is opened relative to a directory descriptor with O_NOFOLLOW: a symlink planted there is
-refused, never followed, and so is a symlink in place of the network directory. Directories on
-the way to dataDir may be symlinks only when root owns them and their parent is writable by root
-alone (/var/run -> /run).
+The default dataDir is host-local's, /var/lib/cni/networks: reservations survive a reboot, as the
+runtime's cached results in /var/lib/cni do, so an address an old sandbox still holds is never
+handed to a new pod. The address files and the lock are host-local's own, so the two plugins can
+share a directory.
 
-One file (not host-local's file per address) because an ADD must know what the container already
-holds and what is taken: one read answers both, where host-local reads every reservation.
+Cost does not grow with the number of reservations: an ADD reads one owner file and tries
+addresses from the last one handed out (the next is nearly always free); DEL and CHECK read the
+owner file and the address files it names. Only GC and STATUS list the directory.
+
+Crash safety: an address file appears complete or not at all (written aside, then hard-linked:
+link(2) fails on any existing name and follows no symlink); the owner file is replaced by rename
+and written BEFORE the address it names is taken, so an ADD killed at any point and run again
+finds what it took. Files are 0600 and opened with O_NOFOLLOW relative to the directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
+import hashlib
 import ipaddress
 import json
 import os
-import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from podnet.errors import StateError
-from podnet.ipam.pool import Pool, PoolExhaustedError
-from podnet.ipam.ranges import RangeSet
-from podnet.model.addresses import IPAddress
+from podnet.errors import CNI_INVALID_CONFIG, CNI_TRY_AGAIN, CniError, StateError
+from podnet.ipam.files import (
+    TMP_PREFIX,
+    link_new,
+    open_child_dir,
+    open_dir_safely,
+    read_small,
+    write_atomically,
+)
+from podnet.ipam.pool import Address, PoolExhaustedError
+from podnet.ipam.ranges import AnyPool, RangeSet
 
-__all__ = ["Allocation", "Store", "open_child_dir", "open_dir_safely"]
+__all__ = ["Allocation", "Requested", "Store"]
 
-_STATE = "allocations.json"
-_LOCK = "lock"
-_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LAST = "last_reserved_ip."
+_OWNER = "owner."
+_LEGACY = "allocations.json"  # podnet-ipam's one-file state before reservations moved to disk
+_SEP = "\r\n"  # host-local's separator between container ID and interface name
+
+Requested = tuple[Address, int | None, str]  # address, prefix length, where it was asked for
 
 
 @dataclass(frozen=True)
 class Allocation:
-    ip: ipaddress.IPv4Address
+    ip: Address
     container_id: str
     ifname: str
     range_set: int
-    pool: Pool | None = None  # the range it came from, when known (for the result's prefix)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ip": str(self.ip), "containerID": self.container_id, "ifname": self.ifname,
-                "rangeSet": self.range_set}
+    pool: AnyPool | None = None  # the range it came from, when known (for the result's prefix)
 
 
-def _trusted_link(parent_fd: int, name: str) -> bool:
-    parent = os.fstat(parent_fd)
-    link = os.lstat(name, dir_fd=parent_fd)
-    return parent.st_uid == 0 and not parent.st_mode & 0o022 and link.st_uid == 0
+def _owner_name(container_id: str, ifname: str) -> str:
+    return _OWNER + hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()[:32]
 
 
-def open_dir_safely(path: str, create_mode: int = 0o700) -> int:
-    """Open (creating what is missing) the directory `path` without following untrusted links."""
-    if not path.startswith("/"):
-        raise StateError(f"state directory {path!r} is not an absolute path")
-    fd = os.open("/", _NOFOLLOW_DIR)
+def _parse_ip(name: str) -> Address | None:
+    if name.startswith(".") or (name[:1].isalpha() and ":" not in name):
+        return None
     try:
-        for part in [p for p in path.split("/") if p]:
-            if part in (".", ".."):
-                raise StateError(f"state directory {path!r} must not contain '.' or '..'")
-            try:
-                nxt = os.open(part, _NOFOLLOW_DIR, dir_fd=fd)
-            except FileNotFoundError:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, create_mode, dir_fd=fd)
-                nxt = os.open(part, _NOFOLLOW_DIR, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not _trusted_link(fd, part):
-                    raise StateError(
-                        f"refusing to follow {part!r} in state directory {path}: "
-                        "it is a symlink or not a directory",
-                        hint="remove it; podnet creates its state directories itself",
-                    ) from None
-                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    except BaseException:
-        os.close(fd)
-        raise
-    _check_private(fd, path)
-    return fd
-
-
-def _check_private(fd: int, path: str) -> None:
-    st = os.fstat(fd)
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        os.close(fd)
-        raise StateError(
-            f"state directory {path} is not private to this user (owner {st.st_uid}, "
-            f"mode {stat.filemode(st.st_mode)})",
-            hint=f"chown it to uid {os.geteuid()} and chmod 0700",
-        )
-
-
-def open_child_dir(parent_fd: int, name: str, where: str) -> int:
-    """Open (creating) the directory `name` under `parent_fd`; a symlink there is refused."""
-    if not name or "/" in name or name in (".", ".."):
-        raise StateError(f"{name!r} cannot name a state directory")
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(name, 0o700, dir_fd=parent_fd)
-    try:
-        fd = os.open(name, _NOFOLLOW_DIR, dir_fd=parent_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise StateError(f"refusing to follow {where}: it is a symlink or not a directory",
-                             hint="remove it; podnet creates its state directories itself") \
-                from None
-        raise StateError(f"cannot open {where}: {exc.strerror}") from None
-    _check_private(fd, where)
-    return fd
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
 
 
 class Store:
-    """Reservations of one network; every method takes the lock for its whole read-modify-write."""
+    """Reservations of one network; every method holds the lock for its whole operation."""
 
-    def __init__(self, data_dir: str, network: str) -> None:
+    def __init__(self, data_dir: str, network: str, legacy_dir: str | None = None) -> None:
+        """`legacy_dir`: where an older podnet kept this network's state (/run/podnet/ipam, the
+        old default); what is found there is imported once, so an upgrade never hands out an
+        address a running pod holds."""
         if not network or "/" in network or network in (".", ".."):
             raise StateError(f"network name {network!r} cannot name a state directory")
         self.data_dir = data_dir
         self.network = network
         self.path = os.path.join(data_dir, network)
+        self.legacy_dir = legacy_dir
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[int]:
@@ -137,166 +99,287 @@ class Store:
         finally:
             os.close(base)
         try:
-            lock = os.open(_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                           dir_fd=fd)
-        except OSError as exc:
-            os.close(fd)
-            raise StateError(f"cannot open the lock in {self.path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # host-local locks the same directory the same way
+            if _exists(fd, _LEGACY):
+                self._import_legacy(fd, fd)
+            if self.legacy_dir and os.path.exists(os.path.join(self.legacy_dir, self.network,
+                                                               _LEGACY)):
+                self._import_from(self.legacy_dir, fd)
             yield fd
         finally:
-            os.close(lock)  # closing releases the flock
-            os.close(fd)
+            os.close(fd)  # closing releases the flock
 
-    # --- the state file ----------------------------------------------------------------------
+    # --- reading ------------------------------------------------------------------------------
 
-    def _read(self, dir_fd: int) -> dict[str, Any]:
-        try:
-            fd = os.open(_STATE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return {"allocations": [], "lastReserved": {}}
-        except OSError as exc:
-            raise StateError(
-                f"cannot read {self.path}/{_STATE}: {exc.strerror}",
-                hint="it must be a regular file; remove it if it is a symlink",
-            ) from None
-        with os.fdopen(fd, "rb") as fh:
-            raw = fh.read()
-        try:
-            doc = json.loads(raw)
-            if not isinstance(doc.get("allocations"), list):
-                raise ValueError("no allocations list")
-        except (ValueError, AttributeError) as exc:
-            raise StateError(
-                f"{self.path}/{_STATE} is not podnet-ipam state: {exc}",
-                hint="it was written by something else; move it away (pods keep their addresses "
-                "but podnet-ipam forgets them)",
-            ) from None
-        return doc  # type: ignore[no-any-return]
+    def _holder(self, dir_fd: int, ip: Address) -> tuple[str, str] | None:
+        raw = read_small(dir_fd, str(ip))
+        if raw is None:
+            return None
+        cid, _, ifname = raw.decode(errors="replace").strip().partition(_SEP)
+        return cid.strip(), ifname.strip()
 
-    def _write(self, dir_fd: int, doc: dict[str, Any]) -> None:
-        data = json.dumps(doc, separators=(",", ":")).encode() + b"\n"  # C encoder: no indent
-        tmp = f".{_STATE}.{os.getpid()}.{os.urandom(4).hex()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dir_fd)
+    def _listed(self, dir_fd: int, container_id: str, ifname: str) \
+            -> tuple[list[Address], list[Address]]:
+        """What the owner file lists: (addresses the attachment holds, addresses nobody holds,
+        which an ADD that died meant to take)."""
+        raw = read_small(dir_fd, _owner_name(container_id, ifname))
+        if raw is None:
+            return [], []
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.rename(tmp, _STATE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dir_fd)
-            raise
-        os.fsync(dir_fd)  # the rename itself survives a power cut (a no-op on tmpfs)
+            listed = [ipaddress.ip_address(str(a)) for a in json.loads(raw)["ips"]]
+        except (ValueError, KeyError, TypeError):
+            return [], []  # unreadable: holds nothing GC would not find
+        holders = {ip: self._holder(dir_fd, ip) for ip in listed}
+        return ([ip for ip, h in holders.items() if h == (container_id, ifname)],
+                [ip for ip, h in holders.items() if h is None])
+
+    def _owned(self, dir_fd: int, container_id: str, ifname: str) -> list[Address]:
+        return self._listed(dir_fd, container_id, ifname)[0]
+
+    def _write_owner(self, dir_fd: int, container_id: str, ifname: str,
+                     ips: Sequence[Address]) -> None:
+        doc = {"containerID": container_id, "ifname": ifname, "ips": [str(ip) for ip in ips]}
+        write_atomically(dir_fd, _owner_name(container_id, ifname), json.dumps(doc).encode())
 
     @staticmethod
-    def _allocations(doc: dict[str, Any]) -> list[Allocation]:
+    def _tag(ips: Iterable[Address], container_id: str, ifname: str,
+             sets: Sequence[RangeSet]) -> list[Allocation]:
         out = []
-        for item in doc["allocations"]:
-            try:
-                out.append(Allocation(ipaddress.IPv4Address(item["ip"]), str(item["containerID"]),
-                                      str(item["ifname"]), int(item.get("rangeSet", 0))))
-            except (KeyError, TypeError, ValueError):
-                continue  # an unreadable entry holds no address
+        for ip in ips:
+            index = next((i for i, s in enumerate(sets) if s.pool_of(ip)), -1)
+            pool = sets[index].pool_of(ip) if index >= 0 else None
+            out.append(Allocation(ip, container_id, ifname, index, pool))
         return out
 
-    # --- operations --------------------------------------------------------------------------
+    # --- ADD -----------------------------------------------------------------------------------
 
-    def allocate(self, container_id: str, ifname: str,
-                 range_sets: Iterable[RangeSet]) -> list[Allocation]:
-        """One address from each range set for (container_id, ifname); the same ones again if it
-        already holds them (a retried ADD). Nothing is reserved if any set is exhausted."""
+    def allocate(self, container_id: str, ifname: str, range_sets: Iterable[RangeSet],
+                 requested: Sequence[Requested] = ()) -> list[Allocation]:
+        """One address from each range set for (container_id, ifname): the requested one where
+        one was asked for, else the next free one. A retried ADD gets what it already holds.
+        Nothing new is kept if any set is exhausted or a requested address cannot be had."""
         sets = list(range_sets)
+        wanted = _match_requests(sets, requested)
         with self._locked() as dir_fd:
-            doc = self._read(dir_fd)
-            current = self._allocations(doc)
-            mine = [a for a in current if (a.container_id, a.ifname) == (container_id, ifname)]
-            if mine:
-                return [self._with_pool(a, sets) for a in mine]
-            used = {a.ip for a in current}
-            last = doc.get("lastReserved") or {}
-            made: list[Allocation] = []
-            for index, range_set in enumerate(sets):
-                picked, pool = self._pick(range_set, used, last.get(str(index)))
-                ip = ipaddress.IPv4Address(int(picked))  # the CNI store is IPv4 today
-                used.add(ip)
-                made.append(Allocation(ip, container_id, ifname, index, pool))
-                last[str(index)] = str(ip)
-            doc["allocations"] = [a.to_json() for a in current + made]
-            doc["lastReserved"] = last
-            self._write(dir_fd, doc)
-            return made
+            held, meant = self._listed(dir_fd, container_id, ifname)
+            _refuse_other_requests(held, wanted, container_id, ifname)
+            taken: list[Address] = list(held)
+            try:
+                for index, range_set in enumerate(sets):
+                    if any(range_set.pool_of(ip) for ip in held):
+                        continue
+                    want = wanted.get(index)
+                    if want is None:  # an earlier ADD of this attachment died before taking it
+                        ip = next((m for m in meant if range_set.pool_of(m)), None)
+                        want = (ip, None, "an interrupted ADD") if ip is not None else None
+                    ip = self._reserve(dir_fd, index, range_set, want,
+                                       (container_id, ifname), taken)
+                    taken.append(ip)
+            except BaseException:
+                self._give_back(dir_fd, container_id, ifname, [t for t in taken if t not in held],
+                                held)
+                raise
+            os.fsync(dir_fd)  # the new names survive a power cut (a no-op on tmpfs)
+            return self._tag(taken, container_id, ifname, sets)
 
-    @staticmethod
-    def _pick(range_set: RangeSet, used: set[ipaddress.IPv4Address],
-              last: str | None) -> tuple[IPAddress, Pool]:
-        after = ipaddress.IPv4Address(last) if last else None
+    def _reserve(self, dir_fd: int, index: int, range_set: RangeSet, want: Requested | None,
+                 owner: tuple[str, str], taken: list[Address]) -> Address:
+        content = f"{owner[0]}{_SEP}{owner[1]}".encode()
+        if want is not None:
+            ip = want[0]
+            self._write_owner(dir_fd, *owner, [*taken, ip])  # intent first: see the docstring
+            if not link_new(dir_fd, str(ip), content, sync=True):
+                holder = self._holder(dir_fd, ip)
+                if holder != owner:
+                    raise CniError(
+                        CNI_TRY_AGAIN,
+                        f"requested address {ip} ({want[2]}) is held by container "
+                        f"{holder[0] if holder else '?'} interface {holder[1] if holder else '?'}"
+                        f" in network {self.network}",
+                        details="it becomes free when that attachment is deleted; ask again then",
+                    )
+            return ip
+        last = read_small(dir_fd, f"{_LAST}{index}")
+        after = _parse_ip(last.decode(errors="replace").strip()) if last else None
         for pool in range_set.pools:
-            in_pool = after if after is not None and after in pool.subnet else None
-            with contextlib.suppress(PoolExhaustedError):
-                return pool.allocate(used, after=in_pool), pool
-        subnets = ", ".join(str(p.subnet) for p in range_set.pools)
+            start = after if after is not None and pool.contains(after) else None
+            for ip in pool.candidates(start):
+                if _exists(dir_fd, str(ip)):
+                    continue  # cheap look first: the owner file is written only for a free one
+                self._write_owner(dir_fd, *owner, [*taken, ip])
+                if link_new(dir_fd, str(ip), content, sync=True):
+                    write_atomically(dir_fd, f"{_LAST}{index}", str(ip).encode())
+                    return ip
         raise PoolExhaustedError(
-            f"no free address left in {subnets} ({len(used)} reserved)",
+            f"no free address left in {range_set.describe()} of network {self.network}",
             hint="release addresses of deleted pods (CNI GC) or give the range a larger subnet",
         )
 
-    @staticmethod
-    def _with_pool(a: Allocation, sets: list[RangeSet]) -> Allocation:
-        if a.range_set < len(sets):
-            for pool in sets[a.range_set].pools:
-                if a.ip in pool.subnet:
-                    return Allocation(a.ip, a.container_id, a.ifname, a.range_set, pool)
-        return a
+    def _give_back(self, dir_fd: int, container_id: str, ifname: str, new: list[Address],
+                   held: list[Address]) -> None:
+        for ip in new:
+            if self._holder(dir_fd, ip) == (container_id, ifname):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(str(ip), dir_fd=dir_fd)
+        if held:
+            self._write_owner(dir_fd, container_id, ifname, held)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(_owner_name(container_id, ifname), dir_fd=dir_fd)
+
+    # --- DEL, CHECK, GC, STATUS -----------------------------------------------------------------
 
     def release(self, container_id: str, ifname: str) -> list[Allocation]:
-        """Free what (container_id, ifname) holds; releasing nothing succeeds (DEL twice)."""
-        return self._drop(lambda a: (a.container_id, a.ifname) == (container_id, ifname))
-
-    def gc(self, valid: set[tuple[str, str]]) -> list[Allocation]:
-        """Free every reservation whose (containerID, ifname) is not in `valid`."""
-        return self._drop(lambda a: (a.container_id, a.ifname) not in valid)
-
-    def _drop(self, doomed: Any) -> list[Allocation]:
+        """Free what (container_id, ifname) holds, and nothing else; releasing nothing succeeds
+        (DEL twice)."""
         with self._locked() as dir_fd:
-            doc = self._read(dir_fd)
-            current = self._allocations(doc)
-            gone = [a for a in current if doomed(a)]
-            if gone:
-                doc["allocations"] = [a.to_json() for a in current if not doomed(a)]
-                self._write(dir_fd, doc)
-            self._sweep_temporaries(dir_fd)
-            return gone
-
-    @staticmethod
-    def _sweep_temporaries(dir_fd: int) -> None:
-        # A crash between creating and renaming a new state file leaves it behind; it holds
-        # nothing that the real file does not.
-        with os.scandir(dir_fd) as entries:
-            for entry in entries:
-                if entry.name.startswith(f".{_STATE}."):
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.name, dir_fd=dir_fd)
+            mine = self._owned(dir_fd, container_id, ifname)
+            for ip in mine:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(str(ip), dir_fd=dir_fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(_owner_name(container_id, ifname), dir_fd=dir_fd)
+            return [Allocation(ip, container_id, ifname, -1) for ip in mine]
 
     def held_by(self, container_id: str, ifname: str) -> list[Allocation]:
         with self._locked() as dir_fd:
-            current = self._allocations(self._read(dir_fd))
-        return [a for a in current if (a.container_id, a.ifname) == (container_id, ifname)]
+            mine = self._owned(dir_fd, container_id, ifname)
+        return [Allocation(ip, container_id, ifname, -1) for ip in mine]
+
+    def _scan(self, dir_fd: int) -> tuple[list[Allocation], list[str]]:
+        """Every reservation (reading each file) and every other name: GC and listings only."""
+        with os.scandir(dir_fd) as entries:
+            names = [e.name for e in entries]
+        out = []
+        for name in names:
+            ip = _parse_ip(name)
+            if ip is None:
+                continue
+            holder = self._holder(dir_fd, ip)
+            if holder is not None:
+                out.append(Allocation(ip, holder[0], holder[1], -1))
+        return out, names
+
+    def all(self) -> list[Allocation]:
+        with self._locked() as dir_fd:
+            return self._scan(dir_fd)[0]
+
+    def gc(self, valid: set[tuple[str, str]]) -> list[Allocation]:
+        """Free every reservation whose (containerID, ifname) is not in `valid`, with the owner
+        files nobody valid holds and the leftovers of crashed writes."""
+        return self._drop(lambda a: (a.container_id, a.ifname) not in valid, valid)
+
+    def _drop(self, doomed: Callable[[Allocation], bool], valid: set[tuple[str, str]]) \
+            -> list[Allocation]:
+        with self._locked() as dir_fd:
+            current, names = self._scan(dir_fd)
+            gone = [a for a in current if doomed(a)]
+            for a in gone:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(str(a.ip), dir_fd=dir_fd)
+            keep = {_owner_name(c, i) for c, i in valid}
+            for name in names:
+                if name.startswith(TMP_PREFIX) or (name.startswith(_OWNER) and name not in keep):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=dir_fd)
+            return gone
 
     def free(self, range_sets: Iterable[RangeSet]) -> list[int]:
-        """How many addresses each range set can still hand out."""
-        with self._locked() as dir_fd:
-            used = {a.ip for a in self._allocations(self._read(dir_fd))}
+        """How many addresses each range set can still hand out (lists names, reads none)."""
+        with self._locked() as dir_fd, os.scandir(dir_fd) as entries:
+            used = [ip for ip in (_parse_ip(e.name) for e in entries) if ip is not None]
         out = []
         for range_set in range_sets:
             total = 0
             for pool in range_set.pools:
-                first = int(pool.range_start or pool.subnet.network_address + 1)
-                last = int(pool.range_end or pool.subnet.broadcast_address - 1)
-                taken = sum(1 for ip in used if first <= int(ip) <= last)
+                taken = sum(1 for ip in used if pool.contains(ip) and not pool.skipped(ip))
                 total += max(0, pool.capacity() - taken)
             out.append(total)
         return out
+
+    # --- the state podnet-ipam kept before -------------------------------------------------------
+
+    def _import_from(self, legacy_dir: str, dir_fd: int) -> None:
+        base = open_dir_safely(legacy_dir)
+        try:
+            source = open_child_dir(base, self.network, os.path.join(legacy_dir, self.network))
+        finally:
+            os.close(base)
+        try:
+            fcntl.flock(source, fcntl.LOCK_EX)  # an older podnet-ipam may still be running
+            self._import_legacy(source, dir_fd)
+        finally:
+            os.close(source)
+
+    def _import_legacy(self, source_fd: int, dir_fd: int) -> None:
+        """allocations.json (one file for the whole network) becomes address and owner files in
+        `dir_fd`; then it is removed from `source_fd`."""
+        raw = read_small(source_fd, _LEGACY, limit=64 << 20) or b"{}"
+        try:
+            items = json.loads(raw).get("allocations") or []
+        except (ValueError, AttributeError):
+            raise StateError(f"{self.path}/{_LEGACY} is not podnet-ipam state",
+                             hint="move it away (pods keep their addresses but podnet-ipam "
+                             "forgets them)") from None
+        owners: dict[tuple[str, str], list[Address]] = {}
+        for item in items:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                ip = ipaddress.ip_address(item["ip"])
+                owner = (str(item["containerID"]), str(item["ifname"]))
+                if link_new(dir_fd, str(ip), f"{owner[0]}{_SEP}{owner[1]}".encode()):
+                    owners.setdefault(owner, []).append(ip)
+        for (cid, ifname), ips in owners.items():
+            self._write_owner(dir_fd, cid, ifname, ips)
+        for name in (_LEGACY, "lock"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=source_fd)
+
+
+def _match_requests(sets: list[RangeSet], requested: Sequence[Requested]) \
+        -> dict[int, Requested]:
+    """Which range set each requested address belongs to; refuses what fits none (code 7)."""
+    out: dict[int, Requested] = {}
+    for want in requested:
+        ip, prefix, source = want
+        index = next((i for i, s in enumerate(sets) if s.pool_of(ip)), None)
+        if index is None:
+            ranges = "; ".join(s.describe() for s in sets)
+            raise CniError(CNI_INVALID_CONFIG,
+                           f"requested address {ip} ({source}) is outside the network's ranges "
+                           f"({ranges})", details="ask for an address inside a configured range")
+        pool = sets[index].pool_of(ip)
+        assert pool is not None
+        problem = ""
+        if index in out:
+            problem = f"asks for a second address in range set {index} (one per family)"
+        elif pool.skipped(ip):
+            problem = "is the gateway or a reserved address"
+        elif prefix is not None and prefix != pool.subnet.prefixlen:
+            problem = f"has prefix /{prefix}, but its range is {pool.subnet}"
+        if problem:
+            raise CniError(CNI_INVALID_CONFIG, f"requested address {ip} ({source}) {problem}",
+                           details="ask for one free host address per range set")
+        out[index] = want
+    return out
+
+
+def _refuse_other_requests(held: list[Address], wanted: dict[int, Requested],
+                           container_id: str, ifname: str) -> None:
+    """A retried ADD may ask again for what it holds, not for something else."""
+    for ip, _, source in wanted.values():
+        same_family = [h for h in held if h.version == ip.version]
+        if same_family and ip not in same_family:
+            raise CniError(
+                CNI_INVALID_CONFIG,
+                f"container {container_id} interface {ifname} already holds "
+                f"{same_family[0]}, not the requested {ip} ({source})",
+                details="delete the attachment first (CNI DEL), then add it with the address",
+            )
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True

@@ -108,6 +108,7 @@ class NftRead:
 
     objects: tuple[dict[str, Any], ...] = ()
     error: str | None = None
+    iptables: tuple[tuple[str, str], ...] = ()  # (family, iptables-nft-save's text) for xt rules
 
 
 def _nft_binary() -> str | None:

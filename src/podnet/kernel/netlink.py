@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, ObjectMissingError
+from podnet.errors import ObjectExistsError, ObjectMissingError, kernel_error
 from podnet.kernel import netns
 from podnet.kernel.batch import Batch
 from podnet.kernel.rtnl import RawRtnl
@@ -43,14 +43,7 @@ def netlink_errors(what: str) -> Iterator[None]:
     except NetlinkError as exc:
         code = exc.code
         text = os.strerror(code) if code else str(exc)
-        message = f"{what}: {text}"
-        if code == errno.EEXIST:
-            raise ObjectExistsError(message, errno=code) from None
-        if code in (errno.ENODEV, errno.ENOENT, errno.ESRCH):
-            raise ObjectMissingError(message, errno=code) from None
-        if code in (errno.EPERM, errno.EACCES):
-            raise NotPermittedError(message, errno=code) from None
-        raise KernelError(message, errno=code) from None
+        raise kernel_error(code, f"{what}: {text}") from None
 
 
 def _link_dict(msg: Any) -> dict[str, Any]:

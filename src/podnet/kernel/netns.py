@@ -11,7 +11,7 @@ import errno
 import os
 from collections.abc import Callable, Iterator
 
-from podnet.errors import ObjectMissingError
+from podnet.errors import ObjectMissingError, os_error
 from podnet.kernel import nsfile, syscalls
 
 __all__ = [
@@ -69,12 +69,12 @@ def _ensure_netns_dir() -> None:
         # Not a mount point (mountinfo may list one at this path that a newer mount of /run
         # hides, so it cannot tell): make it one, then try again.
         if exc.errno != errno.EINVAL:
-            raise nsfile.kernel_error(exc, f"making {NETNS_DIR} a shared mount") from None
+            raise os_error(exc, f"making {NETNS_DIR} a shared mount") from None
     try:
         syscalls.bind_mount(NETNS_DIR, NETNS_DIR)
         syscalls.make_shared(NETNS_DIR)
     except OSError as exc:
-        raise nsfile.kernel_error(exc, f"making {NETNS_DIR} a shared mount") from None
+        raise os_error(exc, f"making {NETNS_DIR} a shared mount") from None
 
 
 _dir_ready = False
@@ -122,7 +122,7 @@ def entered(path: str, nstype: int = syscalls.CLONE_NEWNET) -> Iterator[None]:
         try:
             syscalls.setns(target, nstype)
         except OSError as exc:
-            raise nsfile.kernel_error(exc, f"namespace {path}") from None
+            raise os_error(exc, f"namespace {path}") from None
         finally:
             os.close(target)
         try:

@@ -13,20 +13,13 @@ import os
 from collections.abc import Callable
 from typing import Literal
 
-from podnet.errors import KernelError, NotPermittedError, ObjectExistsError
+from podnet.errors import ObjectExistsError, os_error
 from podnet.kernel import syscalls
 
-__all__ = ["kernel_error", "persist_new", "remove"]
+__all__ = ["persist_new", "remove"]
 
 Kind = Literal["net", "uts"]
 _FLAG = {"net": syscalls.CLONE_NEWNET, "uts": syscalls.CLONE_NEWUTS}
-
-
-def kernel_error(exc: OSError, what: str) -> KernelError:
-    """The podnet error for a failed system call on `what`."""
-    if exc.errno in (errno.EPERM, errno.EACCES):
-        return NotPermittedError(f"{what}: {exc.strerror}", errno=exc.errno)
-    return KernelError(f"{what}: {exc.strerror}", errno=exc.errno)
 
 
 def persist_new(
@@ -49,7 +42,7 @@ def persist_new(
         raise ObjectExistsError(f"{what} already exists", errno=errno.EEXIST,
                                 hint=exists_hint) from None
     except OSError as exc:
-        raise kernel_error(exc, f"creating {path}") from None
+        raise os_error(exc, f"creating {path}") from None
     home = os.open(f"/proc/thread-self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
     try:
         syscalls.unshare(_FLAG[kind])
@@ -62,7 +55,7 @@ def persist_new(
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(path)
-        raise kernel_error(exc, what) from None
+        raise os_error(exc, what) from None
     finally:
         os.close(home)
 
@@ -76,7 +69,7 @@ def remove(path: str, what: str) -> bool:
         syscalls.umount(path, syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOENT):
-            raise kernel_error(exc, what) from None
+            raise os_error(exc, what) from None
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -8,15 +8,14 @@ header (struct nlmsgerr: a netlink header, then the error number).
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import struct
 
-from podnet.errors import KernelError, NotPermittedError, ObjectExistsError, ObjectMissingError
+from podnet.errors import kernel_error
 from podnet.kernel.batch import Batch
 
-__all__ = ["RawRtnl", "error_for"]
+__all__ = ["RawRtnl"]
 
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
@@ -26,17 +25,6 @@ NLMSG_ERROR = 2
 NLMSGERR_ATTR_MSG = 1
 _HEADER = struct.Struct("=IHHII")
 _ERROR = struct.Struct("=i")
-
-
-def error_for(code: int, message: str) -> KernelError:
-    """The podnet error for an errno answered by the kernel."""
-    if code == errno.EEXIST:
-        return ObjectExistsError(message, errno=code)
-    if code in (errno.ENODEV, errno.ENOENT, errno.ESRCH):
-        return ObjectMissingError(message, errno=code)
-    if code in (errno.EPERM, errno.EACCES):
-        return NotPermittedError(message, errno=code)
-    return KernelError(message, errno=code)
 
 
 class RawRtnl:
@@ -83,7 +71,7 @@ class RawRtnl:
             step = batch.notes[index]
             text = os.strerror(code) + (f" ({detail})" if detail else "")
             what = f"{batch.what}: " if batch.what else ""
-            error = error_for(code, f"{what}{step} in {where}: {text}")
+            error = kernel_error(code, f"{what}{step} in {where}: {text}")
             error.failed_at = index  # the requests before it took effect
             raise error
 

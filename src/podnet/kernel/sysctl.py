@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 
-from podnet.errors import KernelError
+from podnet.errors import os_error
 from podnet.kernel import netns
 
 __all__ = ["read", "write"]
@@ -40,7 +40,11 @@ def _write_here(settings: dict[str, str], optional: Collection[str]) -> None:
             with open(_file(key), "w") as fh:
                 fh.write(value)
         except OSError as exc:
-            raise KernelError(f"setting {key}={value}: {exc.strerror}", errno=exc.errno) from None
+            hint = ""
+            if key.startswith("net.bridge.") and isinstance(exc, FileNotFoundError):
+                hint = ("these settings come with the br_netfilter module: load it "
+                        "(`modprobe br_netfilter`; it applies to this machine's bridges too)")
+            raise os_error(exc, f"setting {key}={value}", hint=hint) from None
 
 
 def read(netns_path: str, key: str) -> str:

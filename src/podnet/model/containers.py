@@ -8,7 +8,7 @@ from typing import Any
 from podnet.model import naming, unmodelled
 from podnet.model.fields import Reader, read_strings
 from podnet.model.pod_dns import DNS_KEYS
-from podnet.model.types import ContainerSpec
+from podnet.model.types import ContainerSpec, NamedPort
 
 __all__ = ["ONLY_TCP_UDP", "PROTOCOLS", "read_pod_spec"]
 
@@ -74,14 +74,17 @@ def _container(r: Reader, item: object, path: str, pod: _PodScope) -> ContainerS
         *read_strings(r, c.get("command"), f"{path}.command"),
         *read_strings(r, c.get("args"), f"{path}.args"),
     ]
-    ports = _container_ports(r, c.get("ports"), f"{path}.ports", pod)
+    named: list[NamedPort] = []
+    ports = _container_ports(r, c.get("ports"), f"{path}.ports", pod, named)
     env = _env(r, c.get("env"), f"{path}.env")
     if name is None:
         return None
-    return ContainerSpec(name, tuple(words) or None, tuple(ports), tuple(env))
+    return ContainerSpec(name, tuple(words) or None, tuple(ports), tuple(env), tuple(named))
 
 
-def _container_ports(r: Reader, value: object, path: str, pod: _PodScope) -> list[int]:
+def _container_ports(
+    r: Reader, value: object, path: str, pod: _PodScope, named: list[NamedPort]
+) -> list[int]:
     ports = []
     for j, entry in enumerate(r.items(value, path)):
         ppath = f"{path}[{j}]"
@@ -110,6 +113,7 @@ def _container_ports(r: Reader, value: object, path: str, pod: _PodScope) -> lis
             continue
         if port_name:
             pod.port_names[port_name] = number
+            named.append(NamedPort(port_name, number, "UDP" if protocol == "UDP" else "TCP"))
         ports.append(number)
     return ports
 

@@ -1,7 +1,8 @@
 """The topology loader: multi-document YAML in shapes people know -> `ClusterSpec`.
 
 A file holds a kind cluster config (`kind: Cluster`, with podnet's own keys under `networking`
-for what kind lacks), then Kubernetes `Namespace`, `Pod`, `Deployment` and `Service` manifests.
+for what kind lacks), then Kubernetes `Namespace`, `Pod`, `Deployment`, `Service` and
+`NetworkPolicy` manifests (the last two families in `policy_docs`).
 Deployments become their replicas, named as Kubernetes names them (see `workloads`). Every problem
 in the file is collected, then raised together as one `TopologyError`, each with a hint.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import errno
 import functools
 import pkgutil
+from collections.abc import Callable
 from typing import Any, cast
 
 from podnet.errors import Problem, TopologyError
@@ -20,6 +22,7 @@ from podnet.inputs import MAX_TOPOLOGY, read_bounded
 from podnet.model import naming, unmodelled
 from podnet.model.addresses import FAMILIES, Family, IPFamily, IPNetwork
 from podnet.model.fields import Reader, describe, read_cidrs
+from podnet.model.policy_docs import PolicyBook
 from podnet.model.types import (
     DEFAULT_NODE_SUBNETS,
     DEFAULT_POD_SUBNETS,
@@ -45,7 +48,6 @@ from podnet.model.workloads import (
     Deployment,
     add_replicas,
     read_deployment,
-    read_metadata,
     read_pod,
     read_service,
 )
@@ -63,10 +65,11 @@ API_VERSIONS = {
     "Pod": "v1",
     "Deployment": "apps/v1",
     "Service": "v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
 }
 KINDS_HINT = (
     "podnet reads kind's Cluster (kind.x-k8s.io/v1alpha4), Namespace, Pod and Service (v1), "
-    "Deployment (apps/v1)"
+    "Deployment (apps/v1), NetworkPolicy (networking.k8s.io/v1)"
 )
 
 # Keys podnet uses, then keys kind knows that podnet accepts and ignores (they configure
@@ -198,6 +201,16 @@ class _Loader:
         ]
         self.cluster_doc: str | None = None
         self.deployments: list[Deployment] = []
+        self.policies = PolicyBook()
+        # One reader per kind of API_VERSIONS.
+        self.readers: dict[str, Callable[[Reader, dict[Any, Any]], None]] = {
+            "Cluster": self.cluster,
+            "Namespace": self.policies.read_namespace,
+            "NetworkPolicy": self.policies.read_policy,
+            "Pod": lambda r, m: read_pod(r, m, self.draft),
+            "Deployment": lambda r, m: read_deployment(r, m, self.draft, self.deployments),
+            "Service": lambda r, m: read_service(r, m, self.draft),
+        }
 
     def read(self, doc: Document) -> None:
         if doc.data is None:  # an empty document, as between two '---' lines
@@ -240,17 +253,9 @@ class _Loader:
                 f"'{version}' is not an apiVersion of {kind}",
                 f"use apiVersion: {expected}",
             )
-        if kind == "Cluster":
-            self.cluster(r, data)
-        elif kind == "Namespace":
-            r.known(data, "", DOCUMENT_KEYS[:3], refused=unmodelled.DOCUMENT)  # no spec here
-            read_metadata(r, data, kind)
-        elif kind == "Pod":
-            read_pod(r, data, self.draft)
-        elif kind == "Deployment":
-            read_deployment(r, data, self.draft, self.deployments)
-        else:
-            read_service(r, data, self.draft)
+        if kind == "Namespace":  # the other kinds check their own keys (read_metadata)
+            r.known(data, "", DOCUMENT_KEYS[:3], refused=unmodelled.DOCUMENT)
+        self.readers[kind](r, data)
 
     # Cluster ------------------------------------------------------------------------------
 
@@ -412,6 +417,9 @@ class _Loader:
         self.problems.extend(check(draft))
         services, problems = service_specs(draft)
         self.problems.extend(problems)
+        used = [p.spec.namespace for p in draft.pods] + [s.namespace for s in draft.services]
+        namespaces, policies, problems = self.policies.finish(draft.pods, used)
+        self.problems.extend(problems)
         nets = draft.subnets
         pod_nets, svc_nets, node_nets = (nets["podSubnet"], nets["serviceSubnet"],
                                          nets["nodeSubnet"])
@@ -433,4 +441,7 @@ class _Loader:
             vxlan_port=draft.vxlan_port,
             pods=tuple(p.spec for p in draft.pods),
             services=services,
+            namespaces=namespaces,
+            policies=policies,
+            warnings=tuple(sorted(self.policies.warnings, key=_document_number)),
         )

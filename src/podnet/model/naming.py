@@ -155,14 +155,15 @@ def bad_dns1123_label(name: str, limit: int = NAME_MAX) -> str | None:
     return _bad_name(name, _DNS1123_LABEL, "DNS-1123 label", limit)
 
 
+def bad_dns1123_subdomain(name: str) -> str | None:
+    """DNS-1123 subdomains (labels joined by '.', at most 253): the names of most Kubernetes
+    objects, NetworkPolicies among them."""
+    return _bad_name(name, _DNS1123_SUBDOMAIN, "DNS-1123 subdomain", 253)
+
+
 def bad_dns1035_label(name: str) -> str | None:
     """As `bad_dns1123_label`, and the name must start with a letter (Service names)."""
     return _bad_name(name, _DNS1035_LABEL, "DNS-1035 label", NAME_MAX)
-
-
-def bad_dns1123_subdomain(name: str) -> str | None:
-    """Why `name` is not a DNS-1123 subdomain (labels joined by '.', 253 at most), or None."""
-    return _bad_name(name, _DNS1123_SUBDOMAIN, "DNS-1123 subdomain", 253)
 
 
 def bad_cluster_name(name: str) -> str | None:

@@ -7,10 +7,12 @@ Nothing here knows about the kernel, addresses chosen for pods, or state on disk
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from podnet.errors import Problem
 from podnet.model.addresses import FAMILIES, Family, IPFamily, IPNetwork
+from podnet.model.policies import NamespaceSpec, NetworkPolicySpec
 
 __all__ = [
     "DEFAULT_NODE_SUBNETS",
@@ -22,6 +24,7 @@ __all__ = [
     "ClusterSpec",
     "ContainerSpec",
     "DNSPolicy",
+    "NamedPort",
     "NodeSpec",
     "PodDNSConfig",
     "PodSpec",
@@ -56,6 +59,16 @@ DNSPolicy = Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"
 
 
 @dataclass(frozen=True)
+class NamedPort:
+    """A container port with a name (`ports[].name`): what a NetworkPolicy's or a Service's
+    named port resolves to, pod by pod."""
+
+    name: str
+    port: int
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     # None: no command given. With ports, podnet's built-in HTTP responder serves them;
@@ -63,6 +76,10 @@ class ContainerSpec:
     command: tuple[str, ...] | None = None
     ports: tuple[int, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    # The ports of `ports` that have a name. Left out of equality: a name changes what policies
+    # and Services resolve, not the container, so renaming a port restarts nothing (and the
+    # lab record, which predates names, compares equal).
+    named_ports: tuple[NamedPort, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,12 @@ class ClusterSpec:
     vxlan_port: int = 8472
     pods: tuple[PodSpec, ...] = ()
     services: tuple[ServiceSpec, ...] = ()
+    # Every namespace the file declares or uses, each labelled kubernetes.io/metadata.name.
+    namespaces: tuple[NamespaceSpec, ...] = ()
+    policies: tuple[NetworkPolicySpec, ...] = ()
+    # What Kubernetes accepts with a warning (a named port no selected pod declares): loading
+    # succeeds, and the caller shows these.
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def families(self) -> tuple[Family, ...]:

@@ -42,6 +42,7 @@ __all__ = [
     "ServiceDraft",
     "check",
     "did_you_mean",
+    "duplicates",
     "nearest",
     "service_families",
     "service_specs",
@@ -171,13 +172,13 @@ def check(draft: ClusterDraft) -> list[Problem]:
     problems += _subnets(draft)
     problems += _shape(draft)
     problems += _node_names(draft)
-    problems += _duplicates(
+    problems += duplicates(
         "Deployment", [(key, origin, "metadata.name") for key, origin in draft.deployments]
     )
-    problems += _duplicates(
+    problems += duplicates(
         "pod", [(p.spec.key, p.origin, "metadata.name") for p in draft.pods if not p.spec.owner]
     )
-    problems += _duplicates(
+    problems += duplicates(
         "Service",
         [(f"{s.namespace}/{s.name}", s.origin, "metadata.name") for s in draft.services],
     )
@@ -347,7 +348,7 @@ def _node_names(draft: ClusterDraft) -> list[Problem]:
     return problems
 
 
-def _duplicates(kind: str, items: list[tuple[str, Origin, str]]) -> list[Problem]:
+def duplicates(kind: str, items: list[tuple[str, Origin, str]]) -> list[Problem]:
     problems = []
     first: dict[str, Origin] = {}
     for key, origin, rel in items:

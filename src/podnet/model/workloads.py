@@ -32,7 +32,7 @@ __all__ = [
     "read_service",
 ]
 
-NAMESPACED = ("Pod", "Deployment", "Service")
+NAMESPACED = ("Pod", "Deployment", "Service", "NetworkPolicy")
 SERVICE_TYPES = ("ClusterIP", "NodePort")
 DOCUMENT_KEYS = ("apiVersion", "kind", "metadata", "spec")  # a Namespace has no spec here
 METADATA_KEYS = ("name", "namespace", "labels", "annotations")

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from podnet.errors import Problem, TopologyError
 from podnet.ipam.pool import Pool, PoolExhaustedError
@@ -398,7 +399,7 @@ class _Addresses:
 
     def __init__(self, spec: ClusterSpec, nodes: list[NodeLayout],
                  fabric: tuple[IPInterface, ...]) -> None:
-        self.pools: dict[tuple[str, int], Pool] = {}
+        self.pools: dict[tuple[str, int], Pool[Any]] = {}
         if spec.attachment == "vpc":
             taken = [ip.ip for n in nodes for ip in n.ips]
             for gateway in fabric:
@@ -411,7 +412,9 @@ class _Addresses:
             for node in nodes:
                 for cidr in node.pod_cidrs:
                     self.pools[(node.name, cidr.version)] = Pool(cidr)
-        self.used: dict[tuple[str, int], set[IPAddress]] = {k: set() for k in self.pools}
+        # As integers: one set per pool, kept across allocations, so a lab of N pods costs O(N)
+        # (the pool's own allocate() rebuilds its set of used addresses on every call).
+        self.used: dict[tuple[str, int], set[int]] = {k: set() for k in self.pools}
         self.last: dict[tuple[str, int], IPAddress | None] = dict.fromkeys(self.pools)
         self.shared = spec.attachment == "vpc"
 
@@ -420,7 +423,7 @@ class _Addresses:
 
     def keep(self, node: str, ips: Iterable[IPInterface]) -> None:
         for ip in ips:
-            self.used.setdefault(self._key(node, ip.version), set()).add(ip.ip)
+            self.used.setdefault(self._key(node, ip.version), set()).add(int(ip.ip))
 
     def fits(self, node: str, ips: tuple[IPInterface, ...], families: tuple[int, ...]) -> bool:
         """Whether recorded addresses still belong to the node's pools, one per family."""
@@ -435,15 +438,16 @@ class _Addresses:
         for family in families:
             key = self._key(node, family)
             pool = self.pools[key]
-            try:
-                address = pool.allocate(self.used[key], after=self.last[key])
-            except PoolExhaustedError as exc:
+            used = self.used[key]
+            address = next((a for a in pool.candidates(self.last[key]) if int(a) not in used),
+                           None)
+            if address is None:
                 where = "the node network" if self.shared else f"node {node}"
                 raise PoolExhaustedError(
-                    f"{where}: {exc.message}",
+                    f"{where}: {pool.exhausted().message}",
                     hint="spread pods over more nodes or lower networking.nodeCIDRPrefix",
-                ) from None
-            self.used[key].add(address)
+                )
+            used.add(int(address))
             self.last[key] = address
             out.append(ipaddress.ip_interface((address, pool.subnet.prefixlen)))
         return tuple(out)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 __all__ = [
+    "ALL_PODS",
     "OWNER_ALIAS",
     "AddAddress",
     "AddBridge",
@@ -48,6 +49,7 @@ __all__ = [
 
 # Every link podnet creates carries this ifalias: `down` and GC remove only what carries it.
 OWNER_ALIAS = "podnet"
+ALL_PODS = "*"  # StopContainers of every pod of the lab
 
 
 def _tool(tool: str, ns: str | None) -> str:
@@ -485,7 +487,8 @@ class StopContainers(Op):
     pod: str
 
     def render(self) -> tuple[str, ...]:
-        what = "every container of the lab" if self.pod == "*" else f"the containers of {self.pod}"
+        what = ("every container of the lab" if self.pod == ALL_PODS
+                else f"the containers of {self.pod}")
         return (f"# podnet stops {what}: the processes it recorded, by PID",)
 
 

@@ -23,6 +23,7 @@ from podnet.plan.layout import (
     link_mac,
 )
 from podnet.plan.ops import (
+    ALL_PODS,
     AddAddress,
     AddBridge,
     AddRoute,
@@ -65,8 +66,6 @@ __all__ = [
     "seen_as_planned",
     "service_hosts",
 ]
-
-ALL_PODS = "*"  # the target of a POD_STOP that stops every pod of the lab
 
 
 class Action(StrEnum):
@@ -262,6 +261,7 @@ def _pods(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]
     """Pods to (re)build, each followed by its start, so its containers start (in the spawner,
     on the other core) while the next pods are built; then pods that only need a (re)start."""
     recorded_nodes = {n.name for n in current.nodes} if current else set()
+    hosts = {node.name: _host_side(desired, node) for node in desired.nodes}
     steps: list[Step] = []
     restarts: list[Step] = []
     for pod in desired.pods:
@@ -271,7 +271,7 @@ def _pods(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]
         if not intact:
             if old is not None and _same_place(old, pod) and old.netns in seen.netns:
                 steps.append(_pod_delete(desired, old))  # its node was rebuilt: rebuild the pod
-            steps += [_pod_create(desired, pod), _pod_start(desired, pod)]
+            steps += [_pod_create(desired, pod, hosts[pod.node]), _pod_start(desired, pod)]
         elif old is not None and (old.containers != pod.containers or pod.key not in seen.running):
             restarts.append(_pod_start(desired, pod, restart=True))
     return steps + restarts
@@ -465,12 +465,11 @@ def _hosts(lay: Layout, pod: PodLayout) -> str:
                         service_hosts(lay, pod.namespace))
 
 
-def pod_link(lay: Layout, pod: PodLayout) -> PodLink:
-    """How the lab attaches `pod` to its node."""
-    node = lay.node(pod.node)
+def pod_link(lay: Layout, pod: PodLayout, host: HostSide | None = None) -> PodLink:
+    """How the lab attaches `pod` to its node (`host`: the node's side, when already known)."""
     shape = attachment(lay.attachment)
     return PodLink(
-        host=_host_side(lay, node),
+        host=host or _host_side(lay, lay.node(pod.node)),
         pod_ns=pod.netns,
         host_ifname=pod.veth,
         ips=pod.ips,
@@ -478,10 +477,10 @@ def pod_link(lay: Layout, pod: PodLayout) -> PodLink:
     )
 
 
-def _pod_create(lay: Layout, pod: PodLayout) -> Step:
+def _pod_create(lay: Layout, pod: PodLayout, host: HostSide) -> Step:
     ops: list[Op] = [
         CreateNetns(pod.netns, _birth_sysctls(lay, router=False)),
-        *attachment(lay.attachment).pod_ops(pod_link(lay, pod)),
+        *attachment(lay.attachment).pod_ops(pod_link(lay, pod, host)),
         SetHostname(pod.uts, pod_hostname(pod.name)),
         WriteFile(pod.hosts_file, _hosts(lay, pod), new=True),
     ]

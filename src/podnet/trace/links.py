@@ -11,7 +11,11 @@ from podnet.trace.nft_types import Packet
 from podnet.trace.walker import Tunnel, WalkerBase
 from podnet.trace.words import addresses, bridge_cmd, ip_cmd, link_problem, owner_of
 
-__all__ = ["LinkWalker"]
+__all__ = ["VXLAN_OVERHEAD", "LinkWalker"]
+
+# What VXLAN over IPv4 adds to a packet: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
+# (over IPv6, 20 more). A tunnel device's MTU is its underlay's less this.
+VXLAN_OVERHEAD = 50
 
 
 class LinkWalker(WalkerBase):
@@ -73,7 +77,11 @@ class LinkWalker(WalkerBase):
             return self.fail(ns, "veth", text, "interface down",
                              (*commands, ip_cmd(other, f"link show {peer_if.ifname}")),
                              (problem,), pkt)
-        self.add(ns, "veth", text, tuple(commands), notes=(words,) if words else ())
+        arriving = self.shaping(other, peer_if, arriving=True)
+        notes = tuple(n for n in (words, arriving) if n)
+        self.add(ns, "veth", text, tuple(commands), notes=notes, dev=oif)
+        self.fits(peer_if, f"{peer_if.ifname} in {owner_of(other)} drops larger frames as they "
+                  "arrive, and no ICMP tells the sender: a black hole")
         return self.arrive(other, peer_if, mac, nexthop, pkt)
 
     def mac_for(self, ns: Namespace, iface: Interface, ip: str) -> str | None:
@@ -132,7 +140,9 @@ class LinkWalker(WalkerBase):
         if problem:
             return self.fail(ns, "bridge", text, "interface down", tuple(commands),
                              (*words, problem), pkt)
-        self.add(ns, "bridge", text, tuple(commands), notes=tuple(words))
+        self.add(ns, "bridge", text, tuple(commands), notes=tuple(words), dev=port)
+        self.fits(port, f"bridge {bridge.ifname} drops frames larger than its port's MTU, "
+                  "and no ICMP tells the sender: a black hole")
         if port.kind == "veth":
             return self.cross(ns, port, nexthop, pkt, neighbour=False, mac=mac)
         self.add(ns, "leave", f"leaves by bridge port {port.ifname} ({port.kind}): beyond what "
@@ -186,8 +196,14 @@ class LinkWalker(WalkerBase):
         port = vx.port or 8472
         text = (f"{oif.ifname} VNI {vx.vni}: {nexthop} is {entry.mac} ({entry.state}), "
                 f"{how}: {entry.mac} -> remote {remote}; encapsulated in UDP to {remote}:{port}")
-        self.add(ns, "vxlan", text, commands)
-        self.tunnels.append(Tunnel(pkt, vx, oif.ifname))
+        overhead = VXLAN_OVERHEAD + (20 if ":" in remote else 0)
+        notes = (f"VXLAN adds {overhead} bytes to each packet (outer IP, UDP and VXLAN headers "
+                 f"and the inner Ethernet header): {oif.ifname}'s mtu {oif.mtu} plus "
+                 f"{overhead} must fit the underlay",) if oif.mtu else ()
+        self.add(ns, "vxlan", text, commands, notes=notes, dev=oif)
+        self.tunnels.append(Tunnel(pkt, vx, oif.ifname, self.size))
+        if self.size:
+            self.size += overhead
         outer = Packet(vx.local or answer.src or pkt.src, remote, "udp", None, port)
         return ns, None, outer
 
@@ -201,6 +217,8 @@ class LinkWalker(WalkerBase):
             if vx is None or (vx.port or 8472) != pkt.dport or vx.vni != tunnel.vxlan.vni:
                 continue
             self.tunnels.pop()
+            if tunnel.size is not None:
+                self.size = tunnel.size
             problem = link_problem(iface)
             text = (f"UDP {pkt.dport} to {pkt.dst}: decapsulated by {iface.ifname} "
                     f"(VNI {vx.vni}); the inner packet to {tunnel.inner.dst} goes on")
@@ -208,7 +226,7 @@ class LinkWalker(WalkerBase):
                 return self.fail(ns, "decap", text, "interface down",
                                  (ip_cmd(ns, f"-d link show {iface.ifname}"),), (problem,),
                                  tunnel.inner)
-            self.add(ns, "decap", text, (ip_cmd(ns, f"-d link show {iface.ifname}"),))
+            self.add(ns, "decap", text, (ip_cmd(ns, f"-d link show {iface.ifname}"),), dev=iface)
             return self.arrive(ns, iface, iface.mac, tunnel.inner.dst, tunnel.inner)
         return self.fail(ns, "decap", f"UDP {pkt.dport} reaches {owner_of(ns)}, but no VXLAN "
                          f"device with VNI {tunnel.vxlan.vni} listens on that port there",

@@ -6,14 +6,17 @@ answers it from the live kernel, tests can answer it from recorded data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from podnet.inspect.model import Namespace
 from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAnswer, Vxlan
+from podnet.kernel.tc_read import LinkQdiscs
 from podnet.trace.nft import Nat, Packet
 
 __all__ = [
+    "FullSize",
     "Hop",
     "HopStatus",
     "Outcome",
@@ -49,6 +52,10 @@ class Reads(Protocol):
         """The address that answered `request` after NAT, as conntrack in `ns` saw it."""
         ...
 
+    def qdiscs(self, ns: Namespace) -> Mapping[str, LinkQdiscs]:
+        """Each interface's qdiscs (netem, tbf, an ingress redirect), by name."""
+        ...
+
 
 @dataclass(frozen=True)
 class Hop:
@@ -60,6 +67,10 @@ class Hop:
     status: HopStatus = "ok"
     reason: str = ""  # for warn and broken: no route, interface down, rule drop, ...
     notes: tuple[str, ...] = ()
+    dev: str | None = None  # the interface the packet leaves by here (arrives on, at the end)
+    mtu: int | None = None  # that interface's MTU
+    seen: bool | None = None  # `trace --capture`: the probe was seen on `dev` (None: no capture)
+    wire: str = ""  # what that capture saw, for people
 
 
 @dataclass(frozen=True)
@@ -70,10 +81,23 @@ class Path:
     end: str | None = None  # the namespace it was delivered to (label)
     broken: int | None = None  # index of the hop to blame
     nat: tuple[tuple[str, Nat, Packet], ...] = ()  # (namespace label, NAT, packet before it)
+    size: int | None = None  # the full-size packet the walk carried (bytes), if any
+    too_big: int | None = None  # index of the hop where a packet of `size` cannot pass
 
     @property
     def broken_hop(self) -> Hop | None:
         return None if self.broken is None else self.hops[self.broken]
+
+
+@dataclass(frozen=True)
+class FullSize:
+    """A packet as large as the path's first link allows, DF set, PMTU discovery off: what an
+    MTU black hole swallows while handshakes and pings pass."""
+
+    ok: bool
+    size: int  # bytes of the IP packet
+    detail: str
+    elapsed_ms: float
 
 
 @dataclass(frozen=True)
@@ -84,6 +108,7 @@ class ProbeResult:
     detail: str
     elapsed_ms: float
     local: str | None = None  # the source address:port the probe used
+    full: FullSize | None = None  # sent once the small probe got through
 
 
 @dataclass(frozen=True)

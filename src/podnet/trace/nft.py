@@ -7,9 +7,10 @@ ports, protocol and interface names, named and anonymous sets, verdict maps (kub
 `ip daddr . meta l4proto . th dport vmap @service-ips`), `numgen random` load spreading, jumps,
 gotos and returns, and the NAT statements dnat, snat, masquerade and redirect.
 
-An expression podnet cannot evaluate (a mark, a rate limit, an iptables `xt` match) makes its
-rule "not evaluated": the walk goes on as if it did not match and says so in `notes`, so the
-answer is never silently wrong.
+iptables-nft's `xt` expressions (kube-proxy's iptables mode) are evaluated by `nft_xt`, from the
+options iptables-nft-save prints for them. An expression podnet cannot evaluate (a rate limit,
+an xt match without its options) makes its rule "not evaluated": the walk goes on as if it did
+not match and says so in `notes`, so the answer is never silently wrong.
 
 This module walks chains and rules; the data is in `nft_types`, the expression evaluator
 in `nft_values`, and rules as `nft list` prints them in `nft_text`.
@@ -40,6 +41,7 @@ from podnet.trace.nft_values import (
     matches,
     value_of,
 )
+from podnet.trace.nft_xt import binding, evaluate_xt
 
 __all__ = [
     "HookContext",
@@ -73,6 +75,7 @@ def evaluate(
     rules = objects if isinstance(objects, Ruleset) else Ruleset(objects)
     walk = RuleWalk(rules, ctx, packet, pick=pick, mark=ctx.mark, prefer=prefer)
     seen: list[str] = []
+    accepted: list[RuleRef] = []
     for key in rules.base_chains(ctx.hook):
         family, table, chain = key
         if ctx.ct_state != "new" and rules.chains[key].get("type") == "nat":
@@ -81,15 +84,17 @@ def evaluate(
         outcome = _run_chain(walk, key, 0)
         if outcome.kind in ("drop", "reject"):
             return HookResult(outcome.kind, walk.packet, outcome.rule, tuple(walk.nat),
-                              tuple(seen), tuple(walk.notes), walk.mark)
+                              tuple(seen), tuple(walk.notes), walk.mark, tuple(accepted))
+        if outcome.kind == "accept" and outcome.rule is not None:
+            accepted.append(outcome.rule)
         if outcome.kind in ("return", "next"):  # fell off the end: the chain's policy decides
             policy = rules.chains[key].get("policy", "accept")
             if policy == "drop":
                 ref = RuleRef(family, table, chain, None, "policy drop")
                 return HookResult("drop", walk.packet, ref, tuple(walk.nat), tuple(seen),
-                                  tuple(walk.notes), walk.mark)
+                                  tuple(walk.notes), walk.mark, tuple(accepted))
     return HookResult("accept", walk.packet, None, tuple(walk.nat), tuple(seen),
-                      tuple(walk.notes), walk.mark)
+                      tuple(walk.notes), walk.mark, tuple(accepted))
 
 
 def _run_chain(walk: RuleWalk, key: tuple[str, str, str], depth: int) -> _Outcome:
@@ -103,8 +108,14 @@ def _run_chain(walk: RuleWalk, key: tuple[str, str, str], depth: int) -> _Outcom
     return _NEXT
 
 
-def _ref(key: tuple[str, str, str], rule: Mapping[str, Any]) -> RuleRef:
-    return RuleRef(key[0], key[1], key[2], rule.get("handle"), rule_text(rule.get("expr") or []))
+def _ref(rules: Ruleset, key: tuple[str, str, str], rule: Mapping[str, Any]) -> RuleRef:
+    """The rule for people: iptables' own words for an iptables-nft rule, else nft's."""
+    bound = binding(rules, key, rule)
+    if bound is not None:
+        return RuleRef(key[0], key[1], key[2], rule.get("handle"), bound[0].line,
+                       bound[0].comment)
+    return RuleRef(key[0], key[1], key[2], rule.get("handle"), rule_text(rule.get("expr") or []),
+                   str(rule.get("comment") or ""))
 
 
 _NEXT = _Outcome("next")
@@ -115,11 +126,18 @@ def _run_rule(
     walk: RuleWalk, key: tuple[str, str, str], rule: Mapping[str, Any], depth: int
 ) -> _Outcome:
     """Expressions left to right: a failed match ends the rule, a verdict ends the chain."""
-    ref = _ref(key, rule)
+    ref = _ref(walk.objects, key, rule)
+    xt_seen = 0
     for expr in rule.get("expr") or []:
         if not isinstance(expr, dict) or len(expr) != 1:
             continue
         (name, body), = expr.items()
+        if name == "xt":
+            xt_seen += 1
+            outcome = _xt(walk, key, rule, xt_seen - 1, body, ref, depth)
+            if outcome is not None:
+                return outcome
+            continue
         if name == "match":
             hit = matches(walk, body, key[:2])
             if isinstance(hit, Unknown):
@@ -146,12 +164,28 @@ def _statement(walk: RuleWalk, key: tuple[str, str, str], name: str, body: Any, 
         return _Outcome("accept", ref)  # NAT statements end the chain, as an accept
     if name == "mangle":
         _mangle(walk, body, ref)
-    elif name == "xt":
-        walk.notes.append(f"{ref.where()} handle {ref.handle}: an iptables-nft match (xt) that "
-                          "podnet cannot evaluate; assumed not to match")
-        return _NEXT
     # counter, log, limit, ct set, notrack...: no effect on the path.
     return None
+
+
+def _xt(walk: RuleWalk, key: tuple[str, str, str], rule: Mapping[str, Any], ordinal: int,
+        body: Mapping[str, Any], ref: RuleRef, depth: int) -> _Outcome | None:
+    """An iptables-nft expression, by `nft_xt`: None goes on with the rule."""
+    def trial(w: RuleWalk, verdict: Mapping[str, Any]) -> list[Nat]:
+        probe = RuleWalk(w.objects, w.ctx, w.packet, pick=w.pick, mark=w.mark)
+        _verdict_of(probe, key, verdict, ref, depth)
+        return probe.nat
+
+    effect = evaluate_xt(walk, key, rule, ordinal, ref, trial)
+    if effect == "continue":
+        return None
+    if effect in ("accept", "reject"):
+        return _Outcome(effect, ref)
+    if effect == "unknown":
+        what = f"xt {body.get('type', 'match')} {body.get('name', '?')}"
+        walk.notes.append(f"{ref.where()} handle {ref.handle}: `{ref.text}`: an iptables-nft "
+                          f"{what} podnet cannot evaluate; assumed not to match")
+    return _NEXT
 
 
 def _branch(
@@ -244,6 +278,8 @@ def _nat(walk: RuleWalk, key: tuple[str, str, str], kind: str, body: Mapping[str
     port = body.get("port")
     address = str(addr) if isinstance(addr, str) else None
     number = port if isinstance(port, int) else None
+    if kind == "dnat" and not alternatives:
+        alternatives = list(walk.spread)  # a random cascade of iptables rules chose this one
     nat = Nat(kind, address, number, ref, tuple(alternatives))
     walk.nat.append(nat)
     walk.packet = apply_nat(walk.packet, nat)

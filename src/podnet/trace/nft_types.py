@@ -48,6 +48,7 @@ class RuleRef:
     chain: str
     handle: int | None  # None: the chain's policy decided
     text: str
+    comment: str = ""  # the rule's comment (kube-proxy names its Service there)
 
     def where(self) -> str:
         return f"table {self.family} {self.table} chain {self.chain}"
@@ -75,6 +76,9 @@ class HookResult:
     chains: tuple[str, ...] = ()  # base chains the packet went through
     notes: tuple[str, ...] = ()
     mark: int = 0  # the packet mark after this hook (kube-proxy marks what to masquerade)
+    # The rules whose `accept` ended a base chain, in order: one base chain's accept lets the
+    # packet on to the next (NetworkPolicy egress, then ingress), so each may have decided.
+    accepted_by: tuple[RuleRef, ...] = ()
 
 
 class Ruleset:
@@ -84,6 +88,8 @@ class Ruleset:
         self.chains: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.rules: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self.sets: dict[tuple[str, str, str], list[Any]] = {}
+        # iptables-nft rules' xt options, by (family, table, chain, handle): see nft_xt.bind
+        self.xt: dict[tuple[str, str, str, Any], Any] = {}
         for obj in objects:
             if "chain" in obj:
                 c = obj["chain"]

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.trace.nft_inet import MISMATCH, UNHANDLED, inet_meta, inet_payload
 from podnet.trace.nft_types import HookContext, Nat, Packet, Ruleset
 
 __all__ = [
@@ -53,6 +54,8 @@ class RuleWalk:
     pick: int = 0  # which branch of a numgen map to follow
     prefer: str | None = None  # ...unless one branch DNATs to this address: then that one
     mark: int = 0
+    memo: dict[Any, Any] = field(default_factory=dict)  # decisions taken once per hook (nft_xt)
+    spread: list[tuple[str | None, int | None]] = field(default_factory=list)  # other backends
 
 
 BITWISE: dict[str, Callable[[int, int], int]] = {
@@ -66,9 +69,9 @@ BITWISE: dict[str, Callable[[int, int], int]] = {
 def _payload(walk: RuleWalk, body: Mapping[str, Any]) -> Any:
     p = walk.packet
     proto, fld = str(body.get("protocol")), str(body.get("field"))
-    if proto == "ip":
-        return {"saddr": p.src, "daddr": p.dst, "protocol": p.proto}.get(
-            fld, Unknown(f"ip {fld}"))
+    family = inet_payload(p, proto, fld)  # ip, ip6, icmpv6: by the packet's family
+    if family is not UNHANDLED:
+        return NOMATCH if family is MISMATCH else family
     if proto in ("tcp", "udp", "th", "sctp"):
         # `tcp dport` carries an implicit `meta l4proto tcp`; `th` is any transport header.
         if proto not in ("th", p.proto) or p.proto not in ("tcp", "udp", "sctp"):
@@ -85,6 +88,7 @@ def _meta(walk: RuleWalk, body: Mapping[str, Any]) -> Any:
     known = {
         "l4proto": p.proto, "protocol": "ip", "nfproto": "ipv4", "mark": walk.mark,
         "iifname": ctx.iif, "oifname": ctx.oif, "iif": ctx.iif, "oif": ctx.oif,
+        **inet_meta(p),
     }
     value = known.get(key)
     return Unknown(f"meta {key}") if value is None else value

@@ -1,4 +1,7 @@
-"""A real packet from a namespace: a TCP connect, or an ICMP echo when no port is given.
+"""A real packet from a namespace: a TCP connect, or an ICMP echo when no port is given; then,
+once that got through, a full-size one: a TCP segment that fills a packet of the first link's
+MTU (acknowledged, or not), or an echo of that size, with DF set and path MTU discovery off, so
+an MTU black hole cannot hide behind a working handshake.
 
 The socket is opened inside the source namespace (the thread enters it, opens the socket and
 comes back; the socket stays there), so the probe takes exactly the path a process in that pod
@@ -11,17 +14,15 @@ import errno
 import os
 import select
 import socket
-import struct
 import time
+from dataclasses import replace
 
-from podnet.kernel import netns
-from podnet.trace.model import ProbeResult
+from podnet.kernel import echo, netns
+from podnet.kernel.sockopts import FullSegment, dont_fragment, path_mtu
+from podnet.trace.model import FullSize, ProbeResult
 
-__all__ = ["probe"]
+__all__ = ["echo_ident", "free_port", "full_segment", "probe"]
 
-_ICMP_ECHO_REQUEST = 8
-_ICMP_ECHO_REPLY = 0
-_ICMP_UNREACHABLE = 3
 
 
 def _open(path: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
@@ -31,19 +32,48 @@ def _open(path: str | None, family: int, kind: int, proto: int = 0) -> socket.so
         return socket.socket(family, kind, proto)
 
 
-def probe(path: str | None, dst: str, port: int | None, *, timeout: float = 2.0) -> ProbeResult:
-    """Send one probe from the namespace at `path` (None: this one) to `dst`."""
+def probe(path: str | None, dst: str, port: int | None, *, timeout: float = 2.0,
+          full: bool = True, mtu: int | None = None, sport: int | None = None) -> ProbeResult:
+    """Send one probe from the namespace at `path` (None: this one) to `dst`; then, when it got
+    through and `full` is set, a full-size one: as large as `mtu` (the first link's MTU; None:
+    the route's, as the kernel holds it for `dst`). A TCP probe leaves from port `sport` when
+    given (a capture armed beforehand filters on it)."""
     if port is None:
-        return _echo(path, dst, timeout)
-    return _connect(path, dst, port, timeout)
+        result = _echo(path, dst, timeout)
+        if result.ok and full:
+            result = replace(result, full=_full_echo(path, dst, timeout, mtu))
+        return result
+    return _connect(path, dst, port, timeout, mtu if full else 0, sport)
 
 
-def _connect(path: str | None, dst: str, port: int, timeout: float) -> ProbeResult:
+def echo_ident() -> int:
+    """The identifier of this process's echo requests (a capture matches on it)."""
+    return os.getpid() & 0xFFFF
+
+
+def full_segment(sock: socket.socket, timeout: float, mtu: int | None = None) -> FullSize:
+    """Send one segment that fills a packet on a connected TCP socket (DF set) and wait for
+    its acknowledgement (see `podnet.kernel.sockopts.FullSegment`)."""
+    start = time.perf_counter()
+    segment = FullSegment(sock, mtu)
+    deadline = start + timeout
+    while segment.poll() is None and time.perf_counter() < deadline:
+        time.sleep(0.002)
+    ok, detail = segment.give_up(timeout)
+    return FullSize(ok, segment.size, detail, (time.perf_counter() - start) * 1000)
+
+
+def _connect(path: str | None, dst: str, port: int, timeout: float,
+             mtu: int | None, sport: int | None) -> ProbeResult:
+    """`mtu` 0: no full-size segment."""
     start = time.perf_counter()
     sock = _open(path, socket.AF_INET, socket.SOCK_STREAM)
     local = None
     try:
         sock.settimeout(timeout)
+        dont_fragment(sock)
+        if sport is not None:
+            sock.bind(("0.0.0.0", sport))  # noqa: S104  # any address: the route picks it
         code = sock.connect_ex((dst, port))
         ms = (time.perf_counter() - start) * 1000
         try:
@@ -52,7 +82,8 @@ def _connect(path: str | None, dst: str, port: int, timeout: float) -> ProbeResu
         except OSError:
             local = None
         if code == 0:
-            return ProbeResult("tcp", True, "connected", f"connected to {dst}:{port}", ms, local)
+            return ProbeResult("tcp", True, "connected", f"connected to {dst}:{port}", ms, local,
+                               None if mtu == 0 else full_segment(sock, timeout, mtu))
         if code in (errno.EAGAIN, errno.EINPROGRESS, errno.ETIMEDOUT) or ms >= timeout * 1000:
             return ProbeResult("tcp", False, "timeout",
                                f"no answer from {dst}:{port} within {timeout:g} s", ms, local)
@@ -67,26 +98,35 @@ def _connect(path: str | None, dst: str, port: int, timeout: float) -> ProbeResu
         sock.close()
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int(x) for x in struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
+def _full_echo(path: str | None, dst: str, timeout: float, mtu: int | None) -> FullSize:
+    """An echo request as large as the first link's MTU, DF set: the reply is as large."""
+    size = mtu
+    if size is None:
+        udp = _open(path, socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.connect((dst, 9))
+            size = path_mtu(udp)
+        finally:
+            udp.close()
+    result = _echo(path, dst, timeout, size=size, seq=2)
+    if result.ok:
+        return FullSize(True, size, f"a {size}-byte echo (DF) was answered at full size",
+                        result.elapsed_ms)
+    return FullSize(False, size, f"a {size}-byte echo (DF) got no answer ({result.detail}), "
+                    "though a small one did", result.elapsed_ms)
 
 
-def _echo(path: str | None, dst: str, timeout: float) -> ProbeResult:
-    ident = os.getpid() & 0xFFFF
-    payload = b"podnet trace"
-    header = struct.pack("!BBHHH", _ICMP_ECHO_REQUEST, 0, 0, ident, 1)
-    packet = struct.pack("!BBHHH", _ICMP_ECHO_REQUEST, 0, _checksum(header + payload), ident,
-                         1) + payload
+def _echo(path: str | None, dst: str, timeout: float, *, size: int = 0,
+          seq: int = 1) -> ProbeResult:
+    """An echo request; `size`: the whole IP packet's bytes, DF set (0: a small one)."""
+    ident = echo_ident()
     start = time.perf_counter()
     sock = _open(path, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     try:
+        if size:
+            dont_fragment(sock, ignore_path_mtu=True)
         try:
-            sock.sendto(packet, (dst, 0))
+            sock.sendto(echo.request(ident, seq, size), (dst, 0))
         except OSError as exc:
             ms = (time.perf_counter() - start) * 1000
             return ProbeResult("icmp", False, "unreachable", exc.strerror or str(exc), ms)
@@ -98,23 +138,20 @@ def _echo(path: str | None, dst: str, timeout: float) -> ProbeResult:
                 return ProbeResult("icmp", False, "timeout",
                                    f"no echo reply from {dst} within {timeout:g} s", ms)
             ready, _, _ = select.select([sock], [], [], left)
-            if not ready:
-                continue
-            data, (sender, _) = sock.recvfrom(2048)
-            ms = (time.perf_counter() - start) * 1000
-            body = data[(data[0] & 0x0F) * 4:]  # past the IP header
-            if len(body) < 8:
-                continue
-            kind, code = body[0], body[1]
-            if kind == _ICMP_ECHO_REPLY and sender == dst:
-                if struct.unpack("!H", body[4:6])[0] == ident:
-                    return ProbeResult("icmp", True, "reply", f"echo reply from {dst}", ms)
-            elif kind == _ICMP_UNREACHABLE and len(body) >= 36:
-                inner = body[8:]
-                inner_icmp = inner[(inner[0] & 0x0F) * 4:]
-                if len(inner_icmp) >= 6 and struct.unpack("!H", inner_icmp[4:6])[0] == ident:
-                    return ProbeResult("icmp", False, "unreachable",
-                                       f"{sender} says destination unreachable (code {code})",
-                                       ms)
+            answer = echo.read_answer(sock, dst, ident, seq) if ready else None
+            if answer is not None:
+                ms = (time.perf_counter() - start) * 1000
+                return ProbeResult("icmp", answer.ok, "reply" if answer.ok else "unreachable",
+                                   answer.detail, ms)
+    finally:
+        sock.close()
+
+
+def free_port(path: str | None) -> int:
+    """A TCP port nothing in the namespace at `path` uses now (the kernel's pick)."""
+    sock = _open(path, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("0.0.0.0", 0))  # noqa: S104  # a port number is all that is wanted
+        return int(sock.getsockname()[1])
     finally:
         sock.close()

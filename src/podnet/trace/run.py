@@ -12,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Literal
 
 from podnet.inspect.model import Host, Namespace
 from podnet.trace.model import Path, ProbeResult, Reads, TraceReport
@@ -24,6 +25,9 @@ from podnet.trace.target import (
     resolve_source,
 )
 from podnet.trace.walk import HostIndex, walk
+
+if TYPE_CHECKING:
+    from podnet.trace.wire import Wire
 
 __all__ = ["judge", "run_trace", "trace_between"]
 
@@ -40,8 +44,10 @@ def run_trace(
     timeout: float = 2.0,
     cluster: str | None = None,
     status: Status | None = None,
+    capture: bool = False,
 ) -> TraceReport:
-    """Trace from the pod, node or namespace `source` to `destination` on this host."""
+    """Trace from the pod, node or namespace `source` to `destination` on this host; with
+    `capture`, a capture on each hop's interface shows where the probe really went."""
     from podnet.inspect.build import inspect_host
     from podnet.kernel.lookup import Lookup
     from podnet.trace.world import KernelReads
@@ -52,7 +58,8 @@ def run_trace(
     dst = resolve_destination(host, lab, destination, namespace, src)
     with Lookup() as lookup:
         return trace_between(host, KernelReads(lookup), src, dst, port=port,
-                             send_probe=send_probe, timeout=timeout, status=status)
+                             send_probe=send_probe, timeout=timeout, status=status,
+                             capture=capture)
 
 
 def trace_between(
@@ -65,24 +72,42 @@ def trace_between(
     send_probe: bool = True,
     timeout: float = 2.0,
     status: Status | None = None,
+    capture: bool = False,
 ) -> TraceReport:
-    from podnet.trace.probe import probe
+    from podnet.trace.probe import echo_ident, free_port, probe
     from podnet.trace.world import namespace_path
 
     port = port if port is not None else dst.port
     proto = "tcp" if port is not None else "icmp"
     result: ProbeResult | None = None
-    if send_probe:
-        what = f"probing {dst.ip}" + (f":{port}" if port else "") + f" from {src.label}"
-        with (status or (lambda _t: nullcontext()))(what):
-            result = probe(namespace_path(src), dst.ip, port, timeout=timeout)
     first = reads.route(src, dst.ip)
+    index = HostIndex(host)
+    wire: Wire | None = None
+    seen = None
+    bound = free_port(namespace_path(src)) if capture and port is not None else None
+    if send_probe:
+        if capture:
+            wire = _arm(host, reads, src, Packet(first.src or "", dst.ip, proto, bound, port),
+                        index, bound)
+        what = f"probing {dst.ip}" + (f":{port}" if port else "") + f" from {src.label}"
+        link = next((i for i in src.interfaces if i.ifindex == first.oif), None)
+        try:
+            with (status or (lambda _t: nullcontext()))(what):
+                result = probe(namespace_path(src), dst.ip, port, timeout=timeout,
+                               mtu=link.mtu if link else None, sport=bound)
+        finally:
+            seen = wire.stop() if wire is not None else None
     sport = None
     if result is not None and result.local and ":" in result.local:
         sport = int(result.local.rsplit(":", 1)[1])
     packet = Packet(first.src or str(ipaddress.IPv4Address(0)), dst.ip, proto, sport, port)
     index = HostIndex(host)
-    forward = _walk_backend(host, reads, src, packet, result, index)
+    size = result.full.size if result is not None and result.full is not None else 0
+    forward = _blame_size(_walk_backend(host, reads, src, packet, result, index, size), result)
+    if wire is not None and seen is not None:
+        from podnet.trace import wire as wires
+
+        forward = wires.mark(forward, seen, bound, echo_ident())
     reverse = None
     if result is not None and not result.ok and forward.outcome == "delivered" and forward.end:
         end = next(ns for ns in host.namespaces if ns.label == forward.end)
@@ -95,16 +120,41 @@ def trace_between(
     return TraceReport(source_text, target, forward, reverse, result, verdict, summary)
 
 
+def _arm(host: Host, reads: Reads, src: Namespace, packet: Packet, index: HostIndex,
+         sport: int | None) -> Wire:
+    """Captures on the interfaces a walk before the probe names (the way to each backend a
+    Service may pick, since the probe's pick is not known yet), listening already."""
+    from podnet.trace import wire
+
+    before = walk(host, reads, src, packet, index=index)
+    points = wire.points_of(before)
+    others = {a for _, nat, _ in before.nat for a, _ in nat.alternatives if a}
+    for other in sorted(others):
+        points += wire.points_of(walk(host, reads, src, packet, index=index, prefer=other))
+    return wire.Wire(host, list(dict.fromkeys(points)), wire.expression(sport)).start()
+
+
 def _walk_backend(host: Host, reads: Reads, src: Namespace, packet: Packet,
-                  result: ProbeResult | None, index: HostIndex) -> Path:
+                  result: ProbeResult | None, index: HostIndex, size: int) -> Path:
     """Walk; when a Service spread the connection over backends, walk again following the
     one conntrack says the probe's connection got (else the first stands)."""
-    path = walk(host, reads, src, packet, index=index)
+    path = walk(host, reads, src, packet, index=index, size=size)
     chosen = _probed_backend(reads, host, path, result)
     dnat = next((n for _, n, _ in path.nat if n.kind == "dnat"), None)
     if chosen is None or dnat is None or dnat.addr == chosen:
         return path
-    return walk(host, reads, src, packet, prefer=chosen, index=index)
+    return walk(host, reads, src, packet, prefer=chosen, index=index, size=size)
+
+
+def _blame_size(path: Path, result: ProbeResult | None) -> Path:
+    """When the full-size probe failed, the hop where the walk found it too big is broken."""
+    full = result.full if result is not None else None
+    if full is None or full.ok or path.too_big is None:
+        return path
+    hops = list(path.hops)
+    hops[path.too_big] = replace(hops[path.too_big], status="broken", reason="too big")
+    broken = path.too_big if path.broken is None else min(path.broken, path.too_big)
+    return replace(path, hops=tuple(hops), broken=broken)
 
 
 def _probed_backend(reads: Reads, host: Host, path: Path,
@@ -121,30 +171,44 @@ def _probed_backend(reads: Reads, host: Host, path: Path,
 Verdict = Literal["works", "broken", "unknown"]
 
 
+def _at(path: Path, way: str) -> str:
+    hop = path.broken_hop
+    assert hop is not None and path.broken is not None
+    return f"broken {way}at hop {path.broken + 1} ({hop.owner}): {hop.reason}: {hop.text}"
+
+
 def judge(forward: Path, reverse: Path | None,
           result: ProbeResult | None) -> tuple[Verdict, str]:
     """The verdict and one sentence: the probe decides, the walks say where and why."""
-    def at(path: Path, way: str) -> str:
-        hop = path.broken_hop
-        assert hop is not None and path.broken is not None
-        return f"broken {way}at hop {path.broken + 1} ({hop.owner}): {hop.reason}: {hop.text}"
-
     walked = forward.outcome == "delivered"
     if result is not None and result.ok:
-        if forward.broken is None:
-            return "works", f"path works: {result.detail} in {result.elapsed_ms:.1f} ms"
-        return "works", (f"the probe got through ({result.detail}), though the walk stopped "
-                         f"at hop {forward.broken + 1}: {forward.hops[forward.broken].text}")
+        return _got_through(forward, result)
     failed = "" if result is None else f"probe failed ({result.outcome}); "
     if forward.broken is not None:
-        return "broken", failed + at(forward, "")
+        return "broken", failed + _at(forward, "")
     if reverse is not None and reverse.broken is not None:
-        return "broken", failed + at(reverse, "on the way back ")
+        return "broken", failed + _at(reverse, "on the way back ")
     if result is None:
         return ("works", "the kernel's tables carry the packet there (no probe was sent)") \
             if walked else ("unknown", f"the walk ended ({forward.outcome}) before the destination")
     return "unknown", (f"probe failed ({result.detail}), but the kernel's tables show a path "
                        "both ways: look at rules podnet could not evaluate, or at the process")
+
+
+def _got_through(forward: Path, result: ProbeResult) -> tuple[Verdict, str]:
+    """The small probe got through: the full-size one decides (an MTU black hole or not)."""
+    full = result.full
+    if full is not None and not full.ok:
+        if forward.too_big is not None:
+            return "broken", (f"small packets pass ({result.detail}), full-size ones do not: "
+                              + _at(forward, ""))
+        return "broken", (f"small packets pass ({result.detail}), full-size ones do not "
+                          f"({full.detail}); every link's MTU fits {full.size} bytes, so look "
+                          "for a hop that drops them without saying (a middlebox, a rule)")
+    if forward.broken is None:
+        return "works", f"path works: {result.detail} in {result.elapsed_ms:.1f} ms"
+    return "works", (f"the probe got through ({result.detail}), though the walk stopped "
+                     f"at hop {forward.broken + 1}: {forward.hops[forward.broken].text}")
 
 
 def _who(ns: Namespace) -> str:

@@ -1,4 +1,5 @@
-"""What `podnet trace SOURCE DESTINATION` names: a namespace to send from, an address to reach.
+"""What `podnet trace SOURCE DESTINATION` names: a namespace to send from, an address to reach;
+and what `podnet capture` and `podnet netem` name: a link (an interface in a namespace).
 
 A source is anything inspect can find (a pod as NAMESPACE/NAME or NAME, a lab node, a netns
 name, host, pid:N). A destination is an address, or a name resolved the way the source would
@@ -17,7 +18,15 @@ from typing import Any
 from podnet.errors import ObjectMissingError, StateError
 from podnet.inspect.model import Host, Namespace
 
-__all__ = ["Destination", "LabView", "read_lab", "resolve_destination", "resolve_source"]
+__all__ = [
+    "Destination",
+    "LabView",
+    "LinkTarget",
+    "read_lab",
+    "resolve_destination",
+    "resolve_link",
+    "resolve_source",
+]
 
 STATE_DIR = "/run/podnet"
 
@@ -89,6 +98,12 @@ def _find(host: Host, selector: str, namespace: str | None) -> list[Namespace]:
     found = host.find(selector)
     if found:
         return found
+    if selector.startswith("pid:") and selector[4:].isdigit():  # a named one is labelled by name
+        try:
+            inode = os.stat(f"/proc/{selector[4:]}/ns/net").st_ino
+        except OSError:
+            return []
+        return [ns for ns in host.namespaces if ns.inode == inode]
     return [ns for ns in host.namespaces if _pod_matches(ns, selector, None)]
 
 
@@ -107,6 +122,45 @@ def resolve_source(host: Host, selector: str, namespace: str | None = None) -> N
             "name a network namespace (ip netns list), host, or pid:N",
         )
     return found[0]
+
+
+@dataclass(frozen=True)
+class LinkTarget:
+    """One interface of one namespace: what a capture listens on, or a shaping changes."""
+
+    namespace: Namespace
+    ifname: str
+
+    @property
+    def text(self) -> str:
+        """For people: "eth0 of pod dev/demo-x", "veth1a2b of node kind-worker"."""
+        return f"{self.ifname} of {_describe(self.namespace)}"
+
+
+def default_interface(ns: Namespace) -> str | None:
+    """The interface a namespace's default route leaves by, else its eth0, else None."""
+    for route in ns.routes:
+        if route.dst == "default" and route.dev and ns.interface(route.dev) is not None:
+            return route.dev
+    return "eth0" if ns.interface("eth0") is not None else None
+
+
+def resolve_link(host: Host, selector: str, namespace: str | None = None,
+                 interface: str | None = None, *, fallback: str | None = None) -> LinkTarget:
+    """The namespace `selector` names (as a trace source: a pod, a node, a netns name, pid:N,
+    an inode) and its interface `interface`, by default the one its default route uses (a
+    pod's eth0, a node's uplink), else `fallback` ("any" for a capture)."""
+    ns = resolve_source(host, selector, namespace)
+    names = [i.ifname for i in ns.interfaces]
+    if interface is None:
+        interface = default_interface(ns) or fallback
+        if interface is None:
+            raise ObjectMissingError(f"{_describe(ns)} has no default route to pick an interface",
+                                     hint="name one with --interface: " + ", ".join(names))
+    elif interface not in names and interface != fallback:
+        raise ObjectMissingError(f"{_describe(ns)} has no interface {interface!r}",
+                                 hint="its interfaces: " + ", ".join(names))
+    return LinkTarget(ns, interface)
 
 
 def _first_ipv4(ns: Namespace) -> str | None:

@@ -112,6 +112,14 @@ class _Walker(LinkWalker):
                     return self.no_route(ns, None, pkt, answer)
                 oif = next((i for i in ns.interfaces if i.ifindex == answer.oif), oif)
         self.route_hop(ns, iif, pkt, answer, oif)
+        if iif is not None:
+            self.fits(oif, "DF forbids fragmenting it, so the kernel drops it and sends ICMP "
+                      f"'fragmentation needed' back to {pkt.src}")
+        elif self.tunnels:
+            self.fits(oif, "the tunnel's overhead makes the encapsulated packet too big for the "
+                      "underlay: it is dropped (or its outer packet fragmented)")
+        else:
+            self.fits(oif, "the source cannot send it as one packet")
         hooks = [("postrouting", None)] if iif is None else [("forward", iif), ("postrouting",
                                                                                None)]
         for hook, inbound in hooks:
@@ -148,7 +156,7 @@ class _Walker(LinkWalker):
         frm = f" from {pkt.src} iif {iif.ifname}" if iif is not None else ""
         commands = (ip_cmd(ns, f"route get {pkt.dst}{frm}"),)
         owner = self.owners.get(pkt.dst)
-        index = self.add(ns, "route", " ".join(words), commands, notes=notes)
+        index = self.add(ns, "route", " ".join(words), commands, notes=notes, dev=oif)
         # A pod's default route is its only way out; a router (a node) that sends an address of
         # a namespace podnet sees by its default route is suspect if the packet is lost later.
         if (iif is not None and matched is not None and matched.dst == "default" and owner
@@ -223,16 +231,16 @@ class _Walker(LinkWalker):
             if back.dst != pkt.dst:
                 return ns, iif, back
             self.add(ns, "deliver", f"the reply reaches {pkt.dst} in {owner_of(ns)}",
-                     (ip_cmd(ns, f"route get {pkt.dst}"),))
+                     (ip_cmd(ns, f"route get {pkt.dst}"),), dev=iif)
             return self.end("delivered", pkt, ns)
-        return self.deliver(ns, pkt)
+        return self.deliver(ns, pkt, iif)
 
-    def deliver(self, ns: Namespace, pkt: Packet) -> Path:
+    def deliver(self, ns: Namespace, pkt: Packet, iif: Interface | None = None) -> Path:
         commands = [ip_cmd(ns, f"route get {pkt.dst}")]
         where = f"{pkt.dst} is local to {owner_of(ns)}"
         if pkt.proto == "icmp" or pkt.dport is None:
             self.add(ns, "deliver", f"{where}: its kernel answers the echo request",
-                     tuple(commands))
+                     tuple(commands), dev=iif)
             return self.end("delivered", pkt, ns)
         commands.append(ns_exec(ns, f"ss -{'t' if pkt.proto == 'tcp' else 'u'}lnp "
                                     f"sport = :{pkt.dport}"))
@@ -247,7 +255,7 @@ class _Walker(LinkWalker):
                              pkt=pkt)
         who = ", ".join(f"PID {pid} ({comm})" for pid, comm in found[0].pids) or "a socket"
         self.add(ns, "deliver", f"{where}: {who} listens on {found[0].address}:{pkt.dport}",
-                 tuple(commands))
+                 tuple(commands), dev=iif)
         return self.end("delivered", pkt, ns)
 
     def undo_nat(self, ns: Namespace, pkt: Packet) -> Packet:
@@ -272,11 +280,14 @@ class _Walker(LinkWalker):
 
 def walk(host: Host, reads: Reads, start: Namespace, packet: Packet, *, pick: int = 0,
          prefer: str | None = None, reply_to: Path | None = None,
-         index: HostIndex | None = None) -> Path:
+         index: HostIndex | None = None, size: int | None = None) -> Path:
     """The hops of `packet` sent from namespace `start` (a reply to `reply_to` if given).
 
     Where a Service spreads connections, the walk follows the backend `prefer` if given (the
     one a real connection got), else branch `pick`. `index` saves rebuilding the host's
-    lookups when one host is walked several times."""
-    walker = _Walker(host, reads, pick=pick, prefer=prefer, reply_to=reply_to, index=index)
+    lookups when one host is walked several times. With `size` (bytes; 0: as large as the
+    first link allows), each link's MTU is checked against a packet that large, and the hop
+    where it cannot pass is `Path.too_big`."""
+    walker = _Walker(host, reads, pick=pick, prefer=prefer, reply_to=reply_to, index=index,
+                     size=size)
     return walker.run(start, packet)

@@ -10,7 +10,8 @@ from podnet.inspect.model import Host, Interface, Namespace
 from podnet.kernel.lookup import Vxlan
 from podnet.trace.model import Hop, HopStatus, Outcome, Path, Reads
 from podnet.trace.nft import HookContext, Nat, Packet, Ruleset, apply_nat, evaluate
-from podnet.trace.words import ipv4, nat_text, ns_exec, owner_of
+from podnet.trace.nft_xt import bind
+from podnet.trace.words import ipv4, nat_text, ns_exec, owner_of, shaping_words
 
 __all__ = ["HostIndex", "State", "Tunnel", "WalkerBase"]
 
@@ -45,6 +46,7 @@ class Tunnel:
     inner: Packet
     vxlan: Vxlan
     ifname: str
+    size: int | None = None  # the inner packet's size, given back when it is decapsulated
 
 
 @dataclass
@@ -64,20 +66,57 @@ class WalkerBase:
     warn_notes: tuple[str, ...] = ()
     mark: int = 0  # the packet mark: set and read by nftables rules within one namespace
     mark_ns: int = 0  # the namespace (inode) the mark belongs to: crossing a veth clears it
+    size: int | None = None  # bytes of the full-size packet walked (0: the first link's MTU)
+    too_big: int | None = None  # the hop where a packet of `size` could not pass
+    full_size: int | None = None  # `size` as the walk started with it (outside any tunnel)
 
     def __post_init__(self) -> None:
         self.index = self.index or HostIndex(self.host)
         self.by_label = self.index.by_label
         self.owners = self.index.owners
         self.rulesets: dict[int, Ruleset | None] = {}
+        self.shaped: set[tuple[int, str, bool]] = set()
 
     # --- hops ---------------------------------------------------------------------------------
 
     def add(self, ns: Namespace, step: str, text: str, commands: tuple[str, ...] = (),
-            status: HopStatus = "ok", reason: str = "", notes: tuple[str, ...] = ()) -> int:
+            status: HopStatus = "ok", reason: str = "", notes: tuple[str, ...] = (), *,
+            dev: Interface | None = None) -> int:
+        if dev is not None and step != "deliver":
+            shaped = self.shaping(ns, dev)
+            notes = (*notes, shaped) if shaped else notes
         self.hops.append(Hop(step, ns.label, owner_of(ns), text, commands, status, reason,
-                             notes))
+                             notes, dev.ifname if dev else None, dev.mtu if dev else None))
         return len(self.hops) - 1
+
+    def shaping(self, ns: Namespace, iface: Interface, *, arriving: bool = False) -> str | None:
+        """What a qdisc on `iface` does to the packet (netem's delay or loss, a rate limit),
+        once per interface and direction in a walk."""
+        key = (ns.inode, iface.ifname, arriving)
+        if key in self.shaped:
+            return None
+        self.shaped.add(key)
+        link = self.reads.qdiscs(ns).get(iface.ifname)
+        return shaping_words(link, arriving=arriving) if link is not None else None
+
+    # --- the full-size packet -----------------------------------------------------------------
+
+    def fits(self, iface: Interface, why: str) -> None:
+        """Whether the full-size packet fits `iface`; if not, the last hop is where it fails
+        (marked `warn`: small packets pass; `trace` makes it the broken hop when the full-size
+        probe failed)."""
+        if self.size == 0 and iface.mtu:
+            self.size = iface.mtu  # the source's first link sets the size of a full packet
+        if self.full_size is None and self.size:
+            self.full_size = self.size
+        if not self.size or not iface.mtu or self.size <= iface.mtu or self.too_big is not None:
+            return
+        hop = self.hops[-1]
+        note = (f"a {self.size}-byte packet does not fit {iface.ifname} (mtu {iface.mtu}): "
+                + why)
+        self.hops[-1] = replace(hop, status="warn" if hop.status == "ok" else hop.status,
+                                reason=hop.reason or "too big", notes=(*hop.notes, note))
+        self.too_big = len(self.hops) - 1
 
     def end(self, outcome: Outcome, pkt: Packet, ns: Namespace | None = None) -> Path:
         broken = next((i for i, h in enumerate(self.hops) if h.status == "broken"), None)
@@ -88,12 +127,12 @@ class WalkerBase:
                                              notes=(*hop.notes, *self.warn_notes))
             broken = self.warned
         return Path(tuple(self.hops), outcome, pkt, ns.label if ns else None, broken,
-                    tuple(self.nat_log))
+                    tuple(self.nat_log), self.full_size, self.too_big)
 
     def fail(self, ns: Namespace, step: str, text: str, reason: str,
              commands: tuple[str, ...] = (), notes: tuple[str, ...] = (),
-             pkt: Packet | None = None) -> Path:
-        self.add(ns, step, text, commands, "broken", reason, notes)
+             pkt: Packet | None = None, dev: Interface | None = None) -> Path:
+        self.add(ns, step, text, commands, "broken", reason, notes, dev=dev)
         return self.end("broken", pkt or Packet("", ""), ns)
 
     # --- topology -----------------------------------------------------------------------------
@@ -116,7 +155,10 @@ class WalkerBase:
         """The namespace's nftables rules, read and indexed once per walk."""
         if ns.inode not in self.rulesets:
             read = self.reads.ruleset(ns)
-            self.rulesets[ns.inode] = Ruleset(read.objects) if read.objects else None
+            rules = Ruleset(read.objects) if read.objects else None
+            if rules is not None and read.iptables:
+                bind(rules, read.iptables)  # iptables-nft's xt rules, with their options
+            self.rulesets[ns.inode] = rules
         return self.rulesets[ns.inode]
 
     # --- netfilter ----------------------------------------------------------------------------
@@ -139,8 +181,11 @@ class WalkerBase:
             what = "policy drop" if rule.handle is None else f"rule handle {rule.handle}"
             text = (f"nftables {hook}: {result.verdict} by {rule.where()} {what}: "
                     f"`{rule.text}`")
+            # The interface it would have left by (arrived on, if it was not routed yet): a
+            # capture there shows the rule's effect.
+            dev = ns.interface(oif or iif or "")
             return pkt, self.fail(ns, "filter", text, "rule drop",
-                                  (ns_exec(ns, rule.command()),), notes, pkt), []
+                                  (ns_exec(ns, rule.command()),), notes, pkt, dev), []
         out = pkt
         for nat in result.nat:
             before = out

@@ -6,19 +6,23 @@ from __future__ import annotations
 import ipaddress
 
 from podnet.inspect.model import Interface, Namespace, Route
-from podnet.trace.nft_types import Nat, Packet
+from podnet.kernel.tc_read import LinkQdiscs
+from podnet.kernel.tc_shape import format_rate, format_time
+from podnet.trace.nft_types import Nat, Packet, RuleRef
 
 __all__ = [
     "addresses",
     "bridge_cmd",
     "ip_cmd",
     "ipv4",
+    "kube_proxy",
     "link_problem",
     "matched_route",
     "nat_text",
     "ns_exec",
     "owner_of",
     "route_words",
+    "shaping_words",
 ]
 
 _LINK_DOWN_STATES = ("DOWN", "LOWERLAYERDOWN", "NOTPRESENT")
@@ -107,12 +111,43 @@ def link_problem(iface: Interface) -> str | None:
     return None
 
 
+def shaping_words(link: LinkQdiscs, *, arriving: bool = False) -> str | None:
+    """"delayed 50ms +/- 5ms by netem on veth1; rate-limited to 10mbit by tbf on veth1", or
+    None when the link does nothing to the packets in that direction."""
+    shape = link.ingress if arriving else link.egress
+    if shape.empty:
+        return None
+    where = f"{link.redirect} (arriving on {link.ifname})" if arriving else link.ifname
+    netem = "netem"
+    rater = "netem" if not arriving and not any(q.kind == "tbf" for q in link.qdiscs) else "tbf"
+    parts = []
+    if shape.delay_ms:
+        jitter = f" +/- {format_time(shape.jitter_ms)}" if shape.jitter_ms else ""
+        parts.append(f"delayed {format_time(shape.delay_ms)}{jitter} by {netem} on {where}")
+    if shape.loss_pct:
+        parts.append(f"{shape.loss_pct:g}% of packets dropped by {netem} on {where}")
+    if shape.rate_bps is not None:
+        parts.append(f"rate-limited to {format_rate(shape.rate_bps)} by {rater} on {where}")
+    return "; ".join(parts)
+
+
 def _endpoint(addr: str, port: int | None) -> str:
     return f"{addr}:{port}" if port is not None else addr
 
 
+def kube_proxy(rule: RuleRef) -> str | None:
+    """"kube-proxy: Service dev/demo:http, endpoint chain KUBE-SEP-..." for its rules."""
+    if not rule.chain.startswith(("KUBE-SEP-", "KUBE-SVC-", "KUBE-EXT-")) or not rule.comment:
+        return None
+    service = rule.comment.split(" -> ")[0].removesuffix(" cluster IP")
+    return f"kube-proxy: Service {service}, chain {rule.chain}"
+
+
 def nat_text(hook: str, nat: Nat, before: Packet, after: Packet) -> str:
     where = f"nftables {hook}, {nat.rule.where()}"
+    service = kube_proxy(nat.rule)
+    if service:
+        where = f"{service}; {where}"
     if nat.kind in ("dnat", "redirect"):
         text = (f"{nat.kind}: destination {_endpoint(before.dst, before.dport)} -> "
                 f"{_endpoint(after.dst, after.dport)} ({where})")
