@@ -28,7 +28,7 @@ USER_ERRORS: list[tuple[Callable[[], BaseException], str]] = [
      "the file system is full"),
     (lambda: OSError(errno.EADDRINUSE, "Address already in use"), "pick another"),
     (lambda: FileExistsError(errno.EEXIST, "File exists", "/run/podnet/kind/logs"),
-     "remove it if it is not yours"),
+     "/run/podnet/kind/logs: File exists"),
     (lambda: PermissionError(errno.EACCES, "Permission denied", "/run/podnet"), "as root"),
     (MemoryError, "out of memory"),
     (lambda: RecursionError("maximum recursion depth exceeded"), "nested too deeply"),

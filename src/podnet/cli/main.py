@@ -24,7 +24,7 @@ from typing import Any, ClassVar, NoReturn
 import click
 
 from podnet import __version__
-from podnet.errors import BUG_REPORT, NeedsRootError, PodnetError
+from podnet.errors import BUG_REPORT, NeedsRootError, PodnetError, kernel_error, os_error
 
 __all__ = ["cli", "main"]
 
@@ -160,25 +160,24 @@ def fail(exc: PodnetError) -> NoReturn:
 
 
 # What to do about an OSError that reached the top: the machine's state, not podnet's bug.
+# (EEXIST, ENOENT, EPERM and EACCES get their hints from errors.kernel_error's classes.)
 _OS_HINTS = {
     errno.ENOSPC: "the file system is full: free space there, then run the command again",
     errno.EDQUOT: "the disk quota is used up: free space, then run the command again",
-    errno.EACCES: "run it as root",
-    errno.EPERM: "run it as root (with CAP_SYS_ADMIN and CAP_NET_ADMIN)",
     errno.EROFS: "the file system is read-only here",
     errno.EMFILE: "too many open files: raise the limit (`ulimit -n`)",
     errno.ENFILE: "the machine has too many open files: close some programs",
     errno.ENOMEM: "the machine is short of memory",
     errno.EADDRINUSE: "another program uses that address or port: pick another",
     errno.ENOTDIR: "a file stands where a directory is expected: remove it if it is not yours",
-    errno.EEXIST: "something of that name exists already: remove it if it is not yours",
 }
 
 
 def _os_error(exc: OSError) -> PodnetError:
-    what = exc.strerror or str(exc)
-    where = f": {exc.filename}" if exc.filename else ""
-    return PodnetError(f"{what}{where}", hint=_OS_HINTS.get(exc.errno or 0, ""))
+    hint = _OS_HINTS.get(exc.errno or 0, "")
+    if exc.filename:
+        return os_error(exc, str(exc.filename), hint=hint)
+    return kernel_error(exc.errno, exc.strerror or str(exc), hint=hint)
 
 
 def _bug(exc: BaseException) -> NoReturn:
