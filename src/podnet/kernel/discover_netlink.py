@@ -291,17 +291,20 @@ class Session:
         """Links, addresses and main-table routes of one namespace; failures land in `.error`."""
         fd = None
         try:
-            if paths is not None:
-                fd = self.open_namespace(paths, inode)
-            sock = self.socket_in(fd)
+            try:
+                if paths is not None:
+                    fd = self.open_namespace(paths, inode)
+                sock = self.socket_in(fd)
+            except OSError as exc:  # it could not be entered: gone, or not ours to enter
+                if not isinstance(exc, KernelError):
+                    return NamespaceDump(error=f"cannot open a netlink socket: {exc.strerror}")
+                return NamespaceDump(error=exc.message, gone=exc.errno in _GONE)
             try:
                 return sock.dump()
+            except OSError as exc:  # entered, then the dump failed: say so, never hide it
+                return NamespaceDump(error=f"netlink dump failed: {exc.strerror}")
             finally:
                 sock.close()
-        except OSError as exc:  # KernelError included
-            text = exc.message if isinstance(exc, KernelError) else (
-                f"netlink dump failed: {exc.strerror}")
-            return NamespaceDump(error=text, gone=exc.errno in _GONE)
         finally:
             if fd is not None:
                 os.close(fd)
