@@ -24,6 +24,7 @@ class _LazyGroup(click.Group):
         "exec": ("podnet.cli.exec", "exec_command"),
         "node-exec": ("podnet.cli.exec", "node_exec"),
         "explain": ("podnet.cli.lab", "explain"),
+        "delete": ("podnet.cli.delete", "delete_command"),
         "describe": ("podnet.cli.describe", "describe_command"),
         "logs": ("podnet.cli.logs", "logs_command"),
         "labs": ("podnet.cli.labs", "labs_group"),

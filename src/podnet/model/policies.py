@@ -207,6 +207,7 @@ class NetworkPolicySpec:
 class NamespaceSpec:
     name: str
     labels: Labels = ()  # always with kubernetes.io/metadata.name: <name>
+    declared: bool = True  # False: only used by the file's objects, no Namespace document
 
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)
