@@ -9,7 +9,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sandbox import ensure_sandbox
 
-ALL = ("lab", "families", "inspect_host", "cni", "throughput", "dns", "capture", "policy")
+ALL = ("lab", "families", "inspect_host", "cni", "throughput", "dns", "capture", "policy",
+       "policy_lab", "graph")
 
 
 def main() -> None:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.errors import StateError
-from podnet.model import naming
+from podnet.model import codec, naming
+from podnet.model.policies import NamespaceSpec, NetworkPolicySpec
 from podnet.model.types import ContainerSpec
 from podnet.plan.layout import (
     INTERNET_KEY,
@@ -56,6 +57,7 @@ class ContainerRecord:
     name: str
     pid: int
     starttime: int
+    restarts: int = 0  # times `up` started it again after its process was gone
 
 
 @dataclass
@@ -67,6 +69,9 @@ class LabState:
     # The namespaces podnet made, by name, with their inode: a namespace of that name is
     # podnet's only while it is that very one (someone else's is never replaced or deleted).
     owned: dict[str, int] = field(default_factory=dict)
+    # When each object of the file was applied as it is now ("NetworkPolicy/dev/x" -> epoch
+    # seconds): kubectl's AGE.
+    applied: dict[str, float] = field(default_factory=dict)
 
     def containers_of(self, pod_key: str) -> list[ContainerRecord]:
         return [c for c in self.containers if c.pod == pod_key]
@@ -282,6 +287,7 @@ def _encode(state: LabState) -> dict[str, Any]:
         "complete": state.complete,
         "topology": state.topology,
         "owned": dict(state.owned),
+        "applied": dict(state.applied),
         "fabric": {
             "netns": lay.fabric_netns,
             "bridge": lay.bridge,
@@ -298,6 +304,8 @@ def _encode(state: LabState) -> dict[str, Any]:
         "vxlan": {"vni": lay.vxlan_vni, "port": lay.vxlan_port},
         "internet": _encode_internet(lay.internet, by_pod.get(INTERNET_KEY, [])),
         "services": [_encode_service(s) for s in lay.services],
+        "namespaces": codec.to_json(lay.namespaces),
+        "policies": codec.to_json(lay.policies),
         "nodes": [
             {
                 "name": n.name,
@@ -330,7 +338,8 @@ def _encode(state: LabState) -> dict[str, Any]:
                 "owner": p.owner,
                 "spec": [_encode_container(c) for c in p.containers],
                 "containers": [
-                    {"name": c.name, "pid": c.pid, "starttime": c.starttime}
+                    {"name": c.name, "pid": c.pid, "starttime": c.starttime,
+                     "restarts": c.restarts}
                     for c in by_pod.get(p.key, [])
                 ],
             }
@@ -409,21 +418,12 @@ def _decode_service(d: dict[str, Any]) -> ServiceLayout:
 
 
 def _encode_container(c: ContainerSpec) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "command": list(c.command) if c.command is not None else None,
-        "ports": list(c.ports),
-        "env": [list(e) for e in c.env],
-    }
+    encoded: dict[str, Any] = codec.to_json(c)
+    return encoded
 
 
 def _decode_container(d: dict[str, Any]) -> ContainerSpec:
-    return ContainerSpec(
-        name=d["name"],
-        command=tuple(d["command"]) if d["command"] is not None else None,
-        ports=tuple(d["ports"]),
-        env=tuple((k, v) for k, v in d.get("env", [])),
-    )
+    return codec.from_json(ContainerSpec, d)
 
 
 def _decode(d: dict[str, Any]) -> LabState:
@@ -460,7 +460,8 @@ def _decode(d: dict[str, Any]) -> LabState:
             )
         )
         key = f"{p['namespace']}/{p['name']}"
-        containers += [ContainerRecord(key, c["name"], c["pid"], c["starttime"])
+        containers += [ContainerRecord(key, c["name"], c["pid"], c["starttime"],
+                                       c.get("restarts", 0))
                        for c in p["containers"]]
     fabric = d["fabric"]
     internet, records = _decode_internet(d.get("internet"))
@@ -483,7 +484,10 @@ def _decode(d: dict[str, Any]) -> LabState:
         vxlan_port=vxlan.get("port", 8472),
         services=tuple(_decode_service(s) for s in d.get("services", [])),
         internet=internet,
+        namespaces=codec.from_json(tuple[NamespaceSpec, ...], d.get("namespaces", [])),
+        policies=codec.from_json(tuple[NetworkPolicySpec, ...], d.get("policies", [])),
     )
     owned = {str(k): int(v) for k, v in d.get("owned", {}).items()}
+    applied = {str(k): float(v) for k, v in d.get("applied", {}).items()}
     return LabState(lay, containers, topology=d.get("topology", ""), complete=d["complete"],
-                    owned=owned)
+                    owned=owned, applied=applied)

@@ -1,6 +1,10 @@
 """`podnet graph` on a real lab (sandbox only): Mermaid and DOT parsed back and checked against
-the lab, the page opened in headless Chromium (every pod in the DOM and drawn in the
-screenshot), and `--serve` on 127.0.0.1 only, redrawing when pods come and go.
+the lab; the page opened in headless Chromium (Playwright) at 1366 px, default and bridge +
+VXLAN labs: every pod in the DOM and drawn in the full-page screenshot, no edge through a
+label, no boxes overlapping, labels at 12 px; `--serve` on 127.0.0.1 only, redrawing when pods
+come and go; the dashboard: a click on a pod shows exactly what `podnet describe` prints, and
+two pods chosen are traced, every hop listed as `podnet trace` gives it and drawn in order.
+Screenshots land in $PODNET_SCREENSHOTS when set.
 """
 
 from __future__ import annotations
@@ -8,13 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import zlib
@@ -24,14 +26,15 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_graph_render import Parsed, parse_dot, parse_mermaid
+from tests.browser import browser_page, screenshot_dir
+from tests.unit.test_graph_pictures import measured
+from tests.unit.test_graph_render import Parsed, check_geometry, parse_dot, parse_mermaid
 
 pytestmark = pytest.mark.kernel
 
 PODNET = [sys.executable, "-m", "podnet"]
 DEFAULT = Path(__file__).parents[2] / "src/podnet/model/default.yaml"
 POD_FILL = (0xFF, 0xF2, 0x7A)  # render.graph_svg.FILL["pod"]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def podnet(*args: str) -> str:
@@ -103,19 +106,6 @@ def test_a_host_seen_through_inspect_json_draws_every_pod(lab: list[dict[str, An
 # --- the page in a browser -------------------------------------------------------------------
 
 
-def chromium(url: str, *args: str) -> subprocess.CompletedProcess[bytes]:
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars",
-             "--force-device-scale-factor=1", *args, url],
-            capture_output=True, timeout=90, check=False, env={**os.environ, "HOME": profile},
-        )
-
-
 def read_png(path: Path) -> tuple[int, int, list[bytes], int]:
     """Width, height and RGB(A) rows of an 8-bit PNG (what Chromium writes)."""
     data = path.read_bytes()
@@ -162,39 +152,34 @@ def pixel(rows: list[bytes], channels: int, x: int, y: int) -> tuple[int, int, i
     return r[x * channels], r[x * channels + 1], r[x * channels + 2]
 
 
-def drawn_pods(dom: str) -> dict[str, tuple[int, int, int, int]]:
-    """{pod: on-screen box} from the page's DOM, as its script annotated it."""
-    boxes = {}
-    for m in re.finditer(r'<g [^>]*data-pod="([^"]+)"[^>]*>', dom):
-        rect = re.search(r'data-rect="(\d+),(\d+),(\d+),(\d+)"', m.group(0))
-        assert rect, f"pod {m.group(1)} has no on-screen box"
-        x, y, w, h = (int(v) for v in rect.groups())
-        boxes[m.group(1)] = (x, y, w, h)
-    return boxes
-
-
-def check_page(url: str, names: set[str], tmp: Path) -> None:
-    dump = chromium(url, "--dump-dom", "--window-size=1600,1000")
-    dom = dump.stdout.decode(errors="replace")
-    assert "<svg" in dom, dump.stderr.decode(errors="replace")[-500:]
-    boxes = drawn_pods(dom)
-    assert set(boxes) == names
-    texts = re.findall(r"<text[^>]*>([^<]*)</text>", dom)
-    for name in names:
-        assert f"pod {name}" in texts  # the drawing names it, not only the list beside it
-    shot = tmp / "page.png"
-    result = chromium(url, f"--screenshot={shot}", "--window-size=1600,1000")
-    assert shot.exists(), result.stderr.decode(errors="replace")[-500:]
+def check_page(url: str, names: set[str], tmp: Path, shot_name: str = "page") -> Any:
+    """The page in headless Chromium at 1366 px: every pod drawn where the page says, in
+    the pod colour on a full-page screenshot, no edge through a label, no boxes overlapping,
+    no label under 12 px. Returns what was measured."""
+    with browser_page(1366, 900) as page:
+        page.goto(url)
+        boxes = {el.get_attribute("data-pod"): tuple(int(v) for v in
+                                                    (el.get_attribute("data-rect") or "")
+                                                    .split(","))
+                 for el in page.query_selector_all("#graph [data-pod]")}
+        assert set(boxes) == names
+        texts = page.eval_on_selector_all("#graph svg text", "els => els.map(e => e.textContent)")
+        for name in names:
+            assert f"pod {name}" in texts  # the drawing names it, not only the list beside it
+        geo = measured(page, "#graph svg")
+        check_geometry(geo)
+        shot = screenshot_dir(tmp) / f"{shot_name}.png"
+        page.screenshot(path=str(shot), full_page=True)
     width, height, rows, channels = read_png(shot)
-    assert (width, height) == (1600, 1000)
     colors = {pixel(rows, channels, x, y) for y in range(0, height, 7) for x in range(0, width, 7)}
     assert len(colors) > 20  # not blank
     for name, (x, y, w, h) in boxes.items():
-        assert x + w <= width and y + h <= height, f"{name} drawn off screen"
+        assert x + w <= width and y + h <= height, f"{name} drawn off the page"
         inside = [(x + 3, y + h - 4), (x + w - 4, y + h - 4), (x + w // 2, y + h - 4)]
         seen = [pixel(rows, channels, px, py) for px, py in inside]
         assert any(max(abs(a - b) for a, b in zip(c, POD_FILL, strict=True)) <= 12
                    for c in seen), f"pod {name}: {seen} at {inside}"
+    return geo
 
 
 def test_the_page_in_headless_chromium_shows_every_pod(lab: list[dict[str, Any]],
@@ -202,7 +187,7 @@ def test_the_page_in_headless_chromium_shows_every_pod(lab: list[dict[str, Any]]
     page = tmp_path / "lab.html"
     page.write_text(podnet("graph", "-o", "html"))
     names = {f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in lab}
-    check_page(f"file://{page}", names, tmp_path)
+    check_page(f"file://{page}", names, tmp_path, "lab-default")
 
 
 # --- --serve -----------------------------------------------------------------------------------
@@ -292,3 +277,88 @@ def test_serve_stops_by_itself_after_its_timeout(lab: list[dict[str, Any]]) -> N
                             capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0 and "serving http://127.0.0.1:" in result.stderr
     assert time.monotonic() - started < 15
+
+
+# --- the dashboard -------------------------------------------------------------------------------
+
+
+def test_clicking_a_pod_shows_what_describe_says(lab: list[dict[str, Any]],
+                                                 server: tuple[subprocess.Popen[str], str],
+                                                 tmp_path: Path) -> None:
+    _proc, url = server
+    expected = podnet("describe", "pod", "jumpbox").rstrip("\n")
+    with browser_page(1366, 900) as page:
+        page.goto(url)
+        page.click('#graph g.group[data-pod="default/jumpbox"] text.title')
+        page.wait_for_selector("#side:not([hidden])")
+        assert page.text_content("#describe") == expected
+        assert page.get_attribute('#graph g.group[data-pod="default/jumpbox"]',
+                                  "class") == "group pod chosen-pod"
+
+
+def test_two_pods_are_traced_hop_by_hop_on_the_picture(
+        lab: list[dict[str, Any]], server: tuple[subprocess.Popen[str], str],
+        tmp_path: Path) -> None:
+    _proc, url = server
+    jump = next(p for p in lab if p["metadata"]["name"] == "jumpbox")
+    far = next(p for p in lab if p["spec"]["nodeName"] != jump["spec"]["nodeName"])
+    target = f"{far['metadata']['namespace']}/{far['metadata']['name']}"
+    report = json.loads(subprocess.run([*PODNET, "trace", "default/jumpbox", target, "-o",
+                                        "json"], capture_output=True, text=True, timeout=60,
+                                       check=False).stdout)
+    with browser_page(1366, 900) as page:
+        page.goto(url)
+        page.click('#graph g.group[data-pod="default/jumpbox"] text.title')
+        page.click("#trace-from")
+        page.click(f'#graph g.group[data-pod="{target}"] text.title')
+        page.click("#trace-to")
+        page.wait_for_selector("#trace-panel[data-verdict]", timeout=30000)
+        assert page.get_attribute("#trace-panel", "data-verdict") == "works"
+        shown = page.eval_on_selector_all("#hops li", """els => els.map(li => [
+            li.getAttribute("data-netns"), li.querySelector(".hop-head").textContent,
+            li.querySelector(".answer").textContent,
+            [...li.querySelectorAll("code")].map(c => c.textContent)])""")
+        markers = page.eval_on_selector_all(
+            "#graph svg #trace-overlay .trace-hop",
+            "els => els.map(g => [g.getAttribute('data-hop'),"
+            " g.querySelector('text').textContent])")
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "dashboard-trace.png"))
+    hops = report["forward"]["hops"]
+    assert len(shown) == len(hops) >= 5
+    for (netns, head, answer, commands), hop in zip(shown, hops, strict=True):
+        assert netns == hop["netns"] and head == f"{hop['owner']} · {hop['step']}"
+        assert answer.startswith(hop["text"].split(" (")[0][:20])
+        assert commands == [f"$ {c}" for c in hop["commands"]]
+    # every hop drawn on the picture, numbered in order
+    assert [int(n) for n, _ in markers] == list(range(1, len(hops) + 1))
+    assert all(n == text for n, text in markers)
+
+
+def test_the_bridge_vxlan_lab_is_drawn_without_crossings(lab: list[dict[str, Any]],
+                                                        tmp_path: Path) -> None:
+    shape = tmp_path / "bridge-vxlan.yaml"
+    text = DEFAULT.read_text()
+    text = re.sub(r"attachment: \w+", "attachment: bridge", text)
+    text = re.sub(r"routing: \w+", "routing: vxlan", text)
+    shape.write_text(re.sub(r"mtu: \d+", "mtu: 1450", text))
+    podnet("down", "-q")
+    podnet("up", "-q", "-f", str(shape))
+    try:
+        page = tmp_path / "bridge.html"
+        page.write_text(podnet("graph", "-o", "html"))
+        names = {f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods()}
+        geo = check_page(f"file://{page}", names, tmp_path, "lab-bridge-vxlan")
+        assert [s for s in geo.segments if s[4] == "tunnel"]
+        assert [s for s in geo.segments if s[4] == "port"]
+        svg = podnet("graph", "-o", "svg")
+        for node in ("kind-worker", "kind-worker2"):  # eth0 is never a port of cni0
+            group = re.search(rf'<g class="group node" id="(g\d+)"[^>]*data-node="{node}"', svg)
+            assert group
+            ports = re.findall(rf'<polyline class="port" [^>]*data-a="({group.group(1)}_if\d+)"',
+                               svg)
+            eth0 = re.search(rf'<g class="vertex veth" id="({group.group(1)}_if\d+)" '
+                             r'data-ifname="eth0"', svg)
+            assert ports and eth0 and eth0.group(1) not in ports
+    finally:
+        podnet("down", "-q")
+        podnet("up", "-q")

@@ -240,7 +240,7 @@ def test_the_world_of_a_lab_layout() -> None:
                "networking: {routing: vxlan}\n---\n")
     spec = load_topology(cluster + PODS + "---\n" + policy("deny", "podSelector: {}\n"))
     lay = layout(spec)
-    w = world_from(spec, lay)
+    w = world_from(lay)
     web = w.pod("dev/web")
     assert web is not None and web.labels == (("app", "web"),)
     placed = lay.pod("dev/web")

@@ -21,7 +21,7 @@ from podnet.model.types import (
 from podnet.plan.check import KINDS, Probe, Result, probes, summarize
 from podnet.plan.layout import INTERNET_SUBNET, Layout, layout, vtep_mac
 from podnet.plan.ops import CreateNetns, SetHostname, StartContainer
-from podnet.plan.rules import node_rules, table_body
+from podnet.plan.rules import node_rules, table_bodies
 from podnet.plan.services import NODE_PORT_RANGE
 from podnet.plan.steps import (
     Action,
@@ -195,12 +195,15 @@ def test_a_service_without_endpoints_is_refused_not_blackholed() -> None:
 def test_rules_digest_follows_endpoints() -> None:
     three = layout(spec())
     two = layout(spec(pods=spec().pods[1:]), three)
-    assert table_body(three)[0] != table_body(two)[0]
-    assert table_body(three)[0] == table_body(layout(spec(), three))[0]
+    def digest(lay: Layout) -> str:
+        return table_bodies(lay)["lab-worker"][0]
+
+    assert digest(three) != digest(two)
+    assert digest(three) == digest(layout(spec(), three))
 
 
 def test_explain_script_is_what_the_kernel_module_sends() -> None:
-    _, body = table_body(layout(spec()))
+    _, body = table_bodies(layout(spec()))["lab-worker"]
     assert nft_replace_script(body) == Transaction(Table("inet"), "x").replace(body).script
 
 

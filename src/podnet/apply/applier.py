@@ -76,6 +76,7 @@ class Applier:
         self._pending: _Pending | None = None
         self._nft: list[nftables.Pending] = []
         self._submitted: list[tuple[str, str]] = []  # (pod key, container) being started
+        self._restarts: dict[tuple[str, str], int] = {}  # stopped containers' restart counts
 
     # --- running ------------------------------------------------------------------------------
 
@@ -132,8 +133,10 @@ class Applier:
         owners, self._submitted = self._submitted, []
         refs = self.spawner.collect()
         for (key, name), ref in zip(owners, refs, strict=True):
+            # Started again after this run stopped it: one restart more than it had.
+            restarts = self._restarts.pop((key, name), -1) + 1
             self.state.containers.append(lab_state.ContainerRecord(key, name, ref.pid,
-                                                                   ref.starttime))
+                                                                   ref.starttime, restarts))
 
     def undo(self) -> int:
         """Undo what took effect, newest first; returns how many operations were undone.
@@ -352,6 +355,7 @@ def _stop_containers(app: Applier, op: o.StopContainers) -> None:
     app.collect_started()  # a container still starting is stopped too
     every = op.pod == o.ALL_PODS
     records = [c for c in app.state.containers if every or c.pod == op.pod]
+    app._restarts.update({(r.pod, r.name): r.restarts for r in records})
     if records:
         stop([ProcessRef(r.pid, r.starttime) for r in records])
     app.state.containers = [c for c in app.state.containers if not every and c.pod != op.pod]

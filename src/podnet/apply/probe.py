@@ -68,7 +68,7 @@ def _wave(probes: Sequence[Probe], timeout: float) -> list[Result]:
                 _advance(sel, key.data, events)
         for f in flights:
             if f.result is None:
-                _finish(sel, f, False, f"no answer within {timeout:g} s")
+                _finish(sel, f, False, f"no answer within {timeout:g} s", timed_out=True)
     finally:
         sel.close()
     return [f.result for f in flights if f.result is not None]
@@ -177,7 +177,13 @@ def _judge(sel: selectors.BaseSelector, f: _Flight) -> None:
     _finish(sel, f, who in expect.pods, f"answered by {who}")
 
 
-def _finish(sel: selectors.BaseSelector | None, f: _Flight, ok: bool, detail: str) -> None:
+def _finish(sel: selectors.BaseSelector | None, f: _Flight, ok: bool, detail: str,
+            *, timed_out: bool = False) -> None:
+    denied = f.probe.expect.denied
+    if denied:
+        # A path the policies deny works when nothing comes back: a policy drops silently.
+        ok, detail = (True, f"denied, as policies say: {denied}") if timed_out else (
+            False, f"{detail}, but policies deny it: {denied}")
     if f.sock is not None:
         if sel is not None:
             with contextlib.suppress(KeyError, ValueError):

@@ -43,7 +43,9 @@ class _Full:
 def run_full_size(results: Sequence[Result], *, timeout: float = 2.0,
                   parallel: int = 128) -> list[Result]:
     """`results` with the full-size verdict of each path that worked (and has a link MTU)."""
-    wanted = [i for i, r in enumerate(results) if r.ok and r.probe.mtu]
+    # A path the policies deny "works" by staying silent: it has nothing to carry full-size.
+    wanted = [i for i, r in enumerate(results)
+              if r.ok and r.probe.mtu and not r.probe.expect.denied]
     mtus = _link_mtus([results[i].probe for i in wanted])
     out = list(results)
     for start in range(0, len(wanted), parallel):

@@ -13,8 +13,7 @@ from typing import Any
 
 import click
 
-from podnet import state as lab_state
-from podnet.errors import StateError
+from podnet.cli.context import require_lab
 
 __all__ = ["check_command"]
 
@@ -28,19 +27,6 @@ _HEADERS = {
     "outside": "OUTSIDE",
     "full-size": "FULL-SIZE",
 }
-
-
-def _record(cluster: str | None) -> lab_state.LabState:
-    labs = lab_state.list_labs()
-    if cluster is None:
-        if len(labs) > 1:
-            raise StateError(f"{len(labs)} labs are up ({', '.join(labs)})",
-                             hint="choose one with --cluster NAME (or PODNET_CLUSTER)")
-        cluster = labs[0] if labs else "kind"
-    record = lab_state.load(cluster)
-    if record is None:
-        raise StateError(f"no lab named {cluster} is up", hint="bring it up with `podnet up`")
-    return record
 
 
 @click.command("check")
@@ -63,11 +49,12 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
     """
     from podnet.apply.probe import run_probes
     from podnet.plan.check import probes, summarize
+    from podnet.plan.check_policy import judged
 
-    record = _record(cluster)
+    record = require_lab(cluster)
     lay = record.layout
     started = time.perf_counter()
-    planned = probes(lay, targets=targets)
+    planned, undecided = judged(lay, probes(lay, targets=targets))
     results = run_probes(planned, timeout=timeout)
     if mtu:
         from podnet.apply.probe_full import run_full_size
@@ -81,7 +68,23 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
     else:
         _print_table(lay, results, summarize(results), wide=output == "wide")
         click.echo(f"\n{passed} of {len(results)} paths work ({elapsed:.2f} s)")
+        if lay.policies:
+            click.echo(_policy_summary(results, undecided))
     sys.exit(0 if ok else 1)
+
+
+def _policy_summary(results: list[Any], undecided: int) -> str:
+    """NetworkPolicies' truth table against the packets, mismatches counted both ways."""
+    denied = [r for r in results if r.probe.expect.denied]
+    leaked = sum(not r.ok for r in denied)
+    blocked = sum(not r.ok for r in results if not r.probe.expect.denied)
+    text = (f"NetworkPolicies: {len(denied)} path(s) denied, {len(results) - len(denied)} "
+            f"allowed; {leaked} got through that policies deny, {blocked} failed that they "
+            "allow")
+    if undecided:
+        text += (f" ({undecided} left out: a Service or NodePort whose backends the policies "
+                 "treat differently)")
+    return text
 
 
 def _print_table(lay: Any, results: list[Any], matrix: dict[str, Any], *, wide: bool) -> None:

@@ -4,8 +4,8 @@ What it adds to every command, in one place:
 
 - a command that needs root says so in one line, exit status 1, before it reads anything (run
   without root, `inspect` showed empty namespaces, `tour` said no lab was up: wrong answers);
-- `--cluster`/`-C`/PODNET_CLUSTER is checked as the loader checks a cluster name, before the
-  command runs: it becomes a path under /run/podnet;
+  (`--cluster`/`-C`/PODNET_CLUSTER is checked by `context.pick_cluster`, and again by every
+  path builder of `podnet.state`, with the loader's own check of a cluster name);
 - errors: podnet's own print their message and hint; an OSError, MemoryError or RecursionError
   from the machine or the input becomes one line that says what to do; anything else is a bug
   in podnet, and says so, with its traceback, for the report.
@@ -40,6 +40,11 @@ NEEDS_ROOT: dict[str, str] = {
     "trace": "it reads the routing and nftables tables inside other namespaces",
     "graph": "it looks inside every network namespace of this host (--from FILE does not)",
     "tour": "it runs the lesson's commands inside the lab's namespaces",
+    "delete": "it removes pods and Services from the lab's namespaces",
+    "describe": "it reads the lab's records in /run/podnet and its namespaces",
+    "logs": "it reads the containers' logs in /run/podnet",
+    "capture": "it captures packets inside the lab's namespaces",
+    "netem": "it changes the queueing disciplines of links inside the lab's namespaces",
 }
 _ROOT_EXEMPT: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "graph": lambda params: params.get("source") is not None,
@@ -54,10 +59,14 @@ class _LazyGroup(click.Group):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "up": ("podnet.cli.lab", "up"),
         "down": ("podnet.cli.lab", "down"),
-        "get": ("podnet.cli.lab", "get"),
-        "exec": ("podnet.cli.lab", "exec_command"),
-        "node-exec": ("podnet.cli.lab", "node_exec"),
+        "get": ("podnet.cli.get", "get"),
+        "exec": ("podnet.cli.exec", "exec_command"),
+        "node-exec": ("podnet.cli.exec", "node_exec"),
         "explain": ("podnet.cli.lab", "explain"),
+        "delete": ("podnet.cli.delete", "delete_command"),
+        "describe": ("podnet.cli.describe", "describe_command"),
+        "logs": ("podnet.cli.logs", "logs_command"),
+        "labs": ("podnet.cli.labs", "labs_group"),
         "check": ("podnet.cli.check", "check_command"),
         "inspect": ("podnet.cli.inspect", "inspect_command"),
         "cni": ("podnet.cli.cni", "cni_group"),
@@ -82,13 +91,10 @@ class _LazyGroup(click.Group):
 
 
 def _guarded(command: click.Command, name: str) -> click.Command:
-    """The command with its --cluster checked and, if it needs root, a check for root first.
-    Done once per command object; `--help` still works for anyone."""
+    """The command with, if it needs root, a check for root first. Done once per command
+    object; `--help` still works for anyone."""
     if getattr(command, "_podnet_guarded", False):
         return command
-    for param in command.params:
-        if param.name == "cluster" and param.callback is None:
-            param.callback = _check_cluster
     callback = command.callback
     if name in NEEDS_ROOT and callback is not None:
 
@@ -102,17 +108,6 @@ def _guarded(command: click.Command, name: str) -> click.Command:
         command.callback = checked
     command._podnet_guarded = True  # type: ignore[attr-defined]
     return command
-
-
-def _check_cluster(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    from podnet.model import naming  # the loader's own check of a cluster name
-
-    if value is None:
-        return None
-    why = naming.bad_cluster_name(value)
-    if why is not None:
-        raise click.BadParameter(f"lab name {why} ({naming.CLUSTER_NAME_RULE})")
-    return value
 
 
 def _effective_caps() -> int:
@@ -145,7 +140,7 @@ def cli() -> None:
     """podnet: Kubernetes pod networking, built from real namespaces, veth pairs and routes.
 
     \b
-    lab:      up, get, exec, node-exec, explain, check, down
+    lab:      up, get, describe, logs, exec, node-exec, explain, check, down, labs
     see:      trace, graph, tour (the lesson, step by step, on the live lab)
     wire:     capture (packets on a link), netem (delay, loss, rate on a link)
     inspect:  map every namespace and veth pair on this host to its pod or process

@@ -63,11 +63,12 @@ def trace_command(source: str, destination: str, namespace: str | None, port: in
     """
     if capture and no_probe:
         raise click.UsageError("--capture watches the probe: it cannot go with --no-probe")
+    from podnet.cli.context import pick_cluster
     from podnet.trace.run import run_trace
     from podnet.trace.text import report_json, report_text
 
     report = run_trace(source, destination, namespace=namespace, port=port,
-                       send_probe=not no_probe, timeout=timeout, cluster=cluster,
+                       send_probe=not no_probe, timeout=timeout, cluster=pick_cluster(cluster),
                        status=spinner, capture=capture)
     if output == "json":
         click.echo(json.dumps(report_json(report), indent=2))

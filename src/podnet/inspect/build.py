@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from podnet.inspect import pairs as pairing
 from podnet.inspect import pods as podsrc
@@ -30,12 +30,15 @@ Probe = tuple[pairing.End, "k.Link | None"]  # an unpaired end, and what the ker
 
 
 def inspect_host(
-    *, state_dir: str = podsrc.STATE_DIR, cni_cache_dir: str = podsrc.CNI_CACHE_DIR
+    *, state_dir: str = podsrc.STATE_DIR, cni_cache_dir: str = podsrc.CNI_CACHE_DIR,
+    names: Collection[str] | None = None,
 ) -> Host:
-    """Every network namespace on this host, its interfaces and routes, and every veth pair."""
+    """Every network namespace on this host, its interfaces and routes, and every veth pair;
+    with `names`, only the namespaces of those `ip netns` names and the pairs among them."""
     from podnet.kernel import discover  # pulls in pyroute2's message layouts
 
-    refs = discover.find_namespaces()
+    # Named ones only are found by their bind mounts, without a pass over /proc.
+    refs = discover.find_namespaces() if names is None else discover.named_namespaces(names)
     by_inode = {ref.inode: ref for ref in refs}
 
     def paths(inode: int) -> list[str] | None:
@@ -59,7 +62,8 @@ def inspect_host(
                 continue  # the namespace went away meanwhile: its pairs stay unconfirmed
         matched, left = plan.match(answers)
         probes: list[Probe] = []
-        for end in left:
+        # With `names`, ends whose peer lies outside them are left unpaired (not asked about).
+        for end in left if names is None else []:
             if end.peer_netnsid is None or end.peer_netnsid < 0 or end.peer_index is None:
                 probes.append((end, None))  # same namespace and unmatched, or a dying one
                 continue

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from podnet.kernel.discover_netlink import Session
 from podnet.kernel.discover_types import NETNS_DIRS, Holder, NamespaceDump, NamespaceRef
@@ -30,6 +30,7 @@ __all__ = [
     "Session",
     "container_id_from_cgroup",
     "find_namespaces",
+    "named_namespaces",
     "parse_mountinfo",
 ]
 
@@ -113,6 +114,24 @@ def _processes() -> Iterator[tuple[int, int, Holder]]:
             continue
         cgroup = _read(f"/proc/{pid}/cgroup") or ""
         yield pid, inode, Holder(pid, comm, container_id_from_cgroup(cgroup))
+
+
+def named_namespaces(names: Iterable[str]) -> list[NamespaceRef]:
+    """Namespaces by their `ip netns` names (those that exist), from their bind mounts alone:
+    no holders are looked for."""
+    refs = []
+    for name in sorted(set(names)):
+        for directory in NETNS_DIRS:
+            path = os.path.join(directory, name)
+            try:
+                if not os.path.ismount(path):
+                    continue
+                inode = os.stat(path).st_ino
+            except OSError:
+                continue
+            refs.append(NamespaceRef.make(inode, mounts=(path,)))
+            break
+    return refs
 
 
 def find_namespaces() -> list[NamespaceRef]:

@@ -444,4 +444,5 @@ class _Loader:
             namespaces=namespaces,
             policies=policies,
             warnings=tuple(sorted(self.policies.warnings, key=_document_number)),
+            cluster_given=self.cluster_doc is not None,
         )

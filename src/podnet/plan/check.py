@@ -55,6 +55,8 @@ class Expect:
     pods: tuple[str, ...] = ()
     client: str = ""
     name: str = ""  # the hosts-file name the source must resolve to the target address
+    # NetworkPolicies deny this path (why, in words): it works when no answer comes back
+    denied: str = ""
 
     @property
     def http(self) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 from podnet.errors import Problem, TopologyError
 from podnet.ipam.pool import Pool, PoolExhaustedError
 from podnet.model.addresses import Family, IPAddress, IPInterface, IPNetwork, nth_host
+from podnet.model.policies import NamespaceSpec, NetworkPolicySpec
 from podnet.model.types import (
     INTERNET_SUBNET,
     INTERNET_SUBNET6,
@@ -185,6 +186,8 @@ class Layout:
     vxlan_port: int = 8472
     services: tuple[ServiceLayout, ...] = ()
     internet: InternetLayout | None = None
+    namespaces: tuple[NamespaceSpec, ...] = ()  # with their labels, for policies' selectors
+    policies: tuple[NetworkPolicySpec, ...] = ()
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -361,6 +364,8 @@ def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
         vxlan_port=spec.vxlan_port,
         services=services,
         internet=internet,
+        namespaces=spec.namespaces,
+        policies=spec.policies,
     )
 
 

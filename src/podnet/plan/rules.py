@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 
 from podnet.plan.layout import Layout
 from podnet.plan.services import ServiceLayout, ServicePortLayout
+from podnet.policy.nft import policy_tables
+from podnet.policy.world import world_from
 
-__all__ = ["MASQ_MARK", "TABLE", "digest_of", "node_rules", "table_body"]
+__all__ = ["MASQ_MARK", "TABLE", "digest_of", "node_rules", "table_bodies"]
 
 TABLE = "inet podnet"  # the lab's one table on every node, for both families
 MASQ_MARK = 0x4000  # kube-proxy's bit: "masquerade this connection on its way out"
@@ -203,9 +205,18 @@ def digest_of(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-def table_body(lay: Layout) -> tuple[str, str]:
-    """(digest, body with the comment that records the digest) for the nodes of `lay`."""
-    body = node_rules(lay)
-    digest = digest_of(body)
-    comment = f'comment "podnet lab {lay.cluster}: Services and egress, rules {digest}"'
-    return digest, f"{comment}\n{body}"
+def table_bodies(lay: Layout) -> dict[str, tuple[str, str]]:
+    """Per node of `lay`: (digest, the body of its `table inet podnet`, whose comment records
+    the digest). Services and egress are the same on every node; NetworkPolicies add the
+    chains of the node's own isolated pods (`podnet.policy.nft`)."""
+    services = node_rules(lay)
+    policies = policy_tables(world_from(lay)) if lay.policies else {}
+    out = {}
+    for node in lay.nodes:
+        chains = policies.get(node.name, "")
+        body = services + chains
+        digest = digest_of(body)
+        what = "Services, egress and NetworkPolicies" if chains else "Services and egress"
+        comment = f'comment "podnet lab {lay.cluster}: {what}, rules {digest}"'
+        out[node.name] = (digest, f"{comment}\n{body}")
+    return out

@@ -48,7 +48,7 @@ from podnet.plan.ops import (
     render_all,
 )
 from podnet.plan.routings import PeerPath, routing
-from podnet.plan.rules import TABLE, table_body
+from podnet.plan.rules import TABLE, table_bodies
 from podnet.runtime.hosts import node_hosts, pod_hostname, render_hosts
 
 __all__ = [
@@ -122,7 +122,7 @@ class Observed:
 
 def seen_as_planned(lay: Layout) -> Observed:
     """What a kernel that holds exactly `lay` would show: the planner's own idea of done."""
-    digest = table_body(lay)[0]
+    digests = {name: digest for name, (digest, _) in table_bodies(lay).items()}
     nodes = {}
     for node in lay.nodes:
         paths = routing(lay.routing).paths(lay, node)
@@ -130,7 +130,7 @@ def seen_as_planned(lay: Layout) -> Observed:
             routes=frozenset((p.dst, p.via) for p in paths),
             neighbours=frozenset((p.dev or "", *p.neighbour) for p in paths if p.neighbour),
             fdb=frozenset((p.dev or "", *p.fdb) for p in paths if p.fdb),
-            rules=digest,
+            rules=digests[node.name],
         )
     names = {lay.fabric_netns, *(n.netns for n in lay.nodes), *(p.netns for p in lay.pods)}
     if lay.internet is not None:
@@ -216,13 +216,14 @@ def _infrastructure(desired: Layout, current: Layout | None, seen: Observed) -> 
         if ops:
             steps.append(Step(Action.NODE_ROUTES, node.name,
                               f"{node.name} {routing(desired.routing).words}", tuple(ops)))
-    digest, body = table_body(desired)
+    bodies = table_bodies(desired)
     stale = [
         node for node in desired.nodes
-        if node.name in created or seen.nodes.get(node.name, NodeSeen()).rules != digest
+        if node.name in created or seen.nodes.get(node.name, NodeSeen()).rules
+        != bodies[node.name][0]
     ]
     if stale:
-        steps.append(_node_rules(desired, stale, body))
+        steps.append(_node_rules(desired, stale, {n.name: bodies[n.name][1] for n in stale}))
     if current is not None and _service_names(current) != _service_names(desired):
         steps.append(_pods_hosts(desired))
     return steps
@@ -290,7 +291,8 @@ def plan_down(current: Layout) -> list[Step]:
         steps.append(_internet_delete(current.internet))
     steps.append(
         Step(Action.FABRIC_DELETE, current.fabric_netns, "remove the node network",
-             (DeleteNetns(current.fabric_netns), RemoveFiles((rules_file(current),))))
+             (DeleteNetns(current.fabric_netns),
+              RemoveFiles((rules_file(current), *(rules_file(current, n) for n in current.nodes)))))
     )
     return steps
 
@@ -390,22 +392,30 @@ def nft_replace_script(body: str, table: str = TABLE) -> str:
     return "\n".join([*lines, "}"]) + "\n"
 
 
-def rules_file(lay: Layout) -> str:
-    """Where `up` leaves the nodes' nftables transaction, for people to read."""
-    return f"{lay.state_dir}/rules.nft"
+def rules_file(lay: Layout, node: NodeLayout | None = None) -> str:
+    """Where `up` leaves a nftables transaction for people to read: one for every node while
+    their tables are alike, one per node once NetworkPolicies make them differ."""
+    return f"{lay.state_dir}/nodes/{node.name}.nft" if node else f"{lay.state_dir}/rules.nft"
 
 
-def _node_rules(lay: Layout, nodes: list[NodeLayout], body: str) -> Step:
-    """One step for every node that needs the table: their transactions run side by side (each
+def _node_rules(lay: Layout, nodes: list[NodeLayout], bodies: dict[str, str]) -> Step:
+    """One step for every node that needs its table: their transactions run side by side (each
     waits on the kernel about 20 ms, mostly idle)."""
-    path = rules_file(lay)
-    ops: list[Op] = [WriteFile(path, nft_replace_script(body), mode=0o600)]
-    ops += [LoadNftTable(node.netns, TABLE, body, path) for node in nodes]
+    alike = len(set(bodies.values())) == 1
+    ops: list[Op] = []
+    for node in nodes:
+        path = rules_file(lay, None if alike else node)
+        body = bodies[node.name]
+        if not alike or node is nodes[0]:
+            ops.append(WriteFile(path, nft_replace_script(body), mode=0o600))
+        ops.append(LoadNftTable(node.netns, TABLE, body, path))
+    policies = ", and the NetworkPolicies of its pods" if lay.policies else ""
     return Step(
         Action.NODE_RULES,
         ",".join(node.name for node in nodes),
         "each node's nftables table: Services as kube-proxy's nftables mode writes them, and "
-        "pods' egress masqueraded to the node's address (one atomic transaction per node)",
+        f"pods' egress masqueraded to the node's address{policies} (one atomic transaction "
+        "per node)",
         tuple(ops),
     )
 

@@ -1,7 +1,7 @@
 """What NetworkPolicies are judged against: pods with their labels, node and addresses, the
 nodes' own addresses, namespaces with their labels, and the policies. Pure data.
 
-`world_from(spec, layout)` builds it from the lab's desired model and its concrete layout; tests
+`world_from(layout)` builds it from the lab's concrete layout; tests
 build a `World` directly. Addresses are lists, one per family (IPv4 first in dual-stack).
 """
 
@@ -21,7 +21,6 @@ from podnet.model.policies import (
 from podnet.model.types import NamedPort
 
 if TYPE_CHECKING:
-    from podnet.model.types import ClusterSpec
     from podnet.plan.layout import Layout
 
 __all__ = ["Host", "Member", "World", "world_from"]
@@ -110,10 +109,10 @@ class World:
         return [p for p in self.pods if p.node == node]
 
 
-def world_from(spec: ClusterSpec, lay: Layout) -> World:
-    """The world of a lab: its pods where the layout put them, with the labels and named ports
-    of the spec, its nodes' addresses, namespaces and policies (sorted by namespace/name, so
-    that every rendering of them is stable)."""
+def world_from(lay: Layout) -> World:
+    """The world of a lab: its pods where the layout put them, with their labels and named
+    ports, its nodes' addresses, namespaces and policies (sorted by namespace/name, so that
+    every rendering of them is stable)."""
     pods = tuple(
         Member(
             namespace=p.namespace,
@@ -136,6 +135,6 @@ def world_from(spec: ClusterSpec, lay: Layout) -> World:
     return World(
         pods=pods,
         nodes=tuple(nodes),
-        namespaces=spec.namespaces,
-        policies=tuple(sorted(spec.policies, key=lambda p: (p.namespace, p.name))),
+        namespaces=lay.namespaces,
+        policies=tuple(sorted(lay.policies, key=lambda p: (p.namespace, p.name))),
     )

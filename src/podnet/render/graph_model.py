@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ __all__ = [
     "Edge",
     "Graph",
     "Group",
+    "Service",
     "Vertex",
     "VxlanInfo",
     "build_graph",
@@ -52,6 +53,18 @@ class Group:
     netns: str  # the namespace's label
     pod: str | None = None
     node: str | None = None
+    # Why a pod is isolated, when NetworkPolicies select it ("ingress: dev/deny-all"): the
+    # drawings mark such pods. Fed by `build_graph(isolation=...)`; empty means not isolated.
+    isolation: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    title: str  # "svc dev/demo"
+    lines: tuple[str, ...]  # "10.96.217.183:80/TCP", "NodePort 30080"
+    endpoints: tuple[str, ...]  # ids of the endpoint pods' groups (those drawn)
+    key: str = ""  # dev/demo
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,7 @@ class Graph:
     groups: tuple[Group, ...] = ()
     vertices: tuple[Vertex, ...] = ()
     edges: tuple[Edge, ...] = ()
+    services: tuple[Service, ...] = ()
     index: dict[str, Group] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -98,6 +112,7 @@ class Graph:
             "groups": [asdict(g) for g in self.groups],
             "vertices": [asdict(v) for v in self.vertices],
             "edges": [asdict(e) for e in self.edges],
+            "services": [asdict(s) for s in self.services],
         }
 
     def version(self) -> str:
@@ -174,8 +189,10 @@ def build_graph(
     *,
     vxlan: Mapping[tuple[str, str], VxlanInfo] | None = None,
     everything: bool = False,
+    isolation: Mapping[str, Sequence[str]] | None = None,
 ) -> Graph:
-    """The drawing model of `host`; on a lab (unless `everything`), only the lab's namespaces."""
+    """The drawing model of `host`; on a lab (unless `everything`), only the lab's namespaces.
+    `isolation`: for pods (by NAMESPACE/NAME) that NetworkPolicies isolate, why."""
     lab = lab or LabView()
     vxlan = vxlan or {}
     roles = _lab_roles(lab)
@@ -203,8 +220,9 @@ def build_graph(
             if ns.inode in generic:
                 parent = gid[generic[ns.inode]]
         lines = tuple(x for x in _group_lines(ns, kind, lab) if x != title)
+        isolated = tuple((isolation or {}).get(ns.pod, ())) if ns.pod else ()
         groups.append(Group(gid[ns.inode], kind, title, lines, parent, ns.label, ns.pod,
-                            ns.node))
+                            ns.node, isolated))
         for iface in ns.interfaces:
             if iface.kind == "loopback":
                 continue
@@ -228,7 +246,29 @@ def build_graph(
         groups.sort(key=lambda g: (rank.get(g.kind, 4), order.get(netns_of[g.netns], 0)))
     edges = _edges(host, shown, vid, vxlan)
     title = f"podnet lab {lab.cluster}" if roles and not everything else "podnet: this host"
-    return Graph(title, tuple(groups), tuple(vertices), tuple(edges))
+    services = _services(lab, {g.pod: g.id for g in groups if g.pod}) if roles else ()
+    return Graph(title, tuple(groups), tuple(vertices), tuple(edges), services)
+
+
+def _services(lab: LabView, pod_groups: Mapping[str, str]) -> tuple[Service, ...]:
+    out = []
+    for n, svc in enumerate(lab.services):
+        key = f"{svc.get('namespace')}/{svc.get('name')}"
+        ips = svc.get("cluster_ips") or [svc.get("cluster_ip")]
+        lines = []
+        for port in svc.get("ports") or []:
+            if not isinstance(port, dict):
+                continue
+            for ip in ips:
+                host = f"[{ip}]" if ":" in str(ip) else str(ip)
+                lines.append(f"{host}:{port.get('port')}/{port.get('protocol', 'TCP')}")
+            if port.get("node_port"):
+                lines.append(f"NodePort {port.get('node_port')}/{port.get('protocol', 'TCP')}")
+        ends = [str(e) for e in svc.get("endpoints") or []]
+        lines.append(f"{len(ends)} endpoint{'s' if len(ends) != 1 else ''}")
+        out.append(Service(f"s{n}", f"svc {key}", tuple(lines),
+                           tuple(pod_groups[e] for e in ends if e in pod_groups), key))
+    return tuple(out)
 
 
 def _group_lines(ns: Namespace, kind: str, lab: LabView) -> tuple[str, ...]:
@@ -237,7 +277,13 @@ def _group_lines(ns: Namespace, kind: str, lab: LabView) -> tuple[str, ...]:
     if kind == "node":
         node = next((n for n in lab.nodes if n.get("netns") == ns.name), None)
         if node is not None:
-            lines.append(f"{str(node.get('ip', '')).split('/')[0]}, pods {node.get('pod_cidr')}")
+            # One line per family: "172.18.0.3, pods 10.244.1.0/24", then IPv6's.
+            ips = [str(ip).split("/")[0] for ip in node.get("ips") or [node.get("ip", "")]]
+            cidrs = [str(c) for c in node.get("pod_cidrs") or [node.get("pod_cidr")] if c]
+            for n, ip in enumerate(ips):
+                pods = cidrs[n] if n < len(cidrs) else ("on the node network" if not cidrs
+                                                        else "")
+                lines.append(f"{ip}, pods {pods}" if pods else ip)
     return tuple(lines)
 
 

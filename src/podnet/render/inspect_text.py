@@ -17,6 +17,7 @@ __all__ = [
     "describe_interface",
     "render_json",
     "render_table",
+    "route_text",
     "to_json",
 ]
 
@@ -160,7 +161,8 @@ def _peer_text(end: PairEnd, pair: VethPair) -> str:
     return f"{end.ifname} in {end.netns}"
 
 
-def _route_text(r: Route) -> str:
+def route_text(r: Route) -> str:
+    """A route as `ip route` prints it."""
     parts = [r.dst]
     if r.gateway:
         parts += ["via", r.gateway]
@@ -175,56 +177,60 @@ def _route_text(r: Route) -> str:
     return " ".join(parts)
 
 
-def _table(title: str, headers: Sequence[str]) -> Any:
+def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
+    """A rich table that may wrap a cell between words but never inside one: each column is
+    at least as wide as its longest word (a name, an address), so a narrow terminal gets
+    wrapped lists, never `veth126e4b1` over `2`. Cells are plain text, never markup."""
     from rich.table import Table  # 60 ms: only when a table is asked for
+    from rich.text import Text
 
     table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    for header in headers:
-        table.add_column(header, overflow="fold")
+    for i, header in enumerate(headers):
+        longest = max((len(word) for row in rows for word in row[i].split()),
+                      default=0)
+        table.add_column(header, overflow="fold", min_width=max(longest, len(header)))
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
     return table
 
 
-def _add(table: Any, *cells: str) -> None:
-    """One row of plain text: names, paths and kernel messages are never read as rich markup
-    ("[not read: ...]" once vanished, and a name with '[' in it would be cut)."""
-    from rich.text import Text
-
-    table.add_row(*(Text(cell) for cell in cells))
+def _needed(table: Any) -> int:
+    """The narrowest width at which no column is below its minimum."""
+    return sum(c.min_width or 0 for c in table.columns) + 2 * (len(table.columns) - 1)
 
 
 def _namespaces_table(host: Host, wide: bool) -> Any:
-    table = _table("network namespaces",
-                   ("NETNS", "OWNER", "HOLDERS", "INTERFACES", *(("INODE",) if wide else ())))
+    rows = []
     for ns in host.namespaces:
         ifaces = _first([i.ifname for i in ns.interfaces], 8)
         if ns.error:
             ifaces = f"[not read: {ns.error}]"
         label = ns.label + (" (podnet)" if ns.current and ns.label != "host" else "")
         row = [label, _owner(ns), _holders(ns.holders, 6 if wide else 3), ifaces]
-        _add(table, *row, *((str(ns.inode),) if wide else ()))
-    return table
+        rows.append([*row, *((str(ns.inode),) if wide else ())])
+    return _table("network namespaces",
+                  ("NETNS", "OWNER", "HOLDERS", "INTERFACES", *(("INODE",) if wide else ())),
+                  rows)
 
 
 def _pairs_table(host: Host, wide: bool) -> Any:
-    table = _table("\nveth pairs", ("NETNS", "VETH", "MASTER", "ADDRESSES", "", "PEER NETNS",
-                                      "PEER", "ADDRESSES", "OWNER"))
+    rows = []
     for pair in host.veth_pairs:
         a, b = pair.ends
         owner = host.by_inode.get(b.inode) if b.inode else None
         far = b.netns or ("(gone)" if pair.status == "peer-gone" else "(not visible)")
-        _add(
-            table,
+        rows.append([
             a.netns or "?", a.ifname or "?", a.master or "-",
             _addresses(a.addresses, link_local=wide), "===" if pair.status == "ok" else "=/=",
             far, b.ifname or "?", _addresses(b.addresses, link_local=wide),
             _owner(owner) if owner else "-",
-        )
-    return table
+        ])
+    return _table("\nveth pairs", ("NETNS", "VETH", "MASTER", "ADDRESSES", "", "PEER NETNS",
+                                      "PEER", "ADDRESSES", "OWNER"), rows)
 
 
 def _interfaces_table(host: Host) -> Any:
-    table = _table("\ninterfaces", ("NETNS", "IFACE", "KIND", "STATE", "MTU", "MAC", "MASTER",
-                                      "ADDRESSES", "PEER"))
+    rows = []
     for ns in host.namespaces:
         for i in ns.interfaces:
             peer = "-"
@@ -232,17 +238,15 @@ def _interfaces_table(host: Host) -> Any:
                 peer = f"{i.peer.ifname}@{i.peer.netns}"
             elif i.peer is not None:
                 peer = f"{i.peer.ifname or '?'} ({i.peer.status})"
-            _add(table, ns.label, i.ifname, i.kind, i.state, str(i.mtu or "-"), i.mac or "-",
-                 i.master or "-", _addresses(i.addresses, link_local=True), peer)
-    return table
+            rows.append([ns.label, i.ifname, i.kind, i.state, str(i.mtu or "-"), i.mac or "-",
+                         i.master or "-", _addresses(i.addresses, link_local=True), peer])
+    return _table("\ninterfaces", ("NETNS", "IFACE", "KIND", "STATE", "MTU", "MAC", "MASTER",
+                                      "ADDRESSES", "PEER"), rows)
 
 
 def _routes_table(host: Host) -> Any:
-    table = _table("\nroutes (main table)", ("NETNS", "ROUTE", "PROTO"))
-    for ns in host.namespaces:
-        for r in ns.routes:
-            _add(table, ns.label, _route_text(r), r.protocol)
-    return table
+    rows = [[ns.label, route_text(r), r.protocol] for ns in host.namespaces for r in ns.routes]
+    return _table("\nroutes (main table)", ("NETNS", "ROUTE", "PROTO"), rows)
 
 
 def render_table(host: Host, *, wide: bool = False, width: int | None = None,
@@ -251,13 +255,16 @@ def render_table(host: Host, *, wide: bool = False, width: int | None = None,
     from rich.console import Console  # 60 ms: only when a table is asked for
 
     out = io.StringIO()
-    console = Console(file=out, width=width or 160, force_terminal=color, no_color=not color,
-                      highlight=False, soft_wrap=False)
-    console.print(_namespaces_table(host, wide))
-    console.print(_pairs_table(host, wide))
+    tables = [_namespaces_table(host, wide), _pairs_table(host, wide)]
     if wide:
-        console.print(_interfaces_table(host))
-        console.print(_routes_table(host))
+        tables += [_interfaces_table(host), _routes_table(host)]
+    for table in tables:
+        # Narrower than the words it holds, a table overflows (as kubectl's do) rather than
+        # splitting a name or an address; wider terminals get it laid out to fit.
+        console = Console(file=out, width=max(width or 160, _needed(table)),
+                          force_terminal=color, no_color=not color, highlight=False,
+                          soft_wrap=False)
+        console.print(table)
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()).strip("\n")
 
 

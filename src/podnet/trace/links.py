@@ -140,6 +140,12 @@ class LinkWalker(WalkerBase):
         if problem:
             return self.fail(ns, "bridge", text, "interface down", tuple(commands),
                              (*words, problem), pkt)
+        if arrived is not None and self._bridged_to_netfilter(ns):
+            # br_netfilter shows a bridged frame to the forward hook (NetworkPolicies, a drop
+            # rule), with the bridge as both interfaces.
+            pkt, broken, _ = self.hook(ns, "forward", pkt, iif=bridge.ifname, oif=bridge.ifname)
+            if broken is not None:
+                return broken
         self.add(ns, "bridge", text, tuple(commands), notes=tuple(words), dev=port)
         self.fits(port, f"bridge {bridge.ifname} drops frames larger than its port's MTU, "
                   "and no ICMP tells the sender: a black hole")
@@ -148,6 +154,9 @@ class LinkWalker(WalkerBase):
         self.add(ns, "leave", f"leaves by bridge port {port.ifname} ({port.kind}): beyond what "
                  "podnet can follow", status="warn", reason="left")
         return self.end("left", pkt, ns)
+
+    def _bridged_to_netfilter(self, ns: Namespace) -> bool:
+        return self.reads.sysctl(ns, "net.bridge.bridge-nf-call-iptables") == "1"
 
     def owner_mac(self, ip: str) -> str | None:
         owner = self.owners.get(ip)

@@ -27,6 +27,7 @@ from podnet.trace.target import (
 from podnet.trace.walk import HostIndex, walk
 
 if TYPE_CHECKING:
+    from podnet.trace.policy import PolicyWords
     from podnet.trace.wire import Wire
 
 __all__ = ["judge", "run_trace", "trace_between"]
@@ -59,7 +60,20 @@ def run_trace(
     with Lookup() as lookup:
         return trace_between(host, KernelReads(lookup), src, dst, port=port,
                              send_probe=send_probe, timeout=timeout, status=status,
-                             capture=capture)
+                             capture=capture, policy=_policy_words(lab.cluster))
+
+
+def _policy_words(cluster: str) -> PolicyWords | None:
+    """The lab's NetworkPolicies, in words for the trace (None: no lab, or no policies)."""
+    from podnet import state as lab_state
+
+    record = lab_state.load(cluster) if cluster else None
+    if record is None or not record.layout.policies:
+        return None
+    from podnet.policy.world import world_from
+    from podnet.trace.policy import policy_words
+
+    return policy_words(world_from(record.layout))
 
 
 def trace_between(
@@ -73,6 +87,7 @@ def trace_between(
     timeout: float = 2.0,
     status: Status | None = None,
     capture: bool = False,
+    policy: PolicyWords | None = None,
 ) -> TraceReport:
     from podnet.trace.probe import echo_ident, free_port, probe
     from podnet.trace.world import namespace_path
@@ -81,7 +96,7 @@ def trace_between(
     proto = "tcp" if port is not None else "icmp"
     result: ProbeResult | None = None
     first = reads.route(src, dst.ip)
-    index = HostIndex(host)
+    index = HostIndex(host, policy)
     wire: Wire | None = None
     seen = None
     bound = free_port(namespace_path(src)) if capture and port is not None else None
@@ -101,7 +116,6 @@ def trace_between(
     if result is not None and result.local and ":" in result.local:
         sport = int(result.local.rsplit(":", 1)[1])
     packet = Packet(first.src or str(ipaddress.IPv4Address(0)), dst.ip, proto, sport, port)
-    index = HostIndex(host)
     size = result.full.size if result is not None and result.full is not None else 0
     forward = _blame_size(_walk_backend(host, reads, src, packet, result, index, size), result)
     if wire is not None and seen is not None:

@@ -5,6 +5,7 @@ itself builds on this: `links` (leaving a namespace), then `walk` (routing, deli
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from podnet.inspect.model import Host, Interface, Namespace
 from podnet.kernel.lookup import Vxlan
@@ -12,6 +13,9 @@ from podnet.trace.model import Hop, HopStatus, Outcome, Path, Reads
 from podnet.trace.nft import HookContext, Nat, Packet, Ruleset, apply_nat, evaluate
 from podnet.trace.nft_xt import bind
 from podnet.trace.words import ipv4, nat_text, ns_exec, owner_of, shaping_words
+
+if TYPE_CHECKING:
+    from podnet.trace.policy import PolicyWords
 
 __all__ = ["HostIndex", "State", "Tunnel", "WalkerBase"]
 
@@ -23,7 +27,9 @@ class HostIndex:
     """What every walk over one host looks up: namespaces by label, and who owns an address.
     Built once per trace (a lab of 200 pods has thousands of addresses)."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, policy: PolicyWords | None = None) -> None:
+        # With a lab's NetworkPolicies: the words for what a policy's rule did to a packet.
+        self.policy = policy
         self.by_label = {ns.label: ns for ns in host.namespaces}
         self.owners: dict[str, tuple[Namespace, Interface]] = {}
         self.local: dict[int, frozenset[str]] = {}
@@ -176,16 +182,21 @@ class WalkerBase:
         result = evaluate(rules, ctx, pkt, pick=self.pick, prefer=self.prefer)
         self.mark = result.mark
         notes = tuple(result.notes)
+        said = self.index.policy(pkt, result) if self.index and self.index.policy else None
         if result.verdict in ("drop", "reject") and result.rule is not None:
             rule = result.rule
             what = "policy drop" if rule.handle is None else f"rule handle {rule.handle}"
             text = (f"nftables {hook}: {result.verdict} by {rule.where()} {what}: "
                     f"`{rule.text}`")
+            if said:
+                text = f"nftables {hook}: {said} ({rule.where()} {what})"
             # The interface it would have left by (arrived on, if it was not routed yet): a
             # capture there shows the rule's effect.
             dev = ns.interface(oif or iif or "")
             return pkt, self.fail(ns, "filter", text, "rule drop",
                                   (ns_exec(ns, rule.command()),), notes, pkt, dev), []
+        if said:
+            self.add(ns, "filter", f"nftables {hook}: {said}", (ns_exec(ns, "nft list ruleset"),))
         out = pkt
         for nat in result.nat:
             before = out
