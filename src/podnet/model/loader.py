@@ -147,8 +147,9 @@ def _document_number(problem: Problem) -> int:
 
 
 def load_file(path: str) -> ClusterSpec:
-    """Load the topology in `path`; an unreadable, oversized or binary file is a
-    `TopologyError` too, found before any parser runs."""
+    """Load the topology in `path` ("-": standard input, as kubectl's `-f -`); an unreadable,
+    oversized or binary file is a `TopologyError` too, found before any parser runs."""
+    source = "standard input" if path == "-" else path
     try:
         text = read_bounded(path, MAX_TOPOLOGY).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -156,9 +157,9 @@ def load_file(path: str) -> ClusterSpec:
         hint = "check the path"
         if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
             hint = "a topology of 5,000 pods is about 1.3 MB: is this the file you meant?"
-        problem = Problem("file", path, f"cannot be read: {reason}", hint)
-        raise TopologyError([problem], source=path) from None
-    return load_topology(text, source=path)
+        problem = Problem("file", source, f"cannot be read: {reason}", hint)
+        raise TopologyError([problem], source=source) from None
+    return load_topology(text, source=source)
 
 
 @functools.cache
