@@ -21,10 +21,10 @@ __all__ = ["down", "explain", "load_spec", "up"]
 
 
 def load_spec(path: str | None) -> tuple[ClusterSpec, str]:
-    from podnet.model.loader import default_topology, load_file, load_topology
+    from podnet.model.loader import default_topology, load_file
 
-    if path == "-":  # kubectl's `-f -`: the manifests on standard input
-        spec, source = load_topology(sys.stdin.read(), source="standard input"), ""
+    if path == "-":  # kubectl's `-f -`: the manifests on standard input (bounded, as a file)
+        spec, source = load_file("-"), ""
     elif path:
         spec, source = load_file(path), os.path.abspath(path)
     else:
