@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.helpers import (
+    PODNET,
     STATE_ROOT,
     assert_refused,
     netns_names,
@@ -161,6 +162,10 @@ def test_bad_input_is_refused_and_creates_nothing(tmp_path: Path, case: str) -> 
 def test_dev_zero_is_refused_at_once() -> None:
     done = podnet("up", "-f", "/dev/zero", check=False, timeout=30)
     assert_refused(done, "larger than 8 MiB")
+    with open("/dev/zero", "rb") as zero:  # `-f -`, kubectl's standard input, the same
+        piped = subprocess.run([*PODNET, "up", "-f", "-"], stdin=zero, capture_output=True,
+                               text=True, timeout=30, check=False)
+    assert_refused(piped, "standard input", "larger than 8 MiB")
     assert not os.path.exists(f"{STATE_ROOT}/kind")
 
 
