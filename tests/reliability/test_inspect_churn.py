@@ -9,6 +9,8 @@ on the host any more. Both are normal events: the end is "gone", the rest is sho
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -18,7 +20,7 @@ import pytest
 
 from podnet.inspect.build import inspect_host
 from podnet.render.inspect_text import render_json, render_table
-from tests.reliability.helpers import netns_names, podnet
+from tests.reliability.helpers import netns_names, podnet, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -42,7 +44,10 @@ done
 
 @pytest.fixture
 def churn() -> Iterator[None]:
-    proc = subprocess.Popen(["bash", "-c", CHURN], stderr=subprocess.DEVNULL)
+    # Its own process group: the `ip` it is running is stopped with it, not left to finish a
+    # namespace after the clean-up looked.
+    proc = subprocess.Popen(["bash", "-c", CHURN], stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 10
         while "churn-keep" not in netns_names():
@@ -50,12 +55,27 @@ def churn() -> Iterator[None]:
             time.sleep(0.01)
         yield
     finally:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        wait_for(lambda: not _group_alive(proc.pid), "the churn's processes outlived it")
         for name in netns_names():
             if name.startswith("churn-"):
                 subprocess.run(["ip", "netns", "del", name], check=False,
                                stderr=subprocess.DEVNULL)
+        assert not [n for n in netns_names() if n.startswith("churn-")]
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies waiting for init do not)."""
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def test_inspect_under_churn_never_fails(churn: None) -> None:
