@@ -115,9 +115,6 @@ def test_kill_then_down_leaves_nothing_and_up_builds_it_whole(
           f"{lag * 1000:.0f} ms later, {len(late)} forked after; down clean; up whole")
 
 
-@pytest.mark.xfail(reason="the planner takes a half-built pod (namespace made, UTS file not yet) "
-                   "for a built one and only restarts it: 'pod UTS namespace ...: No such file' "
-                   "(plan/steps.py `_pods`, the lead's rewrite)", strict=False)
 @pytest.mark.parametrize("point", POINTS)
 def test_kill_then_up_straight_after_builds_it_whole(
     tmp_path: Path, labs: list[str], point: int

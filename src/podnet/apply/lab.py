@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -42,7 +43,11 @@ def observe(record: lab_state.LabState | None) -> Observed:
     if record is None:
         return Observed(netns=frozenset(netns.list_named()))
     lay = record.layout
-    names = frozenset(netns.list_named())
+    # A pod or node counts as built when its namespace exists and so does the file its creation
+    # writes last (its hosts file): a crash in the middle of one leaves the namespace alone, and
+    # the next `up` must build it again rather than only start its containers.
+    half_built = {o.netns for o in (*lay.pods, *lay.nodes) if not os.path.exists(o.hosts_file)}
+    names = frozenset(netns.list_named()) - half_built
     running = set()
     owners = [(p.key, len(p.containers)) for p in lay.pods]
     if lay.internet is not None:
