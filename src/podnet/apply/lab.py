@@ -46,7 +46,8 @@ def observe(record: lab_state.LabState | None) -> Observed:
     # A pod or node counts as built when its namespace exists and so does the file its creation
     # writes last (its hosts file): a crash in the middle of one leaves the namespace alone, and
     # the next `up` must build it again rather than only start its containers.
-    half_built = {o.netns for o in (*lay.pods, *lay.nodes) if not os.path.exists(o.hosts_file)}
+    half_built = {p.netns for p in lay.pods if not os.path.exists(p.hosts_file)}
+    half_built |= {n.netns for n in lay.nodes if not os.path.exists(n.hosts_file)}
     names = frozenset(netns.list_named()) - half_built
     running = set()
     owners = [(p.key, len(p.containers)) for p in lay.pods]

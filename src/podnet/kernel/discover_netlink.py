@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from podnet.errors import KernelError
 from podnet.kernel import discover_schema as schema
-from podnet.kernel import syscalls
+from podnet.kernel import netns
 from podnet.kernel.discover_schema import Rtnl
 from podnet.kernel.discover_types import Address, Link, NamespaceDump, Nexthop, Route
 
@@ -232,11 +232,9 @@ class Session:
     Read-only: it opens sockets and asks; it never sets a link, address, route or sysctl.
     """
 
-    def __init__(self) -> None:
-        self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-
     def close(self) -> None:
-        os.close(self._home)
+        """Nothing to release: each visit to a namespace comes back on its own (kept so that
+        a Session is a context manager)."""
 
     def __enter__(self) -> Session:
         return self
@@ -274,18 +272,9 @@ class Session:
         """A netlink socket in the namespace behind `fd` (None: the one this thread started in)."""
         if fd is None:
             return _Socket()
-        try:
-            syscalls.setns(fd, syscalls.CLONE_NEWNET)
-        except OSError as exc:
-            raise KernelError(
-                f"cannot enter network namespace: {exc.strerror}",
-                errno=exc.errno,
-                hint="inspect needs root (CAP_SYS_ADMIN) to look inside other namespaces",
-            ) from None
-        try:
+        with netns.entered(fd, hint="inspect needs root (CAP_SYS_ADMIN) to look inside other "
+                                    "namespaces"):
             return _Socket()
-        finally:
-            syscalls.setns(self._home, syscalls.CLONE_NEWNET)
 
     def dump(self, paths: list[str] | None, inode: int) -> NamespaceDump:
         """Links, addresses and main-table routes of one namespace; failures land in `.error`."""

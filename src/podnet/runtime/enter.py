@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from podnet.errors import KernelError, NotPermittedError, ObjectMissingError, ProcessError
+from podnet.errors import KernelError, ObjectMissingError, ProcessError, os_error
 from podnet.kernel import syscalls
 from podnet.kernel.netns import NETNS_DIR
 
@@ -307,6 +307,4 @@ def _mount_sysfs() -> None:
 
 
 def _kernel_error(exc: OSError, what: str) -> KernelError:
-    if exc.errno in (errno.EPERM, errno.EACCES):
-        return NotPermittedError(f"{what}: {exc.strerror}", errno=exc.errno)
-    return KernelError(f"{what}: {exc.strerror}", errno=exc.errno)
+    return os_error(exc, what)
