@@ -7,6 +7,8 @@
     │   ├── ObjectExistsError    the kernel object is already there (FileExistsError)
     │   ├── ObjectMissingError   the kernel object is not there (FileNotFoundError)
     │   └── NotPermittedError    the kernel said EPERM/EACCES (PermissionError)
+    │       └── NeedsRootError   a command that needs root ran without it (one line)
+    ├── InputError               a file or value given to a command cannot be used
     ├── ProcessError             a container process could not start, be found or stopped
     ├── ApplyError               a step of `up` failed; what ran was rolled back
     └── CniError                 a CNI request failed with a spec error code
@@ -19,9 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BUG_REPORT",
     "ApplyError",
     "CniError",
+    "InputError",
     "KernelError",
+    "NeedsRootError",
     "NotPermittedError",
     "ObjectExistsError",
     "ObjectMissingError",
@@ -45,6 +50,12 @@ CNI_DECODE_ERROR = 6
 CNI_INVALID_CONFIG = 7
 CNI_TRY_AGAIN = 11
 CNI_PLUGIN_NOT_AVAILABLE = 50
+
+# Where a person sends what an unexpected exception printed (the one place that says it).
+BUG_REPORT = (
+    "please report it to the podnet project's issue tracker with the command you ran and the "
+    "traceback above"
+)
 
 
 class PodnetError(Exception):
@@ -120,6 +131,19 @@ class ObjectMissingError(KernelError, FileNotFoundError):
 
 class NotPermittedError(KernelError, PermissionError):
     default_hint = "podnet changes kernel network state: run it as root (or with CAP_NET_ADMIN)"
+
+
+class NeedsRootError(NotPermittedError):
+    """Said before anything is read or changed; the message says what to do, so no hint."""
+
+    default_hint = ""
+
+
+class InputError(PodnetError, ValueError):
+    """A file or value given on the command line is not what the command needs (a topology
+    has its own, `TopologyError`, listing every problem)."""
+
+    cni_code = CNI_INVALID_CONFIG
 
 
 class ProcessError(PodnetError):

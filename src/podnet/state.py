@@ -4,10 +4,15 @@ The record is the layout plus the container processes started (PID and start tim
 atomically (temp file, fsync-free rename: /run is tmpfs and vanishes with the kernel objects at
 reboot anyway), 0600, never through a symlink. It is read by `exec` on every call, so loading it
 imports nothing heavy.
+
+Every path here is built by `lab_dir`, which accepts only a name the topology loader accepts
+(`naming.bad_cluster_name`): a `--cluster ../victim` never becomes a path. A full or read-only
+/run is a `StateError` that says so, never a raw OSError.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import ipaddress
 import json
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.errors import StateError
-from podnet.model import codec
+from podnet.model import codec, naming
 from podnet.model.policies import NamespaceSpec, NetworkPolicySpec
 from podnet.model.types import ContainerSpec
 from podnet.plan.layout import (
@@ -34,6 +39,7 @@ from podnet.plan.services import ServiceLayout, ServicePortLayout
 __all__ = [
     "ContainerRecord",
     "LabState",
+    "lab_dir",
     "list_labs",
     "load",
     "locked",
@@ -71,8 +77,17 @@ class LabState:
         return [c for c in self.containers if c.pod == pod_key]
 
 
+def lab_dir(cluster: str) -> str:
+    """/run/podnet/<cluster>, for a name the loader would accept; StateError for any other
+    (`../victim`, `a/b`, `.`): no path is ever built from a name nobody checked."""
+    why = naming.bad_cluster_name(cluster)
+    if why is not None:
+        raise StateError(f"lab name {why}", hint=naming.CLUSTER_NAME_RULE)
+    return f"{STATE_ROOT}/{cluster}"
+
+
 def journal_path(cluster: str) -> str:
-    return f"{STATE_ROOT}/{cluster}/journal"
+    return f"{lab_dir(cluster)}/journal"
 
 
 def record_netns(state: LabState, name: str, inode: int) -> None:
@@ -102,45 +117,84 @@ def _replay(cluster: str, state: LabState) -> None:
 
 
 def state_path(cluster: str) -> str:
-    return f"{STATE_ROOT}/{cluster}/state.json"
+    return f"{lab_dir(cluster)}/state.json"
 
 
 def list_labs() -> list[str]:
     try:
-        return sorted(
-            d for d in os.listdir(STATE_ROOT) if os.path.isfile(state_path(d))
-        )
+        entries = os.listdir(STATE_ROOT)
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise _state_error(exc, STATE_ROOT, "read") from None
+    return sorted(
+        d for d in entries
+        if naming.bad_cluster_name(d) is None and os.path.isfile(state_path(d))
+    )
 
 
 @contextmanager
 def locked(cluster: str) -> Iterator[None]:
-    """One `up` or `down` at a time per lab."""
-    directory = f"{STATE_ROOT}/{cluster}"
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(f"{directory}/lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    """One `up` or `down` at a time per lab. A lab left with no record and nothing in its
+    journal (a dry run, an `up` refused before it made anything) leaves no directory behind."""
+    directory = lab_dir(cluster)
+    fd = _lock(directory, cluster)
     try:
+        yield
+    finally:
+        try:
+            if not os.path.lexists(f"{directory}/state.json") and not _journal_holds(cluster):
+                remove(cluster)  # while we hold the lock: see _lock
+        finally:
+            os.close(fd)
+
+
+def _journal_holds(cluster: str) -> bool:
+    try:
+        return os.stat(journal_path(cluster), follow_symlinks=False).st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _lock(directory: str, cluster: str) -> int:
+    path = f"{directory}/lock"
+    while True:
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _state_error(exc, path, "create") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise StateError(
                 f"another podnet command is changing lab {cluster}",
                 hint="wait for it to finish; the lock is released when it exits",
             ) from None
-        yield
-    finally:
+        # The holder we waited for may have removed the file (`down`, or a lab that came to
+        # nothing) after we opened it: a lock on a removed file locks nothing, so start again.
+        try:
+            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
         os.close(fd)
 
 
 def save(state: LabState) -> None:
     path = state_path(state.layout.cluster)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(_encode(state), fh, indent=1)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_encode(state), fh, indent=1)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with suppress(OSError):
+            os.unlink(tmp)  # half written: never leave it for a reader to trip on
+        raise _state_error(exc, path, "write") from None
     with suppress(FileNotFoundError):  # what it noted is in the record now
         os.truncate(journal_path(state.layout.cluster), 0)
 
@@ -152,7 +206,7 @@ def load(cluster: str) -> LabState | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StateError(f"cannot read {path}: {exc.strerror}") from None
+        raise _state_error(exc, path, "read") from None
     with os.fdopen(fd) as fh:
         try:
             data = json.load(fh)
@@ -169,18 +223,48 @@ def load(cluster: str) -> LabState | None:
                 f"{path} is damaged ({exc})",
                 hint=f"remove the lab's namespaces by hand (ip netns list) and then {path}",
             ) from None
+    if state.layout.cluster != cluster:
+        raise StateError(
+            f"{path} records lab {state.layout.cluster!r}, not {cluster!r}",
+            hint=f"it is not podnet's record of {cluster}: look at it, then remove it",
+        )
     _replay(cluster, state)
     return state
 
 
 def remove(cluster: str) -> None:
-    directory = f"{STATE_ROOT}/{cluster}"
+    """The lab's files, then its directories if nothing else is left in them."""
+    from podnet.runtime.pod import sweep_leftovers  # `down` only: exec never pays for it
+
+    directory = lab_dir(cluster)
+    for sub in ("pods", "nodes", ""):
+        sweep_leftovers(f"{directory}/{sub}".rstrip("/"))  # a kill mid-write leaves these
     for name in ("state.json", "state.json.tmp", "rules.nft", "journal", "lock"):
         with suppress(FileNotFoundError):
             os.unlink(f"{directory}/{name}")
     for sub in ("pods", "nodes", "logs", ""):
         with suppress(OSError):  # not empty (a file we did not make) or already gone: leave it
             os.rmdir(f"{directory}/{sub}".rstrip("/"))
+
+
+def _state_error(exc: OSError, path: str, doing: str) -> StateError:
+    """An OSError on podnet's own files, said for people: what, where, and what to do."""
+    hints = {
+        errno.ENOSPC: f"{STATE_ROOT} is full (a tmpfs, in memory): see `df {STATE_ROOT}`, free "
+        "space there, then run the command again",
+        errno.EDQUOT: f"the disk quota of {STATE_ROOT} is used up: free space there",
+        errno.EROFS: f"{STATE_ROOT} is read-only here: podnet needs it writable",
+        errno.EACCES: "podnet keeps its records under /run/podnet: run it as root",
+        errno.EPERM: "podnet keeps its records under /run/podnet: run it as root",
+        errno.ENOTDIR: "a file stands where podnet expects a directory: remove it if it is "
+        "not yours",
+        errno.EEXIST: "a file stands where podnet expects a directory: remove it if it is "
+        "not yours",
+        errno.ELOOP: "a symbolic link stands where podnet keeps its records: podnet never "
+        "follows one there; remove it",
+    }
+    return StateError(f"cannot {doing} {path}: {exc.strerror}",
+                      hint=hints.get(exc.errno or 0, ""))
 
 
 # --- JSON shape (documented in the README; inspect and exec read it) ---------------------------
@@ -393,7 +477,7 @@ def _decode(d: dict[str, Any]) -> LabState:
         mtu=d["mtu"],
         nodes=nodes,
         pods=tuple(pods),
-        state_dir=f"{STATE_ROOT}/{d['cluster']}",
+        state_dir=lab_dir(d["cluster"]),
         pod_subnets=tuple(ipaddress.ip_network(n) for n in d["pod_subnets"]),
         service_subnets=tuple(ipaddress.ip_network(n) for n in d["service_subnets"]),
         vxlan_vni=vxlan.get("vni", 1),

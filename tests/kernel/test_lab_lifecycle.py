@@ -1,6 +1,7 @@
 """Lab lifecycle through the real CLI: down leaves nothing, converge, rollback, bad input.
 
 Each test starts from an empty sandbox (the shared default lab of test_lab.py is down by then).
+Crashes (kill -9 mid-`up`) are tested in tests/reliability/test_crash.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.test_lab import (
-    PODNET,
     host_snapshot,
     netns_list,
     podnet,
@@ -139,50 +139,3 @@ def _poll(attempt: Callable[[], subprocess.CompletedProcess[str]], tries: int = 
             return str(result.stdout)
         time.sleep(0.1)
     raise AssertionError("the sidecar never answered on localhost:9090")
-
-
-def test_a_crash_mid_up_then_down_leaves_nothing(tmp_path: Path) -> None:
-    """SIGKILL during `up` (after some pods and containers exist), then `down`: no namespace, no
-    container process and no state is left; a new `up` then builds the lab whole."""
-    before = host_snapshot()
-    topo = write_topology(tmp_path, replicas=60)
-    state = "/run/podnet/small/state.json"
-    proc = subprocess.Popen([*PODNET, "up", "-q", "-f", str(topo)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while netns_list().count("cni-") < 10 and time.monotonic() < deadline:
-        time.sleep(0.01)  # poll: kill it once it is well into building pods
-    proc.kill()
-    proc.wait()
-    assert os.path.exists(state), "the intent is recorded before anything is built"
-    _wait_for(lambda: not _responders(), "containers nobody recorded outlived the crash")
-    podnet("down", "-q", "-C", "small")
-    assert netns_list() == "" and not os.path.exists(state)
-    assert host_snapshot() == before
-    podnet("up", "-q", "-f", str(topo))
-    assert len(pods_of("small")) == 60
-    podnet("down", "-q", "-C", "small")
-    _wait_for(lambda: not _responders(), "containers outlived down")
-
-
-def _responders() -> list[int]:
-    """PIDs of live built-in responders (their process title) in this sandbox."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    title = fh.read()
-            except OSError:
-                continue
-            if title.startswith(b"podnet-http") and not dead(int(entry)):
-                found.append(int(entry))
-    return found
-
-
-def _wait_for(condition: Callable[[], bool], message: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.05)

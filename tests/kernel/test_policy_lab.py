@@ -148,7 +148,9 @@ def test_a_label_and_a_policy_change_take_effect_without_restarts(lab: tuple[Pat
     podnet("up", "-q", "-f", str(path))
     assert not reaches("default/client", url), "its new label is no longer allowed"
     path.write_text(topology(networking, ""))  # the policies removed: nothing isolated
-    podnet("up", "-q", "-f", str(path))
+    kept = podnet("up", "-q", "-f", str(path))
+    assert "networkpolicy dev/allow-client" in kept.stderr, "kept unless pruned, as kubectl"
+    podnet("up", "-q", "--prune", "-f", str(path))
     assert reaches("other/intruder", url) and reaches("default/client", url)
     path.write_text(topology(networking, DENY + ALLOW))
     podnet("up", "-q", "-f", str(path))

@@ -1,4 +1,5 @@
-"""The topology loader's happy paths (podnet.model.loader); bad input is in tests/golden."""
+"""The topology loader (podnet.model.loader): its happy paths, and the bounds it puts on input
+before parsing; the wording of errors is golden (tests/golden)."""
 
 from __future__ import annotations
 
@@ -213,12 +214,20 @@ def test_custom_topology() -> None:
     assert spec.node("edge") == NodeSpec("edge", "worker")
 
 
-def test_empty_file_is_kinds_default_cluster() -> None:
-    for text in ("", "\n# nothing\n", "---\n---\n"):
-        spec = load_topology(text)
-        assert spec.name == "kind"
-        assert spec.nodes == (NodeSpec("kind-control-plane", "control-plane"),)
-        assert spec.pods == () and spec.services == ()
+def test_an_empty_file_is_refused_not_a_lab_of_nothing() -> None:
+    """`> topo.yaml` then `up -f topo.yaml` once tore a running lab down to one node."""
+    for text in ("", "\n# nothing\n", "---\n---\n", "# a\n---\n# b\n"):
+        with pytest.raises(TopologyError) as info:
+            load_topology(text, source="topo.yaml")
+        [problem] = info.value.problems
+        assert (problem.where, problem.field) == ("file", "topo.yaml")
+        assert "is empty" in problem.message and "podnet down" in problem.hint
+
+
+def test_a_file_with_only_a_cluster_document_is_not_empty() -> None:
+    spec = load_topology("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n")
+    assert spec.nodes == (NodeSpec("kind-control-plane", "control-plane"),)
+    assert spec.pods == () and spec.services == ()
 
 
 def test_cluster_without_nodes_gets_one_control_plane() -> None:
@@ -245,7 +254,6 @@ spec:
     - &box {name: box, command: [sleep, infinity]}
     - <<: *box
       name: box2
-  x-extra: *labels
 """
     spec = load_topology(text)
     assert [c.name for c in spec.pods[0].containers] == ["box", "box2"]
@@ -344,3 +352,113 @@ def test_importing_the_model_does_not_import_yaml() -> None:
     code = "import sys, podnet.model; assert 'yaml' not in sys.modules, 'yaml imported'"
     src = str(Path(__file__).resolve().parents[2] / "src")
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": src})
+
+
+# --- bounds on what a file may ask of the machine (issue 10, item 8) ------------------------
+
+
+def test_input_is_bounded_before_parsing() -> None:
+    """/dev/zero used to be read until memory ran out (MemoryError)."""
+    begun = time.perf_counter()
+    with pytest.raises(TopologyError, match="larger than 8 MiB"):
+        load_file("/dev/zero")
+    assert time.perf_counter() - begun < 2
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    """25,000 nested lists overflowed the C composer's stack: SIGSEGV, so run it apart."""
+    code = (
+        "from podnet.model import load_topology\n"
+        "from podnet.errors import TopologyError\n"
+        "try:\n"
+        "    load_topology('nodes: ' + '[' * 25000 + ']' * 25000)\n"
+        "except TopologyError as exc:\n"
+        "    print(exc.problems[0].message)\n"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": src}, timeout=60, check=False)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-300:]}"
+    assert done.stdout.strip() == f"nests deeper than {yaml_docs.MAX_DEPTH} levels"
+
+
+def test_depth_within_the_bound_is_fine() -> None:
+    inner = yaml_docs.MAX_DEPTH - 2  # under the document's mapping and the `nodes` list
+    deep = "[" * inner + "]" * inner
+    with pytest.raises(TopologyError) as info:  # a wrong shape, but read and reported as such
+        load_topology(f"kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes: [{deep}]\n")
+    assert "nests deeper" not in str(info.value)
+
+
+def test_an_alias_bomb_is_refused_at_once() -> None:
+    """A 700-byte 'billion laughs' in a template's annotations took 58 s and 940 MB."""
+    lines = ["apiVersion: v1", "kind: Pod", "metadata:", "  name: p", "  annotations:",
+             "    a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"    {name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    begun = time.perf_counter()
+    with pytest.raises(TopologyError, match="aliases expand it to more than"):
+        load_topology("\n".join(lines) + "\nspec: {containers: [{name: c}]}\n")
+    assert time.perf_counter() - begun < 1
+
+
+def test_ordinary_anchors_are_fine() -> None:
+    """Anchors that save typing (a shared container, a merge key) expand a little: accepted."""
+    text = "\n---\n".join(
+        f"apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\nspec:\n  containers:\n"
+        "    - &c {name: a, ports: [{containerPort: 80}], env: [{name: X, value: '1'}]}\n"
+        "    - {<<: *c, name: b, ports: [{containerPort: 81}]}\n"
+        for i in range(50)
+    )
+    spec = load_topology(text)
+    assert len(spec.pods) == 50 and spec.pods[0].containers[1].env == (("X", "1"),)
+
+
+@pytest.mark.parametrize(("subnet", "why"), [
+    ("127.0.0.0/16", "loopback"),
+    ("224.0.0.0/16", "multicast"),
+    ("169.254.0.0/16", "link-local"),
+    ("240.0.0.0/16", "reserved"),
+    ("255.255.255.255/32", "broadcast"),
+    ("0.0.0.0/0", "this network"),
+    ("::1/128", "loopback"),
+    ("::/128", "unspecified"),
+    ("ff02::/16", "multicast"),
+    ("fe80::/64", "link-local"),
+    ("::ffff:10.0.0.0/104", "IPv4-mapped"),
+])
+def test_special_ranges_are_unusable(subnet: str, why: str) -> None:
+    """Both families: the loader reads IPv4 today, and the check is ready for dual-stack."""
+    from podnet.model.fields import unusable_range
+
+    reason = unusable_range(ipaddress.ip_network(subnet))
+    assert reason is not None and why in reason
+
+
+@pytest.mark.parametrize("subnet", ["10.244.0.0/16", "172.18.0.0/16", "192.168.0.0/24",
+                                    "100.64.0.0/10", "fd00:10:244::/56", "2001:db8::/32"])
+def test_ordinary_ranges_are_usable(subnet: str) -> None:
+    from podnet.model.fields import unusable_range
+
+    assert unusable_range(ipaddress.ip_network(subnet)) is None
+
+
+def test_every_unmodelled_field_has_a_hint_and_is_not_also_read() -> None:
+    from podnet.model import containers, unmodelled, workloads
+
+    read = {
+        "POD_SPEC": containers.POD_SPEC_KEYS, "CONTAINER": containers.CONTAINER_KEYS,
+        "CONTAINER_PORT": containers.PORT_KEYS, "DEPLOYMENT_SPEC": workloads.DEPLOYMENT_KEYS,
+        "SERVICE_SPEC": workloads.SERVICE_KEYS, "SERVICE_PORT": workloads.SERVICE_PORT_KEYS,
+        "DOCUMENT": workloads.DOCUMENT_KEYS,
+    }
+    for name, keys in read.items():
+        refused = getattr(unmodelled, name)
+        assert all(hint for hint in refused.values()), name
+        assert not set(refused) & set(keys), f"{name}: both read and refused"
+
+
+def test_image_is_accepted_and_ignored() -> None:
+    spec = load_topology("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+                         "  containers: [{name: c, image: nginx:1.27, imagePullPolicy: Always}]\n")
+    assert spec.pods[0].containers == (ContainerSpec("c"),)

@@ -216,7 +216,7 @@ def test_named_container_ports_keep_their_protocol() -> None:
 
 
 def test_a_file_without_policies_has_none_and_no_warnings() -> None:
-    spec = load_topology("")
+    spec = load_topology("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n")  # no policy
     assert spec.policies == () and spec.warnings == ()
     assert [n.name for n in spec.namespaces] == ["default"]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
@@ -286,22 +287,40 @@ class Applier:
 # --- handlers: namespaces, sysctls, files, processes -------------------------------------------
 
 
+def _discard_placeholder(name: str) -> None:
+    """Remove the empty file that a kill between the two steps of `netns.create` (the file, then
+    the mount on it) leaves at one of the lab's names: no namespace, but `ip netns list` shows it
+    and the next create finds the name taken."""
+    path = netns.path_of(name)
+    with contextlib.suppress(OSError):
+        found = os.lstat(path)
+        if stat.S_ISREG(found.st_mode) and found.st_size == 0 and not netns.exists(name):
+            os.unlink(path)
+
+
 def _create_netns(app: Applier, op: o.CreateNetns) -> None:
+    _discard_placeholder(op.name)
     if netns.exists(op.name):
         if not app.owns(op.name):
             netns.create(op.name)  # raises ObjectExistsError with a hint: someone else's
         app.forget(op.name)  # ours, left half-built by a crash: start it clean
         netns.delete(op.name)
     settings = dict(op.sysctls)
-    path = netns.create(op.name, prepare=lambda: sysctl.write(None, settings,
-                                                              optional=settings))
+
+    def prepare() -> None:
+        # Noted (by inode) inside the new namespace, before it gets its name: a kill -9 right
+        # after the name exists must not leave a namespace that no journal line calls podnet's.
+        lab_state.record_netns(app.state, op.name, netns.inode("/proc/thread-self/ns/net"))
+        sysctl.write(None, settings, optional=settings)
+
+    netns.create(op.name, prepare=prepare)
     app.forget(op.name)
     app._fresh.add(op.name)  # the applier's own bookkeeping
-    lab_state.record_netns(app.state, op.name, netns.inode(path))
 
 
 def _delete_netns(app: Applier, op: o.DeleteNetns) -> None:
     if not netns.exists(op.name):
+        _discard_placeholder(op.name)
         app.state.owned.pop(op.name, None)
         return
     if not app.owns(op.name):

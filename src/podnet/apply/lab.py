@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -13,9 +14,10 @@ from podnet.errors import ObjectMissingError, StateError
 from podnet.kernel import netns, nftables
 from podnet.kernel.netlink import Netlink
 from podnet.model.addresses import IPNetwork
-from podnet.model.types import ClusterSpec, NodeSpec, PodSpec, ServicePort, ServiceSpec
+from podnet.model.types import ClusterSpec
 from podnet.plan.layout import INTERNET_KEY, TUNNELS, Layout, NodeLayout, layout
 from podnet.plan.rules import TABLE
+from podnet.plan.running import Named, applied, removed
 from podnet.plan.steps import NodeSeen, Observed, Step, plan, plan_down
 from podnet.runtime.procs import ProcessRef, is_alive
 from podnet.runtime.spawner import Spawner
@@ -32,6 +34,7 @@ class Outcome:
     layout: Layout | None
     kept: list[str] = field(default_factory=list)  # objects not in the file, kept (no --prune)
     problems: list[str] = field(default_factory=list)  # what `down` could not remove
+    removed: list[str] = field(default_factory=list)  # what `delete` took away
 
 
 def observe(record: lab_state.LabState | None) -> Observed:
@@ -40,7 +43,12 @@ def observe(record: lab_state.LabState | None) -> Observed:
     if record is None:
         return Observed(netns=frozenset(netns.list_named()))
     lay = record.layout
-    names = frozenset(netns.list_named())
+    # A pod or node counts as built when its namespace exists and so does the file its creation
+    # writes last (its hosts file): a crash in the middle of one leaves the namespace alone, and
+    # the next `up` must build it again rather than only start its containers.
+    half_built = {p.netns for p in lay.pods if not os.path.exists(p.hosts_file)}
+    half_built |= {n.netns for n in lay.nodes if not os.path.exists(n.hosts_file)}
+    names = frozenset(netns.list_named()) - half_built
     running = set()
     owners = [(p.key, len(p.containers)) for p in lay.pods]
     if lay.internet is not None:
@@ -106,40 +114,6 @@ def _rules_seen(nodes: list[NodeLayout]) -> dict[str, str | None]:
             for name, comment in comments.items()}
 
 
-def _with_unnamed(spec: ClusterSpec, previous: Layout) -> tuple[ClusterSpec, list[str]]:
-    """`spec` plus what the running lab has and the file does not name: its nodes, its Pods and
-    the replicas of Deployments the file does not mention (kubectl apply keeps them too, unless
-    asked to prune). A Deployment the file names manages its replicas: those are not kept."""
-    nodes = {n.name for n in spec.nodes}
-    pods = {p.key for p in spec.pods}
-    deployments = {f"{p.namespace}/{p.owner}" for p in spec.pods if p.owner}
-    services = {s.key for s in spec.services}
-    kept_nodes = [NodeSpec(n.name, "worker" if n.role == "worker" else "control-plane")
-                  for n in previous.nodes if n.name not in nodes]
-    kept_pods = [
-        PodSpec(p.name, p.namespace, p.labels, p.containers, node=p.node, owner=p.owner)
-        for p in previous.pods
-        if p.key not in pods and not (p.owner and f"{p.namespace}/{p.owner}" in deployments)
-    ]
-    kept = [f"node {n.name}" for n in kept_nodes] + [f"pod {p.key}" for p in kept_pods]
-    kept += [f"service {s.key}" for s in previous.services if s.key not in services]
-    if not kept:
-        return spec, []
-    kept_services = tuple(
-        ServiceSpec(s.name, s.namespace, "NodePort" if s.type == "NodePort" else "ClusterIP",
-                    s.selector,
-                    tuple(ServicePort(p.port, p.target_port,
-                                      "UDP" if p.protocol == "UDP" else "TCP",
-                                      p.node_port, p.name) for p in s.ports),
-                    ip_families=tuple(4 if ip.version == 4 else 6 for ip in s.cluster_ips),
-                    cluster_ips=tuple(str(ip) for ip in s.cluster_ips))
-        for s in previous.services if s.key not in services
-    )
-    return replace(spec, nodes=spec.nodes + tuple(kept_nodes),
-                   pods=spec.pods + tuple(kept_pods),
-                   services=spec.services + kept_services), kept
-
-
 def up(
     spec: ClusterSpec,
     *,
@@ -155,8 +129,8 @@ def up(
         record = lab_state.load(spec.name)
         previous = record.layout if record else None
         kept: list[str] = []
-        if previous is not None and not prune:
-            spec, kept = _with_unnamed(spec, previous)
+        if previous is not None:
+            spec, kept = applied(spec, previous, prune=prune)
         desired = layout(spec, previous)
         steps = plan(desired, previous, observe(record))
         if dry_run or not steps:
@@ -197,6 +171,20 @@ def _applied(desired: Layout, previous: Layout | None,
         kept = record.applied.get(key) if record and before.get(policy.key) == policy else None
         out[key] = kept or now
     return out
+
+
+def delete(cluster: str, named: Named, *, spawner: Spawner | None = None,
+           progress: Progress | None = None) -> Outcome:
+    """Take the objects `named` out of the running lab (kubectl delete), and converge."""
+    record = lab_state.load(cluster)
+    if record is None:
+        raise StateError(f"no lab named {cluster} is up", hint="bring it up with `podnet up`")
+    spec, gone = removed(record.layout, named)
+    if not gone:
+        return Outcome([], record.layout)
+    outcome = up(spec, topology=record.topology, spawner=spawner, progress=progress,
+                 prune=True)
+    return replace(outcome, removed=gone)
 
 
 def down(cluster: str, *, progress: Progress | None = None) -> Outcome:

@@ -65,13 +65,11 @@ def collect_picture(cluster: str | None = None, *, everything: bool = False,
                     source: str | None = None, describe: bool = True) -> Picture:
     """The drawing, and (for the page) the text `podnet describe pod` gives for each pod, from
     the same reading of the kernel."""
-    from podnet.render.graph_model import build_graph, host_from_inspect_json
+    from podnet.render.graph_model import build_graph
     from podnet.trace.target import LabView, read_lab
 
     if source is not None:
-        with open(source) as fh:
-            return build_graph(host_from_inspect_json(json.load(fh)), LabView(),
-                               everything=True), {}
+        return build_graph(_read_inspect_json(source), LabView(), everything=True), {}
     from podnet.inspect.build import inspect_host
 
     host = inspect_host()
@@ -128,6 +126,22 @@ def _descriptions(cluster: str, host: Host) -> dict[str, str]:
 
 
 Tracer = Callable[[str, str, "int | None"], dict[str, Any]]
+
+
+def _read_inspect_json(path: str) -> Any:
+    """The host an `inspect -o json` file describes; InputError when it is not one."""
+    from podnet.errors import InputError
+    from podnet.inputs import MAX_INSPECT_JSON, read_bounded
+    from podnet.render.graph_model import host_from_inspect_json
+
+    try:
+        return host_from_inspect_json(json.loads(read_bounded(path, MAX_INSPECT_JSON)))
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc) or type(exc).__name__
+        why = f"no key {why}" if isinstance(exc, KeyError) else why
+        raise InputError(f"--from {path}: not a `podnet inspect -o json` document ({why})",
+                         hint="write one with `podnet inspect -o json > FILE` on the host to "
+                         "draw") from None
 
 
 class GraphServer:
@@ -323,8 +337,15 @@ def graph_command(output: str, everything: bool, source: str | None, serve: bool
                                describe=serve or output == "html")
 
     if serve:
-        server = GraphServer(build, port, interval,
-                             tracer=lambda a, b, p: _trace(cluster, a, b, p))
+        try:
+            server = GraphServer(build, port, interval,
+                                 tracer=lambda a, b, p: _trace(cluster, a, b, p))
+        except OSError as exc:
+            from podnet.errors import InputError
+
+            raise InputError(f"cannot serve on {LOOPBACK}:{port}: {exc.strerror}",
+                             hint=f"another program listens there (`ss -ltnp sport = :{port}`): "
+                             "choose another with --port, or --port 0 for any free one") from None
         signal.signal(signal.SIGTERM, lambda *_: server.stop.set())
         click.echo(f"serving http://{LOOPBACK}:{server.port}/ (Ctrl-C stops)", err=True)
         sys.stderr.flush()

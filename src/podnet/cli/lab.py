@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -16,13 +17,18 @@ import click
 from podnet.cli.context import cluster_option, pick_cluster, remember_current
 from podnet.model.types import ClusterSpec
 
-__all__ = ["down", "explain", "up"]
+__all__ = ["down", "explain", "load_spec", "up"]
 
 
-def _load_spec(path: str | None) -> tuple[ClusterSpec, str]:
+def load_spec(path: str | None) -> tuple[ClusterSpec, str]:
     from podnet.model.loader import default_topology, load_file
 
-    spec, source = (load_file(path), os.path.abspath(path)) if path else (default_topology(), "")
+    if path == "-":  # kubectl's `-f -`: the manifests on standard input (bounded, as a file)
+        spec, source = load_file("-"), ""
+    elif path:
+        spec, source = load_file(path), os.path.abspath(path)
+    else:
+        spec, source = default_topology(), ""
     for warning in spec.warnings:  # what Kubernetes accepts but warns about
         click.echo(f"podnet: warning: {warning}", err=True)
     return spec, source
@@ -30,7 +36,8 @@ def _load_spec(path: str | None) -> tuple[ClusterSpec, str]:
 
 @click.command()
 @click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Topology file "
-              "(kind Cluster + Pod/Deployment/Service YAML). Default: the embedded lab.")
+              "(kind Cluster + Pod/Deployment/Service/NetworkPolicy YAML; - for standard input). "
+              "Default: the embedded lab.")
 @click.option("--dry-run", is_flag=True, help="Print the steps, change nothing.")
 @click.option("--prune", is_flag=True, help="Also remove the running lab's nodes, Pods, "
               "Deployments and Services that FILE does not name (as kubectl apply --prune).")
@@ -42,7 +49,11 @@ def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
     Deployment FILE names follow its template and replica count.
     """
     started = time.perf_counter()
-    spec, source = _load_spec(path)
+    spec, source = load_spec(path)
+    if not spec.cluster_given:
+        # Objects alone (a NetworkPolicy, a Pod): they go to the lab in use, as kubectl applies
+        # a manifest to its current context.
+        spec = replace(spec, name=pick_cluster(None))
     from podnet.runtime.spawner import Spawner
 
     # The spawner starts first: its process warms up on the other core while netlink work runs.
@@ -72,8 +83,10 @@ def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
         click.echo(f"lab {spec.name} is up to date: nothing to do ({elapsed:.2f}s)")
         return
     pods = sum(1 for s in outcome.steps if s.action.value == "pod.create")
+    lay = outcome.layout
+    assert lay is not None
     click.echo(
-        f"lab {spec.name} up: {len(spec.nodes)} nodes, {len(spec.pods)} pods "
+        f"lab {spec.name} up: {len(lay.nodes)} nodes, {len(lay.pods)} pods "
         f"({pods} created, {len(outcome.steps)} steps) in {elapsed:.2f}s"
     )
 
@@ -150,7 +163,7 @@ def explain(path: str | None) -> None:
     from podnet.plan.layout import layout
     from podnet.plan.steps import Observed, plan
 
-    spec, _ = _load_spec(path)
+    spec, _ = load_spec(path)
     steps = plan(layout(spec), None, Observed())
     click.echo(f"# podnet explain: lab {spec.name}, {len(spec.nodes)} nodes, {len(spec.pods)} pods")
     for step in steps:

@@ -47,6 +47,10 @@ def inspect_host(
 
     with discover.Session() as session:
         dumps = {ref.inode: session.dump(paths(ref.inode), ref.inode) for ref in refs}
+        # A namespace that went away since it was found is not on this host any more: a normal
+        # event on a busy node (pods come and go), not an error to show.
+        refs = [ref for ref in refs if not dumps[ref.inode].gone]
+        dumps = {ref.inode: dumps[ref.inode] for ref in refs}
         plan = pairing.Pairing(veth_ends(dumps))
         answers: dict[tuple[int, int], int | None] = {}
         for ask, about in plan.questions().items():
@@ -60,8 +64,8 @@ def inspect_host(
         probes: list[Probe] = []
         # With `names`, ends whose peer lies outside them are left unpaired (not asked about).
         for end in left if names is None else []:
-            if end.peer_netnsid is None or end.peer_index is None:
-                probes.append((end, None))
+            if end.peer_netnsid is None or end.peer_netnsid < 0 or end.peer_index is None:
+                probes.append((end, None))  # same namespace and unmatched, or a dying one
                 continue
             peer = session.peer_link(paths(end.inode), end.inode, end.peer_netnsid, end.peer_index)
             probes.append((end, peer))
@@ -164,7 +168,8 @@ def assemble(
             other = PairEnd(netns=None, inode=None, ifname=None, ifindex=end.peer_index,
                             state=None, addresses=None)
             status = "peer-gone"
-        pairs.append(VethPair((end_of(end.inode, end.index), other), status, end.peer_netnsid))
+        netnsid = end.peer_netnsid if end.peer_netnsid is None or end.peer_netnsid >= 0 else None
+        pairs.append(VethPair((end_of(end.inode, end.index), other), status, netnsid))
         peers[(end.inode, end.index)] = PeerRef(None, other.ifname, other.ifindex, status)
 
     pod_of: dict[int, str] = {}

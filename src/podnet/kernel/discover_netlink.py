@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from podnet.errors import KernelError
 from podnet.kernel import discover_schema as schema
-from podnet.kernel import syscalls
+from podnet.kernel import netns
 from podnet.kernel.discover_schema import Rtnl
 from podnet.kernel.discover_types import Address, Link, NamespaceDump, Nexthop, Route
 
@@ -30,6 +30,10 @@ _RTNH = struct.Struct("=HBBi")  # struct rtnexthop: len, flags, hops, ifindex
 _ERRNO = struct.Struct("=i")
 _RECV_SIZE = 65536  # a dump reply fits in 32 KiB per read; below glibc's mmap threshold
 _NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
+_U32_MAX = 0xFFFFFFFF
+# A namespace that went away while podnet looked: its paths are gone (ENOENT, ESRCH), name
+# something else now (ESTALE), or are no longer namespaces (EINVAL from setns).
+_GONE = frozenset({errno.ENOENT, errno.ESRCH, errno.ESTALE, errno.EINVAL})
 
 
 def _attrs(
@@ -63,7 +67,8 @@ def _link(data: bytes, pos: int, end: int) -> Link:
     master = a.get("IFLA_MASTER")
     # The kernel leaves IFLA_LINK out when it equals the link's own ifindex, which happens for a
     # veth whose peer got the same ifindex in its namespace (both ends "2" is common). A veth
-    # whose peer is gone reports IFLA_LINK 0.
+    # whose peer is gone reports IFLA_LINK 0; one whose peer's namespace is being torn down
+    # reports IFLA_LINK_NETNSID -1 (no id can be given to a dying namespace).
     peer = a.get("IFLA_LINK", index if kind == "veth" else None)
     return Link(
         index=index,
@@ -208,6 +213,8 @@ class _Socket:
 
     def peer_link(self, netnsid: int, ifindex: int) -> Link | None:
         """Link `ifindex` of the namespace this one calls `netnsid` (IFLA_TARGET_NETNSID)."""
+        if not 0 <= netnsid <= _U32_MAX or not 0 < ifindex <= _U32_MAX:
+            return None  # -1: the peer's namespace has no id here, it is being torn down
         request = schema.request(
             "link", dump=False, index=ifindex, attrs={"IFLA_IF_NETNSID": netnsid}
         )
@@ -225,11 +232,9 @@ class Session:
     Read-only: it opens sockets and asks; it never sets a link, address, route or sysctl.
     """
 
-    def __init__(self) -> None:
-        self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-
     def close(self) -> None:
-        os.close(self._home)
+        """Nothing to release: each visit to a namespace comes back on its own (kept so that
+        a Session is a context manager)."""
 
     def __enter__(self) -> Session:
         return self
@@ -267,34 +272,28 @@ class Session:
         """A netlink socket in the namespace behind `fd` (None: the one this thread started in)."""
         if fd is None:
             return _Socket()
-        try:
-            syscalls.setns(fd, syscalls.CLONE_NEWNET)
-        except OSError as exc:
-            raise KernelError(
-                f"cannot enter network namespace: {exc.strerror}",
-                errno=exc.errno,
-                hint="inspect needs root (CAP_SYS_ADMIN) to look inside other namespaces",
-            ) from None
-        try:
+        with netns.entered(fd, hint="inspect needs root (CAP_SYS_ADMIN) to look inside other "
+                                    "namespaces"):
             return _Socket()
-        finally:
-            syscalls.setns(self._home, syscalls.CLONE_NEWNET)
 
     def dump(self, paths: list[str] | None, inode: int) -> NamespaceDump:
         """Links, addresses and main-table routes of one namespace; failures land in `.error`."""
         fd = None
         try:
-            if paths is not None:
-                fd = self.open_namespace(paths, inode)
-            sock = self.socket_in(fd)
+            try:
+                if paths is not None:
+                    fd = self.open_namespace(paths, inode)
+                sock = self.socket_in(fd)
+            except OSError as exc:  # it could not be entered: gone, or not ours to enter
+                if not isinstance(exc, KernelError):
+                    return NamespaceDump(error=f"cannot open a netlink socket: {exc.strerror}")
+                return NamespaceDump(error=exc.message, gone=exc.errno in _GONE)
             try:
                 return sock.dump()
+            except OSError as exc:  # entered, then the dump failed: say so, never hide it
+                return NamespaceDump(error=f"netlink dump failed: {exc.strerror}")
             finally:
                 sock.close()
-        except KernelError as exc:
-            return NamespaceDump(error=exc.message)
-        except OSError as exc:
-            return NamespaceDump(error=f"netlink dump failed: {exc.strerror}")
         finally:
             if fd is not None:
                 os.close(fd)

@@ -32,7 +32,9 @@ class Link:
     up: bool  # IFF_UP: administratively up
     master: int | None  # ifindex of the bridge (or bond, VRF) it is enslaved to
     peer_index: int | None  # IFLA_LINK: for a veth, the peer's ifindex in the peer's namespace
-    peer_netnsid: int | None  # IFLA_LINK_NETNSID: an id local to THIS namespace; None: same one
+    # IFLA_LINK_NETNSID: an id local to THIS namespace; None: the same one; -1: another one,
+    # with no id here because it is being torn down (its end is as good as gone)
+    peer_netnsid: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,7 @@ class NamespaceDump:
     addresses: list[Address] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     error: str | None = None  # set when the namespace could not be entered or read
+    gone: bool = False  # with error: it no longer exists (it went away while podnet looked)
 
 
 @dataclass(frozen=True, slots=True)

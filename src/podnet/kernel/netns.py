@@ -107,24 +107,31 @@ def delete(name: str) -> bool:
     return nsfile.remove(path_of(name), f"network namespace {name}")
 
 
-@contextlib.contextmanager
-def entered(path: str, nstype: int = syscalls.CLONE_NEWNET) -> Iterator[None]:
-    """Run the body with the calling thread inside the namespace at `path`, then come back."""
-    kind = {syscalls.CLONE_NEWNET: "net", syscalls.CLONE_NEWUTS: "uts"}[nstype]
-    home = os.open(f"/proc/thread-self/ns/{kind}", os.O_RDONLY)
+def _open(path: str) -> int:
     try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ObjectMissingError(f"namespace {path} does not exist", errno=errno.ENOENT) from None
+
+
+@contextlib.contextmanager
+def entered(target: str | int, nstype: int = syscalls.CLONE_NEWNET, *,
+            hint: str = "") -> Iterator[None]:
+    """Run the body with the calling thread inside a namespace, then come back: podnet's one
+    way into a namespace and out again. `target` is a path, or an open file descriptor (left
+    open: its owner checked the inode it names)."""
+    kind = {syscalls.CLONE_NEWNET: "net", syscalls.CLONE_NEWUTS: "uts"}[nstype]
+    where = target if isinstance(target, str) else f"fd {target}"
+    home = os.open(f"/proc/thread-self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = _open(target) if isinstance(target, str) else target
         try:
-            target = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise ObjectMissingError(
-                f"namespace {path} does not exist", errno=errno.ENOENT
-            ) from None
-        try:
-            syscalls.setns(target, nstype)
+            syscalls.setns(fd, nstype)
         except OSError as exc:
-            raise os_error(exc, f"namespace {path}") from None
+            raise os_error(exc, f"cannot enter namespace {where}", hint=hint) from None
         finally:
-            os.close(target)
+            if isinstance(target, str):
+                os.close(fd)
         try:
             yield
         finally:

@@ -26,6 +26,7 @@ __all__ = [
     "make_slave",
     "mount",
     "mount_tmpfs",
+    "set_parent_death_signal",
     "sethostname",
     "setns",
     "umount",
@@ -46,6 +47,7 @@ MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
+PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -102,3 +104,8 @@ def umount(target: str, flags: int = MNT_DETACH) -> None:
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, len(raw)), "sethostname")
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Have the kernel send `signum` to this process when its parent dies (prctl(2))."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")

@@ -5,14 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.model import naming
+from podnet.model import naming, unmodelled
 from podnet.model.fields import Reader, read_strings
+from podnet.model.pod_dns import DNS_KEYS
 from podnet.model.types import ContainerSpec, NamedPort
 
 __all__ = ["ONLY_TCP_UDP", "PROTOCOLS", "read_pod_spec"]
 
 PROTOCOLS = ("TCP", "UDP")
 ONLY_TCP_UDP = "podnet carries TCP and UDP"
+POD_SPEC_KEYS = ("containers", "nodeName", *DNS_KEYS)
+CONTAINER_KEYS = ("name", "command", "args", "ports", "env")
+PORT_KEYS = ("containerPort", "protocol", "name")
+ENV_KEYS = ("name", "value", "valueFrom")  # valueFrom: refused below, with its own words
 
 
 def read_pod_spec(
@@ -20,6 +25,7 @@ def read_pod_spec(
 ) -> tuple[tuple[ContainerSpec, ...], str | None, dict[str, int]]:
     """containers, nodeName and named container ports of a Pod's (or a template's) spec;
     `given` is False when the spec itself is missing (and that was reported)."""
+    r.known(spec, path, POD_SPEC_KEYS, refused=unmodelled.POD_SPEC)
     node = r.text(spec.get("nodeName"), f"{path}.nodeName")
     raw = spec.get("containers")
     if given and (raw is None or raw == []):
@@ -48,6 +54,7 @@ class _PodScope:
 
 def _container(r: Reader, item: object, path: str, pod: _PodScope) -> ContainerSpec | None:
     c = r.mapping(item, path)
+    r.known(c, path, CONTAINER_KEYS, unmodelled.IGNORED["container"], unmodelled.CONTAINER)
     name = r.name(
         c.get("name"),
         f"{path}.name",
@@ -62,7 +69,7 @@ def _container(r: Reader, item: object, path: str, pod: _PodScope) -> ContainerS
         )
     elif name is not None:
         pod.names[name] = path
-    # `image` is read and ignored: there are no images, a container is a process.
+    # `image` is accepted and ignored (unmodelled.IGNORED): a container is a process here.
     words = [
         *read_strings(r, c.get("command"), f"{path}.command"),
         *read_strings(r, c.get("args"), f"{path}.args"),
@@ -82,6 +89,7 @@ def _container_ports(
     for j, entry in enumerate(r.items(value, path)):
         ppath = f"{path}[{j}]"
         pm = r.mapping(entry, ppath)
+        r.known(pm, ppath, PORT_KEYS, refused=unmodelled.CONTAINER_PORT)
         if pm.get("containerPort") is None:
             r.add(f"{ppath}.containerPort", "is missing", "give the port the container listens on")
         number = r.integer(
@@ -115,6 +123,7 @@ def _env(r: Reader, value: object, path: str) -> list[tuple[str, str]]:
     for j, entry in enumerate(r.items(value, path)):
         epath = f"{path}[{j}]"
         em = r.mapping(entry, epath)
+        r.known(em, epath, ENV_KEYS)
         name = r.text(em.get("name"), f"{epath}.name", required="give the variable's name")
         if "valueFrom" in em:
             r.add(

@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from podnet.errors import Problem
 from podnet.model import naming
 from podnet.model.addresses import IPNetwork
-from podnet.model.validate import Origin, did_you_mean
+from podnet.model.validate import KIND_SUBNETS, Origin, did_you_mean
 
-__all__ = ["Reader", "describe", "read_cidrs", "read_strings", "read_target_port"]
+__all__ = [
+    "SPECIAL_RANGES",
+    "Reader",
+    "describe",
+    "read_cidrs",
+    "read_strings",
+    "read_target_port",
+    "unusable_range",
+]
+
+_net = ipaddress.ip_network
+# Ranges the kernel will not give a pod, a node or a Service as an ordinary address (RFC 6890's
+# special-purpose blocks that routing itself treats apart), with why.
+SPECIAL_RANGES: tuple[tuple[IPNetwork, str], ...] = (
+    (_net("0.0.0.0/8"), "'this network' (RFC 1122): only a source while a host has no address"),
+    (_net("127.0.0.0/8"), "loopback: every network namespace keeps it to itself"),
+    (_net("169.254.0.0/16"), "link-local: never routed beyond one link"),
+    (_net("224.0.0.0/4"), "multicast: it names groups, not hosts"),
+    (_net("240.0.0.0/4"), "reserved, with the broadcast address 255.255.255.255"),
+    (_net("::/128"), "the unspecified address"),
+    (_net("::1/128"), "loopback: every network namespace keeps it to itself"),
+    (_net("::ffff:0:0/96"), "IPv4-mapped: the kernel reads it as IPv4"),
+    (_net("fe80::/10"), "link-local: never routed beyond one link"),
+    (_net("ff00::/8"), "multicast: it names groups, not hosts"),
+)
+_PRIVATE = {
+    4: f"pick a private range; {KIND_SUBNETS}",
+    6: "pick a unique local range (fc00::/7), as kind's fd00:10:244::/56 for pods",
+}
 
 
 
@@ -96,12 +124,22 @@ class Reader:
         return None
 
     def known(
-        self, m: dict[Any, Any], path: str, keys: Collection[str], ignored: Collection[str] = ()
+        self,
+        m: dict[Any, Any],
+        path: str,
+        keys: Collection[str],
+        ignored: Collection[str] = (),
+        refused: Mapping[str, str] | None = None,
     ) -> None:
+        """Report every key of `m` the loader does not read: `refused` ones (fields the lab does
+        not model, see `unmodelled`) with their hint, the rest as unknown. `ignored` pass."""
         for key in m:
             if key in keys or key in ignored:
                 continue
             where = f"{path}.{key}" if path else str(key)
+            if refused is not None and key in refused:
+                self.add(where, "is not modelled by podnet's lab", refused[key])
+                continue
             self.add(
                 where,
                 "unknown field",
@@ -180,7 +218,7 @@ def _read_network(r: Reader, text: str, path: str, example: str) -> IPNetwork | 
         return None
     kind = ipaddress.IPv6Network if ":" in text else ipaddress.IPv4Network
     try:
-        return kind(text)
+        net = kind(text)
     except ValueError as exc:
         if "host bits set" in str(exc):
             network = kind(text, strict=False)
@@ -188,6 +226,20 @@ def _read_network(r: Reader, text: str, path: str, example: str) -> IPNetwork | 
         else:
             r.add(path, f"'{text}' is not a CIDR: {exc}", example)
         return None
+    why = unusable_range(net)
+    if why is not None:
+        r.add(path, why, _PRIVATE[net.version])
+        return None
+    return net
+
+
+def unusable_range(net: IPNetwork) -> str | None:
+    """Why the kernel cannot use `net` for the lab's addresses (None: it can)."""
+    for special, why in SPECIAL_RANGES:
+        if net.version == special.version and net.overlaps(special):
+            verb = "lies in" if net.subnet_of(special) else "overlaps"  # type: ignore[arg-type]
+            return f"{net} {verb} {special}, {why}"
+    return None
 
 
 def read_target_port(r: Reader, value: object, path: str) -> int | str | None:

@@ -11,13 +11,15 @@ PyYAML is imported on first use, not with this module: it costs 11-15 ms.
 
 from __future__ import annotations
 
+import errno
 import functools
 import pkgutil
 from collections.abc import Callable
 from typing import Any, cast
 
 from podnet.errors import Problem, TopologyError
-from podnet.model import naming
+from podnet.inputs import MAX_TOPOLOGY, read_bounded
+from podnet.model import naming, unmodelled
 from podnet.model.addresses import FAMILIES, Family, IPFamily, IPNetwork
 from podnet.model.fields import Reader, describe, read_cidrs
 from podnet.model.policy_docs import PolicyBook
@@ -41,6 +43,7 @@ from podnet.model.validate import (
     service_specs,
 )
 from podnet.model.workloads import (
+    DOCUMENT_KEYS,
     NAMESPACED,
     Deployment,
     add_replicas,
@@ -111,10 +114,6 @@ _DEFAULTS: dict[str, dict[Family, IPNetwork]] = {
 ROUTINGS: tuple[Routing, ...] = ("static", "host-gw", "vxlan")
 
 WHY_NODE_NAME = "a node's name is its hostname: lowercase letters, digits and '-', at most 63"
-WHY_CLUSTER_NAME = (
-    "at most 12 lowercase letters, digits and '-', so that the bridge br-<name> fits the "
-    "kernel's 15-byte interface names"
-)
 
 
 def load_topology(text: str, source: str = "topology") -> ClusterSpec:
@@ -123,6 +122,13 @@ def load_topology(text: str, source: str = "topology") -> ClusterSpec:
     documents = parse_documents(text, problems)
     if problems:  # a syntax error: what follows it cannot be read
         raise TopologyError(problems, source=source)
+    if all(doc.data is None for doc in documents):
+        raise TopologyError([Problem(
+            "file", source, "is empty: it holds no document, only blank lines or comments",
+            "`up` converges the lab on the file, so an empty one would remove every pod and "
+            "node: give a kind Cluster document and manifests (see `podnet explain`), or take "
+            "the lab down with `podnet down`",
+        )], source=source)
     loader = _Loader(problems)
     for doc in documents:
         loader.read(doc)
@@ -141,15 +147,19 @@ def _document_number(problem: Problem) -> int:
 
 
 def load_file(path: str) -> ClusterSpec:
-    """Load the topology in `path`; an unreadable file is a `TopologyError` too."""
+    """Load the topology in `path` ("-": standard input, as kubectl's `-f -`); an unreadable,
+    oversized or binary file is a `TopologyError` too, found before any parser runs."""
+    source = "standard input" if path == "-" else path
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_bounded(path, MAX_TOPOLOGY).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        problem = Problem("file", path, f"cannot be read: {reason}", "check the path")
-        raise TopologyError([problem], source=path) from None
-    return load_topology(text, source=path)
+        hint = "check the path"
+        if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+            hint = "a topology of 5,000 pods is about 1.3 MB: is this the file you meant?"
+        problem = Problem("file", source, f"cannot be read: {reason}", hint)
+        raise TopologyError([problem], source=source) from None
+    return load_topology(text, source=source)
 
 
 @functools.cache
@@ -244,6 +254,8 @@ class _Loader:
                 f"'{version}' is not an apiVersion of {kind}",
                 f"use apiVersion: {expected}",
             )
+        if kind == "Namespace":  # the other kinds check their own keys (read_metadata)
+            r.known(data, "", DOCUMENT_KEYS[:3], refused=unmodelled.DOCUMENT)
         self.readers[kind](r, data)
 
     # Cluster ------------------------------------------------------------------------------
@@ -261,9 +273,8 @@ class _Loader:
         draft.origin = r.origin
         r.known(m, "", CLUSTER_KEYS, CLUSTER_KIND_KEYS)
         if "name" in m:
-            draft.name = (
-                r.name(m["name"], "name", naming.bad_cluster_name, WHY_CLUSTER_NAME) or "kind"
-            )
+            rule = naming.CLUSTER_NAME_RULE
+            draft.name = r.name(m["name"], "name", naming.bad_cluster_name, rule) or "kind"
         self.networking(r, r.mapping(m.get("networking"), "networking"))
         self.nodes(r, m)
 
@@ -434,4 +445,5 @@ class _Loader:
             namespaces=namespaces,
             policies=policies,
             warnings=tuple(sorted(self.policies.warnings, key=_document_number)),
+            cluster_given=self.cluster_doc is not None,
         )

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "CLUSTER_NAME_MAX",
+    "CLUSTER_NAME_RULE",
     "NAME_MAX",
     "SAFE_ALPHABET",
     "bad_cluster_name",
@@ -41,6 +42,10 @@ SUFFIX_LEN = 5
 NAME_MAX = 63  # DNS-1123 label; a pod's name is its hostname (the kernel allows 64 bytes)
 GENERATED_BASE_MAX = NAME_MAX - SUFFIX_LEN  # apiserver's generateName truncates the base to 58
 CLUSTER_NAME_MAX = 12  # the lab's bridge is `br-<cluster>`, and interface names hold 15 bytes
+CLUSTER_NAME_RULE = (
+    f"at most {CLUSTER_NAME_MAX} lowercase letters, digits and '-', so that the bridge "
+    "br-<name> fits the kernel's 15-byte interface names"
+)
 
 _FNV32_OFFSET, _FNV32_PRIME = 0x811C9DC5, 0x01000193
 _FNV64_OFFSET, _FNV64_PRIME = 0xCBF29CE484222325, 0x100000001B3
@@ -162,6 +167,8 @@ def bad_dns1035_label(name: str) -> str | None:
 
 
 def bad_cluster_name(name: str) -> str | None:
+    """Why `name` cannot name a lab (CLUSTER_NAME_RULE), or None. The one check of a lab name:
+    the loader, the CLI's --cluster and every path under /run/podnet go through it."""
     return _bad_name(name, _DNS1123_LABEL, "DNS-1123 label", CLUSTER_NAME_MAX)
 
 

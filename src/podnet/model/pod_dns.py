@@ -13,6 +13,7 @@ from podnet.model.types import DNSPolicy, PodDNSConfig
 
 __all__ = [
     "DNS_CONFIG_KEYS",
+    "DNS_KEYS",
     "DNS_POLICIES",
     "MAX_DNS_NAMESERVERS",
     "MAX_DNS_SEARCHES",
@@ -23,6 +24,7 @@ __all__ = [
 
 DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 DNS_CONFIG_KEYS = ("nameservers", "searches", "options")
+DNS_KEYS = ("hostname", "subdomain", "dnsPolicy", "dnsConfig")  # of a pod's spec, read here
 MAX_DNS_NAMESERVERS = 3  # glibc reads three (MAXNS)
 MAX_DNS_SEARCHES = 32  # the API's limits since Kubernetes 1.28 (ExpandedDNSConfig)
 MAX_DNS_SEARCH_CHARS = 2048

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
@@ -207,6 +207,8 @@ class NetworkPolicySpec:
 class NamespaceSpec:
     name: str
     labels: Labels = ()  # always with kubernetes.io/metadata.name: <name>
+    # False: only used by the file's objects, no Namespace document (what `delete -f` may take)
+    declared: bool = field(default=True, compare=False)
 
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)

@@ -152,7 +152,8 @@ class PolicyBook:
         declared = {n.spec.name: n.spec for n in reversed(self.namespaces)}
         names = ["default", *used, *(p.spec.namespace for p in self.policies)]
         for name in names:
-            declared.setdefault(name, NamespaceSpec(name, ((NAMESPACE_NAME_LABEL, name),)))
+            declared.setdefault(name, NamespaceSpec(name, ((NAMESPACE_NAME_LABEL, name),),
+                                                    declared=False))
         specs = [p.spec for p in pods]
         for draft in self.policies:
             self.warnings += _named_port_warnings(draft, specs, declared)

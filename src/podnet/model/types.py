@@ -167,6 +167,9 @@ class ClusterSpec:
     # What Kubernetes accepts with a warning (a named port no selected pod declares): loading
     # succeeds, and the caller shows these.
     warnings: tuple[Problem, ...] = ()
+    # False for a file of objects alone (no Cluster document): applied to a running lab, it
+    # leaves that lab's cluster (nodes, ranges, shape) as it is.
+    cluster_given: bool = True
 
     @property
     def families(self) -> tuple[Family, ...]:

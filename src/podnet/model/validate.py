@@ -32,6 +32,7 @@ from podnet.model.types import (
 )
 
 __all__ = [
+    "KIND_SUBNETS",
     "SUBNET_KEYS",
     "ClusterDraft",
     "NodeDraft",
@@ -226,6 +227,45 @@ def _subnets(draft: ClusterDraft) -> list[Problem]:
     for pod in nets["podSubnet"] or ():
         prefix = draft.node_cidr_prefix if pod.version == 4 else IPV6_NODE_PREFIX
         problems += _node_ranges(draft, pod, prefix)
+    problems += _room(draft)
+    return problems
+
+
+def _hosts(net: IPNetwork) -> int:
+    """Addresses of `net` a host may hold on a LAN: all but the network's own and, in IPv4, the
+    broadcast; a /31 or /32 (/127, /128) is no LAN."""
+    if net.max_prefixlen - net.prefixlen < 2:
+        return 0
+    return net.num_addresses - (2 if net.version == 4 else 1)
+
+
+def _room(draft: ClusterDraft) -> list[Problem]:
+    """The node network holds its gateway and every node (and with vpc every pod), and each
+    serviceSubnet a ClusterIP per Service: /30-/32 node networks raised StopIteration."""
+    problems = []
+    need = len(draft.nodes) + 1 + (len(draft.pods) if draft.attachment == "vpc" else 0)
+    what = f"its gateway and {len(draft.nodes)} node{'s' if len(draft.nodes) > 1 else ''}"
+    if draft.attachment == "vpc":
+        what += f" and {len(draft.pods)} pods"
+    for net in draft.subnets["nodeSubnet"] or ():
+        if draft.nodes and _hosts(net) < need:
+            wider = net.supernet(new_prefix=net.max_prefixlen - math.ceil(math.log2(need + 2)))
+            problems.append(draft.origin.problem(
+                draft.net_field("nodeSubnet"),
+                f"{net} has room for {_hosts(net)} addresses: the node network needs {need}, "
+                f"{what}",
+                f"use a /{wider.prefixlen} or wider, such as {wider} (kind's is 172.18.0.0/16)",
+            ))
+    count = len(draft.services)
+    for net in draft.subnets["serviceSubnet"] or ():
+        if count and _hosts(net) < count:
+            wider = net.supernet(new_prefix=net.max_prefixlen - math.ceil(math.log2(count + 2)))
+            problems.append(draft.origin.problem(
+                draft.net_field("serviceSubnet"),
+                f"{net} has room for {_hosts(net)} ClusterIPs, the file has {count} "
+                f"Service{'s' if count > 1 else ''}",
+                f"use a /{wider.prefixlen} or wider (kind's is 10.96.0.0/16)",
+            ))
     return problems
 
 

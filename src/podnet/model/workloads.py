@@ -11,19 +11,21 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from podnet.model import naming
+from podnet.model import naming, unmodelled
 from podnet.model.addresses import Family, IPAddress
 from podnet.model.containers import ONLY_TCP_UDP, PROTOCOLS, read_pod_spec
-from podnet.model.fields import Reader, read_target_port
+from podnet.model.fields import Reader, describe, read_target_port
 from podnet.model.pod_dns import read_pod_dns
 from podnet.model.types import PodSpec
 from podnet.model.validate import ClusterDraft, Origin, PodDraft, PortDraft, ServiceDraft
 
 __all__ = [
+    "DOCUMENT_KEYS",
     "NAMESPACED",
     "SERVICE_TYPES",
     "Deployment",
     "add_replicas",
+    "read_annotations",
     "read_deployment",
     "read_metadata",
     "read_pod",
@@ -32,6 +34,15 @@ __all__ = [
 
 NAMESPACED = ("Pod", "Deployment", "Service", "NetworkPolicy")
 SERVICE_TYPES = ("ClusterIP", "NodePort")
+DOCUMENT_KEYS = ("apiVersion", "kind", "metadata", "spec")  # a Namespace has no spec here
+METADATA_KEYS = ("name", "namespace", "labels", "annotations")
+TEMPLATE_METADATA_KEYS = ("labels", "annotations")
+DEPLOYMENT_KEYS = ("replicas", "selector", "template")
+SELECTOR_KEYS = ("matchLabels", "matchExpressions")
+TEMPLATE_KEYS = ("metadata", "spec")
+SERVICE_KEYS = ("type", "selector", "ports", "clusterIP", "clusterIPs", "ipFamilies",
+                "ipFamilyPolicy")
+SERVICE_PORT_KEYS = ("name", "protocol", "port", "targetPort", "nodePort")
 
 NEED_SELECTOR = "apps/v1 needs selector.matchLabels: the labels of spec.template.metadata.labels"
 WHY_POD_NAME = "a pod's name is its hostname: lowercase letters, digits and '-', at most 63"
@@ -69,8 +80,13 @@ def add_replicas(draft: ClusterDraft, deployments: list[Deployment]) -> None:
 def read_metadata(
     r: Reader, m: dict[Any, Any], kind: str
 ) -> tuple[str | None, str, tuple[tuple[str, str], ...]]:
-    """metadata.name (None if missing), .namespace and .labels."""
+    """metadata.name (None if missing), .namespace and .labels; for a Pod, Deployment or
+    Service also checks the document's own keys."""
+    if kind in NAMESPACED:
+        r.known(m, "", DOCUMENT_KEYS, refused=unmodelled.DOCUMENT)
     meta = r.mapping(m.get("metadata"), "metadata", required="add metadata: {name: ...}")
+    r.known(meta, "metadata", METADATA_KEYS)
+    read_annotations(r, meta.get("annotations"), "metadata.annotations")
     need = "add metadata.name" if isinstance(m.get("metadata"), dict) else ""
     if kind == "Service":
         name = r.name(
@@ -105,6 +121,17 @@ def read_metadata(
     return name, namespace, r.labels(meta.get("labels"), "metadata.labels")
 
 
+def read_annotations(r: Reader, value: object, path: str) -> None:
+    """Annotations are accepted (they are notes) unless they would change the network."""
+    for key, val in r.mapping(value, path).items():
+        where = f"{path}.{key}"
+        if not isinstance(key, str) or not isinstance(val, str):
+            what = describe(key) if not isinstance(key, str) else describe(val)
+            r.add(where, f"must map a string to a string, not {what}", "quote it")
+        elif key in unmodelled.ANNOTATIONS:
+            r.add(where, "is not modelled by podnet's lab", unmodelled.ANNOTATIONS[key])
+
+
 def read_pod(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
     """A Pod manifest: append it to `draft.pods`."""
     name, namespace, labels = read_metadata(r, m, "Pod")
@@ -131,6 +158,7 @@ def read_deployment(
         m.get("spec"), "spec", required="a Deployment needs spec.selector and spec.template"
     )
     given = isinstance(m.get("spec"), dict)  # else only "spec is missing" is reported
+    r.known(spec, "spec", DEPLOYMENT_KEYS, refused=unmodelled.DEPLOYMENT_SPEC)
     replicas = 1  # Kubernetes' default
     value = spec.get("replicas")
     if isinstance(value, int) and not isinstance(value, bool) and value < 0:
@@ -142,6 +170,7 @@ def read_deployment(
     selector = r.mapping(
         spec.get("selector"), "spec.selector", required=NEED_SELECTOR if given else ""
     )
+    r.known(selector, "spec.selector", SELECTOR_KEYS)
     if "matchExpressions" in selector:
         r.add("spec.selector.matchExpressions", "is not supported", "select pods with matchLabels")
     wanted = r.labels(selector.get("matchLabels"), "spec.selector.matchLabels")
@@ -150,10 +179,11 @@ def read_deployment(
         "spec.template",
         required="give the pods' metadata.labels and spec" if given else "",
     )
-    labels = r.labels(
-        r.mapping(template.get("metadata"), "spec.template.metadata").get("labels"),
-        "spec.template.metadata.labels",
-    )
+    r.known(template, "spec.template", TEMPLATE_KEYS)
+    template_meta = r.mapping(template.get("metadata"), "spec.template.metadata")
+    r.known(template_meta, "spec.template.metadata", TEMPLATE_METADATA_KEYS)
+    read_annotations(r, template_meta.get("annotations"), "spec.template.metadata.annotations")
+    labels = r.labels(template_meta.get("labels"), "spec.template.metadata.labels")
     if "selector" in spec and not wanted and "matchExpressions" not in selector:
         r.add(
             "spec.selector.matchLabels",
@@ -202,6 +232,7 @@ def read_service(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
     """A Service manifest: append it to `draft.services`."""
     name, namespace, _ = read_metadata(r, m, "Service")
     spec = r.mapping(m.get("spec"), "spec", required="a Service needs spec.selector and spec.ports")
+    r.known(spec, "spec", SERVICE_KEYS, refused=unmodelled.SERVICE_SPEC)
     svc_type = (
         r.choice(
             spec.get("type"),
@@ -282,6 +313,8 @@ def _service_ports(r: Reader, spec: dict[Any, Any], svc_type: str) -> list[PortD
     for i, item in enumerate(items):
         path = f"spec.ports[{i}]"
         p = r.mapping(item, path)
+        r.known(p, path, SERVICE_PORT_KEYS, unmodelled.IGNORED["service port"],
+                unmodelled.SERVICE_PORT)
         port = r.integer(p.get("port"), f"{path}.port", 1, 65535, "a port number is 1..65535")
         if p.get("port") is None:
             r.add(f"{path}.port", "is missing", "give the port the Service listens on")

@@ -1,6 +1,12 @@
 """Multi-document YAML into numbered documents, with syntax errors as `Problem`s (line, column).
 
 PyYAML is imported on first use: it costs 11-15 ms. The C loader is used when libyaml is there.
+
+Before anything is built, one pass over the parser's events (flat: no recursion, no objects)
+bounds what the text may ask of the machine: nesting deeper than MAX_DEPTH (PyYAML's C composer
+recurses, and 25,000 levels overflowed its stack: SIGSEGV), and aliases that expand a document
+far beyond what is written (a 724-byte "billion laughs" file took 58 s and 940 MB once its
+template was hashed). The pass costs about half of the parse it guards.
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ from podnet.errors import Problem
 if TYPE_CHECKING:
     from yaml.nodes import Node
 
-__all__ = ["Document", "parse_documents"]
+__all__ = ["ALIAS_ALLOWANCE", "MAX_DEPTH", "Document", "parse_documents"]
 
-
+MAX_DEPTH = 64  # collections inside collections; a Deployment's env values are 9 deep
+# Nodes that aliases may add to a document beyond those written (or as many as are written,
+# if more): anchors save typing, they do not multiply a file.
+ALIAS_ALLOWANCE = 100_000
 
 @dataclass
 class Document:
@@ -70,9 +79,73 @@ def _parser_class() -> Callable[[str], _Parser]:
     return Plain
 
 
+def _within_bounds(text: str, problems: list[Problem]) -> bool:
+    """False (with the problem added) when `text` nests too deep or its aliases expand too
+    far; a syntax error is left for the real parse to report."""
+    import yaml
+
+    base = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
+    number = 0
+    try:
+        for event in yaml.parse(text, Loader=base):
+            if isinstance(event, yaml.DocumentStartEvent):
+                number += 1
+                bounds = _Bounds()
+            elif isinstance(event, yaml.NodeEvent | yaml.CollectionEndEvent):
+                why = bounds.add(event)
+                if why:
+                    mark = event.start_mark
+                    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+                    problems.append(Problem(f"document {number}", where, *why))
+                    return False
+    except yaml.YAMLError:
+        return True
+    return True
+
+
+class _Bounds:
+    """Depth and alias-expanded size of one document, event by event."""
+
+    def __init__(self) -> None:
+        self.open: list[tuple[int, str | None]] = []  # (expanded size at start, anchor)
+        self.anchors: dict[str, int] = {}  # expanded size of each anchored node
+        self.written = 0
+        self.expanded = 0
+
+    def add(self, event: Any) -> tuple[str, str] | None:
+        """Count one event; (message, hint) when the document goes out of bounds."""
+        import yaml
+
+        if isinstance(event, yaml.CollectionEndEvent):
+            start, anchor = self.open.pop()
+            if anchor:
+                self.anchors[anchor] = self.expanded - start
+            return None
+        self.written += 1
+        if isinstance(event, yaml.AliasEvent):
+            self.expanded += self.anchors.get(event.anchor or "", 1)
+            if self.expanded > self.written + max(ALIAS_ALLOWANCE, self.written):
+                return (f"its aliases expand it to more than {self.expanded:,} nodes, "
+                        f"from {self.written:,} written",
+                        "each *alias repeats its &anchor's content: write the content out, "
+                        "or use fewer aliases of aliases")
+            return None
+        self.expanded += 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(self.open) >= MAX_DEPTH:
+                return (f"nests deeper than {MAX_DEPTH} levels",
+                        "a topology is a few levels deep: this looks generated or damaged")
+            self.open.append((self.expanded - 1, event.anchor))
+        elif event.anchor:  # a scalar
+            self.anchors[event.anchor] = 1
+        return None
+
+
 def parse_documents(text: str, problems: list[Problem]) -> list[Document]:
     import yaml  # see _parser_class
 
+    if not _within_bounds(text, problems):
+        return []
     parser = _parser_class()(text)
     parser.duplicates = []
     documents: list[Document] = []

@@ -373,10 +373,11 @@ def _node_create(lay: Layout, node: NodeLayout) -> Step:
         SetLink(ns, "eth0"),
         *(AddRoute(ns, "default", gw.version, via=str(gw.ip)) for gw in lay.fabric_gateways),
         SetHostname(node.uts, node.name),
-        WriteFile(node.hosts_file, node_hosts(node.name, [str(ip.ip) for ip in node.ips]),
-                  new=True),
         *attachment(lay.attachment).host_ops(_host_side(lay, node)),
         *routing(lay.routing).node_ops(lay, node),
+        # Last: a node whose hosts file exists is whole (`apply.lab.observe` relies on it).
+        WriteFile(node.hosts_file, node_hosts(node.name, [str(ip.ip) for ip in node.ips]),
+                  new=True),
     ]
     pods = ", ".join(str(c) for c in node.pod_cidrs) or "the node network"
     ips = ", ".join(str(ip) for ip in node.ips)
@@ -492,6 +493,7 @@ def _pod_create(lay: Layout, pod: PodLayout, host: HostSide) -> Step:
         CreateNetns(pod.netns, _birth_sysctls(lay, router=False)),
         *attachment(lay.attachment).pod_ops(pod_link(lay, pod, host)),
         SetHostname(pod.uts, pod_hostname(pod.name)),
+        # Last: a pod whose hosts file exists is whole (`apply.lab.observe` relies on it).
         WriteFile(pod.hosts_file, _hosts(lay, pod), new=True),
     ]
     ips = ", ".join(str(ip) for ip in pod.ips)

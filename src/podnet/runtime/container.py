@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from podnet.runtime import responder
-from podnet.runtime.enter import ExecError, enter_pod, exec_command, reset_signals
+from podnet.runtime.enter import (
+    ExecError,
+    MountTemplate,
+    enter_pod,
+    exec_command,
+    reset_signals,
+)
 from podnet.runtime.hosts import pod_hostname
 from podnet.runtime.procs import identify
 
@@ -121,7 +127,9 @@ class _Status:
             self.fd = None
 
 
-def run(request: SpawnRequest, status_fd: int, mount_template: int | None = None) -> NoReturn:
+def run(
+    request: SpawnRequest, status_fd: int, mount_template: MountTemplate | None = None
+) -> NoReturn:
     """Become the container. Never returns, whatever happens: it ends in exec or os._exit.
 
     Call it in a fresh child of a single-threaded process. `mount_template`: see
@@ -130,7 +138,7 @@ def run(request: SpawnRequest, status_fd: int, mount_template: int | None = None
     status = _Status(status_fd)
     code = 1
     try:
-        _close_fds_except(status_fd, mount_template)
+        _close_fds_except(status_fd, *(mount_template.fds() if mount_template else ()))
         os.setsid()  # leads its own session and group: `stop` signals the group
         me = identify(os.getpid())
         status.send(f"P {os.getpid()} {me.starttime if me else 0}\n")
@@ -143,7 +151,7 @@ def run(request: SpawnRequest, status_fd: int, mount_template: int | None = None
             mount_template=mount_template,
         )
         if mount_template is not None:
-            os.close(mount_template)
+            mount_template.close()
         os.chdir("/")
         os.umask(0o022)
         if request.argv:

@@ -11,6 +11,14 @@ at a fraction of the cost.
 
 The mount namespace part needs a single-threaded process: unshare(CLONE_NEWNS) refuses a process
 whose threads share its filesystem information.
+
+setns(2) into a mount namespace resets the caller's root and working directory to that
+namespace's root: from inside a chroot (a build chroot, a debootstrapped test root) that escapes
+the chroot, and pods then saw the machine's whole filesystem. So wherever podnet enters a mount
+namespace it keeps the caller's root, as `nsenter --root` does: a directory fd opened on "/" where
+that root is valid, then fchdir + chroot(".") after the setns (`_Root`). A chroot whose root is
+not a mount point cannot have a private mount namespace made for it (MS_PRIVATE needs a mount
+point): containers then fail to start, with that error, rather than run outside it.
 """
 
 from __future__ import annotations
@@ -21,14 +29,16 @@ import os
 import re
 import signal
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import NoReturn
 
-from podnet.errors import KernelError, NotPermittedError, ObjectMissingError, ProcessError
+from podnet.errors import KernelError, ObjectMissingError, ProcessError, os_error
 from podnet.kernel import syscalls
 from podnet.kernel.netns import NETNS_DIR
 
 __all__ = [
     "ExecError",
+    "MountTemplate",
     "enter_pod",
     "exec_command",
     "exec_in_pod",
@@ -57,19 +67,44 @@ class ExecError(ProcessError):
         self.exit_status = exit_status
 
 
+@dataclass(frozen=True)
+class MountTemplate:
+    """A mount namespace for containers to copy (see `mount_template`), as two fds."""
+
+    ns: int  # the namespace
+    root: int  # our root as seen inside it (O_PATH): a chroot stays a chroot in the copy
+
+    def fds(self) -> tuple[int, int]:
+        return (self.ns, self.root)
+
+    def close(self) -> None:
+        for fd in self.fds():
+            os.close(fd)
+
+
+def _open_dir(path: str) -> int:
+    return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _chroot_to(root: int) -> None:
+    """Make the directory behind `root` our root and working directory (`nsenter --root`)."""
+    os.fchdir(root)
+    os.chroot(".")
+
+
 def enter_pod(
     netns_path: str,
     uts_path: str | None,
     hosts_file: str | None,
     *,
-    mount_template: int | None = None,
+    mount_template: MountTemplate | None = None,
 ) -> None:
     """Move the calling (single-threaded) process into a pod; None skips that part.
 
     The new mount namespace is a copy of ours with "/" a recursive slave, as `ip netns exec` makes
-    it, or, given `mount_template` (an fd from `mount_template()`), a copy of that template.
-    Every file is opened before anything changes, so a missing pod fails with ObjectMissingError
-    while the process is still where it was.
+    it, or, given `mount_template` (from `mount_template()`), a copy of that template, with our
+    root kept (a chroot stays one). Every file is opened before anything changes, so a missing
+    pod fails with ObjectMissingError while the process is still where it was.
     """
     fds: list[int] = []
     try:
@@ -85,10 +120,15 @@ def enter_pod(
                 syscalls.unshare(syscalls.CLONE_NEWNS)
                 syscalls.make_slave("/")
             else:
-                syscalls.setns(mount_template, syscalls.CLONE_NEWNS)
+                syscalls.setns(mount_template.ns, syscalls.CLONE_NEWNS)
+                # Before unshare, which carries root and cwd over into its copy.
+                _chroot_to(mount_template.root)
                 syscalls.unshare(syscalls.CLONE_NEWNS)  # private already: nothing to make slave
         except OSError as exc:
-            raise _kernel_error(exc, "a private mount namespace for the pod") from None
+            what = "a private mount namespace for the pod"
+            if exc.errno == errno.EINVAL and not _root_is_a_mount_point():
+                what += f" ({_NOT_A_MOUNT_POINT})"  # in the message: it crosses the zygote's pipe
+            raise _kernel_error(exc, what) from None
         _mount_sysfs()
         if hosts_file:
             # Opened again in the new mount namespace: mount(2) refuses a source from another one.
@@ -103,16 +143,32 @@ def enter_pod(
             os.close(fd)
 
 
-def mount_template() -> int:
+_NOT_A_MOUNT_POINT = (
+    "podnet runs in a chroot whose root is not a mount point, and a private mount namespace "
+    "needs one: bind-mount the chroot's directory onto itself, `mount --bind DIR DIR`, then "
+    "chroot into it"
+)
+
+
+def _root_is_a_mount_point() -> bool:
+    try:
+        with open("/proc/thread-self/mountinfo") as fh:
+            return any(line.split()[4] == "/" for line in fh)
+    except (OSError, IndexError):
+        return True  # cannot tell: say nothing more
+
+
+def mount_template() -> MountTemplate:
     """A mount namespace for containers to copy: ours, private, without any namespace files.
 
-    Returns an fd that keeps it alive. In it, every nsfs bind mount (/run/netns/*, pods' UTS
-    files) is detached, so a container copies a dozen mounts instead of two per pod (unshare
-    then costs 70 us instead of 1-2 ms), holds no other pod's namespace, and, being private, costs
-    nothing when the host later adds or removes namespaces (no propagation to hundreds of slaves).
-    Built in the calling thread, which then returns to its own mount namespace.
+    Its fds keep it alive. In it, every nsfs bind mount (/run/netns/*, pods' UTS files) is
+    detached, so a container copies a dozen mounts instead of two per pod (unshare then costs
+    70 us instead of 1-2 ms), holds no other pod's namespace, and, being private, costs nothing
+    when the host later adds or removes namespaces (no propagation to hundreds of slaves). Built
+    in the calling thread, which then returns to its own mount namespace, root and directory.
     """
     home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    home_root, home_cwd = _open_dir("/"), _open_dir(".")
     try:
         syscalls.unshare(syscalls.CLONE_NEWNS)
         try:
@@ -124,13 +180,17 @@ def mount_template() -> int:
                         syscalls.umount(target, syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
                 if not targets:
                     break
-            return os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            ns = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            return MountTemplate(ns, _open_dir("/"))
         finally:
-            syscalls.setns(home, syscalls.CLONE_NEWNS)
+            syscalls.setns(home, syscalls.CLONE_NEWNS)  # root and cwd reset: put them back
+            _chroot_to(home_root)
+            os.fchdir(home_cwd)
     except OSError as exc:
         raise _kernel_error(exc, "a mount namespace template for containers") from None
     finally:
-        os.close(home)
+        for fd in (home, home_root, home_cwd):
+            os.close(fd)
 
 
 def _namespace_mounts() -> list[str]:
@@ -247,6 +307,4 @@ def _mount_sysfs() -> None:
 
 
 def _kernel_error(exc: OSError, what: str) -> KernelError:
-    if exc.errno in (errno.EPERM, errno.EACCES):
-        return NotPermittedError(f"{what}: {exc.strerror}", errno=exc.errno)
-    return KernelError(f"{what}: {exc.strerror}", errno=exc.errno)
+    return os_error(exc, what)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Sequence
 
@@ -19,11 +20,15 @@ __all__ = [
     "create_pod_uts",
     "delete_pod_uts",
     "make_dir",
+    "sweep_leftovers",
     "write_file_atomic",
     "write_hosts_file",
 ]
 
 _HOSTNAME_BYTES = 64  # HOST_NAME_MAX: sethostname(2) refuses longer names
+_TOKEN_BYTES = 6
+# write_file_atomic's temporary files: a kill between their creation and their rename leaves one.
+_LEFTOVER = re.compile(rf"\..+\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}\.tmp")
 
 
 def create_pod_uts(path: str, hostname: str) -> None:
@@ -90,7 +95,7 @@ def write_file_atomic(path: str, text: str, mode: int = 0o644) -> None:
             f"cannot write {name} into {parent}: {why}",
             hint="podnet writes its state only into real directories, never through symlinks",
         ) from None
-    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    tmp = f".{name}.{secrets.token_hex(_TOKEN_BYTES)}.tmp"
     try:
         fd = os.open(
             tmp,
@@ -112,6 +117,19 @@ def write_file_atomic(path: str, text: str, mode: int = 0o644) -> None:
         raise StateError(f"cannot write {path}: {exc.strerror}") from None
     finally:
         os.close(dir_fd)
+
+
+def sweep_leftovers(directory: str) -> None:
+    """Remove the temporary files `write_file_atomic` left in `directory` when it was killed
+    between writing one and renaming it (only those: their names say they are podnet's)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if _LEFTOVER.fullmatch(name):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
 
 
 def make_dir(path: str, mode: int = 0o700) -> None:

@@ -30,6 +30,9 @@ __all__ = ["SpawnError", "SpawnRequest", "Spawner"]
 
 
 _TITLE_ROOM = 100
+# How long the zygote may take to end: `procs.stop` gives containers 2 s after SIGTERM and 2 s
+# after SIGKILL, and the zygote stops those nobody recorded before it exits.
+_STOP_WAIT = 6.0
 
 
 class SpawnError(ProcessError):
@@ -70,10 +73,12 @@ class Spawner:
             p for p in (root, os.environ.get("PYTHONPATH", "")) if p
         )
         # -S: no site-packages scan; podnet is found through PYTHONPATH, the rest is stdlib.
-        # The blank argument is room in the argv area, where containers write the command line
-        # `ps` shows for them ("podnet-http dev/web-1 web :80").
+        # Our PID tells the zygote who its caller is (it ends with us, see zygote). The blank
+        # argument is room in the argv area, where containers write the command line `ps`
+        # shows for them ("podnet-http dev/web-1 web :80").
         self._proc = subprocess.Popen(
-            [sys.executable, "-S", "-m", "podnet.runtime.zygote", " " * _TITLE_ROOM],
+            [sys.executable, "-S", "-m", "podnet.runtime.zygote", str(os.getpid()),
+             " " * _TITLE_ROOM],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -100,7 +105,7 @@ class Spawner:
                 if stream is not None:
                     stream.close()
         try:
-            proc.wait(timeout=2.0)
+            proc.wait(timeout=_STOP_WAIT)  # it may be stopping containers nobody recorded
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -208,8 +213,14 @@ class Spawner:
         proc = self._proc
         detail = ""
         if proc is not None:
-            proc.kill()
-            proc.wait()
+            # SIGTERM, not SIGKILL: the zygote then stops what it started and we never saw.
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                proc.wait(timeout=_STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             detail = _tail(proc.stderr)
         self._shutdown()
         first = self._first_id

@@ -31,6 +31,7 @@ class TourStep:
     retry: float = 0.0  # seconds to retry until the output matches (a server starting)
     cleanup: bool = False  # also run when the tour stops early
     show_lines: int = 0  # show only the first N lines of the output (0: all)
+    fails: bool = False  # the lesson is that the command fails (a connection policies deny)
 
 
 LOOPBACK = "1. Talk within your pod: the loopback interface"
@@ -38,6 +39,15 @@ PIPE = "2. Talk to another process: through a pipe"
 VETHS = "3. Look at existing veth pairs"
 BUILD = "4. Build a veth pair by hand"
 ADDRESS = "5. Talk within and between pods: by pod address"
+POLICY = "6. Who may talk: a NetworkPolicy"
+
+_DENY = ('{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": '
+         '{"name": "tour-deny-ingress", "namespace": "{pod_ns}"}, "spec": {"podSelector": {}, '
+         '"policyTypes": ["Ingress"]}}')
+_ALLOW = ('{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": '
+          '{"name": "tour-allow-{other_ns}", "namespace": "{pod_ns}"}, "spec": {"podSelector": '
+          '{}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": '
+          '{"kubernetes.io/metadata.name": "{other_ns}"}}}]}]}}')
 
 LESSON: tuple[TourStep, ...] = (
     TourStep(
@@ -282,5 +292,53 @@ LESSON: tuple[TourStep, ...] = (
         explain="`podnet graph -o svg` or `--serve` draw the same picture as an image or a live "
                 "page.",
         show_lines=16,
+    ),
+    TourStep(
+        POLICY, "Deny every connection into the pods of namespace {pod_ns}.",
+        (f"echo '{_DENY}' | podnet up -q -f -",),
+        expect=(r"lab \S+ up",),
+        needs=("other",),
+        explain="A NetworkPolicy whose podSelector is empty selects every pod of its namespace; "
+                "with policyTypes [Ingress] and no ingress rule, it allows nothing in. `podnet up "
+                "-f -` applies it to the running lab, as `kubectl apply -f -` would: each node's "
+                "nftables table gets the chains that enforce it.",
+    ),
+    TourStep(
+        POLICY, "The same request as before gets no answer now.",
+        ("podnet exec -n {other_ns} {other_name} -- curl -s -m 2 http://{pod_ip}:{port}",),
+        expect_not=(r"answered",),
+        needs=("other",),
+        fails=True,
+        explain="The node drops the connection's first packet silently, as Kubernetes "
+                "networks do: the client only sees a timeout. Denied traffic is logged nowhere, "
+                "which is why the next step matters.",
+    ),
+    TourStep(
+        POLICY, "Ask the kernel why: the trace names the policy.",
+        ("podnet trace -q -n {other_ns} {other_name} {pod_key} --port {port}",),
+        expect=(r"isolated for ingress by NetworkPolicy {pod_ns}/tour-deny-ingress",),
+        needs=("other",),
+        fails=True,
+        explain="The tracer evaluates the node's rules as the kernel does and reads the comment "
+                "on the rule that dropped the packet; the policy engine says which policies "
+                "isolate the pod and that none allows this source.",
+    ),
+    TourStep(
+        POLICY, "Allow the pods of namespace {other_ns} in, and try again.",
+        (f"echo '{_ALLOW}' | podnet up -q -f -",
+         "podnet exec -n {other_ns} {other_name} -- curl -s -m 2 http://{pod_ip}:{port}"),
+        expect=(r"Pod {pod_key} answered",),
+        needs=("other",),
+        show_lines=10,
+        explain="Policies add up: the deny still selects the pod, and the new policy's rule "
+                "allows this namespace in. No pod restarted: only the nodes' tables changed.",
+    ),
+    TourStep(
+        POLICY, "Remove the two policies: the lab is as it was.",
+        ("podnet delete networkpolicy -n {pod_ns} tour-deny-ingress tour-allow-{other_ns}",),
+        expect=(r"networkpolicy {pod_ns}/tour-deny-ingress deleted",),
+        needs=("other",),
+        cleanup=True,
+        explain="`podnet delete` (as `kubectl delete`) takes objects out of the running lab.",
     ),
 )

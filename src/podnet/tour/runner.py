@@ -275,8 +275,10 @@ class TourSession:
         for line in ready.commands:
             text, code = self._run_line(line, deadline)
             output += text
-            if code != 0:
+            if code != 0 and not ready.step.fails:
                 problems.append(f"`{line}` exited with status {code}")
+        if ready.step.fails and code == 0:
+            problems.append(f"`{line}` succeeded, and should have failed")
         for pattern in ready.expect:
             if not re.search(pattern, output, re.MULTILINE):
                 problems.append(f"the output does not show /{pattern}/")
