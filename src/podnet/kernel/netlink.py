@@ -48,6 +48,7 @@ def netlink_errors(what: str) -> Iterator[None]:
 
 def _link_dict(msg: Any) -> dict[str, Any]:
     info = msg.get("IFLA_LINKINFO")
+    port = info.get("IFLA_INFO_SLAVE_DATA") if info else None  # a bridge port's settings
     return {
         "index": msg["index"],
         "ifname": msg.get("IFLA_IFNAME"),
@@ -60,6 +61,7 @@ def _link_dict(msg: Any) -> dict[str, Any]:
         "master": msg.get("IFLA_MASTER"),
         "link": msg.get("IFLA_LINK"),
         "link_netnsid": msg.get("IFLA_LINK_NETNSID"),
+        "hairpin": bool(port.get("IFLA_BRPORT_MODE")) if port else None,
     }
 
 
