@@ -218,15 +218,19 @@ def test_no_dad_on_the_pod_end_and_no_router_advertisements_on_the_host_end(
      "the route to default via {gw6} is missing in the pod"),
     ("podnet-bridge", ["ip", "-6", "addr", "del", "{gw6}/64", "dev", "{bridge}"],
      "{bridge} in the host lacks address {gw6}/64"),
+    ("podnet-bridge", ["bridge", "link", "set", "dev", "{veth}", "hairpin", "off"],
+     "{veth}'s hairpin mode is not on"),
 ])
 def test_check_notices_what_changed_in_ipv6(flavor: Flavor, netns_factory: NetnsFactory,
                                             kind: str, break_it: list[str], needle: str) -> None:
-    plugin, ns = flavor(kind, family="dual", ipMasq=True), netns_factory("chk")
+    plugin = flavor(kind, family="dual", ipMasq=True, hairpinMode=kind == "podnet-bridge")
+    ns = netns_factory("chk")
     result = plugin.add("c1", _path(ns)).ok().doc
     try:
         plugin.check("c1", _path(ns)).ok()
         gw6 = next(ip["gateway"] for ip in result["ips"] if ":" in ip["address"])
-        words = {"ns": ns, "ip6": _ip(result, 6), "gw6": gw6,
+        veth = next(i["name"] for i in result["interfaces"] if i["name"].startswith("veth"))
+        words = {"ns": ns, "ip6": _ip(result, 6), "gw6": gw6, "veth": veth,
                  "bridge": plugin.conf.get("bridge", "")}
         subprocess.run([w.format(**words) for w in break_it], check=True)
         answer = plugin.check("c1", _path(ns))

@@ -249,7 +249,10 @@ def _from_record(conf: PodnetConf, record: Record, pod_ns: str,
 def _teardown(host: Netlink, conf: PodnetConf, record: Record) -> None:
     """The host end (its routes go with it), then what outlives it (vpc's rules)."""
     _remove_host_end(host, record.hostIfname)
-    undo = _from_record(conf, record, "").undo_ops()
+    try:
+        undo = _from_record(conf, record, "").undo_ops()
+    except (KeyError, ValueError):  # a record podnet cannot read owns nothing more
+        return
     if not undo:
         return
     app = Applier(shared=(None,))

@@ -148,15 +148,18 @@ def _sysctls(v: Verifier, op: o.SetSysctls) -> str:
     return ""
 
 
-def _unchecked(v: Verifier, op: o.Op) -> str:
-    return ""  # hairpin: a bridge port flag only a full port dump shows
+def _bridge_port(v: Verifier, op: o.SetBridgePort) -> str:
+    link = v.link(op.ns, op.dev)
+    if link is None or link["hairpin"] != op.hairpin:
+        return f"{op.dev}'s hairpin mode is not {'on' if op.hairpin else 'off'}"
+    return ""
 
 
 _CHECKS: dict[type[Any], Callable[[Verifier, Any], str]] = {
     o.AddVeth: _veth,
     o.AddBridge: _bridge,
     o.SetLink: _set_link,
-    o.SetBridgePort: _unchecked,
+    o.SetBridgePort: _bridge_port,
     o.AddAddress: _address,
     o.AddRoute: _route,
     o.AddRule: _rule,
