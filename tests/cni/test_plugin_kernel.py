@@ -337,16 +337,22 @@ def test_own_namespace_is_refused_before_anything(flavor: Flavor, command: str) 
     assert snapshot(None, plugin.conf["ipam"]["dataDir"], plugin.conf["stateDir"]) == before
 
 
-def test_parallel_adds_get_distinct_addresses(flavor: Flavor,
-                                              netns_factory: NetnsFactory) -> None:
-    plugin = flavor("podnet-ptp")
+@pytest.mark.parametrize(("kind", "family"), [("podnet-ptp", "ipv4"),
+                                            ("podnet-bridge", "dual")])
+def test_parallel_adds_get_distinct_addresses(flavor: Flavor, netns_factory: NetnsFactory,
+                                              kind: str, family: str) -> None:
+    # bridge: every ADD ensures the bridge and its gateways at once, one of them creating it.
+    plugin = flavor(kind, family=family, ipMasq=True)
     pods = [(f"par{i}", _path(netns_factory("par"))) for i in range(16)]
     with ThreadPoolExecutor(len(pods)) as pool:
         answers = list(pool.map(lambda p: plugin.call("ADD", container_id=p[0], netns=p[1]),
                                 pods))
-    addresses = [a.ok().doc["ips"][0]["address"] for a in answers]
-    assert len(set(addresses)) == len(pods)
+    addresses = [ip["address"] for a in answers for ip in a.ok().doc["ips"]]
+    assert len(set(addresses)) == len(pods) * (2 if family == "dual" else 1)
     assert sorted(_reservations(plugin)) == sorted(a.split("/")[0] for a in addresses)
+    for (cid, ns), answer in zip(pods, answers, strict=True):
+        plugin.results[(cid, "eth0")] = answer.doc
+        plugin.check(cid, ns).ok()
     with ThreadPoolExecutor(len(pods)) as pool:
         dels = list(pool.map(lambda p: plugin.call("DEL", container_id=p[0], netns=p[1]), pods))
     assert all(d.code == 0 for d in dels) and _reservations(plugin) == []
