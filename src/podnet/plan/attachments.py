@@ -64,8 +64,8 @@ class HostSide:
     # one bridge need; without, the setting is made where the kernel has it.
     conntrack_bridged: bool = False
     # A real host others configure too (the CNI plugin's): what every pod needs there (the
-    # bridge, its gateway) is made only when missing, and br_netfilter's machine-wide switches
-    # are left to the host's owner.
+    # bridge, its gateway) is made only when missing, and br_netfilter's switches are left to
+    # the host's owner.
     shared: bool = False
 
 
