@@ -5,10 +5,10 @@
 The record names the host end of the veth (which carries podnet's ifalias), the mode, the
 addresses and their gateways: enough to build the attachment's operations again
 (`podnet.cni.podlink`), so DEL removes what they made and CHECK compares them with the kernel,
-without the pod's namespace or a prevResult. It is written before the veth exists, so a DEL
-after an ADD killed at any point finds the host end by its record. (The addresses come from here
-and the IPAM's reservation, never from a prevResult, which may name an address another pod holds
-by now.)
+without the pod's namespace or a prevResult. It is written before the veth exists, so an ADD
+run again after one killed at any point knows the host end it may take back. (The addresses
+come from here and the IPAM's reservation, never from a prevResult, which may name an address
+another pod holds by now.)
 """
 
 from __future__ import annotations
