@@ -42,11 +42,16 @@ class Seen:
 
     def words(self) -> str:
         """"10.244.1.2:43210 > 10.244.2.2:80 [S], 60 bytes" (and "in VXLAN a > b")."""
-        ends = (f"{self.src}:{self.sport} > {self.dst}:{self.dport}" if self.sport is not None
-                else f"{self.src} > {self.dst}")
+        ends = (f"{_end(self.src, self.sport)} > {_end(self.dst, self.dport)}"
+                if self.sport is not None else f"{self.src} > {self.dst}")
         kind = f" [{self.flags}]" if self.flags else f" {self.proto}"
         carried = f", in VXLAN {self.outer[0]} > {self.outer[1]}" if self.outer else ""
         return f"{ends}{kind}, {self.size} bytes{carried}"
+
+
+def _end(address: str, port: int | None) -> str:
+    """`10.244.1.2:80`, `[fd00::2]:80`."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _address(raw: bytes) -> str:
