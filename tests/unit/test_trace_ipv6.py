@@ -366,3 +366,50 @@ def test_a_family_a_destination_lacks_is_refused_with_what_to_do() -> None:
     with pytest.raises(ObjectMissingError) as v4lab:
         resolve_destination(host, lab, "four.dev", None, src, 6)
     assert "the lab has no IPv6" in v4lab.value.hint
+
+
+def test_an_ip6_table_sees_ipv6_packets_and_an_ip_table_ipv4_ones() -> None:
+    tables: list[dict[str, Any]] = []
+    for family, addr in (("ip6", B), ("ip", "10.244.2.2")):
+        tables += [
+            {"table": {"family": family, "name": "block"}},
+            chain("in_fwd", "forward", 0, family=family, table="block"),
+            rule("in_fwd", match(payload(family, "daddr"), addr),
+                 match(payload("tcp", "dport"), 80), {"drop": None}, family=family,
+                 table="block"),
+        ]
+    ctx = HookContext("forward", iif="eth0", oif="veth1")
+    six = evaluate(tables, ctx, Packet(A, B, "tcp", 40000, 80))
+    assert six.verdict == "drop" and six.rule is not None
+    assert six.rule.where() == "table ip6 block chain in_fwd"
+    assert six.rule.text == f"ip6 daddr {B} tcp dport 80 drop"
+    four = evaluate(tables, ctx, Packet("10.244.1.2", "10.244.2.2", "tcp", 40000, 80))
+    assert four.verdict == "drop" and four.rule is not None and four.rule.family == "ip"
+    assert four.chains == ("ip block in_fwd",)  # the ip6 table's chain never saw it
+
+
+def test_a_dual_stack_node_decapsulates_ipv6_vxlan_on_its_ipv6_device() -> None:
+    """flannel.1 and flannel-v6.1 share VNI 1 and UDP 8472: the outer packet's family picks."""
+    host = cluster6()
+    n1, n2 = host.find("n1")[0], host.find("n2")[0]
+    tunnel = "fd00:10:244:2::"
+    n1 = replace(n1, interfaces=(*n1.interfaces, iface("flannel-v6.1", 4, "vxlan")))
+    n2 = replace(n2, interfaces=(*n2.interfaces, iface("flannel.1", 4, "vxlan"),
+                                 iface("flannel-v6.1", 5, "vxlan", mac="02:00:00:00:f2:f2")))
+    host = Host(tuple({"n1": n1, "n2": n2}.get(x.label, x) for x in host.namespaces))
+    reads = answers6()
+    reads.routes.update({
+        ("n1", B, 3): RouteAnswer(B, oif=4, gateway=tunnel),
+        ("n1", N2, None): RouteAnswer(N2, oif=2, src=N1),
+        ("n2", N2, 2): RouteAnswer(N2, "local", oif=1),
+        ("n2", B, 5): RouteAnswer(B, oif=3),
+    })
+    reads.neighbours[("n1", 4, tunnel)] = Neighbour(tunnel, "02:00:00:00:f2:f2", "PERMANENT", 4)
+    reads.fdbs["n1"] = [FdbEntry("02:00:00:00:f2:f2", 4, None, N2, "PERMANENT")]
+    reads.tunnels[("n1", 4)] = Vxlan(4, 1, 8472, N1, None, 2, False)
+    reads.tunnels[("n2", 4)] = Vxlan(4, 1, 8472, "172.18.0.4", None, 2, False)
+    reads.tunnels[("n2", 5)] = Vxlan(5, 1, 8472, N2, None, 2, False)
+    path = walk(host, reads, host.find("pa")[0], PKT6)
+    assert path.outcome == "delivered", [h.text for h in path.hops]
+    decap = next(h for h in path.hops if h.step == "decap")
+    assert decap.dev == "flannel-v6.1" and "decapsulated by flannel-v6.1" in decap.text

@@ -242,6 +242,11 @@ class LinkWalker(WalkerBase):
             vx = self.reads.vxlan(ns, iface.ifindex)
             if vx is None or (vx.port or 8472) != pkt.dport or vx.vni != tunnel.vxlan.vni:
                 continue
+            # Each family's device listens on its own socket (dual-stack flannel: flannel.1
+            # over IPv4, flannel-v6.1 over IPv6, the same VNI and port): the outer packet's
+            # family picks the one that takes it.
+            if vx.local and version_of(vx.local) != version_of(pkt.dst):
+                continue
             self.tunnels.pop()
             if tunnel.size is not None:
                 self.size = tunnel.size
