@@ -194,9 +194,12 @@ def _pod_probes(lay: Layout, src: PodLayout, index: int, limit: int,
 
 
 def _node_port_probes(lay: Layout, fabric: str, family: int) -> Iterator[Probe]:
-    """Every NodePort on every node's address of `family`, from the node network."""
+    """Every NodePort on every node's address of `family`, from the node network (as
+    kube-proxy, only a Service of that family has its NodePorts on that family's addresses)."""
     by_key = {p.key: p for p in lay.pods}
     for svc in lay.services:
+        if family not in svc.ip_families:
+            continue
         backends = [by_key[k] for k in svc.endpoints if k in by_key]
         for port in svc.ports:
             if port.node_port is None or port.protocol != "TCP" or not backends:
