@@ -25,44 +25,30 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lab import NODES
+from lab import topology as lab_topology
 from sandbox import ensure_sandbox, run, timed
 
 FAMILIES = ("ipv4", "ipv6", "dual")
-NODES = 3
 NEIGHBOUR_LIMIT = 900  # of the 1,024 the machine allows per family: stop before, not after
 
 
-def topology(pods: int, family: str) -> str:
-    nodes = "\n".join("  - role: worker" for _ in range(NODES))
-    return f"""kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-name: bench
-nodes:
-{nodes}
-networking: {{ipFamily: {family}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: bench}}
-spec:
-  replicas: {pods}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: web
-        ports: [{{containerPort: 80}}]
----
+SERVICE = """---
 apiVersion: v1
 kind: Service
-metadata: {{name: web, namespace: bench}}
+metadata: {name: web, namespace: bench}
 spec:
   type: NodePort
   ipFamilyPolicy: PreferDualStack
-  selector: {{app: web}}
-  ports: [{{port: 80}}]
+  selector: {app: web}
+  ports: [{port: 80}]
 """
+
+
+def topology(pods: int, family: str) -> str:
+    """bench/lab.py's Deployment on 3 nodes, of `family`, with a Service in front of it."""
+    return lab_topology(pods).replace("  podSubnet: 10.244.0.0/16\n",
+                                      f"  ipFamily: {family}\n") + SERVICE
 
 
 def neighbours() -> tuple[int, int]:
@@ -186,7 +172,7 @@ def main() -> None:
     med = {f: {k: statistics.median(r[k] for r in runs[f] if k in r) for k in runs[f][0]}
            for f in FAMILIES}
     rows = {f: rows_of(med[f], f) for f in FAMILIES}
-    print(f"tools: {args.pods} pods on {NODES} nodes, a NodePort Service (PreferDualStack); "
+    print(f"tools: {args.pods} pods on {len(NODES)} nodes, a NodePort Service (PreferDualStack); "
           f"podnet: median of {args.rounds} rounds; dual's trace: -4 / -6")
     width = max(len(k) for r in rows.values() for k in r) + 2
     print(" " * width + "".join(f"{f:>24}" for f in FAMILIES))

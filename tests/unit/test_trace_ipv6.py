@@ -148,27 +148,41 @@ def test_the_forwarding_sysctl_asked_is_the_packet_family() -> None:
     assert "ip netns exec n1 sysctl net.ipv6.conf.vetha.forwarding" in hop.commands
 
 
-def test_vxlan_over_an_ipv6_underlay_adds_70_bytes() -> None:
+TUNNEL_MAC = "02:00:00:00:f2:f2"
+
+
+def vxlan6(*, dual: bool = False) -> tuple[Host, Recorded]:
+    """The IPv6 cluster with flannel-v6.1 on both nodes (ifindex 4 on n1; on n2 4, or 5 when
+    `dual` puts an IPv4 flannel.1 at 4 with the same VNI and port, as flannel's dual-stack)."""
     host = cluster6()
     n1, n2 = host.find("n1")[0], host.find("n2")[0]
     tunnel = "fd00:10:244:2::"
+    at = 5 if dual else 4
     n1 = replace(n1, interfaces=(*n1.interfaces, iface("flannel-v6.1", 4, "vxlan",
                                                        addrs=("fd00:10:244:1::/128", LL))))
-    n2 = replace(n2, interfaces=(*n2.interfaces, iface("flannel-v6.1", 4, "vxlan",
-                                                       addrs=(f"{tunnel}/128", LL),
-                                                       mac="02:00:00:00:f2:f2")))
+    v4 = (iface("flannel.1", 4, "vxlan", addrs=("10.244.2.0/32",)),) if dual else ()
+    n2 = replace(n2, interfaces=(*n2.interfaces, *v4,
+                                 iface("flannel-v6.1", at, "vxlan", addrs=(f"{tunnel}/128", LL),
+                                       mac=TUNNEL_MAC)))
     host = Host(tuple({"n1": n1, "n2": n2}.get(x.label, x) for x in host.namespaces))
     reads = answers6()
     reads.routes.update({
         ("n1", B, 3): RouteAnswer(B, oif=4, gateway=tunnel),
         ("n1", N2, None): RouteAnswer(N2, oif=2, src=N1),
         ("n2", N2, 2): RouteAnswer(N2, "local", oif=1),
-        ("n2", B, 4): RouteAnswer(B, oif=3),
+        ("n2", B, at): RouteAnswer(B, oif=3),
     })
-    reads.neighbours[("n1", 4, tunnel)] = Neighbour(tunnel, "02:00:00:00:f2:f2", "PERMANENT", 4)
-    reads.fdbs["n1"] = [FdbEntry("02:00:00:00:f2:f2", 4, None, N2, "PERMANENT")]
-    for node, local in (("n1", N1), ("n2", N2)):
-        reads.tunnels[(node, 4)] = Vxlan(4, 1, 8472, local, None, 2, False)
+    reads.neighbours[("n1", 4, tunnel)] = Neighbour(tunnel, TUNNEL_MAC, "PERMANENT", 4)
+    reads.fdbs["n1"] = [FdbEntry(TUNNEL_MAC, 4, None, N2, "PERMANENT")]
+    reads.tunnels[("n1", 4)] = Vxlan(4, 1, 8472, N1, None, 2, False)
+    reads.tunnels[("n2", at)] = Vxlan(at, 1, 8472, N2, None, 2, False)
+    if dual:
+        reads.tunnels[("n2", 4)] = Vxlan(4, 1, 8472, "172.18.0.4", None, 2, False)
+    return host, reads
+
+
+def test_vxlan_over_an_ipv6_underlay_adds_70_bytes() -> None:
+    host, reads = vxlan6()
     path = walk(host, reads, host.find("pa")[0], PKT6, size=0)
     assert path.outcome == "delivered", [h.text for h in path.hops]
     vx = path.hops[3]
@@ -390,25 +404,7 @@ def test_an_ip6_table_sees_ipv6_packets_and_an_ip_table_ipv4_ones() -> None:
 
 def test_a_dual_stack_node_decapsulates_ipv6_vxlan_on_its_ipv6_device() -> None:
     """flannel.1 and flannel-v6.1 share VNI 1 and UDP 8472: the outer packet's family picks."""
-    host = cluster6()
-    n1, n2 = host.find("n1")[0], host.find("n2")[0]
-    tunnel = "fd00:10:244:2::"
-    n1 = replace(n1, interfaces=(*n1.interfaces, iface("flannel-v6.1", 4, "vxlan")))
-    n2 = replace(n2, interfaces=(*n2.interfaces, iface("flannel.1", 4, "vxlan"),
-                                 iface("flannel-v6.1", 5, "vxlan", mac="02:00:00:00:f2:f2")))
-    host = Host(tuple({"n1": n1, "n2": n2}.get(x.label, x) for x in host.namespaces))
-    reads = answers6()
-    reads.routes.update({
-        ("n1", B, 3): RouteAnswer(B, oif=4, gateway=tunnel),
-        ("n1", N2, None): RouteAnswer(N2, oif=2, src=N1),
-        ("n2", N2, 2): RouteAnswer(N2, "local", oif=1),
-        ("n2", B, 5): RouteAnswer(B, oif=3),
-    })
-    reads.neighbours[("n1", 4, tunnel)] = Neighbour(tunnel, "02:00:00:00:f2:f2", "PERMANENT", 4)
-    reads.fdbs["n1"] = [FdbEntry("02:00:00:00:f2:f2", 4, None, N2, "PERMANENT")]
-    reads.tunnels[("n1", 4)] = Vxlan(4, 1, 8472, N1, None, 2, False)
-    reads.tunnels[("n2", 4)] = Vxlan(4, 1, 8472, "172.18.0.4", None, 2, False)
-    reads.tunnels[("n2", 5)] = Vxlan(5, 1, 8472, N2, None, 2, False)
+    host, reads = vxlan6(dual=True)
     path = walk(host, reads, host.find("pa")[0], PKT6)
     assert path.outcome == "delivered", [h.text for h in path.hops]
     decap = next(h for h in path.hops if h.step == "decap")
