@@ -9,13 +9,16 @@ Every interface carries a link-local address, as on a real host, and several car
 
 from __future__ import annotations
 
+import io
 import socket
 import struct
 from dataclasses import replace
 from typing import Any
 
+import dpkt
 import pytest
 
+from podnet.capture.decode import read_pcap
 from podnet.errors import ObjectMissingError, StateError
 from podnet.inspect.model import Host, Namespace, Route
 from podnet.kernel import echo
@@ -23,6 +26,7 @@ from podnet.kernel.lookup import FdbEntry, Listener, Neighbour, NftRead, RouteAn
 from podnet.trace.nft import HookContext, Packet, evaluate, rule_text
 from podnet.trace.target import LabView, resolve_destination
 from podnet.trace.walk import HostIndex, walk
+from podnet.trace.wire import expression
 from podnet.trace.words import endpoint, matched_route
 from tests.unit.test_trace_nft import chain, match, meta, payload, prefix, rule
 from tests.unit.test_trace_walk import N2_ETH0_MAC, Recorded, iface, ns
@@ -409,3 +413,31 @@ def test_a_dual_stack_node_decapsulates_ipv6_vxlan_on_its_ipv6_device() -> None:
     assert path.outcome == "delivered", [h.text for h in path.hops]
     decap = next(h for h in path.hops if h.step == "decap")
     assert decap.dev == "flannel-v6.1" and "decapsulated by flannel-v6.1" in decap.text
+
+
+# --- captures of IPv6 packets -------------------------------------------------------------------
+
+
+def _ip6(src: str, dst: str, nxt: int, body: Any) -> bytes:
+    ip = dpkt.ip6.IP6(src=socket.inet_pton(socket.AF_INET6, src),
+                      dst=socket.inet_pton(socket.AF_INET6, dst), nxt=nxt, hlim=64, data=body)
+    ip.plen = len(bytes(body))
+    return bytes(dpkt.ethernet.Ethernet(type=dpkt.ethernet.ETH_TYPE_IP6, data=ip))
+
+
+def test_ipv6_captures_read_back_with_bracketed_ends_and_icmpv6_words() -> None:
+    out = io.BytesIO()
+    writer = dpkt.pcap.Writer(out)
+    syn = dpkt.tcp.TCP(sport=43210, dport=80, flags=dpkt.tcp.TH_SYN)
+    echo_request = dpkt.icmp6.ICMP6(type=128, data=dpkt.icmp6.ICMP6.Echo(id=7, seq=1))
+    too_big = dpkt.icmp6.ICMP6(type=2, data=b"\0\0\x05\x96" + bytes(48))
+    for i, frame in enumerate((_ip6(A, B, 6, syn), _ip6(A, B, 58, echo_request),
+                               _ip6(GW1, A, 58, too_big))):
+        writer.writepkt(frame, ts=1.0 + i)
+    out.seek(0)
+    tcp, request, error = (seen for _, seen in read_pcap(out))
+    assert tcp.words() == f"[{A}]:43210 > [{B}]:80 [S], 60 bytes"
+    assert (request.proto, request.flags, request.icmp_id) == ("icmpv6", "echo request", 7)
+    assert error.flags == "packet too big"
+    assert expression(None, "icmpv6")[0].startswith("(icmp6) or ")
+    assert expression(None)[0].startswith("(icmp) or ")
