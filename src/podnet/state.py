@@ -391,6 +391,7 @@ def _encode_service(s: ServiceLayout) -> dict[str, Any]:
         "type": s.type,
         "cluster_ip": str(s.cluster_ip),
         "cluster_ips": _strs(s.cluster_ips),
+        "ip_family_policy": s.ip_family_policy,
         "selector": dict(s.selector),
         "ports": [
             {"name": p.name, "protocol": p.protocol, "port": p.port,
@@ -414,6 +415,9 @@ def _decode_service(d: dict[str, Any]) -> ServiceLayout:
         ),
         selector=tuple(sorted(d["selector"].items())),
         endpoints=tuple(d["endpoints"]),
+        # A record written before the policy was kept: what its addresses imply.
+        ip_family_policy=d.get("ip_family_policy") or (
+            "SingleStack" if len(d["cluster_ips"]) == 1 else "RequireDualStack"),
     )
 
 

@@ -97,12 +97,16 @@ def test_pods_larger_than_the_tunnel_fail_full_size_only(vxlan: Pods) -> None:
     try:
         code, report = check_mtu()
         assert code == 1
-        failed = [p for p in report["probes"] if not p["ok"]]
-        assert {(p["from"], p["to"]) for p in failed} == {
-            ("default/jumpbox", f"dev/{far}"), (f"dev/{far}", "default/jumpbox")}
-        for p in failed:
-            assert p["detail"].startswith("answered by"), "the handshake and the page passed"
-            assert "fragmentation needed" in p["fullSize"]["detail"]
+        failed = {(p["from"], p["to"]) for p in report["probes"] if not p["ok"]}
+        direct = {("default/jumpbox", f"dev/{far}"), (f"dev/{far}", "default/jumpbox")}
+        # Through the Service too, when it gave the full-size probe's connection (a new one,
+        # spread anew) the far pod: both ends at 1500, the tunnel between them at 1450 (the other
+        # backends' 1450 makes the connection's MSS small enough).
+        assert direct <= failed <= {*direct, ("default/jumpbox", "dev/demo:80")}, failed
+        for p in report["probes"]:
+            if not p["ok"]:
+                assert "answered by" in p["detail"], "the handshake and the page passed"
+                assert "fragmentation needed" in p["fullSize"]["detail"]
         assert podnet("check", "--timeout", "1", check=False).returncode == 0, \
             "without --mtu the black hole stays hidden"
         code, tr = trace("jumpbox", f"dev/{far}", "--port", "80")

@@ -164,7 +164,8 @@ FACTS: Facts = {
     "pod_ns": "default", "pod_ip": "10.244.1.2", "pod_netns": "cni-1", "pod_veth": "veth1",
     "port": "80", "worker": "kind-worker", "worker_ip": "172.18.0.3",
     "worker_pod_netns": ["cni-1", "cni-2"], "gateway": "10.244.1.1",
-    "orange": "kind-tour-orange", "green": "kind-tour-green",
+    "orange": "kind-tour-orange", "green": "kind-tour-green", "pod_host": "10.244.1.2",
+    "family": "IPv4", "inet": "inet", "host_prefix": "32",
 }
 
 
@@ -183,6 +184,23 @@ def test_steps_follow_the_lab_shape_and_what_it_has() -> None:
     bridge = prepare({**FACTS, "attachment": "bridge"})
     assert any("bridge and its ports" in r.title for r in bridge)
     assert [r.number for r in ptp] == list(range(1, len(ptp) + 1))
+
+
+def test_an_ipv6_lab_gets_the_lesson_in_its_family() -> None:
+    v6 = prepare({**FACTS, "pod_ip": "fd00:10:244:1::2", "pod_host": "[fd00:10:244:1::2]",
+                  "gateway": "fd00:10:244:1::1", "family": "IPv6", "inet": "inet6",
+                  "host_prefix": "128", "other": "yes", "other_key": "dev/w",
+                  "other_name": "w", "other_ns": "dev", "other_ip": "fd00:10:244:2::2",
+                  "other_node": "kind-worker2", "other_veth": "veth2"})
+    step = next(r for r in v6 if "kindnet's /128 gateway" in r.title)
+    assert step.title.startswith("Display the IPv6 addresses")
+    output = ("3: veth1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue\n"
+              "    link/ether 0e:8a:ad:d3:39:c6 brd ff:ff:ff:ff:ff:ff\n"
+              "    inet6 fd00:10:244:1::1/128 scope global nodad\n")
+    assert re.search(step.expect[0], output, re.MULTILINE)
+    assert not re.search(step.expect[0], output.replace("veth1@", "veth9@"), re.MULTILINE)
+    curl = next(c for r in v6 for c in r.commands if "curl -s http://[" in c)
+    assert curl.endswith("curl -s http://[fd00:10:244:1::2]:80")
 
 
 def test_every_lesson_section_has_steps_with_checks_and_explanations() -> None:

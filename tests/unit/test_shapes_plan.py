@@ -335,7 +335,8 @@ def test_check_stays_linear_in_big_labs() -> None:
 def test_summary_counts_cells() -> None:
     p = Probe("node", "a/b", "ns", "", "n1", "1.2.3.4", 1, probes(layout(spec()))[0].expect)
     cells = summarize([Result(p, True, "", 1.0), Result(replace(p, target="n2"), False, "", 1.0)])
-    assert str(cells["a/b"]["node"]) == "FAIL 1/2" and str(cells["a/b"]["self"]) == "-"
+    row = cells[("a/b", 4)]
+    assert str(row["node"]) == "FAIL 1/2" and str(row["self"]) == "-"
 
 
 # --- golden: the bridge + VXLAN lab with Services, as `podnet explain` shows it -------------------

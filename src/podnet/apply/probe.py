@@ -24,7 +24,7 @@ from podnet.plan.check import Probe, Result
 __all__ = ["run_probes"]
 
 _ANSWERED = re.compile(rb"podnet: pod (\S+) answered")
-_CLIENT = re.compile(rb"^client:\s+(\S+):\d+\s*$", re.MULTILINE)
+_CLIENT = re.compile(rb"^client:\s+\[?([^\s\]]+?)\]?:\d+\s*$", re.MULTILINE)  # [v6]:port
 _MAX_ANSWER = 64 * 1024
 
 
@@ -52,7 +52,7 @@ def run_probes(
 
 
 def _wave(probes: Sequence[Probe], timeout: float) -> list[Result]:
-    hosts: dict[str, dict[str, str]] = {}
+    hosts: dict[str, dict[str, list[str]]] = {}
     flights = [_launch_checked(p, hosts) for p in probes]
     sel = selectors.DefaultSelector()
     try:
@@ -74,20 +74,21 @@ def _wave(probes: Sequence[Probe], timeout: float) -> list[Result]:
     return [f.result for f in flights if f.result is not None]
 
 
-def _launch_checked(probe: Probe, hosts: dict[str, dict[str, str]]) -> _Flight:
+def _launch_checked(probe: Probe, hosts: dict[str, dict[str, list[str]]]) -> _Flight:
     flight = _Flight(probe, None, time.monotonic())
     name = probe.expect.name
     if name:
         table = hosts.setdefault(probe.hosts_file, _read_hosts(probe.hosts_file))
-        found = table.get(name)
-        if found != probe.address:
-            where = f"resolves to {found}" if found else "is missing"
+        found = table.get(name, [])
+        if probe.address not in found:  # a dual-stack Service has a line per family
+            where = f"resolves to {', '.join(found)}" if found else "is missing"
             flight.result = Result(probe, False, f"{name} {where} in the pod's /etc/hosts", 0.0)
             return flight
-        flight.note = f"{name} -> {found}: "
+        flight.note = f"{name} -> {probe.address}: "
+    family = socket.AF_INET6 if probe.family == 6 else socket.AF_INET
     try:
         with netns.entered(netns.path_of(probe.netns)):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     except OSError as exc:
         flight.result = Result(probe, False, f"cannot open a socket in {probe.netns}: {exc}", 0.0)
         return flight
@@ -99,14 +100,15 @@ def _launch_checked(probe: Probe, hosts: dict[str, dict[str, str]]) -> _Flight:
     return flight
 
 
-def _read_hosts(path: str) -> dict[str, str]:
-    table: dict[str, str] = {}
+def _read_hosts(path: str) -> dict[str, list[str]]:
+    """Each name of a hosts file and its addresses, in the file's order."""
+    table: dict[str, list[str]] = {}
     try:
         with open(path) as fh:
             for line in fh:
                 fields = line.split("#", 1)[0].split()
                 for name in fields[1:]:
-                    table.setdefault(name, fields[0])
+                    table.setdefault(name, []).append(fields[0])
     except OSError:
         pass
     return table
@@ -131,7 +133,8 @@ def _connected(sel: selectors.BaseSelector, f: _Flight) -> None:
     elif not probe.expect.http:
         _finish(sel, f, True, "connected")
     else:
-        f.request = (f"GET / HTTP/1.0\r\nHost: {probe.address}\r\nAccept: text/plain\r\n"
+        host = f"[{probe.address}]" if probe.family == 6 else probe.address  # RFC 3986
+        f.request = (f"GET / HTTP/1.0\r\nHost: {host}\r\nAccept: text/plain\r\n"
                      "User-Agent: podnet-check\r\n\r\n").encode()
         try:
             f.sock.send(f.request)  # small: fits the empty send buffer at once

@@ -46,7 +46,8 @@ def run_full_size(results: Sequence[Result], *, timeout: float = 2.0,
     # A path the policies deny "works" by staying silent: it has nothing to carry full-size.
     wanted = [i for i, r in enumerate(results)
               if r.ok and r.probe.mtu and not r.probe.expect.denied]
-    mtus = _link_mtus([results[i].probe for i in wanted])
+    found = _link_mtus([results[i].probe for i in wanted])  # by position in `wanted`
+    mtus = {wanted[position]: mtu for position, mtu in found.items()}
     out = list(results)
     for start in range(0, len(wanted), parallel):
         wave = wanted[start : start + parallel]
@@ -152,13 +153,12 @@ def _echo(sel: selectors.BaseSelector, f: _Full) -> None:
     assert f.sock is not None
     f.sock.close()
     f.echoing = True
-    if ":" in f.probe.address:
-        f.verdict = (None, "the port is closed, and a full-size echo is IPv4 only")
-        return
+    icmp = echo.icmp_of(f.probe.address)  # ICMP, or ICMPv6 for an IPv6 target
     try:
-        f.sock = _socket(f.probe, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        f.sock = _socket(f.probe, socket.SOCK_RAW, icmp.proto)
         dont_fragment(f.sock, ignore_path_mtu=True)
-        f.sock.sendto(echo.request(os.getpid() & 0xFFFF, f.seq, f.mtu), (f.probe.address, 0))
+        f.sock.sendto(echo.request(os.getpid() & 0xFFFF, f.seq, f.mtu, icmp),
+                      (f.probe.address, 0))
     except OSError as exc:
         f.verdict = (False, f"a {f.mtu}-byte echo (DF) could not be sent: {exc.strerror}")
         return

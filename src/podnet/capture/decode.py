@@ -19,6 +19,9 @@ __all__ = ["VXLAN_PORTS", "Seen", "read_pcap"]
 VXLAN_PORTS = (4789, 8472)  # IANA's, and the Linux (and flannel) default
 _VXLAN_HEADER = 8
 _ICMP_WORDS = {8: "echo request", 0: "echo reply", 3: "unreachable", 11: "time exceeded"}
+# ICMPv6 numbers its types apart; a "packet too big" is IPv6's "fragmentation needed".
+_ICMP6_WORDS = {128: "echo request", 129: "echo reply", 1: "unreachable", 2: "packet too big",
+                3: "time exceeded"}
 _TCP_FLAGS = ((dpkt.tcp.TH_SYN, "S"), (dpkt.tcp.TH_FIN, "F"), (dpkt.tcp.TH_RST, "R"),
               (dpkt.tcp.TH_PUSH, "P"), (dpkt.tcp.TH_ACK, "."))
 
@@ -29,7 +32,7 @@ class Seen:
 
     src: str
     dst: str
-    proto: str  # tcp, udp, icmp, or the IP protocol number
+    proto: str  # tcp, udp, icmp, icmpv6, or the IP protocol number
     sport: int | None
     dport: int | None
     size: int  # bytes of the IP packet
@@ -39,11 +42,16 @@ class Seen:
 
     def words(self) -> str:
         """"10.244.1.2:43210 > 10.244.2.2:80 [S], 60 bytes" (and "in VXLAN a > b")."""
-        ends = (f"{self.src}:{self.sport} > {self.dst}:{self.dport}" if self.sport is not None
-                else f"{self.src} > {self.dst}")
+        ends = (f"{_end(self.src, self.sport)} > {_end(self.dst, self.dport)}"
+                if self.sport is not None else f"{self.src} > {self.dst}")
         kind = f" [{self.flags}]" if self.flags else f" {self.proto}"
         carried = f", in VXLAN {self.outer[0]} > {self.outer[1]}" if self.outer else ""
         return f"{ends}{kind}, {self.size} bytes{carried}"
+
+
+def _end(address: str, port: int | None) -> str:
+    """`10.244.1.2:80`, `[fd00::2]:80`."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _address(raw: bytes) -> str:
@@ -66,8 +74,11 @@ def _ip(packet: Any, outer: tuple[str, str] | None = None) -> Seen | None:
                 return inner
         return Seen(src, dst, "udp", body.sport, body.dport, size, outer=outer)
     if isinstance(body, dpkt.icmp.ICMP | dpkt.icmp6.ICMP6):
-        echo = body.data if isinstance(body.data, dpkt.icmp.ICMP.Echo) else None
-        return Seen(src, dst, "icmp", None, None, size, _ICMP_WORDS.get(body.type, ""),
+        v6 = isinstance(body, dpkt.icmp6.ICMP6)
+        echo = body.data if isinstance(body.data, dpkt.icmp.ICMP.Echo | dpkt.icmp6.ICMP6.Echo) \
+            else None
+        words = (_ICMP6_WORDS if v6 else _ICMP_WORDS).get(body.type, "")
+        return Seen(src, dst, "icmpv6" if v6 else "icmp", None, None, size, words,
                     icmp_id=echo.id if echo is not None else None, outer=outer)
     return Seen(src, dst, str(packet.p if isinstance(packet, dpkt.ip.IP) else packet.nxt),
                 None, None, size, outer=outer)

@@ -41,11 +41,15 @@ _HEADERS = {
 @click.option("--mtu", is_flag=True,
               help="Probe each working path again with a full-size packet (DF set): finds the "
                    "MTU black holes a handshake passes through.")
+@click.option("-4", "--ipv4", "family", flag_value=4, default=None,
+              help="Probe over IPv4 only (a dual-stack lab is probed over both families).")
+@click.option("-6", "--ipv6", "family", flag_value=6, help="Probe over IPv6 only.")
 def check_command(cluster: str | None, output: str, timeout: float, targets: int,
-                  mtu: bool) -> None:
+                  mtu: bool, family: int | None) -> None:
     """Test every path of the lab with real packets: pod to itself via lo, to pods on its node
     and on other nodes, to every node, to each Service by name, to the outside world (which must
-    see the node's address), and every NodePort from the node network. Exit 0 only when all work.
+    see the node's address), and every NodePort from the node network. A dual-stack lab is
+    probed over each family (a row per source and family). Exit 0 only when all work.
     """
     from podnet.apply.probe import run_probes
     from podnet.plan.check import probes, summarize
@@ -53,8 +57,15 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
 
     record = require_lab(cluster)
     lay = record.layout
+    if family is not None and family not in lay.families:
+        from podnet.errors import StateError
+
+        raise StateError(f"lab {lay.cluster} has no IPv{family} (its ipFamily is "
+                         f"{_family_words(lay.families)})",
+                         hint=f"check it without -{family}, or give the lab ipFamily: dual")
     started = time.perf_counter()
-    planned, undecided = judged(lay, probes(lay, targets=targets))
+    wanted = None if family is None else (family,)
+    planned, undecided = judged(lay, probes(lay, targets=targets, families=wanted))
     results = run_probes(planned, timeout=timeout)
     if mtu:
         from podnet.apply.probe_full import run_full_size
@@ -87,29 +98,45 @@ def _policy_summary(results: list[Any], undecided: int) -> str:
     return text
 
 
-def _print_table(lay: Any, results: list[Any], matrix: dict[str, Any], *, wide: bool) -> None:
+def _family_words(families: tuple[int, ...]) -> str:
+    """`ipv4`, `ipv6` or `dual`: kind's word for a lab's families."""
+    return "dual" if len(families) > 1 else f"ipv{families[0]}"
+
+
+def _print_table(lay: Any, results: list[Any], matrix: dict[tuple[str, int], Any], *,
+                 wide: bool) -> None:
+    from podnet.model.addresses import family_name
     from podnet.plan.check import COLUMNS, NODE_NETWORK
     from podnet.render.columns import columns
+    from podnet.trace.words import endpoint
 
     pods = {p.key: p for p in lay.pods}
+    families = "" if lay.families == (4,) else (
+        ", " + " and ".join(family_name(f) for f in lay.families)
+        + (" (dual-stack)" if len(lay.families) > 1 else ""))
     click.echo(
         f"lab {lay.cluster}: {lay.attachment} attachment, {lay.routing} routing, "
-        f"{len(lay.pods)} pods on {len(lay.nodes)} nodes, pod MTU {lay.pod_mtu}\n"
+        f"{len(lay.pods)} pods on {len(lay.nodes)} nodes, pod MTU {lay.pod_mtu}{families}\n"
     )
     used = [k for k in COLUMNS if any(row[k].total for row in matrix.values())]
+    # A family column when the rows are of more than one family (a dual-stack lab).
+    by_family = len({family for _source, family in matrix}) > 1
     rows = []
-    for source, row in matrix.items():
+    for (source, family), row in matrix.items():
         where = pods[source].node if source in pods else lay.fabric_netns
         name = f"({NODE_NETWORK})" if source == NODE_NETWORK else source
-        rows.append([name, where, *(str(row[k]) for k in used)])
-    click.echo(columns(["SOURCE", "ON", *(_HEADERS[k] for k in used)], rows))
+        fam = [family_name(family)] if by_family else []
+        rows.append([name, where, *fam, *(str(row[k]) for k in used)])
+    heads = ["SOURCE", "ON", *(["FAMILY"] if by_family else []), *(_HEADERS[k] for k in used)]
+    click.echo(columns(heads, rows))
     shown = results if wide else [r for r in results if not r.passed]
     if shown:
         click.echo("\nprobes:" if wide else "\nfailed:")
         click.echo(columns(
             ["", "KIND", "FROM", "TO", "ADDRESS", "RESULT", "MS"],
             [["ok" if r.passed else "FAIL", r.probe.kind, r.probe.source, r.probe.target,
-              f"{r.probe.address}:{r.probe.port}", _detail(r), f"{r.ms:.1f}"] for r in shown],
+              endpoint(r.probe.address, r.probe.port), _detail(r), f"{r.ms:.1f}"]
+             for r in shown],
         ))
 
 
@@ -120,10 +147,13 @@ def _detail(r: Any) -> str:
 
 
 def _as_json(lay: Any, results: list[Any], ok: bool, elapsed: float) -> dict[str, Any]:
+    from podnet.model.addresses import family_name
+
     return {
         "cluster": lay.cluster,
         "attachment": lay.attachment,
         "routing": lay.routing,
+        "ipFamilies": [family_name(f) for f in lay.families],
         "podMTU": lay.pod_mtu,
         "ok": ok,
         "passed": sum(r.passed for r in results),
@@ -132,6 +162,7 @@ def _as_json(lay: Any, results: list[Any], ok: bool, elapsed: float) -> dict[str
         "probes": [
             {
                 "kind": r.probe.kind,
+                "family": family_name(r.probe.family),
                 "from": r.probe.source,
                 "to": r.probe.target,
                 "address": r.probe.address,

@@ -156,6 +156,8 @@ def _watch(printer: Any, groups: list[Any], query: Query, cluster: str, events: 
     from podnet.objects.reads import LiveReads
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C ends a watch even when started with SIGINT ignored (a background job, a test).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     widths = {g.singular: printer.widths(g, events) for g in groups} if tables else {}
 
     def ident(o: dict[str, Any]) -> str:

@@ -111,6 +111,7 @@ def logs_command(pod: str, container: str | None, namespace: str | None, follow:
         _write(fh.read())
         if follow:
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited ignored
             with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
                 _follow(fh, path)
 

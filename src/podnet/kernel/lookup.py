@@ -185,9 +185,11 @@ class Lookup:
 
     # --- neighbours and forwarding databases ------------------------------------------------
 
-    def neighbours(self, path: str | None, ifindex: int | None = None) -> list[Neighbour]:
-        """IPv4 neighbour entries (ARP), of one interface when `ifindex` is given."""
-        spec: dict[str, Any] = {"family": 2}
+    def neighbours(self, path: str | None, ifindex: int | None = None,
+                   version: int = 4) -> list[Neighbour]:
+        """Neighbour entries of one family (IPv4: ARP, IPv6: NDP), of one interface when
+        `ifindex` is given."""
+        spec: dict[str, Any] = {"family": 10 if version == 6 else 2}  # AF_INET6, AF_INET
         if ifindex is not None:
             spec["ifindex"] = ifindex
         out = []
@@ -203,7 +205,8 @@ class Lookup:
         return out
 
     def neighbour(self, path: str | None, ifindex: int, ip: str) -> Neighbour | None:
-        return next((n for n in self.neighbours(path, ifindex) if n.ip == ip), None)
+        version = 6 if ":" in ip else 4
+        return next((n for n in self.neighbours(path, ifindex, version) if n.ip == ip), None)
 
     def fdb(self, path: str | None) -> list[FdbEntry]:
         """Every bridge and VXLAN forwarding entry in the namespace (`bridge fdb show`)."""
@@ -235,8 +238,8 @@ class Lookup:
             ifindex=ifindex,
             vni=get("IFLA_VXLAN_ID"),
             port=get("IFLA_VXLAN_PORT"),
-            local=get("IFLA_VXLAN_LOCAL"),
-            remote=get("IFLA_VXLAN_GROUP"),
+            local=get("IFLA_VXLAN_LOCAL") or get("IFLA_VXLAN_LOCAL6"),  # an IPv6 underlay's
+            remote=get("IFLA_VXLAN_GROUP") or get("IFLA_VXLAN_GROUP6"),
             underlay=get("IFLA_VXLAN_LINK"),
             learning=bool(get("IFLA_VXLAN_LEARNING")),
         )
@@ -245,15 +248,16 @@ class Lookup:
                         dport: int) -> tuple[str, int | None] | None:
         """Who answered the connection src:sport -> dst:dport, as conntrack recorded it (the
         DNAT target a Service picked). None: no entry, or conntrack is not readable."""
+        family = 10 if ":" in src else 2  # conntrack answers one family per socket
         try:
             from pyroute2 import Conntrack
 
             if path is None:
-                ct = Conntrack()
+                ct = Conntrack(nfgen_family=family)
                 entries = list(ct.dump_entries())
             else:
                 with netns.entered(path):  # the socket is opened on first use: dump here
-                    ct = Conntrack()
+                    ct = Conntrack(nfgen_family=family)
                     entries = list(ct.dump_entries())
             ct.close()
         except Exception:  # no nf_conntrack module, no permission: not fatal

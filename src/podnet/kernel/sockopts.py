@@ -63,12 +63,16 @@ class FullSegment:
         options = 12 if info[5] & _TCPI_OPT_TIMESTAMPS else 0
         self.size = data + (40 if sock.family == socket.AF_INET6 else 20) + 20 + options
         self.verdict: tuple[bool, str] | None = None
+        # What a hop sends back about a packet too big for its next link.
+        v6 = sock.family == socket.AF_INET6
+        self.refusal = "'packet too big'" if v6 else "'fragmentation needed'"
+        icmp = "ICMPv6" if v6 else "ICMP"
         held = path_mtu(sock)
         if held < self.mtu:
             self.size = self.mtu  # what a full-size packet is; TCP would send only `held`
             self.verdict = (False, f"the kernel already holds a path MTU of {held} for this "
-                            f"destination, below the first link's {self.mtu}: an ICMP "
-                            "'fragmentation needed' lowered it (`ip route get` shows it)")
+                            f"destination, below the first link's {self.mtu}: an {icmp} "
+                            f"{self.refusal} lowered it (`ip route get` shows it)")
             return
         head = b"GET / HTTP/1.0\r\nX-Podnet-Probe: "
         sock.setblocking(False)
@@ -84,7 +88,7 @@ class FullSegment:
             self.verdict = (True, f"a {self.size}-byte packet (DF) was acknowledged") \
                 if learnt >= self.mtu else \
                 (False, f"a {self.size}-byte packet (DF) was refused: a hop answered "
-                 f"'fragmentation needed', the path carries {learnt} bytes; TCP resent it in "
+                 f"{self.refusal}, the path carries {learnt} bytes; TCP resent it in "
                  "smaller pieces")
         return self.verdict
 

@@ -131,6 +131,7 @@ class ServiceSpec:
     ports: tuple[ServicePort, ...] = ()
     ip_families: tuple[Family, ...] = (4,)  # decided from ipFamilyPolicy and ipFamilies
     cluster_ips: tuple[str, ...] = ()  # spec.clusterIPs if the file pins them
+    ip_family_policy: str = "SingleStack"  # or PreferDualStack, RequireDualStack
 
     @property
     def key(self) -> str:

@@ -572,6 +572,7 @@ def service_specs(draft: ClusterDraft) -> tuple[tuple[ServiceSpec, ...], list[Pr
                 ports=tuple(ports),
                 ip_families=families,
                 cluster_ips=tuple(str(ip) for ip in svc.cluster_ips),
+                ip_family_policy=svc.ip_family_policy or "SingleStack",
             )
         )
     return tuple(services), problems

@@ -30,6 +30,12 @@ class Column:
     header: str
     value: Callable[[Obj], object]
     wide: bool = False  # only with `-o wide`
+    # What the column shows with `-o wide`, when more than by default (every family's
+    # addresses where the default, as kubectl's, shows the first).
+    wide_value: Callable[[Obj], object] | None = None
+
+    def cell(self, obj: Obj, *, wide: bool) -> object:
+        return (self.wide_value if wide and self.wide_value else self.value)(obj)
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class Kind:
     def table(self, objects: Sequence[Obj], *, wide: bool) -> tuple[list[str], list[list[str]]]:
         shown = [c for c in self.columns if wide or not c.wide]
         return ([c.header for c in shown],
-                [[_cell(c.value(o)) for c in shown] for o in objects])
+                [[_cell(c.cell(o, wide=wide)) for c in shown] for o in objects])
 
 
 def _cell(value: object) -> str:

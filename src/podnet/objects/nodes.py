@@ -47,6 +47,10 @@ def _collect(record: LabState, reads: KernelReads) -> list[Obj]:
     return out
 
 
+def _internal_ips(o: Obj) -> str:
+    return ",".join(a["address"] for a in o["status"]["addresses"] if a["type"] == "InternalIP")
+
+
 def _uplink(record: LabState, node: NodeLayout, host: Host) -> dict[str, str]:
     fabric = record.layout.fabric_netns
     node_ns, fabric_ns = namespace(host, node.netns), namespace(host, fabric)
@@ -99,9 +103,10 @@ NODES = register(Kind(
         Column("NAME", lambda o: o["metadata"]["name"]),
         Column("STATUS", lambda o: "Ready" if o["status"]["ready"] else "NotReady"),
         Column("ROLES", lambda o: o["spec"]["role"]),
-        Column("INTERNAL-IP", lambda o: ",".join(a["address"] for a in o["status"]["addresses"]
-                                                 if a["type"] == "InternalIP")),
-        Column("POD-CIDR", lambda o: ",".join(o["spec"]["podCIDRs"])),
+        # As kubectl: the first InternalIP (and pod CIDR); -o wide shows every family's.
+        Column("INTERNAL-IP", lambda o: o["status"]["internalIP"], wide_value=_internal_ips),
+        Column("POD-CIDR", lambda o: o["spec"]["podCIDR"],
+               wide_value=lambda o: ",".join(o["spec"]["podCIDRs"])),
         Column("PODS", lambda o: o["podnet"]["pods"]),
         Column("NETNS", lambda o: o["podnet"]["netns"], wide=True),
         Column("UPLINK", lambda o: o["podnet"]["uplink"], wide=True),

@@ -208,7 +208,9 @@ PODS = register(Kind(
         Column("READY", lambda o: o["status"]["ready"]),
         Column("STATUS", lambda o: o["status"]["phase"]),
         Column("RESTARTS", _restarts),
-        Column("IP", lambda o: ",".join(i["ip"] for i in o["status"]["podIPs"])),
+        # kubectl's IP is status.podIP, the first family's; -o wide shows every one (podIPs).
+        Column("IP", lambda o: o["status"]["podIP"],
+               wide_value=lambda o: ",".join(i["ip"] for i in o["status"]["podIPs"])),
         Column("NODE", lambda o: o["spec"]["nodeName"]),
         Column("NETNS", lambda o: o["podnet"]["netns"], wide=True),
         Column("VETH", lambda o: o["podnet"]["veth"], wide=True),

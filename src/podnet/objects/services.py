@@ -32,6 +32,7 @@ def _collect(record: LabState, reads: KernelReads) -> list[Obj]:
                 "clusterIP": ips[0],
                 "clusterIPs": ips,
                 "ipFamilies": [_family(ip) for ip in ips],
+                "ipFamilyPolicy": s.ip_family_policy,
                 "selector": dict(s.selector),
                 "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port,
                            "targetPort": p.target_port, "nodePort": p.node_port}
@@ -80,7 +81,7 @@ def describe_service(record: LabState, obj: Obj, reads: KernelReads) -> dict[str
         "Labels": [],
         "Selector": ",".join(f"{k}={v}" for k, v in svc.selector) or "<none>",
         "Type": svc.type,
-        "IP Family Policy": "SingleStack" if len(spec["clusterIPs"]) == 1 else "RequireDualStack",
+        "IP Family Policy": spec["ipFamilyPolicy"],
         "IP Families": ",".join(spec["ipFamilies"]),
         "IP": spec["clusterIP"],
         "IPs": ",".join(spec["clusterIPs"]),
@@ -95,11 +96,14 @@ SERVICES = register(Kind(
     columns=(
         Column("NAME", lambda o: o["metadata"]["name"]),
         Column("TYPE", lambda o: o["spec"]["type"]),
-        Column("CLUSTER-IP", lambda o: ",".join(o["spec"]["clusterIPs"])),
+        # As kubectl: the first ClusterIP; -o wide shows every family's, and the policy.
+        Column("CLUSTER-IP", lambda o: o["spec"]["clusterIP"],
+               wide_value=lambda o: ",".join(o["spec"]["clusterIPs"])),
         Column("PORT(S)", _ports),
         Column("ENDPOINTS", lambda o: len(o["endpoints"])),
         Column("SELECTOR", lambda o: ",".join(f"{k}={v}" for k, v in o["spec"]["selector"]
                                               .items()) or "<none>", wide=True),
+        Column("IP-FAMILY-POLICY", lambda o: o["spec"]["ipFamilyPolicy"], wide=True),
     ),
     collect=_collect,
     describe=describe_service,

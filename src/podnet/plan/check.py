@@ -10,7 +10,10 @@ Every pod is a source. From each, the paths a pod network must carry:
     outside     the web server in the lab's `internet` namespace, which must see the node's
                 address (egress masquerade), not the pod's
 
-and from the node network (the docker host of kind), every NodePort on every node. With --mtu,
+and from the node network (the docker host of kind), every NodePort on every node. A dual-stack
+lab is probed once per family: each path over IPv4, then again over IPv6 (the pods', nodes' and
+the internet's addresses of that family, each Service by its ClusterIP of that family, `::1`
+for the pod itself). With --mtu,
 each path that works is probed again with a full-size packet (`full-size`): a TCP segment that
 fills the source's MTU (DF set) must be acknowledged with no hop answering 'fragmentation
 needed', or, where the port is closed, an echo of that size must be answered. A pod that
@@ -24,17 +27,20 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from podnet.model.addresses import IPAddress
 from podnet.plan.layout import Layout, PodLayout
 
 __all__ = [
     "COLUMNS",
     "FULL_SIZE",
     "KINDS",
+    "LOOPBACK",
     "NODE_NETWORK",
     "Cell",
     "Expect",
     "Probe",
     "Result",
+    "Row",
     "probes",
     "summarize",
 ]
@@ -74,6 +80,7 @@ class Probe:
     port: int
     expect: Expect
     mtu: int = 0  # the source's first link's MTU: how large a full-size packet is
+    family: int = 4  # the address family probed: 4 or 6
 
 
 @dataclass(frozen=True)
@@ -113,52 +120,86 @@ def _pick(targets: Sequence[PodLayout], limit: int, offset: int) -> list[PodLayo
     return [targets[(start + i) % len(targets)] for i in range(limit)]
 
 
-def _pod_probe(kind: str, src: PodLayout, dst: PodLayout, address: str, mtu: int) -> Probe:
+LOOPBACK = {4: "127.0.0.1", 6: "::1"}
+
+
+def _pod_probe(kind: str, src: PodLayout, dst: PodLayout, address: str, mtu: int,
+               family: int) -> Probe:
     port = _http_port(dst)
     expect = Expect(pods=(dst.key,)) if port is not None else Expect()
     return Probe(kind, src.key, src.netns, src.hosts_file, dst.key, address,
-                 port if port is not None else _any_port(dst), expect, mtu)
+                 port if port is not None else _any_port(dst), expect, mtu, family)
 
 
-def probes(lay: Layout, *, targets: int = 3, node_network_netns: str = "") -> list[Probe]:
-    """Every probe of the check. `targets` caps the pods probed per source and kind (0: all),
-    so a 200-pod lab is checked in linear, not quadratic, time."""
-    return list(_probes(lay, targets, node_network_netns or lay.fabric_netns))
+def probes(lay: Layout, *, targets: int = 3, node_network_netns: str = "",
+           families: Sequence[int] | None = None) -> list[Probe]:
+    """Every probe of the check, for each of `families` the lab has (default: all of them).
+    `targets` caps the pods probed per source, family and kind (0: all), so a 200-pod lab is
+    checked in linear, not quadratic, time."""
+    wanted = [f for f in lay.families if families is None or f in families]
+    return list(_probes(lay, targets, node_network_netns or lay.fabric_netns, wanted))
 
 
-def _probes(lay: Layout, limit: int, fabric: str) -> Iterator[Probe]:
-    by_key = {p.key: p for p in lay.pods}
-    node_ip = {n.name: str(n.ip.ip) for n in lay.nodes}
-    mtu = lay.pod_mtu
+def _text(ip: IPAddress | None) -> str:
+    return "" if ip is None else str(ip)
+
+
+def _probes(lay: Layout, limit: int, fabric: str, families: Sequence[int]) -> Iterator[Probe]:
     for index, src in enumerate(lay.pods):
-        yield (_pod_probe("self", src, src, "127.0.0.1", 0)
-               if _http_port(src) is not None
-               else Probe("self", src.key, src.netns, src.hosts_file, src.key, "127.0.0.1",
-                          CLOSED_PORT, Expect()))
-        same = [p for p in lay.pods if p.node == src.node and p.key != src.key]
-        other = [p for p in lay.pods if p.node != src.node]
-        for dst in _pick(same, limit, index):
-            yield _pod_probe("same-node", src, dst, str(dst.ip.ip), mtu)
-        for dst in _pick(other, limit, index):
-            yield _pod_probe("other-node", src, dst, str(dst.ip.ip), mtu)
-        for node in lay.nodes:
-            yield Probe("node", src.key, src.netns, src.hosts_file, node.name, node_ip[node.name],
-                        NODE_PORT, Expect(), mtu)
-        for svc in lay.services:
-            backends = [by_key[k] for k in svc.endpoints if k in by_key]
-            for port in svc.ports:
-                if port.protocol != "TCP" or not backends:
-                    continue
-                http = all(_http_port(b, port.target_port) is not None for b in backends)
-                pods = tuple(b.key for b in backends) if http else ()
-                yield Probe("service", src.key, src.netns, src.hosts_file,
-                            f"{svc.key}:{port.port}", str(svc.cluster_ip), port.port,
-                            Expect(pods=pods, name=f"{svc.name}.{svc.namespace}"), mtu)
-        if lay.internet is not None:
-            yield Probe("outside", src.key, src.netns, src.hosts_file, "internet",
-                        str(lay.internet.address.ip), lay.internet.port,
-                        Expect(client=node_ip[src.node]), mtu)
+        for family in families:
+            yield from _pod_probes(lay, src, index, limit, family)
+    for family in families:
+        yield from _node_port_probes(lay, fabric, family)
+
+
+def _pod_probes(lay: Layout, src: PodLayout, index: int, limit: int,
+                family: int) -> Iterator[Probe]:
+    """What one pod probes over one family."""
+    by_key = {p.key: p for p in lay.pods}
+    mtu = lay.pod_mtu
+    loopback = LOOPBACK[family]
+    yield (_pod_probe("self", src, src, loopback, 0, family)
+           if _http_port(src) is not None
+           else Probe("self", src.key, src.netns, src.hosts_file, src.key, loopback,
+                      CLOSED_PORT, Expect(), family=family))
+    same = [p for p in lay.pods if p.node == src.node and p.key != src.key]
+    other = [p for p in lay.pods if p.node != src.node]
+    for kind, targets in (("same-node", same), ("other-node", other)):
+        for dst in _pick(targets, limit, index):
+            ip = dst.ip_of(family)
+            if ip is not None:
+                yield _pod_probe(kind, src, dst, str(ip.ip), mtu, family)
+    for node in lay.nodes:
+        ip = node.ip_of(family)
+        if ip is not None:
+            yield Probe("node", src.key, src.netns, src.hosts_file, node.name, str(ip.ip),
+                        NODE_PORT, Expect(), mtu, family)
     for svc in lay.services:
+        vip = next((ip for ip in svc.cluster_ips if ip.version == family), None)
+        backends = [by_key[k] for k in svc.endpoints if k in by_key]
+        for port in svc.ports:
+            if vip is None or port.protocol != "TCP" or not backends:
+                continue
+            http = all(_http_port(b, port.target_port) is not None for b in backends)
+            pods = tuple(b.key for b in backends) if http else ()
+            yield Probe("service", src.key, src.netns, src.hosts_file,
+                        f"{svc.key}:{port.port}", str(vip), port.port,
+                        Expect(pods=pods, name=f"{svc.name}.{svc.namespace}"), mtu, family)
+    world = next((a for a in lay.internet.addresses if a.version == family), None) \
+        if lay.internet is not None else None
+    node_ip = lay.node(src.node).ip_of(family)
+    if world is not None and lay.internet is not None and node_ip is not None:
+        yield Probe("outside", src.key, src.netns, src.hosts_file, "internet", str(world.ip),
+                    lay.internet.port, Expect(client=_text(node_ip.ip)), mtu, family)
+
+
+def _node_port_probes(lay: Layout, fabric: str, family: int) -> Iterator[Probe]:
+    """Every NodePort on every node's address of `family`, from the node network (as
+    kube-proxy, only a Service of that family has its NodePorts on that family's addresses)."""
+    by_key = {p.key: p for p in lay.pods}
+    for svc in lay.services:
+        if family not in svc.ip_families:
+            continue
         backends = [by_key[k] for k in svc.endpoints if k in by_key]
         for port in svc.ports:
             if port.node_port is None or port.protocol != "TCP" or not backends:
@@ -166,9 +207,11 @@ def _probes(lay: Layout, limit: int, fabric: str) -> Iterator[Probe]:
             http = all(_http_port(b, port.target_port) is not None for b in backends)
             pods = tuple(b.key for b in backends) if http else ()
             for node in lay.nodes:
-                yield Probe("nodeport", NODE_NETWORK, fabric, "",
-                            f"{svc.key}:{port.node_port} on {node.name}", node_ip[node.name],
-                            port.node_port, Expect(pods=pods), lay.mtu)
+                ip = node.ip_of(family)
+                if ip is not None:
+                    yield Probe("nodeport", NODE_NETWORK, fabric, "",
+                                f"{svc.key}:{port.node_port} on {node.name}", str(ip.ip),
+                                port.node_port, Expect(pods=pods), lay.mtu, family)
 
 
 @dataclass(frozen=True)
@@ -183,12 +226,15 @@ class Cell:
         return f"{word} {self.ok}/{self.total}"
 
 
-def summarize(results: Sequence[Result]) -> dict[str, dict[str, Cell]]:
-    """source -> kind (and full-size) -> how many of its probes of that kind worked, sources in
-    probe order."""
-    table: dict[str, dict[str, list[int]]] = {}
+Row = tuple[str, int]  # a source, and the family it probed
+
+
+def summarize(results: Sequence[Result]) -> dict[Row, dict[str, Cell]]:
+    """(source, family) -> kind (and full-size) -> how many of its probes of that kind worked,
+    sources in probe order."""
+    table: dict[Row, dict[str, list[int]]] = {}
     for r in results:
-        row = table.setdefault(r.probe.source, {})
+        row = table.setdefault((r.probe.source, r.probe.family), {})
         counts = row.setdefault(r.probe.kind, [0, 0])
         counts[0] += r.ok
         counts[1] += 1

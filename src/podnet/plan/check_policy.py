@@ -41,29 +41,33 @@ def judged(lay: Layout, probes: Iterable[Probe]) -> tuple[list[Probe], int]:
 
 
 def _verdicts(world: World, lay: Layout, probe: Probe) -> Sequence[Verdict]:
-    """The verdict of each way the probe's connection may go (one per possible backend)."""
+    """The verdict of each way the probe's connection may go (one per possible backend), over
+    the probe's family (a pod's address of that family, as the packets carry it)."""
+    family = probe.family
     if probe.kind == "self":
         return ()
     if probe.kind in ("same-node", "other-node"):
-        return [verdict(world, probe.source, probe.target, probe.port)]
-    if probe.kind == "node":
-        return [verdict(world, probe.source, probe.address, probe.port)]
-    if probe.kind == "outside":
-        return [verdict(world, probe.source, probe.address, probe.port)]
+        return [verdict(world, probe.source, probe.target, probe.port, family=family)]
+    if probe.kind in ("node", "outside"):
+        return [verdict(world, probe.source, probe.address, probe.port)]  # an address: its family
     svc = next(s for s in lay.services if probe.target.startswith(f"{s.key}:"))
     port = next(p for p in svc.ports
                 if probe.port in (p.port, p.node_port))
     backends = [k for k in svc.endpoints if lay.pod(k) is not None]
     if probe.kind == "service":
-        return [verdict(world, probe.source, b, port.target_port) for b in backends]
+        return [verdict(world, probe.source, b, port.target_port, family=family)
+                for b in backends]
     # A NodePort: the backend sees the node network's host when it runs on the node probed,
-    # else the probed node's address (its masquerade).
+    # else the probed node's address (its masquerade), of the probe's family.
     assert probe.source == NODE_NETWORK
-    node = next(n for n in lay.nodes if str(n.ip.ip) == probe.address)
+    node = next(n for n in lay.nodes if any(str(ip.ip) == probe.address for ip in n.ips))
+    host = next(g.ip for g in lay.fabric_gateways if g.version == family)
+    own = node.ip_of(family)
+    assert own is not None
     out = []
     for key in backends:
         pod = lay.pod(key)
         assert pod is not None
-        seen = lay.fabric_gateway.ip if pod.node == node.name else node.ip.ip
+        seen = host if pod.node == node.name else own.ip
         out.append(verdict(world, str(seen), key, port.target_port))
     return out

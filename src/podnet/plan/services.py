@@ -53,6 +53,7 @@ class ServiceLayout:
     ports: tuple[ServicePortLayout, ...] = ()
     selector: tuple[tuple[str, str], ...] = ()
     endpoints: tuple[str, ...] = ()  # keys of the selected pods
+    ip_family_policy: str = "SingleStack"  # as the file gives it: or PreferDualStack, ...
 
     @property
     def key(self) -> str:
@@ -117,6 +118,7 @@ def place_services(
                 ports=ports,
                 selector=svc.selector,
                 endpoints=tuple(p.key for p in pods if _selects(svc, p)),
+                ip_family_policy=svc.ip_family_policy,
             )
         )
     return tuple(out)

@@ -139,9 +139,9 @@ def _lab_roles(lab: LabView) -> dict[str, tuple[str, str]]:
     roles: dict[str, tuple[str, str]] = {}
     fabric = lab.raw.get("fabric")
     if isinstance(fabric, dict) and fabric.get("netns"):
-        gw = fabric.get("gateway", "")
-        net = str(ipaddress.ip_interface(gw).network) if gw else ""
-        roles[str(fabric["netns"])] = ("fabric", f"node network {net}".strip())
+        gateways = fabric.get("gateways") or [fabric.get("gateway", "")]  # one per family
+        nets = ", ".join(str(ipaddress.ip_interface(gw).network) for gw in gateways if gw)
+        roles[str(fabric["netns"])] = ("fabric", f"node network {nets}".strip())
     outside = lab.raw.get("internet")
     if isinstance(outside, dict) and outside.get("netns"):
         roles[str(outside["netns"])] = ("outside", "the internet (a namespace of the lab)")

@@ -49,6 +49,12 @@ _ALLOW = ('{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "meta
           '{}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": '
           '{"kubernetes.io/metadata.name": "{other_ns}"}}}]}]}}')
 
+# An address of an interface in `ip address`'s output, either family: the interface's line
+# ("3: veth1@if2: <...>"), its indented lines, then "inet 10.244.1.1/32 scope global" or
+# "inet6 fd00:10:244:1::1/128 scope global" (a broadcast may come between; an IPv6 line does
+# not end with the device's name).
+_ADDRESS_OF = r"^\d+: {dev}: .*\n(?:\s.*\n)*?\s+{{inet}} {addr} (?:brd \S+ )?scope global"
+
 LESSON: tuple[TourStep, ...] = (
     TourStep(
         LOOPBACK, "Reach into a node and show its loopback interface `lo`.",
@@ -142,12 +148,15 @@ LESSON: tuple[TourStep, ...] = (
         show_lines=24,
     ),
     TourStep(
-        VETHS, "Display the IPv4 addresses of the node's interfaces (kindnet's /32 gateway).",
+        VETHS, "Display the {family} addresses of the node's interfaces (kindnet's "
+               "/{host_prefix} gateway).",
         ("podnet node-exec {worker} -- ip address",),
-        expect=(r"inet {gateway}/32 scope global {pod_veth}", r"inet {worker_ip}/\d+ .*eth0"),
+        expect=(_ADDRESS_OF.format(dev="{pod_veth}@if\\d+", addr="{gateway}/{host_prefix}"),
+                _ADDRESS_OF.format(dev="eth0@if\\d+", addr="{worker_ip}/\\d+")),
         when="ptp",
-        explain="Every pod veth on the node carries the same address, {gateway}/32: the "
-                "gateway the pods use. With a /32 and a host route per pod, the node routes "
+        explain="Every pod veth on the node carries the same address, {gateway}/{host_prefix}: "
+                "the gateway the pods use. With a /{host_prefix} and a host route per pod, the "
+                "node routes "
                 "to each pod by its veth (kindnet's layout).",
         show_lines=30,
     ),
@@ -155,7 +164,8 @@ LESSON: tuple[TourStep, ...] = (
         VETHS, "Display the node's bridge and its ports (the docker0/cni0 layout).",
         ("podnet node-exec {worker} -- ip address show cni0",
          "podnet node-exec {worker} -- ip link show master cni0"),
-        expect=(r"inet {gateway}/\d+ .*cni0", r"{pod_veth}@if\d+: .* master cni0"),
+        expect=(_ADDRESS_OF.format(dev="cni0", addr="{gateway}/\\d+"),
+                r"{pod_veth}@if\d+: .* master cni0"),
         when="bridge",
         explain="Here the pods' gateway {gateway} sits on a bridge, cni0, and each pod's node-side "
                 "veth is a port of it: pods on one node talk through the bridge like machines "
@@ -247,7 +257,7 @@ LESSON: tuple[TourStep, ...] = (
     TourStep(
         ADDRESS, "List the pods of a namespace with their addresses.",
         ("podnet get pods -n {other_ns} -o wide",),
-        expect=(r"{other_name}\s+1/1\s+Running\s+\d+\s+{other_ip}\s+{other_node}",),
+        expect=(r"{other_name}\s+1/1\s+Running\s+\d+\s+{other_ip}(,\S+)?\s+{other_node}",),
         needs=("other",),
         explain="Every pod has an address from its node's pod CIDR; `kubectl get pods -o wide` "
                 "shows the same columns.",
@@ -263,7 +273,7 @@ LESSON: tuple[TourStep, ...] = (
     ),
     TourStep(
         ADDRESS, "Talk from that pod to {pod_key} by its pod address, across nodes.",
-        ("podnet exec -n {other_ns} {other_name} -- curl -s http://{pod_ip}:{port}",),
+        ("podnet exec -n {other_ns} {other_name} -- curl -s http://{pod_host}:{port}",),
         expect=(r"Pod {pod_key} answered", r"node: (<b>)?{worker}"),
         needs=("other",),
         explain="The request leaves {other_name} by its eth0, crosses its veth pair into node "

@@ -92,13 +92,19 @@ def lab_facts(lab: LabView) -> Facts:
 
         gateway = str(ipaddress.ip_network(cidr).network_address + 1)
     cluster = lab.cluster or "kind"
+    pod_ip = str(pod.get("ip", "")).split("/")[0]
+    v6 = ":" in pod_ip  # an IPv6-only lab (a dual-stack one's first family is IPv4, as kind's)
     facts: Facts = {
         "cluster": cluster,
         "attachment": str(lab.raw.get("attachment", "ptp")),
         "pod_key": _pod_key(pod),
         "pod_name": str(pod.get("name")),
         "pod_ns": str(pod.get("namespace")),
-        "pod_ip": str(pod.get("ip", "")).split("/")[0],
+        "pod_ip": pod_ip,
+        "pod_host": f"[{pod_ip}]" if v6 else pod_ip,  # as a URL holds it
+        "family": "IPv6" if v6 else "IPv4",
+        "inet": "inet6" if v6 else "inet",  # how `ip address` names the family's addresses
+        "host_prefix": "128" if v6 else "32",
         "pod_netns": str(pod.get("netns")),
         "pod_veth": str(pod.get("veth")),
         "port": str(_ports(pod)[0]),

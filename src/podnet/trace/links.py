@@ -6,16 +6,24 @@ from __future__ import annotations
 
 from podnet.inspect.model import Interface, Namespace
 from podnet.kernel.lookup import RouteAnswer
+from podnet.plan.layout import VXLAN_OVERHEAD  # by the underlay's family: 50 bytes, or 70
 from podnet.trace.model import Path
 from podnet.trace.nft_types import Packet
 from podnet.trace.walker import Tunnel, WalkerBase
-from podnet.trace.words import addresses, bridge_cmd, ip_cmd, link_problem, owner_of
+from podnet.trace.words import (
+    addresses,
+    bridge_cmd,
+    endpoint,
+    ip_cmd,
+    link_problem,
+    neigh_cmd,
+    neighbour_protocol,
+    owner_of,
+    version_of,
+)
 
-__all__ = ["VXLAN_OVERHEAD", "LinkWalker"]
+__all__ = ["LinkWalker"]
 
-# What VXLAN over IPv4 adds to a packet: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
-# (over IPv6, 20 more). A tunnel device's MTU is its underlay's less this.
-VXLAN_OVERHEAD = 50
 
 
 class LinkWalker(WalkerBase):
@@ -40,16 +48,20 @@ class LinkWalker(WalkerBase):
 
     def neighbour_text(self, ns: Namespace, iface: Interface, ip: str,
                        guess: str | None) -> tuple[str | None, str, Path | None, str]:
-        """(MAC, words for people, a broken path if the neighbour failed, command)."""
-        command = ip_cmd(ns, f"neigh show {ip} dev {iface.ifname}")
+        """(MAC, words for people, a broken path if the neighbour failed, command). An IPv4
+        neighbour answers ARP, an IPv6 one neighbour solicitations (NDP)."""
+        command = neigh_cmd(ns, ip, iface.ifname)
         entry = self.reads.neighbour(ns, iface.ifindex, ip)
+        asks = neighbour_protocol(ip)
         if entry is not None and entry.state == "FAILED":
-            path = self.fail(ns, "neighbour", f"{ip} does not answer ARP on {iface.ifname} "
+            what = "ARP" if asks == "ARP" else "neighbour solicitations (NDP)"
+            path = self.fail(ns, "neighbour", f"{ip} does not answer {what} on {iface.ifname} "
                              "(neighbour FAILED)", "no neighbour", (command,))
             return None, "", path, command
         if entry is not None and entry.mac:
             return entry.mac, f"{ip} is {entry.mac} ({entry.state})", None, command
-        return guess, (f"{ip} not in the neighbour table yet: ARP asks, "
+        how = "ARP asks" if asks == "ARP" else "a neighbour solicitation (NDP) asks"
+        return guess, (f"{ip} not in the neighbour table yet: {how}, "
                        f"{guess or 'its owner'} answers"), None, command
 
     def cross(self, ns: Namespace, oif: Interface, nexthop: str, pkt: Packet, *,
@@ -85,7 +97,8 @@ class LinkWalker(WalkerBase):
         return self.arrive(other, peer_if, mac, nexthop, pkt)
 
     def mac_for(self, ns: Namespace, iface: Interface, ip: str) -> str | None:
-        """Who answers ARP for `ip` behind `iface`: itself, its bridge, or a bridge port's peer."""
+        """Who answers ARP (NDP) for `ip` behind `iface`: itself, its bridge, or a bridge port's
+        peer."""
         if ip in addresses(iface):
             return iface.mac
         if iface.master:
@@ -180,7 +193,7 @@ class LinkWalker(WalkerBase):
                     answer: RouteAnswer) -> tuple[Namespace, Interface | None, Packet] | Path:
         vx = self.reads.vxlan(ns, oif.ifindex)
         commands = (ip_cmd(ns, f"-d link show {oif.ifname}"),
-                    ip_cmd(ns, f"neigh show {nexthop} dev {oif.ifname}"),
+                    neigh_cmd(ns, nexthop, oif.ifname),
                     bridge_cmd(ns, f"fdb show dev {oif.ifname}"))
         if vx is None:
             return self.fail(ns, "vxlan", f"{oif.ifname} is not readable as a VXLAN device",
@@ -204,8 +217,9 @@ class LinkWalker(WalkerBase):
                              commands, pkt=pkt)
         port = vx.port or 8472
         text = (f"{oif.ifname} VNI {vx.vni}: {nexthop} is {entry.mac} ({entry.state}), "
-                f"{how}: {entry.mac} -> remote {remote}; encapsulated in UDP to {remote}:{port}")
-        overhead = VXLAN_OVERHEAD + (20 if ":" in remote else 0)
+                f"{how}: {entry.mac} -> remote {remote}; encapsulated in UDP to "
+                f"{endpoint(remote, port)}")
+        overhead = VXLAN_OVERHEAD[6 if ":" in remote else 4]  # the underlay's family
         notes = (f"VXLAN adds {overhead} bytes to each packet (outer IP, UDP and VXLAN headers "
                  f"and the inner Ethernet header): {oif.ifname}'s mtu {oif.mtu} plus "
                  f"{overhead} must fit the underlay",) if oif.mtu else ()
@@ -213,7 +227,10 @@ class LinkWalker(WalkerBase):
         self.tunnels.append(Tunnel(pkt, vx, oif.ifname, self.size))
         if self.size:
             self.size += overhead
-        outer = Packet(vx.local or answer.src or pkt.src, remote, "udp", None, port)
+        family = version_of(remote)  # the underlay's, which may not be the inner packet's
+        local = vx.local or next((a for a in (answer.src, pkt.src)
+                                  if a and version_of(a) == family), "")
+        outer = Packet(local, remote, "udp", None, port)
         return ns, None, outer
 
     def decapsulate(self, ns: Namespace, pkt: Packet,
@@ -224,6 +241,11 @@ class LinkWalker(WalkerBase):
                 continue
             vx = self.reads.vxlan(ns, iface.ifindex)
             if vx is None or (vx.port or 8472) != pkt.dport or vx.vni != tunnel.vxlan.vni:
+                continue
+            # Each family's device listens on its own socket (dual-stack flannel: flannel.1
+            # over IPv4, flannel-v6.1 over IPv6, the same VNI and port): the outer packet's
+            # family picks the one that takes it.
+            if vx.local and version_of(vx.local) != version_of(pkt.dst):
                 continue
             self.tunnels.pop()
             if tunnel.size is not None:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from podnet.trace.nft_inet import family_of
 from podnet.trace.nft_text import rule_text
 from podnet.trace.nft_types import (
     HookContext,
@@ -76,7 +77,7 @@ def evaluate(
     walk = RuleWalk(rules, ctx, packet, pick=pick, mark=ctx.mark, prefer=prefer)
     seen: list[str] = []
     accepted: list[RuleRef] = []
-    for key in rules.base_chains(ctx.hook):
+    for key in rules.base_chains(ctx.hook, family_of(packet)):
         family, table, chain = key
         if ctx.ct_state != "new" and rules.chains[key].get("type") == "nat":
             continue  # conntrack applies the connection's NAT to later packets by itself

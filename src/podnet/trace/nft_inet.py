@@ -28,7 +28,7 @@ _HEADERS = {"ip": 4, "ip6": 6}
 
 
 def family_of(packet: Packet) -> int:
-    return 6 if ":" in packet.src else 4
+    return 6 if ":" in packet.dst else 4  # the destination is always known
 
 
 def inet_payload(packet: Packet, protocol: str, field: str) -> object:

@@ -59,10 +59,13 @@ def _text_match(body: Mapping[str, Any]) -> str:
 
 
 def _text_nat(name: str, body: Mapping[str, Any]) -> str:
+    """`dnat ip to 10.244.1.2:80`, `dnat ip6 to [fd00::2]:80` (an inet table says the family)."""
     target = _text_value(body.get("addr")) if body.get("addr") is not None else ""
     if body.get("port") is not None:
+        target = f"[{target}]" if ":" in target else target
         target += f":{body['port']}"
-    return f"{name} to {target}"
+    family = f" {body['family']}" if body.get("family") else ""
+    return f"{name}{family} to {target}"
 
 
 _STATEMENT_TEXT: dict[str, Callable[[str, Any], str]] = {

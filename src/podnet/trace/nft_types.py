@@ -19,7 +19,8 @@ __all__ = [
 ]
 
 Verdict = Literal["accept", "drop", "reject"]
-_IP_FAMILIES = ("ip", "inet")
+# The tables whose base chains see a packet of each IP version: its own family's, and inet's.
+_IP_FAMILIES = {4: ("ip", "inet"), 6: ("ip6", "inet")}
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,13 @@ class Ruleset:
                 key = (s.get("family", ""), s.get("table", ""), s.get("name", ""))
                 self.sets[key] = list(s.get("elem") or [])
 
-    def base_chains(self, hook: str) -> list[tuple[str, str, str]]:
+    def base_chains(self, hook: str, version: int = 4) -> list[tuple[str, str, str]]:
+        """The base chains at `hook` that see an IPv`version` packet, in priority order."""
+        families = _IP_FAMILIES[version]
         found = [
             (int(c.get("prio", 0)) if isinstance(c.get("prio", 0), int) else 0, key)
             for key, c in self.chains.items()
-            if key[0] in _IP_FAMILIES and c.get("hook") == hook
+            if key[0] in families and c.get("hook") == hook
         ]
         return [key for _prio, key in sorted(found, key=lambda x: x[0])]
 

@@ -26,6 +26,9 @@ __all__ = [
 
 _PROTO_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "sctp": 132, "icmpv6": 58}
 _PROTO_NAMES = {v: k for k, v in _PROTO_NUMBERS.items()}
+_PROTO_ALIASES = {"ipv6-icmp": "icmpv6"}  # nft prints protocol 58 under its IANA name
+# The ICMP message a traced packet is: the tracer sends echoes, and walks their replies back.
+_ECHO = {"new": "echo-request", "established": "echo-reply"}
 
 
 class Unknown:
@@ -77,8 +80,11 @@ def _payload(walk: RuleWalk, body: Mapping[str, Any]) -> Any:
         if proto not in ("th", p.proto) or p.proto not in ("tcp", "udp", "sctp"):
             return NOMATCH
         return {"dport": p.dport, "sport": p.sport}.get(fld, Unknown(f"{proto} {fld}"))
-    if proto == "icmp" and p.proto != "icmp":
-        return NOMATCH
+    if proto in ("icmp", "icmpv6"):
+        if p.proto != proto:
+            return NOMATCH
+        if fld == "type":
+            return _ECHO.get(walk.ctx.ct_state, "echo-request")
     return Unknown(f"{proto} {fld}")
 
 
@@ -225,6 +231,8 @@ def _between(value: Any, low: Any, high: Any) -> bool:
 
 
 def _equal(value: Any, right: Any) -> bool:
+    if isinstance(right, str):
+        right = _PROTO_ALIASES.get(right, right)
     if isinstance(value, str) and isinstance(right, int):  # l4proto tcp vs 6
         return _PROTO_NUMBERS.get(value) == right
     if isinstance(value, int) and isinstance(right, str):

@@ -1,7 +1,9 @@
-"""A real packet from a namespace: a TCP connect, or an ICMP echo when no port is given; then,
-once that got through, a full-size one: a TCP segment that fills a packet of the first link's
-MTU (acknowledged, or not), or an echo of that size, with DF set and path MTU discovery off, so
-an MTU black hole cannot hide behind a working handshake.
+"""A real packet from a namespace: a TCP connect, or an ICMP (ICMPv6) echo when no port is given;
+then, once that got through, a full-size one: a TCP segment that fills a packet of the first
+link's MTU (acknowledged, or not), or an echo of that size, with DF set and path MTU discovery
+off, so an MTU black hole cannot hide behind a working handshake. The destination's family
+picks the socket's: IPv4 or IPv6 (where no router fragments, and a hop too small answers
+'packet too big').
 
 The socket is opened inside the source namespace (the thread enters it, opens the socket and
 comes back; the socket stays there), so the probe takes exactly the path a process in that pod
@@ -20,9 +22,18 @@ from dataclasses import replace
 from podnet.kernel import echo, netns
 from podnet.kernel.sockopts import FullSegment, dont_fragment, path_mtu
 from podnet.trace.model import FullSize, ProbeResult
+from podnet.trace.words import endpoint
 
 __all__ = ["echo_ident", "free_port", "full_segment", "probe"]
 
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def _any(address: str) -> str:
+    """The wildcard address of `address`'s family: bind to it, and the route picks the source."""
+    return "::" if ":" in address else "0.0.0.0"  # noqa: S104
 
 
 def _open(path: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
@@ -67,26 +78,27 @@ def _connect(path: str | None, dst: str, port: int, timeout: float,
              mtu: int | None, sport: int | None) -> ProbeResult:
     """`mtu` 0: no full-size segment."""
     start = time.perf_counter()
-    sock = _open(path, socket.AF_INET, socket.SOCK_STREAM)
+    sock = _open(path, _family(dst), socket.SOCK_STREAM)
     local = None
+    target = endpoint(dst, port)
     try:
         sock.settimeout(timeout)
         dont_fragment(sock)
         if sport is not None:
-            sock.bind(("0.0.0.0", sport))  # noqa: S104  # any address: the route picks it
+            sock.bind((_any(dst), sport))
         code = sock.connect_ex((dst, port))
         ms = (time.perf_counter() - start) * 1000
         try:
             host, sport = sock.getsockname()[:2]
-            local = f"{host}:{sport}"
+            local = endpoint(host, sport)
         except OSError:
             local = None
         if code == 0:
-            return ProbeResult("tcp", True, "connected", f"connected to {dst}:{port}", ms, local,
+            return ProbeResult("tcp", True, "connected", f"connected to {target}", ms, local,
                                None if mtu == 0 else full_segment(sock, timeout, mtu))
         if code in (errno.EAGAIN, errno.EINPROGRESS, errno.ETIMEDOUT) or ms >= timeout * 1000:
             return ProbeResult("tcp", False, "timeout",
-                               f"no answer from {dst}:{port} within {timeout:g} s", ms, local)
+                               f"no answer from {target} within {timeout:g} s", ms, local)
         if code == errno.ECONNREFUSED:
             return ProbeResult("tcp", False, "refused",
                                f"{dst} answered with a reset: nothing accepts on port {port} "
@@ -102,7 +114,7 @@ def _full_echo(path: str | None, dst: str, timeout: float, mtu: int | None) -> F
     """An echo request as large as the first link's MTU, DF set: the reply is as large."""
     size = mtu
     if size is None:
-        udp = _open(path, socket.AF_INET, socket.SOCK_DGRAM)
+        udp = _open(path, _family(dst), socket.SOCK_DGRAM)
         try:
             udp.connect((dst, 9))
             size = path_mtu(udp)
@@ -120,38 +132,41 @@ def _echo(path: str | None, dst: str, timeout: float, *, size: int = 0,
           seq: int = 1) -> ProbeResult:
     """An echo request; `size`: the whole IP packet's bytes, DF set (0: a small one)."""
     ident = echo_ident()
+    icmp = echo.icmp_of(dst)
+    name = "icmpv6" if icmp.version == 6 else "icmp"
     start = time.perf_counter()
-    sock = _open(path, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    sock = _open(path, icmp.family, socket.SOCK_RAW, icmp.proto)
     try:
         if size:
             dont_fragment(sock, ignore_path_mtu=True)
         try:
-            sock.sendto(echo.request(ident, seq, size), (dst, 0))
+            sock.sendto(echo.request(ident, seq, size, icmp), (dst, 0))
         except OSError as exc:
             ms = (time.perf_counter() - start) * 1000
-            return ProbeResult("icmp", False, "unreachable", exc.strerror or str(exc), ms)
+            return ProbeResult(name, False, "unreachable", exc.strerror or str(exc), ms)
         deadline = start + timeout
         while True:
             left = deadline - time.perf_counter()
             if left <= 0:
                 ms = (time.perf_counter() - start) * 1000
-                return ProbeResult("icmp", False, "timeout",
+                return ProbeResult(name, False, "timeout",
                                    f"no echo reply from {dst} within {timeout:g} s", ms)
             ready, _, _ = select.select([sock], [], [], left)
             answer = echo.read_answer(sock, dst, ident, seq) if ready else None
             if answer is not None:
                 ms = (time.perf_counter() - start) * 1000
-                return ProbeResult("icmp", answer.ok, "reply" if answer.ok else "unreachable",
+                return ProbeResult(name, answer.ok, "reply" if answer.ok else "unreachable",
                                    answer.detail, ms)
     finally:
         sock.close()
 
 
-def free_port(path: str | None) -> int:
-    """A TCP port nothing in the namespace at `path` uses now (the kernel's pick)."""
-    sock = _open(path, socket.AF_INET, socket.SOCK_STREAM)
+def free_port(path: str | None, dst: str = "0.0.0.0") -> int:  # noqa: S104
+    """A TCP port nothing in the namespace at `path` uses now for `dst`'s family (the kernel's
+    pick)."""
+    sock = _open(path, _family(dst), socket.SOCK_STREAM)
     try:
-        sock.bind(("0.0.0.0", 0))  # noqa: S104  # a port number is all that is wanted
+        sock.bind((_any(dst), 0))  # a port number is all that is wanted
         return int(sock.getsockname()[1])
     finally:
         sock.close()

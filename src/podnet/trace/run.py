@@ -9,7 +9,6 @@ walked too.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
@@ -20,11 +19,13 @@ from podnet.trace.model import Path, ProbeResult, Reads, TraceReport
 from podnet.trace.nft import Packet
 from podnet.trace.target import (
     Destination,
+    check_source_family,
     read_lab,
     resolve_destination,
     resolve_source,
 )
 from podnet.trace.walk import HostIndex, walk
+from podnet.trace.words import icmp_name
 
 if TYPE_CHECKING:
     from podnet.trace.policy import PolicyWords
@@ -46,9 +47,11 @@ def run_trace(
     cluster: str | None = None,
     status: Status | None = None,
     capture: bool = False,
+    family: int | None = None,
 ) -> TraceReport:
     """Trace from the pod, node or namespace `source` to `destination` on this host; with
-    `capture`, a capture on each hop's interface shows where the probe really went."""
+    `capture`, a capture on each hop's interface shows where the probe really went. `family`
+    (4 or 6) picks the address of a dual-stack destination (default: its first)."""
     from podnet.inspect.build import inspect_host
     from podnet.kernel.lookup import Lookup
     from podnet.trace.world import KernelReads
@@ -56,7 +59,8 @@ def run_trace(
     host = inspect_host()
     lab = read_lab(cluster)
     src = resolve_source(host, source, namespace)
-    dst = resolve_destination(host, lab, destination, namespace, src)
+    dst = resolve_destination(host, lab, destination, namespace, src, family)
+    check_source_family(src, dst)
     with Lookup() as lookup:
         return trace_between(host, KernelReads(lookup), src, dst, port=port,
                              send_probe=send_probe, timeout=timeout, status=status,
@@ -93,13 +97,13 @@ def trace_between(
     from podnet.trace.world import namespace_path
 
     port = port if port is not None else dst.port
-    proto = "tcp" if port is not None else "icmp"
+    proto = "tcp" if port is not None else icmp_name(dst.ip)
     result: ProbeResult | None = None
     first = reads.route(src, dst.ip)
     index = HostIndex(host, policy)
     wire: Wire | None = None
     seen = None
-    bound = free_port(namespace_path(src)) if capture and port is not None else None
+    bound = free_port(namespace_path(src), dst.ip) if capture and port is not None else None
     if send_probe:
         if capture:
             wire = _arm(host, reads, src, Packet(first.src or "", dst.ip, proto, bound, port),
@@ -115,7 +119,8 @@ def trace_between(
     sport = None
     if result is not None and result.local and ":" in result.local:
         sport = int(result.local.rsplit(":", 1)[1])
-    packet = Packet(first.src or str(ipaddress.IPv4Address(0)), dst.ip, proto, sport, port)
+    unknown = "::" if ":" in dst.ip else "0.0.0.0"  # noqa: S104  # no source known
+    packet = Packet(first.src or unknown, dst.ip, proto, sport, port)
     size = result.full.size if result is not None and result.full is not None else 0
     forward = _blame_size(_walk_backend(host, reads, src, packet, result, index, size), result)
     if wire is not None and seen is not None:
@@ -130,7 +135,8 @@ def trace_between(
         reverse = walk(host, reads, end, reply, reply_to=forward, index=index)
     verdict, summary = judge(forward, reverse, result)
     source_text = f"{_who(src)} ({packet.src})"
-    target = dst.text + (f" port {port}/{proto}" if port is not None else " (ICMP echo)")
+    echo = " (ICMPv6 echo)" if proto == "icmpv6" else " (ICMP echo)"
+    target = dst.text + (f" port {port}/{proto}" if port is not None else echo)
     return TraceReport(source_text, target, forward, reverse, result, verdict, summary)
 
 
@@ -145,7 +151,8 @@ def _arm(host: Host, reads: Reads, src: Namespace, packet: Packet, index: HostIn
     others = {a for _, nat, _ in before.nat for a, _ in nat.alternatives if a}
     for other in sorted(others):
         points += wire.points_of(walk(host, reads, src, packet, index=index, prefer=other))
-    return wire.Wire(host, list(dict.fromkeys(points)), wire.expression(sport)).start()
+    return wire.Wire(host, list(dict.fromkeys(points)),
+                     wire.expression(sport, packet.proto)).start()
 
 
 def _walk_backend(host: Host, reads: Reads, src: Namespace, packet: Packet,

@@ -22,6 +22,7 @@ __all__ = [
     "Destination",
     "LabView",
     "LinkTarget",
+    "check_source_family",
     "read_lab",
     "resolve_destination",
     "resolve_link",
@@ -163,25 +164,68 @@ def resolve_link(host: Host, selector: str, namespace: str | None = None,
     return LinkTarget(ns, interface)
 
 
-def _first_ipv4(ns: Namespace) -> str | None:
-    """The namespace's own address: eth0's first, else any global IPv4 not on lo."""
+def _own_addresses(ns: Namespace) -> list[str]:
+    """The namespace's own addresses, eth0's first: global ones of either family, not on lo,
+    not a /32 or /128 (a gateway many veths share), not link-local."""
     ordered = sorted(ns.interfaces, key=lambda i: (i.ifname != "eth0", i.ifindex))
+    out = []
     for iface in ordered:
         if iface.kind == "loopback":
             continue
         for cidr in iface.addresses:
             addr = ipaddress.ip_interface(cidr)
-            if addr.version == 4 and not cidr.endswith("/32"):
-                return str(addr.ip)
-    return None
+            if addr.network.prefixlen != addr.max_prefixlen and not addr.is_link_local:
+                out.append(str(addr.ip))
+    return out
 
 
-def _service_ip(svc: dict[str, Any]) -> str | None:
-    for key in ("cluster_ip", "clusterIP", "ip", "vip"):
-        value = svc.get(key)
-        if isinstance(value, str) and value:
-            return value.split("/")[0]
-    return None
+def _recorded(entry: dict[str, Any] | None, plural: str, singular: str) -> list[str]:
+    """Addresses a record entry holds, one per family (`ips`), else its one (`ip`)."""
+    if not entry:
+        return []
+    values = entry.get(plural)
+    if not isinstance(values, list) or not values:
+        values = [entry.get(singular)] if entry.get(singular) else []
+    return [str(v).split("/")[0] for v in values if isinstance(v, str) and v]
+
+
+def _version(addr: str) -> int:
+    return 6 if ":" in addr else 4
+
+
+def _families(found: list[str]) -> str:
+    return " and ".join(f"IPv{v}" for v in dict.fromkeys(_version(a) for a in found)) or "none"
+
+
+def _of_family(found: list[str], family: int | None, what: str, hint: str) -> str:
+    """The first of `found` (the first family's, as kubectl's podIP), or the one of `family`."""
+    if not found:
+        raise ObjectMissingError(f"{what} has no address to trace to", hint=hint)
+    if family is None:
+        return found[0]
+    mine = [a for a in found if _version(a) == family]
+    if not mine:
+        raise ObjectMissingError(f"{what} has no IPv{family} address (only {_families(found)})",
+                                 hint=hint)
+    return mine[0]
+
+
+def _service_ips(svc: dict[str, Any]) -> list[str]:
+    for plural, singular in (("cluster_ips", "cluster_ip"), ("clusterIPs", "clusterIP")):
+        found = _recorded(svc, plural, singular)
+        if found:
+            return found
+    return _recorded(svc, "ips", "ip") or _recorded(svc, "vips", "vip")
+
+
+def _dual_hint(lab: LabView, family: int | None) -> str:
+    """Why a Service has no ClusterIP of `family`, and what gives it one."""
+    subnets = lab.raw.get("pod_subnets")
+    lab_families = {_version(str(n)) for n in subnets} if isinstance(subnets, list) else set()
+    if family is not None and lab_families and family not in lab_families:
+        return f"the lab has no IPv{family} (ipFamily: dual gives it both families)"
+    return ("a SingleStack Service has one ClusterIP: give it ipFamilyPolicy: PreferDualStack "
+            "(or RequireDualStack) in the lab's file for one per family")
 
 
 def _service_port(svc: dict[str, Any]) -> int | None:
@@ -207,73 +251,95 @@ def _service(lab: LabView, selector: str, default_ns: str) -> dict[str, Any] | N
                  and s.get("namespace", "default") == namespace), None)
 
 
-def _hosts_lookup(path: str, name: str) -> str | None:
+def _hosts_lookup(path: str, name: str) -> list[str]:
+    """Every address a hosts file gives `name` (a dual-stack Service has a line per family)."""
     try:
         with open(path) as fh:
             lines = fh.read().splitlines()
     except OSError:
-        return None
+        return []
+    found = []
     for line in lines:
         fields = line.split("#", 1)[0].split()
         if len(fields) >= 2 and name in fields[1:]:
             try:
-                if ipaddress.ip_address(fields[0]).version == 4:
-                    return fields[0]
+                found.append(str(ipaddress.ip_address(fields[0])))
             except ValueError:
                 continue
-    return None
+    return found
+
+
+def _literal(selector: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(selector))
+    except ValueError:
+        return None
 
 
 def resolve_destination(host: Host, lab: LabView, selector: str, namespace: str | None,
-                        source: Namespace) -> Destination:
-    def owner(ip: str) -> Namespace | None:
-        for ns in host.namespaces:
-            for iface in ns.interfaces:
-                if any(c.split("/")[0] == ip and not c.endswith("/32") for c in iface.addresses):
-                    return ns
-        return None
-
-    try:
-        ip = str(ipaddress.IPv4Address(selector))
-    except ValueError:
-        ip = ""
+                        source: Namespace, family: int | None = None) -> Destination:
+    """What `selector` names, as an address of `family` (4 or 6; None: the address given, or
+    the first family of what is named: a dual-stack pod's first address, as kubectl's
+    podIP)."""
+    owners: dict[str, Namespace] = {}
+    for each in host.namespaces:
+        for a in _own_addresses(each):
+            owners.setdefault(a, each)
+    switch = f"trace -{4 if family == 6 else 6}, or name an address" if family else ""
+    ip = _literal(selector)
     if ip:
-        ns = owner(ip)
-        text = f"{ip} ({_describe(ns)})" if ns else ip
-        return Destination(ip, text, None, ns)
+        if family is not None and _version(ip) != family:
+            raise StateError(f"{ip} is an IPv{_version(ip)} address, not IPv{family}",
+                             hint=f"drop -{family}, or give an IPv{family} address")
+        mine = owners.get(ip)
+        return Destination(ip, f"{ip} ({_describe(mine)})" if mine else ip, None, mine)
     found = _find(host, selector, namespace)
     if found:
         ns = found[0]
-        node = next((n for n in lab.nodes if n.get("name") == ns.node), None)
-        addr = str(node["ip"]).split("/")[0] if node and node.get("ip") else _first_ipv4(ns)
-        if addr is None:
-            raise ObjectMissingError(f"{_describe(ns)} has no IPv4 address to trace to",
-                                     hint="`podnet inspect --netns` shows its interfaces")
+        record = (lab.pod(ns.pod) if ns.pod else
+                  next((n for n in lab.nodes if n.get("name") == ns.node), None))
+        addrs = _recorded(record, "ips", "ip") or _own_addresses(ns)
+        addr = _of_family(addrs, family, _describe(ns),
+                          switch or "`podnet inspect --netns` shows its interfaces")
         return Destination(addr, f"{_describe(ns)} {addr}", None, ns)
     outside = lab.raw.get("internet")
-    if selector in ("internet", "outside") and isinstance(outside, dict) and outside.get("address"):
-        addr = str(outside["address"]).split("/")[0]
+    if selector in ("internet", "outside") and isinstance(outside, dict):
+        addr = _of_family(_recorded(outside, "addresses", "address"), family, "the internet",
+                          switch)
         port = outside.get("port")
-        ns = owner(addr)
-        return Destination(addr, f"the internet ({addr}, {_describe(ns)})",
-                           port if isinstance(port, int) else None, ns)
+        world = owners.get(addr)
+        return Destination(addr, f"the internet ({addr}, {_describe(world)})",
+                           port if isinstance(port, int) else None, world)
     source_pod_ns = (source.pod or "default/").split("/")[0]
     svc = _service(lab, selector, namespace or source_pod_ns)
-    if svc is not None and _service_ip(svc):
-        vip = str(_service_ip(svc))
+    if svc is not None and _service_ips(svc):
         key = f"{svc.get('namespace', 'default')}/{svc.get('name')}"
+        vip = _of_family(_service_ips(svc), family, f"Service {key}", _dual_hint(lab, family))
         return Destination(vip, f"service {key} {vip}", _service_port(svc))
     pod = lab.pod(source.pod) if source.pod else None
     if pod and isinstance(pod.get("hosts_file"), str):
-        addr = _hosts_lookup(pod["hosts_file"], selector)
-        if addr:
-            ns = owner(addr)
+        named = _hosts_lookup(pod["hosts_file"], selector)
+        if named:
+            addr = _of_family(named, family, f"{selector} in {source.pod}'s /etc/hosts", switch)
             return Destination(addr, f"{selector} {addr} (from {source.pod}'s /etc/hosts)",
-                               None, ns)
+                               None, owners.get(addr))
     raise ObjectMissingError(
         f"cannot resolve {selector!r} to an address",
-        hint="give an IPv4 address, a pod (NAMESPACE/NAME), a node, or a Service of the lab",
+        hint="give an IPv4 or IPv6 address, a pod (NAMESPACE/NAME), a node, or a Service of the "
+             "lab",
     )
+
+
+def check_source_family(source: Namespace, dst: Destination) -> None:
+    """A pod sends a family only if it has an address of it: say so before any walk does."""
+    if not source.pod:
+        return
+    version = _version(dst.ip)
+    if not any(_version(a) == version for a in _own_addresses(source)):
+        other = 6 if version == 4 else 4
+        raise StateError(f"pod {source.pod} has no IPv{version} address: it cannot reach "
+                         f"{dst.ip}", hint=f"trace over IPv{other} (-{other}), or give the lab "
+                         "ipFamily: dual for both")
 
 
 def _describe(ns: Namespace | None) -> str:

@@ -37,6 +37,7 @@ from podnet.trace.walker import HostIndex, State
 from podnet.trace.words import (
     addresses,
     bridge_cmd,
+    endpoint,
     ip_cmd,
     link_problem,
     matched_route,
@@ -44,12 +45,16 @@ from podnet.trace.words import (
     ns_exec,
     owner_of,
     route_words,
+    too_big_words,
+    version_of,
 )
 
 __all__ = ["MAX_HOPS", "HostIndex", "bridge_cmd", "ip_cmd", "ns_exec", "owner_of", "walk"]
 
 MAX_HOPS = 64
-_WILDCARDS = (str(ipaddress.IPv4Address(0)), str(ipaddress.IPv6Address(0)))  # bound to any
+# A socket bound to any address: an IPv6 one (not V6ONLY) takes IPv4 too, never the reverse.
+_WILDCARDS = {4: (str(ipaddress.IPv4Address(0)), str(ipaddress.IPv6Address(0))),
+              6: (str(ipaddress.IPv6Address(0)),)}
 
 
 class _Walker(LinkWalker):
@@ -113,8 +118,7 @@ class _Walker(LinkWalker):
                 oif = next((i for i in ns.interfaces if i.ifindex == answer.oif), oif)
         self.route_hop(ns, iif, pkt, answer, oif)
         if iif is not None:
-            self.fits(oif, "DF forbids fragmenting it, so the kernel drops it and sends ICMP "
-                      f"'fragmentation needed' back to {pkt.src}")
+            self.fits(oif, too_big_words(pkt.src))
         elif self.tunnels:
             self.fits(oif, "the tunnel's overhead makes the encapsulated packet too big for the "
                       "underlay: it is dropped (or its outer packet fragmented)")
@@ -127,7 +131,8 @@ class _Walker(LinkWalker):
                                            oif=oif.ifname)
             if dropped:
                 return dropped
-            pkt = self.masquerade(ns, pkt, masq, answer.src or next(iter(addresses(oif)), None))
+            mine = addresses(oif, version_of(pkt.dst), link_local=False)
+            pkt = self.masquerade(ns, pkt, masq, answer.src or next(iter(mine), None))
         return self.egress(ns, oif, answer.gateway or pkt.dst, pkt, answer)
 
     def masquerade(self, ns: Namespace, pkt: Packet, masq: list[Nat], src: str | None) -> Packet:
@@ -194,14 +199,15 @@ class _Walker(LinkWalker):
         if code == errno.ENETUNREACH:
             text, reason = f"no route to {pkt.dst} in {owner_of(ns)}", "no route"
         elif code == errno.EHOSTUNREACH:
-            forwarding = (self.reads.sysctl(ns, f"net.ipv4.conf.{iif.ifname}.forwarding")
-                          if iif is not None else None)
+            key = (f"net.ipv{version_of(pkt.dst)}.conf.{iif.ifname}.forwarding"
+                   if iif is not None else "")
+            forwarding = self.reads.sysctl(ns, key) if key else None
             if forwarding == "0":
                 assert iif is not None
                 text = (f"{ns.label} does not forward packets arriving on {iif.ifname} "
                         "(forwarding is off)")
                 reason = "forwarding off"
-                commands.append(ns_exec(ns, f"sysctl net.ipv4.conf.{iif.ifname}.forwarding"))
+                commands.append(ns_exec(ns, f"sysctl {key}"))
             else:
                 text, reason = f"{pkt.dst} is unreachable from {owner_of(ns)}", "host unreachable"
         elif code == errno.EXDEV:
@@ -238,7 +244,7 @@ class _Walker(LinkWalker):
     def deliver(self, ns: Namespace, pkt: Packet, iif: Interface | None = None) -> Path:
         commands = [ip_cmd(ns, f"route get {pkt.dst}")]
         where = f"{pkt.dst} is local to {owner_of(ns)}"
-        if pkt.proto == "icmp" or pkt.dport is None:
+        if pkt.proto in ("icmp", "icmpv6") or pkt.dport is None:
             self.add(ns, "deliver", f"{where}: its kernel answers the echo request",
                      tuple(commands), dev=iif)
             return self.end("delivered", pkt, ns)
@@ -247,15 +253,15 @@ class _Walker(LinkWalker):
         found = [
             lst for lst in self.reads.listeners(ns)
             if lst.proto == pkt.proto and lst.port == pkt.dport
-            and lst.address in (*_WILDCARDS, pkt.dst)
+            and lst.address in (*_WILDCARDS[version_of(pkt.dst)], pkt.dst)
         ]
         if not found:
             return self.fail(ns, "deliver", f"{where}, but nothing listens on "
                              f"{pkt.proto}/{pkt.dport} there", "no listener", tuple(commands),
                              pkt=pkt)
         who = ", ".join(f"PID {pid} ({comm})" for pid, comm in found[0].pids) or "a socket"
-        self.add(ns, "deliver", f"{where}: {who} listens on {found[0].address}:{pkt.dport}",
-                 tuple(commands), dev=iif)
+        bound = endpoint(found[0].address, pkt.dport)
+        self.add(ns, "deliver", f"{where}: {who} listens on {bound}", tuple(commands), dev=iif)
         return self.end("delivered", pkt, ns)
 
     def undo_nat(self, ns: Namespace, pkt: Packet) -> Packet:

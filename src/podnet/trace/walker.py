@@ -12,7 +12,7 @@ from podnet.kernel.lookup import Vxlan
 from podnet.trace.model import Hop, HopStatus, Outcome, Path, Reads
 from podnet.trace.nft import HookContext, Nat, Packet, Ruleset, apply_nat, evaluate
 from podnet.trace.nft_xt import bind
-from podnet.trace.words import ipv4, nat_text, ns_exec, owner_of, shaping_words
+from podnet.trace.words import address_of, is_link_local, nat_text, ns_exec, owner_of, shaping_words
 
 if TYPE_CHECKING:
     from podnet.trace.policy import PolicyWords
@@ -24,8 +24,8 @@ State = tuple[Namespace, "Interface | None", Packet]  # where a packet is, and h
 
 
 class HostIndex:
-    """What every walk over one host looks up: namespaces by label, and who owns an address.
-    Built once per trace (a lab of 200 pods has thousands of addresses)."""
+    """What every walk over one host looks up: namespaces by label, and who owns an address, of
+    either family. Built once per trace (a lab of 200 pods has thousands of addresses)."""
 
     def __init__(self, host: Host, policy: PolicyWords | None = None) -> None:
         # With a lab's NetworkPolicies: the words for what a policy's rule did to a packet.
@@ -37,12 +37,12 @@ class HostIndex:
             mine = set()
             for iface in ns.interfaces:
                 for cidr in iface.addresses:
-                    ip = ipv4(cidr)
-                    if ip is None:
-                        continue
+                    ip = address_of(cidr)
                     mine.add(ip)
-                    # A /32 gateway on many veths (kindnet) does not say who owns the address.
-                    if iface.kind != "loopback" and not cidr.endswith("/32"):
+                    # A /32 (/128) gateway on many veths (kindnet) does not say who owns the
+                    # address; nor does a link-local one, which every IPv6 interface has.
+                    if (iface.kind != "loopback" and not cidr.endswith(("/32", "/128"))
+                            and not is_link_local(ip)):
                         self.owners.setdefault(ip, (ns, iface))
             self.local[ns.inode] = frozenset(mine)
 

@@ -39,9 +39,10 @@ def points_of(path: Path) -> list[Point]:
     return list(dict.fromkeys(Point(h.netns, h.dev) for h in path.hops if h.dev))
 
 
-def expression(sport: int | None) -> list[str]:
-    """A pcap filter for the probe's packets: its TCP port (else its echoes), and VXLAN."""
-    mine = f"tcp port {sport}" if sport is not None else "icmp"
+def expression(sport: int | None, proto: str = "icmp") -> list[str]:
+    """A pcap filter for the probe's packets: its TCP port (else its echoes, `proto` icmp or
+    icmpv6), and VXLAN."""
+    mine = f"tcp port {sport}" if sport is not None else ("icmp6" if proto == "icmpv6" else "icmp")
     vxlan = " or ".join(f"udp port {p}" for p in VXLAN_PORTS)
     return [f"({mine}) or ({vxlan})"]
 
@@ -102,7 +103,7 @@ def _is_probe(sport: int | None, ident: int) -> Callable[[Seen], bool]:
 def _is_reply(sport: int | None, ident: int) -> Callable[[Seen], bool]:
     if sport is not None:
         return lambda s: s.proto == "tcp" and s.dport == sport
-    return lambda s: s.flags in ("echo reply", "unreachable") and (
+    return lambda s: s.flags in ("echo reply", "unreachable", "packet too big") and (
         s.icmp_id in (ident, None))
 
 

@@ -11,18 +11,25 @@ from podnet.kernel.tc_shape import format_rate, format_time
 from podnet.trace.nft_types import Nat, Packet, RuleRef
 
 __all__ = [
+    "address_of",
     "addresses",
     "bridge_cmd",
+    "endpoint",
+    "icmp_name",
     "ip_cmd",
-    "ipv4",
+    "is_link_local",
     "kube_proxy",
     "link_problem",
     "matched_route",
     "nat_text",
+    "neigh_cmd",
+    "neighbour_protocol",
     "ns_exec",
     "owner_of",
     "route_words",
     "shaping_words",
+    "too_big_words",
+    "version_of",
 ]
 
 _LINK_DOWN_STATES = ("DOWN", "LOWERLAYERDOWN", "NOTPRESENT")
@@ -71,14 +78,65 @@ def owner_of(ns: Namespace) -> str:
     return ns.label
 
 
-def ipv4(cidr: str) -> str | None:
-    """The IPv4 address of a kernel-printed CIDR (canonical: no parsing needed), else None."""
-    addr = cidr.split("/", 1)[0]
-    return addr if "." in addr and ":" not in addr else None
+# --- addresses of either family, as the kernel prints them (canonical: no parsing needed) ------
 
 
-def addresses(iface: Interface) -> list[str]:
-    return [a for a in (ipv4(c) for c in iface.addresses) if a]
+def version_of(addr: str) -> int:
+    """4 or 6."""
+    return 6 if ":" in addr else 4
+
+
+def address_of(cidr: str) -> str:
+    return cidr.split("/", 1)[0]
+
+
+def is_link_local(addr: str) -> bool:
+    """An IPv6 link-local address (fe80::/10): every interface has its own, and the same one
+    may sit in many namespaces, so it names no owner."""
+    return addr[:3].lower() in ("fe8", "fe9", "fea", "feb")
+
+
+def addresses(iface: Interface, version: int | None = None, *,
+              link_local: bool = True) -> list[str]:
+    """The interface's addresses (of one family when `version` is given)."""
+    found = (address_of(c) for c in iface.addresses)
+    return [a for a in found if (version is None or version_of(a) == version)
+            and (link_local or not is_link_local(a))]
+
+
+def endpoint(addr: str, port: int | None) -> str:
+    """`10.244.1.2:80`, `[fd00:10:244:1::2]:80`: an address and port as people write them."""
+    if port is None:
+        return addr
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+# --- the words that differ between IPv4 and IPv6 ------------------------------------------------
+
+
+def neighbour_protocol(addr: str) -> str:
+    """How a neighbour's MAC is asked for: ARP (IPv4), neighbour solicitations (IPv6's NDP)."""
+    return "NDP" if ":" in addr else "ARP"
+
+
+def icmp_name(addr: str) -> str:
+    return "icmpv6" if ":" in addr else "icmp"
+
+
+def too_big_words(src: str) -> str:
+    """What a router does with a packet too big for its next link (DF set, or IPv6: routers
+    never fragment it)."""
+    if ":" in src:
+        return ("IPv6 routers never fragment, so the kernel drops it and sends ICMPv6 'packet "
+                f"too big' back to {src}")
+    return ("DF forbids fragmenting it, so the kernel drops it and sends ICMP 'fragmentation "
+            f"needed' back to {src}")
+
+
+def neigh_cmd(ns: Namespace, ip: str, dev: str) -> str:
+    """`ip neigh show IP dev DEV` (`ip -6 neigh` for an IPv6 neighbour: NDP's table)."""
+    family = "-6 " if ":" in ip else ""
+    return ip_cmd(ns, f"{family}neigh show {ip} dev {dev}")
 
 
 def matched_route(ns: Namespace, dst: str) -> Route | None:
@@ -86,9 +144,10 @@ def matched_route(ns: Namespace, dst: str) -> Route | None:
     best: tuple[int, Route] | None = None
     target = ipaddress.ip_address(dst)
     for route in ns.routes:
-        if route.family != 4 or route.type not in ("unicast", "local"):
+        if route.family != target.version or route.type not in ("unicast", "local"):
             continue
-        net = ipaddress.ip_network("0.0.0.0/0" if route.dst == "default" else route.dst)
+        default = "0.0.0.0/0" if target.version == 4 else "::/0"
+        net = ipaddress.ip_network(default if route.dst == "default" else route.dst)
         if target in net and (best is None or net.prefixlen > best[0]):
             best = (net.prefixlen, route)
     return best[1] if best else None
@@ -131,10 +190,6 @@ def shaping_words(link: LinkQdiscs, *, arriving: bool = False) -> str | None:
     return "; ".join(parts)
 
 
-def _endpoint(addr: str, port: int | None) -> str:
-    return f"{addr}:{port}" if port is not None else addr
-
-
 def kube_proxy(rule: RuleRef) -> str | None:
     """"kube-proxy: Service dev/demo:http, endpoint chain KUBE-SEP-..." for its rules."""
     if not rule.chain.startswith(("KUBE-SEP-", "KUBE-SVC-", "KUBE-EXT-")) or not rule.comment:
@@ -149,10 +204,10 @@ def nat_text(hook: str, nat: Nat, before: Packet, after: Packet) -> str:
     if service:
         where = f"{service}; {where}"
     if nat.kind in ("dnat", "redirect"):
-        text = (f"{nat.kind}: destination {_endpoint(before.dst, before.dport)} -> "
-                f"{_endpoint(after.dst, after.dport)} ({where})")
+        text = (f"{nat.kind}: destination {endpoint(before.dst, before.dport)} -> "
+                f"{endpoint(after.dst, after.dport)} ({where})")
         if nat.alternatives:
-            others = ", ".join(_endpoint(a or "?", p) for a, p in nat.alternatives)
+            others = ", ".join(endpoint(a or "?", p) for a, p in nat.alternatives)
             text += f"; other connections may go to {others}"
         return text
     return f"{nat.kind}: source {before.src} -> {after.src} ({where})"
