@@ -83,6 +83,10 @@ class PodLink:
     # CVE-2020-10749: a host end must not learn routes from a pod's router advertisements. A lab
     # node's namespace default already says so; a real host's does not.
     host_accept_ra_off: bool = False
+    # Both ends' IPv6 link-locals usable at once (accept_dad=0 before the links come up): a
+    # tentative one sends no neighbour solicitation, so for about 2 s a host could not resolve
+    # the pod it forwards to. A lab's namespaces are born with it; a real host's are not.
+    no_dad: bool = False
 
     def gateway(self, family: int) -> IPAddress:
         return next(g.ip for g in self.host.gateways if g.version == family)
@@ -115,11 +119,22 @@ class Attachment:
         host, pod = self._host_side(link), self._pod_side(link)
         veth = AddVeth(link.host.ns, link.host_ifname, link.pod_ifname, link.pod_ns,
                        link.host.mtu, link.host_mac)
-        guard: list[Op] = []
-        if link.host_accept_ra_off:  # a pod sends router advertisements without an IPv6 address
-            guard = [SetSysctls(link.host.ns, ((f"net.ipv6.conf.{link.host_ifname}.accept_ra",
-                                                 "0"),), optional=True)]
-        return [veth, *guard, *host, SetLink(link.pod_ns, "lo"), *pod]
+        return [veth, *self._guards(link), *host, SetLink(link.pod_ns, "lo"), *pod]
+
+    @staticmethod
+    def _guards(link: PodLink) -> list[Op]:
+        """Per-link IPv6 settings, made before the links come up (optional: IPv6 may be off)."""
+        host = [("accept_ra", "0")] if link.host_accept_ra_off else []  # a pod sends RAs
+        host += [("accept_dad", "0")] if link.no_dad else []  # without an IPv6 address too
+        out: list[Op] = []
+        if host:
+            out.append(SetSysctls(link.host.ns, tuple(
+                (f"net.ipv6.conf.{link.host_ifname}.{key}", value) for key, value in host),
+                optional=True))
+        if link.no_dad:
+            out.append(SetSysctls(link.pod_ns, ((f"net.ipv6.conf.{link.pod_ifname}.accept_dad",
+                                                 "0"),), optional=True))
+        return out
 
     def _host_side(self, link: PodLink) -> list[Op]:
         raise NotImplementedError
