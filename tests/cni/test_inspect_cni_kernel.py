@@ -75,12 +75,13 @@ def test_inspect_and_trace_podnet_dual_stack_pods(flavor: Flavor, netns_factory:
             assert _describe(host, veth["name"]) == [
                 f"{veth['name']} in {node}: peer is eth0 in {ns}, pod dev/{container}"]
         assert_matches_ip(host, node)
-        web = _by_family(results["web"])[4]["address"].split("/")[0]
-        code, report = _trace(pods["client"], web)
-        assert code == 0, report["summary"]
-        owners = [hop["owner"] for hop in report["forward"]["hops"]]
-        assert owners[0] == pods["client"] and node in owners and owners[-1] == pods["web"]
-        assert report["probe"]["outcome"] == "reply"
+        for family in (4, 6):  # a real packet each way, per family
+            web = _by_family(results["web"])[family]["address"].split("/")[0]
+            code, report = _trace(pods["client"], web)
+            assert code == 0, (family, report["summary"])
+            owners = [hop["owner"] for hop in report["forward"]["hops"]]
+            assert owners[0] == pods["client"] and node in owners and owners[-1] == pods["web"]
+            assert report["probe"]["outcome"] == "reply"
     finally:
         for container, ns in pods.items():
             if container in results:

@@ -8,8 +8,8 @@ what DEL removes are one description (`podnet.plan.attachments`, the lab's own s
   checked (a `/proc/self/fd/N` path, which operations reach through `nsenter --net=PATH`);
 - `ops()` is forwarding on for the pod's families, the shape's host operations (the bridge and
   its gateway, made only when missing; vpc's proxy ARP on the uplink), its pod operations (the
-  veth with both ends configured, the host end's `accept_ra` off, IPv6 addresses without DAD)
-  and the IPAM's other routes;
+  veth with both ends configured, the host end's `accept_ra` off, no DAD on either end) and the
+  IPAM's other routes;
 - the CNI result is read off the same operations (the links they create, the addresses the pod's
   interface gets) and the MACs the kernel gave.
 """
@@ -127,7 +127,7 @@ def build(*, mode: str, network: str, container_id: str, ifname: str, pod_ns: st
         None, (), mtu, bridge=on_host.bridge, uplink=on_host.uplink, shared=True)
     link = PodLink(
         host=on_host, pod_ns=pod_ns, host_ifname=host_ifname, ips=tuple(ips),
-        pod_ifname=ifname, hairpin=hairpin, host_accept_ra_off=True,
+        pod_ifname=ifname, hairpin=hairpin, host_accept_ra_off=True, no_dad=True,
         host_mac=link_mac(f"cni/{network}/{container_id}/{ifname}")
         if shape.pins_host_mac else "",
     )
