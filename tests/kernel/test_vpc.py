@@ -111,3 +111,13 @@ def test_service_nodeport_and_egress(lab: Layout) -> None:
                      curl(lab.fabric_netns, f"http://{node.ip.ip}:30080/"))
     page = curl(client.netns, lab.internet.url)
     assert f"client: <b>{lab.node(client.node).ip.ip}:" in page  # SNAT to the node, as aws-node
+
+
+def test_a_pod_removed_takes_its_rule_with_it(lab: Layout, tmp_path_factory: pytest.TempPathFactory
+                                              ) -> None:
+    """aws-node's `to POD` rule outlives the pod's veth: removing the pod removes it too."""
+    gone = next(p for p in lab.pods if p.namespace == "dev")
+    node = lab.node(gone.node)
+    assert any(r.get("dst") == str(gone.ip.ip) for r in ip_json(node.netns, "rule"))
+    podnet("delete", "pod", "-n", "dev", gone.name, "-C", CLUSTER)
+    assert not any(r.get("dst") == str(gone.ip.ip) for r in ip_json(node.netns, "rule"))

@@ -75,9 +75,7 @@ class CniLink:
     def undo_ops(self) -> list[Op]:
         """What removes the pod's work from the host once its veth is gone (the routes go with
         it; vpc's rules do not). Host operations shared by every pod (the bridge) stay."""
-        undone = (op.undo() for op in reversed(self.shape.pod_ops(self.link))
-                  if getattr(op, "ns", "") is None)
-        return [op for op in undone if op is not None]
+        return self.shape.departure_ops(self.link)
 
     def pod_addresses(self) -> list[IPInterface]:
         """The addresses the operations give the pod's interface (vpc's are /32)."""

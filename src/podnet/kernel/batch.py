@@ -177,8 +177,10 @@ class Batch:
                     src: str | None = None, dst: str | None = None) -> Batch:
         """`ip rule del [from SRC] [to DST] lookup TABLE priority PRIORITY`."""
         msg = self._rule(priority=priority, table=table, family=family, src=src, dst=dst)
+        # Deleting a rule already gone succeeds, as deleting a namespace twice does.
         return self._add(msg, RTM_DELRULE, _ACKED,
-                         f"deleting rule {src or 'all'} -> {dst or 'all'} lookup {table}")
+                         f"deleting rule {src or 'all'} -> {dst or 'all'} lookup {table}",
+                         frozenset({errno.ENOENT}))
 
     @staticmethod
     def _rule(*, priority: int, table: str, family: int, src: str | None,

@@ -136,6 +136,14 @@ class Attachment:
                                                  "0"),), optional=True))
         return out
 
+    def departure_ops(self, link: PodLink) -> list[Op]:
+        """What removes the pod's work from its host once the veth is gone: the routes and
+        addresses go with the veth, a routing rule (vpc) does not. Shared host objects (the
+        bridge) stay."""
+        undone = (op.undo() for op in reversed(self.pod_ops(link))
+                  if getattr(op, "ns", "") == link.host.ns)
+        return [op for op in undone if op is not None]
+
     def _host_side(self, link: PodLink) -> list[Op]:
         raise NotImplementedError
 

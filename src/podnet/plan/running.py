@@ -55,11 +55,11 @@ class Named:
         )
 
     def has_pod(self, pod: PodSpec) -> bool:
-        if pod.namespace in self.namespaces:
+        """Whether the pod is named: itself (a Deployment's replica too, as `kubectl delete pod`
+        names one), by its Deployment, or by its namespace."""
+        if pod.key in self.pods or pod.namespace in self.namespaces:
             return True
-        if pod.owner:
-            return f"{pod.namespace}/{pod.owner}" in self.deployments
-        return pod.key in self.pods
+        return bool(pod.owner) and f"{pod.namespace}/{pod.owner}" in self.deployments
 
 
 def running_spec(lay: Layout) -> ClusterSpec:

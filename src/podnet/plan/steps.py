@@ -522,8 +522,13 @@ def _pod_start(lay: Layout, pod: PodLayout, *, restart: bool = False) -> Step:
 
 
 def _pod_delete(lay: Layout, pod: PodLayout, *, stop: bool = True) -> Step:
+    """A pod removed; `stop` False when the whole lab goes (its containers are stopped at once,
+    and its node's namespace takes the rest)."""
     logs = tuple(log_path(lay, pod, c.name) for c in pod.containers)
     ops: list[Op] = [StopContainers(pod.key)] if stop else []
+    if stop and pod.node in {n.name for n in lay.nodes}:
+        # What outlives the pod's veth on its node (vpc's routing rule).
+        ops += attachment(lay.attachment).departure_ops(pod_link(lay, pod))
     ops += [DeleteNetns(pod.netns), DeleteUts(pod.uts), RemoveFiles((pod.hosts_file, *logs))]
     return Step(Action.POD_DELETE, pod.key,
                 f"remove pod {pod.key}: its namespace (the kernel frees {pod.veth} with it)",
