@@ -485,7 +485,7 @@ def test_200_responders_in_200_pods(
         f"({elapsed * 1000 / count:.2f} ms each, zygote start-up included); "
         f"VmRSS {rss:.0f} kB, private {private:.0f} kB each (median); stop {stopped * 1000:.0f} ms"
     )
-    assert elapsed / count < 0.010  # ~1.5 ms each on a 2-vCPU VM: 10 ms flags a regression
+    # How fast is for bench/ (bench/scale.py): a timed assertion fails on a busy machine.
 
 
 def _status(pid: int, key: str) -> str:

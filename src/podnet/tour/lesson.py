@@ -315,7 +315,7 @@ LESSON: tuple[TourStep, ...] = (
     ),
     TourStep(
         POLICY, "The same request as before gets no answer now.",
-        ("podnet exec -n {other_ns} {other_name} -- curl -s -m 2 http://{pod_ip}:{port}",),
+        ("podnet exec -n {other_ns} {other_name} -- curl -s -m 2 http://{pod_host}:{port}",),
         expect_not=(r"answered",),
         needs=("other",),
         fails=True,
@@ -336,7 +336,7 @@ LESSON: tuple[TourStep, ...] = (
     TourStep(
         POLICY, "Allow the pods of namespace {other_ns} in, and try again.",
         (f"echo '{_ALLOW}' | podnet up -q -f -",
-         "podnet exec -n {other_ns} {other_name} -- curl -s -m 2 http://{pod_ip}:{port}"),
+         "podnet exec -n {other_ns} {other_name} -- curl -s -m 2 http://{pod_host}:{port}"),
         expect=(r"Pod {pod_key} answered",),
         needs=("other",),
         show_lines=10,
