@@ -25,7 +25,7 @@ from typing import Any
 
 from podnet import state as lab_state
 from podnet.errors import KernelError, ObjectMissingError, ProcessError
-from podnet.kernel import netns, nftables, sysctl
+from podnet.kernel import netns, nftables, sysctl, tc
 from podnet.kernel.batch import Batch
 from podnet.kernel.netlink import Netlink
 from podnet.plan import ops as o
@@ -219,6 +219,14 @@ class Applier:
         self._names[ns][ifname] = index
         return index
 
+    def taken(self, ns: str | None, ifname: str) -> None:
+        """Note a link the kernel numbered itself (`ip link add` in a tc script): the indexes
+        this run chooses later must pass it."""
+        self._links(ns)
+        index = int(self.nl(ns).link(ifname)["index"])
+        self._names[ns][ifname] = index
+        self._next[ns] = max(self._next[ns], index + 1)
+
     def _queue(self, op: o.Op) -> None:
         ns: str | None = getattr(op, "ns", None)
         if self._pending is not None and self._pending.ns != ns:
@@ -329,6 +337,32 @@ def _load_nft(app: Applier, op: o.LoadNftTable) -> None:
     app._nft.append(nftables.start_many([(tx.replace(op.body), app.path(op.ns))]))
 
 
+def _shape_link(app: Applier, op: o.ShapeLink) -> None:
+    """`tc.apply`: the link gets exactly this shaping, podnet's earlier one replaced (and put
+    back if the kernel refuses part of the new one, netem on a kernel without it)."""
+    path, ifb = app.path(op.ns), tc.ifb_name(op.ifname)
+    try:
+        tc.apply(path, tc.LinkShaping(op.ifname, op.egress, op.ingress))
+    except ObjectMissingError:
+        if not (op.egress.empty and op.ingress.empty):
+            raise
+        # Removing the shaping of a link that is gone already (its pod's namespace went with
+        # it): only the ifb device that shaped its arrivals can be left, on this side.
+        _drop_ifb(app, op.ns, ifb)
+    app._names.get(op.ns, {}).pop(ifb, None)
+    if not op.ingress.empty:
+        app.taken(op.ns, ifb)
+
+
+def _drop_ifb(app: Applier, ns: str | None, name: str) -> None:
+    try:
+        link = app.nl(ns).link(name)
+    except ObjectMissingError:
+        return
+    if link["kind"] == "ifb" and link["alias"] == o.OWNER_ALIAS:  # podnet's, never another's
+        app.nl(ns).delete_link(name)
+
+
 def _start_container(app: Applier, op: o.StartContainer) -> None:
     if app.spawner is None:
         raise ProcessError(f"cannot start container {op.container} of {op.pod}: no spawner")
@@ -371,6 +405,7 @@ _HANDLERS: dict[type[Any], Callable[[Applier, Any], None]] = {
     o.WriteFile: _write_file,
     o.RemoveFiles: _remove_files,
     o.LoadNftTable: _load_nft,
+    o.ShapeLink: _shape_link,
     o.StartContainer: _start_container,
     o.StopContainers: _stop_containers,
 }
