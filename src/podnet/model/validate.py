@@ -86,7 +86,8 @@ class PodDraft:
     spec: PodSpec
     origin: Origin  # path "" for a Pod, "spec.template" for a Deployment's replicas
     port_names: dict[str, int] = field(default_factory=dict)  # ports[].name -> containerPort
-    # (port, protocol) it takes on its node (hostPort, hostNetwork) -> the field asking for it
+    # (port, protocol) it takes on its node (hostPort, hostNetwork) -> the field asking for it,
+    # from the document's top (spec.template.spec... for a Deployment's replicas)
     host_port_fields: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
@@ -467,8 +468,8 @@ def host_port_conflicts(draft: ClusterDraft) -> list[Problem]:
                 continue
             first = holders.setdefault(node, pod)
             if first is not pod:
-                problems.append(pod.origin.problem(
-                    pod.host_port_fields[(port, protocol)],
+                problems.append(Problem(
+                    pod.origin.where, pod.host_port_fields[(port, protocol)],
                     f"host port {port}/{protocol} on node {node} is already taken by pod "
                     f"{first.spec.key}",
                     "a node has one listener per port: give one of them another hostPort, or "
@@ -478,8 +479,8 @@ def host_port_conflicts(draft: ClusterDraft) -> list[Problem]:
         if len(unpinned) > len(free):
             last = unpinned[len(free)]
             where = ", ".join(free) if free else "none is left"
-            problems.append(last.origin.problem(
-                last.host_port_fields[(port, protocol)],
+            problems.append(Problem(
+                last.origin.where, last.host_port_fields[(port, protocol)],
                 f"{len(unpinned)} unpinned pods ask for host port {port}/{protocol}, and "
                 f"{len(free)} node{'s' if len(free) != 1 else ''} can give it ({where})",
                 "a node gives a host port to one pod: run fewer replicas, add worker nodes, "
