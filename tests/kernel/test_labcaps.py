@@ -299,6 +299,44 @@ def test_a_lab_link_reset_by_hand_is_put_back_and_a_foreign_qdisc_refused(caps: 
         podnet("up", "-q", "-f", str(caps))
 
 
+def names(brief: str) -> list[str]:
+    return sorted(line.split()[0] for line in brief.splitlines() if line.strip())
+
+
+def qdiscs(ns: str) -> list[tuple[str, str, str]]:
+    rows = json.loads(inside(ns, "tc", "-j", "qdisc", "show").stdout)
+    return sorted((q["dev"], q["kind"], json.dumps(q.get("options"), sort_keys=True))
+                  for q in rows)
+
+
+def test_a_failed_up_puts_every_link_back(caps: Path, tmp_path: Path) -> None:
+    """A new shaped pod (its shaping waits for the end of the run) and a reshaped link (done
+    at once), then a failure: the link is shaped as before, no ifb is left, nothing else moved."""
+    from podnet.kernel.tc import read_link
+
+    links, shaped = inside("caps-worker", "ip", "-br", "link").stdout, qdiscs("caps-worker")
+    edited = tmp_path / "more.yaml"
+    edited.write_text(LAB.replace("ingress-bandwidth: 10M", "ingress-bandwidth: 20M") + """---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: late
+  annotations: {kubernetes.io/egress-bandwidth: 1M}
+spec:
+  nodeName: caps-worker
+  containers: [{name: idle}]
+""")
+    done = podnet("up", "-f", str(edited), check=False,
+                  env={"PODNET_INJECT_FAILURE": "links.shape:caps-worker@1"})
+    assert done.returncode == 1 and "rolled back" in done.stderr, done.stderr
+    assert qdiscs("caps-worker") == shaped
+    assert read_link(netns.path_of("caps-worker"), pod("limited")["veth"]).egress.rate_bps == \
+        10_000_000
+    assert names(inside("caps-worker", "ip", "-br", "link").stdout) == names(links)
+    assert "late" not in {p["name"] for p in record()["pods"]}
+    assert "nothing to do" in podnet("up", "-f", str(caps)).stdout
+
+
 def test_deleting_pods_leaves_their_node_whole(caps: Path) -> None:
     from podnet.kernel.tc import ifb_name
 

@@ -8,7 +8,8 @@ explanation says. Speed comes from how they run, not from what they are:
 - Interfaces are addressed by index: the applier chooses the index of every link it creates, so
   later messages of the same datagram can name it, and reads a namespace's links at most once.
 - nftables transactions and containers start at once and are waited for at the end (`finish`),
-  while the next pods are built.
+  while the next pods are built. The tc shaping of links this run made waits for `finish` too,
+  and goes out in two processes per namespace, whatever the number of links.
 
 Every operation that took effect is kept in `done`, in order, so a failure can be undone
 (`Op.undo`) from the newest back. Namespaces are podnet's only when their inode is the one the
@@ -76,6 +77,8 @@ class Applier:
         self._pending: _Pending | None = None
         self._nft: list[nftables.Pending] = []
         self._submitted: list[tuple[str, str]] = []  # (pod key, container) being started
+        self._made: set[tuple[str | None, str]] = set()  # (namespace, link) made by this run
+        self._shaping: dict[str | None, list[tc.Command]] = {}  # their tc, run by `finish`
         self._restarts: dict[tuple[str, str], int] = {}  # stopped containers' restart counts
 
     # --- running ------------------------------------------------------------------------------
@@ -117,14 +120,28 @@ class Applier:
         self.done.extend(pending.ops)
 
     def finish(self) -> None:
-        """Wait for the work left running: nft transactions, then containers."""
+        """Wait for the work left running: nft transactions, then containers; shape the new
+        links meanwhile."""
         self.flush()
         jobs, self._nft = self._nft, []
         try:
+            self._shape_new_links()
             for job in jobs:
                 job.wait()
         finally:
             self.collect_started()
+
+    def _shape_new_links(self) -> None:
+        pending, self._shaping = self._shaping, {}
+        for ns, commands in pending.items():
+            try:
+                tc.run(self.path(ns), commands)
+            except KernelError as exc:
+                raise KernelError(f"shaping the new links of {ns or 'this namespace'}: "
+                                  f"{exc.message}", errno=exc.errno, hint=exc.hint) from None
+            for command in commands:  # the kernel numbered the ifb devices itself
+                if command[:3] == ("ip", "link", "add"):
+                    self.taken(ns, command[3])
 
     def collect_started(self) -> None:
         """Wait for the containers submitted so far and record them (PID and start time)."""
@@ -141,6 +158,7 @@ class Applier:
     def undo(self) -> int:
         """Undo what took effect, newest first; returns how many operations were undone.
         Best effort: an undo that fails is skipped (`down` removes what is left)."""
+        self._shaping = {}  # links about to go: no need to shape them first
         with contextlib.suppress(Exception):
             self.finish()  # learn the PIDs of what did start, so it can be stopped
         done, self.done = self.done, []
@@ -217,6 +235,7 @@ class Applier:
         index = self._next[ns]
         self._next[ns] = index + 1
         self._names[ns][ifname] = index
+        self._made.add((ns, ifname))
         return index
 
     def taken(self, ns: str | None, ifname: str) -> None:
@@ -339,15 +358,25 @@ def _load_nft(app: Applier, op: o.LoadNftTable) -> None:
 
 def _shape_link(app: Applier, op: o.ShapeLink) -> None:
     """`tc.apply`: the link gets exactly this shaping, podnet's earlier one replaced (and put
-    back if the kernel refuses part of the new one, netem on a kernel without it)."""
+    back if the kernel refuses part of the new one, netem on a kernel without it). A link this
+    run made waits for `finish`, with the others of its namespace."""
     path, ifb = app.path(op.ns), tc.ifb_name(op.ifname)
+    fresh = (op.ns, op.ifname) in app._made and op.was_egress.empty and op.was_ingress.empty
+    if fresh and not (op.egress.netem or op.ingress.netem):
+        # A link this run made has no qdisc of anyone's yet: nothing to read or replace, and
+        # its rates go out with the others of its namespace when the run finishes. (netem,
+        # which kernels may lack, runs at once, so a refusal names the pod or node it shapes.)
+        wanted = tc.commands(tc.LinkShaping(op.ifname, op.egress, op.ingress))
+        app._shaping.setdefault(op.ns, []).extend(wanted)
+        return
     try:
         tc.apply(path, tc.LinkShaping(op.ifname, op.egress, op.ingress))
     except ObjectMissingError:
+        # Removing the shaping of a link that is gone already (its pod's namespace went with
+        # it) is done, but for the ifb that shaped its arrivals on this side: dropped below.
         if not (op.egress.empty and op.ingress.empty):
             raise
-        # Removing the shaping of a link that is gone already (its pod's namespace went with
-        # it): only the ifb device that shaped its arrivals can be left, on this side.
+    if op.ingress.empty:  # no ifb wanted: none may stay (one half made by a failed run either)
         _drop_ifb(app, op.ns, ifb)
     app._names.get(op.ns, {}).pop(ifb, None)
     if not op.ingress.empty:
