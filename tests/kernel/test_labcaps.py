@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import time
@@ -22,6 +21,7 @@ import pytest
 
 from podnet.kernel import netns
 from tests.kernel.test_lab import host_snapshot, podnet
+from tests.kernel.test_netem import rtts
 
 pytestmark = pytest.mark.kernel
 
@@ -387,30 +387,6 @@ spec:
 """
 
 
-def _rtts(client_ns: str, address: str, count: int, timeout: float = 1.0) -> list[float | None]:
-    """Round-trip times (ms) of `count` UDP datagrams to the echo server at `address`:7."""
-    with netns.entered(netns.path_of(client_ns)):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    out: list[float | None] = []
-    try:
-        sock.settimeout(timeout)
-        for seq in range(count):
-            start = time.perf_counter()
-            sock.sendto(seq.to_bytes(4, "big"), (address, 7))
-            got = None
-            while got is None:
-                try:
-                    data = sock.recv(64)
-                except TimeoutError:
-                    break
-                if int.from_bytes(data[:4], "big") == seq:
-                    got = (time.perf_counter() - start) * 1000
-            out.append(got)
-    finally:
-        sock.close()
-    return out
-
-
 def _netem_missing() -> bool:
     from tests.kernel.test_netem import netem_missing
 
@@ -441,15 +417,15 @@ def test_delay_and_loss_from_the_file(tmp_path: Path) -> None:
             Path("/run/podnet/slow/state.json").read_text())["pods"]}
         far = str(lab["far"]["ip"]).split("/")[0]
         for _ in range(100):  # the echo server starts
-            if _rtts(lab["near"]["netns"], far, 1, 0.2)[0] is not None:
+            if rtts(lab["near"]["netns"], 1, 0.2, far)[0] is not None:
                 break
-        rtts = [r for r in _rtts(lab["near"]["netns"], far, 20) if r is not None]
-        median = statistics.median(rtts)
+        times = [r for r in rtts(lab["near"]["netns"], 20, address=far) if r is not None]
+        median = statistics.median(times)
         assert abs(median - 50) <= 5, f"RTT {median:.1f} ms for a 50 ms delay"
         edited = tmp_path / "lossy.yaml"
         edited.write_text(DELAYED.replace("podnet.io/delay: 50ms", "podnet.io/loss: 10%"))
         podnet("up", "-q", "-f", str(edited))
-        answers = _rtts(lab["near"]["netns"], far, 1000, 0.2)
+        answers = rtts(lab["near"]["netns"], 1000, 0.2, far)
         lost = sum(r is None for r in answers) / len(answers)
         sigma = (0.1 * 0.9 / len(answers)) ** 0.5
         assert abs(lost - 0.1) <= 3 * sigma, f"{lost:.1%} lost for 10% loss"
