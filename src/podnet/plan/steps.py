@@ -599,8 +599,10 @@ def _pod_start(lay: Layout, pod: PodLayout, *, restart: bool = False) -> Step:
     # A restart forgets the old processes first (and stops any left alive), so the record never
     # holds a dead container beside its replacement.
     ops: list[Op] = [StopContainers(pod.key), *starts] if restart else list(starts)
+    where = f"node {pod.node}'s namespaces (hostNetwork)" if pod.host_network else \
+        "its namespaces"
     return Step(Action.POD_START, pod.key,
-                f"start {len(pod.containers)} container(s) of {pod.key} in its namespaces",
+                f"start {len(pod.containers)} container(s) of {pod.key} in {where}",
                 tuple(ops))
 
 
