@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sandbox import ensure_sandbox
 
 ALL = ("lab", "families", "inspect_host", "cni", "throughput", "dns", "capture", "policy",
-       "policy_lab", "graph")
+       "policy_lab", "graph", "lab_shaping")
 
 
 def main() -> None:
