@@ -25,7 +25,7 @@ from typing import Any
 from podnet.errors import StateError
 from podnet.model import codec, naming
 from podnet.model.policies import NamespaceSpec, NetworkPolicySpec
-from podnet.model.types import ContainerSpec
+from podnet.model.types import ContainerSpec, Impairment
 from podnet.plan.layout import (
     INTERNET_KEY,
     STATE_ROOT,
@@ -319,6 +319,7 @@ def _encode(state: LabState) -> dict[str, Any]:
                 "uts": n.uts,
                 "hosts_file": n.hosts_file,
                 "vtep_macs": list(n.vtep_macs),
+                **_encode_impairment(n.impairment),
             }
             for n in lay.nodes
         ],
@@ -336,6 +337,9 @@ def _encode(state: LabState) -> dict[str, Any]:
                 "hosts_file": p.hosts_file,
                 "labels": dict(p.labels),
                 "owner": p.owner,
+                # Its node's namespace, addresses and files, when it runs in the node's network.
+                "hostNetwork": p.host_network,
+                **_encode_impairment(p.impairment),
                 "spec": [_encode_container(c) for c in p.containers],
                 "containers": [
                     {"name": c.name, "pid": c.pid, "starttime": c.starttime,
@@ -421,6 +425,16 @@ def _decode_service(d: dict[str, Any]) -> ServiceLayout:
     )
 
 
+def _encode_impairment(impairment: Impairment) -> dict[str, Any]:
+    """A pod's or node's shaping, when it has one (no key: none, as older records say)."""
+    return {} if impairment.empty else {"impairment": codec.to_json(impairment)}
+
+
+def _decode_impairment(d: dict[str, Any]) -> Impairment:
+    found = d.get("impairment")
+    return Impairment() if found is None else codec.from_json(Impairment, found)
+
+
 def _encode_container(c: ContainerSpec) -> dict[str, Any]:
     encoded: dict[str, Any] = codec.to_json(c)
     return encoded
@@ -442,6 +456,7 @@ def _decode(d: dict[str, Any]) -> LabState:
             uts=n["uts"],
             hosts_file=n["hosts_file"],
             vtep_macs=tuple(n["vtep_macs"]),
+            impairment=_decode_impairment(n),
         )
         for n in d["nodes"]
     )
@@ -461,6 +476,8 @@ def _decode(d: dict[str, Any]) -> LabState:
                 containers=tuple(_decode_container(c) for c in p["spec"]),
                 labels=tuple(sorted(p["labels"].items())),
                 owner=p.get("owner"),
+                impairment=_decode_impairment(p),
+                host_network=bool(p.get("hostNetwork", False)),
             )
         )
         key = f"{p['namespace']}/{p['name']}"

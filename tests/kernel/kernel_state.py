@@ -3,12 +3,14 @@
 Run as a program inside a sandbox after a lab was built: it prints, for the sandbox's own network
 namespace and every named one, the links (kind, MTU, up, alias, master, VXLAN settings), the
 addresses, every routing table of both families, permanent neighbours, VXLAN forwarding entries,
-routing rules, the sysctls a lab sets, and the nftables ruleset. Two builds of one lab (podnet's
+routing rules, the sysctls a lab sets, the nftables ruleset, and the qdiscs of every link with
+the filters of their ingress qdiscs (tc's own JSON). Two builds of one lab (podnet's
 `up`, and `podnet explain | bash -e`) must print the same.
 
 What the kernel chooses on its own is left out: interface indexes, random MACs (a MAC is kept
 where something the lab made points at it: a VXLAN device, a permanent neighbour's target),
-IPv6 link-local addresses (made from those MACs), counters and timers.
+IPv6 link-local addresses (made from those MACs), counters and timers, qdisc reference counts
+and the numbers tc gives filters and actions.
 """
 
 from __future__ import annotations
@@ -133,6 +135,30 @@ def ruleset(ns: str | None) -> str:
     return run(*inside(ns, "nft", "list", "ruleset"))
 
 
+def qdiscs(ns: str | None) -> list[dict[str, Any]]:
+    out = []
+    for q in json.loads(run(*inside(ns, "tc", "-j", "qdisc", "show")) or "[]"):
+        entry = {k: q.get(k) for k in ("dev", "kind", "handle", "parent", "root", "options")}
+        if q.get("kind") in ("ingress", "clsact"):
+            entry["filters"] = ingress_filters(ns, str(q["dev"]))
+        out.append(entry)
+    return sorted(out, key=lambda e: json.dumps(e, sort_keys=True))
+
+
+def ingress_filters(ns: str | None, dev: str) -> list[dict[str, Any]]:
+    """What an ingress qdisc's filters match and do (a redirect to an ifb device)."""
+    text = run(*inside(ns, "tc", "-j", "filter", "show", "dev", dev, "parent", "ffff:"))
+    out = []
+    for f in json.loads(text or "[]"):
+        options = f.get("options") or {}
+        actions = [{k: a.get(k) for k in ("kind", "mirred_action", "direction", "to_dev")}
+                   for a in options.get("actions") or []]
+        if actions:
+            out.append({"protocol": f.get("protocol"), "kind": f.get("kind"),
+                        "match": options.get("match"), "actions": actions})
+    return out
+
+
 def pinned_macs(names: list[str | None]) -> set[str]:
     """MACs the lab points at: targets of permanent neighbours and VXLAN forwarding entries."""
     out = set()
@@ -158,6 +184,7 @@ def dump() -> dict[str, Any]:
             "rules": rules(ns),
             "sysctls": sysctls(ns, [link["name"] for link in link_list]),
             "nft": ruleset(ns),
+            "qdiscs": qdiscs(ns),
         }
     return out
 

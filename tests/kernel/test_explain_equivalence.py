@@ -2,7 +2,9 @@
 by running `podnet explain | bash -e` as a person would, each in a fresh sandbox of its own, and
 the two kernels must hold the same links (with MTUs, state, aliases, masters), addresses, routes
 of every table and family, permanent neighbours, VXLAN forwarding entries, routing rules,
-sysctls and nftables ruleset (read with iproute2 and nft by `kernel_state.py`, not by podnet).
+sysctls, nftables ruleset and qdiscs (read with iproute2, nft and tc by `kernel_state.py`, not by
+podnet). One shape adds what kubelet's capabilities and the file's impairment make: pods' and a
+node's tc shaping (ifb devices and all), hostPort DNAT and a hostNetwork pod.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ pytestmark = pytest.mark.kernel
 STATE = Path(__file__).with_name("kernel_state.py")
 ROOT = Path(__file__).resolve().parents[2]
 
-# attachment, routing, ipFamily, MTU: every attachment and routing, every family, a jumbo MTU.
+# attachment, routing, ipFamily, MTU: every attachment and routing, every family, a jumbo MTU;
+# "+caps": with shaping, host ports and a hostNetwork pod.
 SHAPES = [
     ("ptp", "static", "ipv4", 1500),
     ("ptp", "host-gw", "ipv4", 1500),
@@ -36,13 +39,40 @@ SHAPES = [
     ("bridge", "host-gw", "ipv6", 1500),
     ("ptp", "vxlan", "dual", 1500),
     ("vpc", "static", "ipv4", 1500),
+    ("ptp", "static", "dual+caps", 1500),
 ]
+
+CAPS = """---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: edge
+  annotations: {kubernetes.io/ingress-bandwidth: 10M, kubernetes.io/egress-bandwidth: 5M}
+spec:
+  nodeName: same-worker
+  containers: [{name: web, ports: [{containerPort: 80, hostPort: 8080}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent}
+spec:
+  nodeName: same-worker2
+  hostNetwork: true
+  containers: [{name: web, ports: [{containerPort: 9100}]}]
+"""
 
 
 def topology(attachment: str, routing: str, family: str, mtu: int) -> str:
-    return web_lab("same", f"{{attachment: {attachment}, routing: {routing}, "
+    family, caps = family.removesuffix("+caps"), family.endswith("+caps")
+    text = web_lab("same", f"{{attachment: {attachment}, routing: {routing}, "
                    f"ipFamily: {family}, mtu: {mtu}}}",
-                   service="  type: NodePort\n  ipFamilyPolicy: PreferDualStack\n")
+                   service="  type: NodePort\n  ipFamilyPolicy: PreferDualStack\n",
+                   extra=CAPS if caps else "")
+    if caps:  # a node whose uplink is shaped both ways
+        text = text.replace("{role: worker}, {role: worker}",
+                            "{role: worker, netem: {rate: 200mbit, ingress: {rate: 100mbit}}}, "
+                            "{role: worker}", 1)
+    return text
 
 
 def in_new_sandbox(script: str) -> str:
@@ -87,4 +117,11 @@ def test_explain_builds_what_up_builds(
                                     "podnet explain | bash -e", lineterm="", n=4)
         pytest.fail("the kernels differ:\n" + "\n".join(list(diff)[:200]))
     namespaces = json.loads(by_up)
-    assert len(namespaces) == 1 + 1 + 1 + 3 + 4  # sandbox, fabric, internet, nodes, pods
+    own = sum(1 for p in lay.pods if not p.host_network)
+    assert len(namespaces) == 1 + 1 + 1 + 3 + own  # sandbox, fabric, internet, nodes, pods
+    if family.endswith("+caps"):  # the shaping and the DNAT are there, not only alike
+        worker = namespaces["same-worker"]
+        assert sum(q["kind"] == "tbf" for q in worker["qdiscs"]) == 4  # eth0, veth, two ifbs
+        assert sum(link["kind"] == "ifb" for link in worker["links"]) == 2
+        assert "hostport-default/edge/tcp/8080" in worker["nft"]
+        assert "hostport" not in namespaces["same-worker2"]["nft"]

@@ -152,8 +152,9 @@ def test_bad_values_are_refused_before_anything_changes(pair: tuple[str, str]) -
 # --- netem: delay and loss, where the kernel has it -------------------------------------------
 
 
-def _rtts(client: str, count: int, timeout: float = 1.0) -> list[float | None]:
-    """Round-trip times (ms) of `count` UDP datagrams to the echo server on 10.77.0.2:7."""
+def rtts(client: str, count: int, timeout: float = 1.0,
+         address: str = "10.77.0.2") -> list[float | None]:
+    """Round-trip times (ms) of `count` UDP datagrams to the echo server on `address`:7."""
     with netns.entered(netns.path_of(client)):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     out: list[float | None] = []
@@ -161,7 +162,7 @@ def _rtts(client: str, count: int, timeout: float = 1.0) -> list[float | None]:
         sock.settimeout(timeout)
         for seq in range(count):
             start = time.perf_counter()
-            sock.sendto(seq.to_bytes(4, "big"), ("10.77.0.2", 7))
+            sock.sendto(seq.to_bytes(4, "big"), (address, 7))
             got = None
             while got is None:
                 try:
@@ -185,7 +186,7 @@ def echo(pair: tuple[str, str]) -> Iterator[tuple[str, str]]:
     server = subprocess.Popen(["ip", "netns", "exec", b, sys.executable, "-c", code])
     try:
         for _ in range(100):
-            if _rtts(a, 1, 0.05)[0] is not None:
+            if rtts(a, 1, 0.05)[0] is not None:
                 break
         yield a, b
     finally:
@@ -203,12 +204,12 @@ def test_delay_and_loss_with_real_probes(echo: tuple[str, str]) -> None:
         assert "tbf rate 10mbit" in podnet("netem", a).stdout, "the earlier shaping is back"
         pytest.skip("this kernel has no sch_netem (CONFIG_NET_SCH_NETEM): delay and loss are "
                     "refused, as tested; their RTT and loss checks need a kernel with netem")
-    base = statistics.median(r for r in _rtts(a, 20) if r is not None)
+    base = statistics.median(r for r in rtts(a, 20) if r is not None)
     podnet("netem", a, "--delay", "50ms")
-    rtt = statistics.median(r for r in _rtts(a, 50) if r is not None) - base
+    rtt = statistics.median(r for r in rtts(a, 50) if r is not None) - base
     assert 45 <= rtt <= 55, f"50ms delay, RTT grew by {rtt:.1f} ms"
     podnet("netem", a, "--loss", "10%")
-    answered = sum(r is not None for r in _rtts(a, 1000, 0.2))
+    answered = sum(r is not None for r in rtts(a, 1000, 0.2))
     assert 872 <= answered <= 928, f"10% loss: {1000 - answered} of 1000 lost (3 sigma: 72-128)"
     podnet("netem", a, "--reset")
-    assert all(r is not None for r in _rtts(a, 100, 0.5))
+    assert all(r is not None for r in rtts(a, 100, 0.5))

@@ -139,10 +139,17 @@ BAD_FILES = {
                       + "".join(f"  {n}: &{n} [{', '.join([f'*{p}'] * 9)}],\n"
                                 for p, n in zip("abcdefgh", "bcdefghi", strict=True))
                       + "}}\nspec: {containers: [{name: c}]}\n", "aliases expand"),
-    "hostNetwork": ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
-                    "spec: {hostNetwork: true, containers: [{name: c}]}\n", "spec.hostNetwork"),
-    "hostPort": ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: "
-                 "[{name: c, ports: [{containerPort: 80, hostPort: 80}]}]}\n", "hostPort"),
+    "hostNetwork shaped": ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: "
+                           "{kubernetes.io/egress-bandwidth: 1M}}\n"
+                           "spec: {hostNetwork: true, containers: [{name: c}]}\n",
+                           "a hostNetwork pod has none"),
+    "hostIP": ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, "
+               "ports: [{containerPort: 80, hostPort: 80, hostIP: 172.18.0.2}]}]}\n", "hostIP"),
+    "two pods, one host port": (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: "
+        "[{name: c, ports: [{containerPort: 80, hostPort: 80}]}]}\n---\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: q}\nspec: {containers: "
+        "[{name: c, ports: [{containerPort: 81, hostPort: 80}]}]}\n", "host port 80/TCP"),
 }
 
 

@@ -449,3 +449,39 @@ def test_a_big_node_is_a_count_that_opens() -> None:
     assert len(pods) == per_node["kind-worker"]
     page = render_html(graph)
     assert f'id="open-{worker}"' in page and page.count("<template") == len(counts)
+
+
+def test_impaired_links_are_marked_in_every_rendering() -> None:
+    host, lab = lab_host()
+    shaped = {("kind-worker", "veth1234abcd"): "rate 10mbit; arriving: rate 5mbit"}
+    graph = build_graph(host, lab, impaired=shaped)
+    node = next(g for g in graph.groups if g.kind == "node")
+    veth = next(v for v in graph.members(node.id) if v.name == "veth1234abcd")
+    assert veth.impaired == "rate 10mbit; arriving: rate 5mbit"
+    assert "impaired: rate 10mbit; arriving: rate 5mbit" in veth.lines
+    pair = next(e for e in graph.edges if veth.id in (e.a, e.b))
+    assert pair.label == "veth pair; impaired: veth1234abcd: rate 10mbit; arriving: rate 5mbit"
+    others = [v for v in graph.vertices if v.id != veth.id]
+    assert not any(v.impaired for v in others)
+    assert build_graph(host, lab).version() != graph.version()  # the live page redraws
+    svg = render_svg(graph)
+    root = ET.fromstring(svg)
+    marked = [g for g in root.iter(f"{SVG}g") if "impaired" in g.get("class", "").split()]
+    assert [g.get("data-ifname") for g in marked] == ["veth1234abcd"]
+    assert marked[0].get("data-impaired") == "rate 10mbit; arriving: rate 5mbit"
+    check_geometry(svg_geometry(svg))
+    mermaid = render_mermaid(graph)
+    assert f"class {veth.id} impaired;" in mermaid
+    parsed = parse_mermaid(mermaid)
+    assert "impaired: rate 10mbit" in parsed.vertices[veth.id][0]
+    dot = render_dot(graph)
+    assert "impaired: veth1234abcd: rate 10mbit" in dot and 'fillcolor="#ffcccc"' in dot
+
+
+def test_a_host_network_pod_leaves_its_node_a_node() -> None:
+    host, lab = lab_host()
+    lab.pods.append({"namespace": "default", "name": "agent", "node": "kind-worker",
+                     "netns": "kind-worker", "hostNetwork": True, "spec": [{"name": "a"}]})
+    graph = build_graph(host, lab)
+    titles = {g.title: g.kind for g in graph.groups}
+    assert titles["node kind-worker"] == "node" and "pod default/agent" not in titles

@@ -202,8 +202,10 @@ def test_watch_rows_keep_the_first_tables_columns() -> None:
 class Recorded:
     """`KernelReads` answered from a hand-built host."""
 
-    def __init__(self, host: Host, alive: Collection[int] = ()) -> None:
+    def __init__(self, host: Host, alive: Collection[int] = (),
+                 shaped: dict[str, dict[str, str]] | None = None) -> None:
         self.whole, self.alive = host, set(alive)
+        self.shaped = shaped or {}
 
     def exists(self, netns: str) -> bool:
         return any(ns.name == netns for ns in self.whole.namespaces)
@@ -217,6 +219,9 @@ class Recorded:
 
     def started(self, starttime: int) -> float | None:
         return 1_700_000_000.0
+
+    def qdiscs(self, netns: str) -> dict[str, str]:
+        return self.shaped.get(netns, {})
 
 
 def _iface(name: str, index: int, addrs: tuple[str, ...], peer: PeerRef | None,
@@ -342,6 +347,24 @@ def test_links_name_the_real_peer_of_each_uplink() -> None:
     headers, rows = links.table(objs, wide=False)
     row = dict(zip(headers, rows[objs.index(uplink)], strict=True))
     assert row["PEER"] == node.uplink and row["PEER-IN"] == "(node network)"
+
+
+def test_links_wide_shows_each_links_qdiscs() -> None:
+    record, plain = recorded_lab()
+    pod = record.layout.pod("default/jumpbox")
+    assert pod is not None
+    node = record.layout.node(pod.node)
+    shaped = {node.netns: {pod.veth: "tbf rate 10mbit; ingress via pnifb1: rate 5mbit"}}
+    reads = Recorded(plain.whole, alive={4242}, shaped=shaped)
+    links = kind_named("links")
+    assert links is not None
+    objs = links.collect(record, reads)
+    headers, rows = links.table(objs, wide=True)
+    by_name = {row[headers.index("NAME")].split("@")[0]: row[headers.index("QDISC")]
+               for row in rows}
+    assert by_name[pod.veth] == "tbf rate 10mbit; ingress via pnifb1: rate 5mbit"
+    assert by_name["eth0"] == "noqueue"  # what tc does not list has its default
+    assert "QDISC" not in links.table(objs, wide=False)[0]
 
 
 def test_describe_service_lists_its_endpoints() -> None:

@@ -11,7 +11,8 @@ explanation says. Speed comes from how they run, not from what they are:
   where concurrent ADDs create links) nothing is dumped or chosen: the kernel numbers each new
   link, and the applier asks for that one link (and any other it names) by name.
 - nftables transactions and containers start at once and are waited for at the end (`finish`),
-  while the next pods are built.
+  while the next pods are built. The tc shaping of links this run made waits for `finish` too,
+  and goes out in two processes per namespace, whatever the number of links.
 
 Every operation that took effect is kept in `done`, in order, so a failure can be undone
 (`Op.undo`) from the newest back. Namespaces are podnet's only when their inode is the one the
@@ -28,7 +29,7 @@ from typing import Any
 
 from podnet import state as lab_state
 from podnet.errors import KernelError, ObjectExistsError, ObjectMissingError, ProcessError
-from podnet.kernel import netns, nftables, sysctl
+from podnet.kernel import netns, nftables, sysctl, tc
 from podnet.kernel.batch import Batch
 from podnet.kernel.netlink import Netlink
 from podnet.plan import ops as o
@@ -86,6 +87,8 @@ class Applier:
         self._pending: _Pending | None = None
         self._nft: list[nftables.Pending] = []
         self._submitted: list[tuple[str, str]] = []  # (pod key, container) being started
+        self._made: set[tuple[str | None, str]] = set()  # (namespace, link) made by this run
+        self._shaping: dict[str | None, list[tc.Command]] = {}  # their tc, run by `finish`
         self._restarts: dict[tuple[str, str], int] = {}  # stopped containers' restart counts
 
     # --- running ------------------------------------------------------------------------------
@@ -139,14 +142,28 @@ class Applier:
                 self._links(peer_ns)[peer] = int(link["link"])
 
     def finish(self) -> None:
-        """Wait for the work left running: nft transactions, then containers."""
+        """Wait for the work left running: nft transactions, then containers; shape the new
+        links meanwhile."""
         self.flush()
         jobs, self._nft = self._nft, []
         try:
+            self._shape_new_links()
             for job in jobs:
                 job.wait()
         finally:
             self.collect_started()
+
+    def _shape_new_links(self) -> None:
+        pending, self._shaping = self._shaping, {}
+        for ns, commands in pending.items():
+            try:
+                tc.run(self.path(ns), commands)
+            except KernelError as exc:
+                raise KernelError(f"shaping the new links of {ns or 'this namespace'}: "
+                                  f"{exc.message}", errno=exc.errno, hint=exc.hint) from None
+            for command in commands:  # the kernel numbered the ifb devices itself
+                if command[:3] == ("ip", "link", "add"):
+                    self.taken(ns, command[3])
 
     def collect_started(self) -> None:
         """Wait for the containers submitted so far and record them (PID and start time)."""
@@ -163,6 +180,7 @@ class Applier:
     def undo(self) -> int:
         """Undo what took effect, newest first; returns how many operations were undone.
         Best effort: an undo that fails is skipped (`down` removes what is left)."""
+        self._shaping = {}  # links about to go: no need to shape them first
         with contextlib.suppress(Exception):
             self.finish()  # learn the PIDs of what did start, so it can be stopped
         done, self.done = self.done, []
@@ -248,7 +266,16 @@ class Applier:
         index = self._next[ns]
         self._next[ns] = index + 1
         names[ifname] = index
+        self._made.add((ns, ifname))
         return index
+
+    def taken(self, ns: str | None, ifname: str) -> None:
+        """Note a link the kernel numbered itself (`ip link add` in a tc script): the indexes
+        this run chooses later must pass it."""
+        self._links(ns)
+        index = int(self.nl(ns).link(ifname)["index"])
+        self._names[ns][ifname] = index
+        self._next[ns] = max(self._next[ns], index + 1)
 
     def _queue(self, op: o.Op) -> None:
         ns: str | None = getattr(op, "ns", None)
@@ -369,6 +396,42 @@ def _load_nft(app: Applier, op: o.LoadNftTable) -> None:
     app._nft.append(nftables.start_many([(tx.replace(op.body), app.path(op.ns))]))
 
 
+def _shape_link(app: Applier, op: o.ShapeLink) -> None:
+    """`tc.apply`: the link gets exactly this shaping, podnet's earlier one replaced (and put
+    back if the kernel refuses part of the new one, netem on a kernel without it). A link this
+    run made waits for `finish`, with the others of its namespace."""
+    path, ifb = app.path(op.ns), tc.ifb_name(op.ifname)
+    fresh = (op.ns, op.ifname) in app._made and op.was_egress.empty and op.was_ingress.empty
+    if fresh and not (op.egress.netem or op.ingress.netem):
+        # A link this run made has no qdisc of anyone's yet: nothing to read or replace, and
+        # its rates go out with the others of its namespace when the run finishes. (netem,
+        # which kernels may lack, runs at once, so a refusal names the pod or node it shapes.)
+        wanted = tc.commands(tc.LinkShaping(op.ifname, op.egress, op.ingress))
+        app._shaping.setdefault(op.ns, []).extend(wanted)
+        return
+    try:
+        tc.apply(path, tc.LinkShaping(op.ifname, op.egress, op.ingress))
+    except ObjectMissingError:
+        # Removing the shaping of a link that is gone already (its pod's namespace went with
+        # it) is done, but for the ifb that shaped its arrivals on this side: dropped below.
+        if not (op.egress.empty and op.ingress.empty):
+            raise
+    if op.ingress.empty:  # no ifb wanted: none may stay (one half made by a failed run either)
+        _drop_ifb(app, op.ns, ifb)
+    app._names.get(op.ns, {}).pop(ifb, None)
+    if not op.ingress.empty:
+        app.taken(op.ns, ifb)
+
+
+def _drop_ifb(app: Applier, ns: str | None, name: str) -> None:
+    try:
+        link = app.nl(ns).link(name)
+    except ObjectMissingError:
+        return
+    if link["kind"] == "ifb" and link["alias"] == o.OWNER_ALIAS:  # podnet's, never another's
+        app.nl(ns).delete_link(name)
+
+
 def _start_container(app: Applier, op: o.StartContainer) -> None:
     if app.spawner is None:
         raise ProcessError(f"cannot start container {op.container} of {op.pod}: no spawner")
@@ -411,6 +474,7 @@ _HANDLERS: dict[type[Any], Callable[[Applier, Any], None]] = {
     o.WriteFile: _write_file,
     o.RemoveFiles: _remove_files,
     o.LoadNftTable: _load_nft,
+    o.ShapeLink: _shape_link,
     o.StartContainer: _start_container,
     o.StopContainers: _stop_containers,
 }

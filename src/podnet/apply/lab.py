@@ -11,14 +11,15 @@ from podnet import state as lab_state
 from podnet.apply.applier import Applier
 from podnet.apply.executor import Progress, execute, execute_all
 from podnet.errors import ObjectMissingError, StateError
-from podnet.kernel import netns, nftables
+from podnet.kernel import netns, nftables, tc
 from podnet.kernel.netlink import Netlink
 from podnet.model.addresses import IPNetwork
+from podnet.model.shape import Shape
 from podnet.model.types import ClusterSpec
 from podnet.plan.layout import INTERNET_KEY, TUNNELS, Layout, NodeLayout, layout
 from podnet.plan.rules import TABLE
 from podnet.plan.running import Named, applied, removed
-from podnet.plan.steps import NodeSeen, Observed, Step, plan, plan_down
+from podnet.plan.steps import NodeSeen, Observed, Step, plan, plan_down, shaped_links
 from podnet.runtime.procs import ProcessRef, is_alive
 from podnet.runtime.spawner import Spawner
 
@@ -37,9 +38,10 @@ class Outcome:
     removed: list[str] = field(default_factory=list)  # what `delete` took away
 
 
-def observe(record: lab_state.LabState | None) -> Observed:
+def observe(record: lab_state.LabState | None, desired: Layout | None = None) -> Observed:
     """What of the recorded lab really exists: namespaces, live containers, each node's paths to
-    the other nodes' pods, the nodes' nftables tables and the outside world."""
+    the other nodes' pods, the nodes' nftables tables and the outside world; and where the
+    record or `desired` shapes links of a node, what its qdiscs do."""
     if record is None:
         return Observed(netns=frozenset(netns.list_named()))
     lay = record.layout
@@ -62,7 +64,11 @@ def observe(record: lab_state.LabState | None) -> Observed:
             running.add(key)
     present = [n for n in lay.nodes if n.netns in names]
     digests = _rules_seen(present)
-    nodes = {n.name: _node_seen(lay, n, digests.get(n.name)) for n in present}
+    shaping = {n.name for n in lay.nodes if shaped_links(lay, n)}
+    if desired is not None:
+        shaping |= {n.name for n in desired.nodes if shaped_links(desired, n)}
+    nodes = {n.name: _node_seen(lay, n, digests.get(n.name), n.name in shaping)
+             for n in present}
     internet = None
     if lay.internet is not None:
         internet = "absent"
@@ -71,9 +77,9 @@ def observe(record: lab_state.LabState | None) -> Observed:
     return Observed(netns=names, running=frozenset(running), nodes=nodes, internet=internet)
 
 
-def _node_seen(lay: Layout, node: NodeLayout, rules: str | None) -> NodeSeen:
+def _node_seen(lay: Layout, node: NodeLayout, rules: str | None, shaping: bool) -> NodeSeen:
     """The node's routes into the lab's pod subnets through a next hop, and the permanent
-    neighbour and FDB entries of its tunnels."""
+    neighbour and FDB entries of its tunnels; with `shaping`, what its links' qdiscs do."""
     nets = lay.pod_subnets
     with Netlink.open(netns.path_of(node.netns), label=node.netns) as nl:
         routes = frozenset(
@@ -98,7 +104,16 @@ def _node_seen(lay: Layout, node: NodeLayout, rules: str | None) -> NodeSeen:
             for n in nl.neighbours(bridge=True)
             if n["ifindex"] in tunnels and n["dst"]
         ) if tunnels else frozenset()
-    return NodeSeen(routes=routes, neighbours=neighbours, fdb=fdb, rules=rules)
+    shapes = _shapes_seen(node) if shaping else frozenset()
+    return NodeSeen(routes=routes, neighbours=neighbours, fdb=fdb, rules=rules, shapes=shapes)
+
+
+def _shapes_seen(node: NodeLayout) -> frozenset[tuple[str, Shape, Shape]]:
+    """(ifname, egress, ingress) of each link of the node a qdisc shapes (one `tc` process,
+    and one more per link whose arrivals are redirected)."""
+    links = tc.read(netns.path_of(node.netns))
+    return frozenset((name, link.egress, link.ingress) for name, link in links.items()
+                     if link.impaired)
 
 
 def _inside(cidr: str, net: IPNetwork) -> bool:
@@ -132,7 +147,7 @@ def up(
         if previous is not None:
             spec, kept = applied(spec, previous, prune=prune)
         desired = layout(spec, previous)
-        steps = plan(desired, previous, observe(record))
+        steps = plan(desired, previous, observe(record, desired))
         if dry_run or not steps:
             return Outcome(steps, desired, kept)
         # Record the union before touching anything: if this run dies, `down` finds it all (and

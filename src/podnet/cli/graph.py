@@ -58,13 +58,18 @@ Picture = tuple[Graph, dict[str, str]]  # the drawing, and what `describe` says 
 def collect_graph(cluster: str | None = None, *, everything: bool = False,
                   source: str | None = None) -> Graph:
     """Read the host (or an `inspect -o json` file) and the lab, and build the drawing."""
-    return collect_picture(cluster, everything=everything, source=source, describe=False)[0]
+    return collect_picture(cluster, everything=everything, source=source, describe=False,
+                           every_qdisc=True)[0]
 
 
 def collect_picture(cluster: str | None = None, *, everything: bool = False,
-                    source: str | None = None, describe: bool = True) -> Picture:
+                    source: str | None = None, describe: bool = True,
+                    every_qdisc: bool = False) -> Picture:
     """The drawing, and (for the page) the text `podnet describe pod` gives for each pod, from
-    the same reading of the kernel."""
+    the same reading of the kernel. Impaired links are read in the lab's nodes and node
+    network, where the lab shapes links (one `tc` process each), and with `every_qdisc` in
+    every namespace drawn (a pod's own eth0 that `podnet netem POD` shaped): the live page,
+    redrawn every second, reads the nodes only."""
     from podnet.render.graph_model import build_graph
     from podnet.trace.target import LabView, read_lab
 
@@ -86,8 +91,19 @@ def collect_picture(cluster: str | None = None, *, everything: bool = False,
                 if info is not None:
                     vxlan[(ns.label, iface.ifname)] = (info.vni, info.port)
     graph = build_graph(host, lab, vxlan=vxlan, everything=everything,
-                        isolation=_isolation(lab.cluster))
+                        isolation=_isolation(lab.cluster),
+                        impaired=_impaired(host, lab, every_qdisc or everything))
     return graph, (_descriptions(lab.cluster, host) if describe and lab.cluster else {})
+
+
+def _impaired(host: Host, lab: Any, every: bool) -> dict[tuple[str, str], str]:
+    from podnet.trace.world import impaired_links
+
+    if every or not lab.cluster:
+        return impaired_links(host)
+    fabric = lab.raw.get("fabric") or {}
+    names = {str(n.get("netns")) for n in lab.nodes} | {str(fabric.get("netns"))}
+    return impaired_links(host, [ns.label for ns in host.namespaces if ns.name in names])
 
 
 def _isolation(cluster: str) -> dict[str, list[str]]:
@@ -318,7 +334,8 @@ class GraphServer:
 def graph_command(output: str, everything: bool, source: str | None, serve: bool, port: int,
                   timeout: float | None, interval: float, cluster: str | None) -> None:
     """Draw the lab: nodes, pods, containers, veth pairs (both ends), bridges, tunnels and
-    addresses. Without a lab, or with --host, every namespace this host has.
+    addresses, with links a qdisc delays, drops or rate-limits marked impaired (the live page
+    reads the nodes' qdiscs only). Without a lab, or with --host, every namespace this host has.
 
     \b
       podnet graph -o mermaid > lab.mmd     # renders on GitHub
@@ -334,7 +351,7 @@ def graph_command(output: str, everything: bool, source: str | None, serve: bool
 
     def build() -> Picture:
         return collect_picture(cluster, everything=everything, source=source,
-                               describe=serve or output == "html")
+                               describe=serve or output == "html", every_qdisc=not serve)
 
     if serve:
         try:

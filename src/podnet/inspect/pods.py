@@ -68,7 +68,8 @@ def read_lab_state(state_dir: str = STATE_DIR) -> list[Attribution]:
             if isinstance(node, dict) and node.get("netns"):
                 found.append(Attribution(node=str(node.get("name")), netns_name=node["netns"]))
         for pod in state.get("pods") or []:
-            if isinstance(pod, dict) and pod.get("netns"):
+            # A hostNetwork pod runs in its node's namespace, which is the node's.
+            if isinstance(pod, dict) and pod.get("netns") and not pod.get("hostNetwork"):
                 key = f"{pod.get('namespace', 'default')}/{pod.get('name')}"
                 found.append(Attribution(pod=key, netns_name=pod["netns"]))
     return found

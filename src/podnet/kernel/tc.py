@@ -58,6 +58,7 @@ __all__ = [
     "render",
     "reset",
     "reset_commands",
+    "run",
     "summaries",
 ]
 
@@ -221,6 +222,14 @@ def apply(path: str | None, shaping: LinkShaping) -> list[Command]:
             _run(commands(LinkShaping(shaping.ifname, current.egress, current.ingress)), path)
         raise
     return [*undo, *wanted]
+
+
+def run(path: str | None, cmds: Sequence[Command]) -> None:
+    """Run `commands()` of links that have no shaping yet, as they are, in the namespace at
+    `path` (several links' together: all their `ip` commands, then all their `tc` ones, is two
+    processes). KernelError names the command the kernel refused."""
+    ordered = [c for c in cmds if c[0] == "ip"] + [c for c in cmds if c[0] != "ip"]
+    _run(ordered, path)
 
 
 def reset(path: str | None, ifname: str) -> list[Command]:

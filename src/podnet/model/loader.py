@@ -22,6 +22,7 @@ from podnet.inputs import MAX_TOPOLOGY, read_bounded
 from podnet.model import naming, unmodelled
 from podnet.model.addresses import FAMILIES, Family, IPFamily, IPNetwork
 from podnet.model.fields import Reader, describe, read_cidrs
+from podnet.model.impairment import read_node_netem
 from podnet.model.policy_docs import PolicyBook
 from podnet.model.types import (
     DEFAULT_NODE_SUBNETS,
@@ -29,6 +30,7 @@ from podnet.model.types import (
     DEFAULT_SERVICE_SUBNETS,
     Attachment,
     ClusterSpec,
+    Impairment,
     NodeSpec,
     Routing,
 )
@@ -93,7 +95,7 @@ NETWORKING_KIND_KEYS = (
     "kubeProxyMode",
     "dnsSearch",
 )
-NODE_KEYS = ("role", "name")
+NODE_KEYS = ("role", "name", "netem")  # netem: podnet's, shapes the node's uplink
 NODE_KIND_KEYS = (
     "image",
     "labels",
@@ -384,6 +386,7 @@ class _Loader:
                 "nodes", "is empty: a cluster needs at least one node", "add - role: control-plane"
             )
         roles: list[tuple[str, str | None]] = []
+        shaping: list[Impairment] = []
         for i, item in enumerate(items):
             path = f"nodes[{i}]"
             fields = r.mapping(item, path)
@@ -399,14 +402,17 @@ class _Loader:
                 if explicit is None:  # reported: not a string
                     explicit = f"{path}.name"
             roles.append((role, explicit))
+            shaping.append(read_node_netem(r, fields["netem"], f"{path}.netem")
+                           if "netem" in fields else Impairment())
         names = naming.kind_node_names(draft.name, roles)
         draft.nodes = [
             NodeDraft(
-                NodeSpec(name, "worker" if role == "worker" else "control-plane"),
+                NodeSpec(name, "worker" if role == "worker" else "control-plane", netem),
                 Origin(r.origin.doc, r.origin.where, f"nodes[{i}]"),
                 explicit is not None,
             )
-            for i, (name, (role, explicit)) in enumerate(zip(names, roles, strict=True))
+            for i, (name, (role, explicit), netem) in enumerate(
+                zip(names, roles, shaping, strict=True))
         ]
 
     # Finish -------------------------------------------------------------------------------

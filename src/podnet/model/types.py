@@ -13,6 +13,7 @@ from typing import Literal
 from podnet.errors import Problem
 from podnet.model.addresses import FAMILIES, Family, IPFamily, IPNetwork
 from podnet.model.policies import NamespaceSpec, NetworkPolicySpec
+from podnet.model.shape import Shape
 
 __all__ = [
     "DEFAULT_NODE_SUBNETS",
@@ -24,6 +25,8 @@ __all__ = [
     "ClusterSpec",
     "ContainerSpec",
     "DNSPolicy",
+    "HostPort",
+    "Impairment",
     "NamedPort",
     "NodeSpec",
     "PodDNSConfig",
@@ -69,6 +72,39 @@ class NamedPort:
 
 
 @dataclass(frozen=True)
+class HostPort:
+    """A container port published on the node's addresses (`ports[].hostPort`), as kubelet's
+    portmap plugin publishes it: connections to the node's `host_port` reach the pod's
+    `container_port`. A hostNetwork pod's ports are host ports of its node, the same number
+    on both sides (the API server fills hostPort in so)."""
+
+    host_port: int
+    container_port: int
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
+@dataclass(frozen=True)
+class Impairment:
+    """What the link of a pod or node does to its packets, from that pod's or node's side:
+    `sent` shapes what it sends, `received` what reaches it (a pod's
+    kubernetes.io/egress-bandwidth and ingress-bandwidth annotations, podnet's own delay, jitter,
+    loss and rate). The planner turns it into tc shaping (`podnet.kernel.tc`) of the right end."""
+
+    sent: Shape = field(default_factory=Shape)
+    received: Shape = field(default_factory=Shape)
+
+    @property
+    def empty(self) -> bool:
+        return self.sent.empty and self.received.empty
+
+    def words(self) -> str:
+        """For people: "sent: rate 10mbit; received: delay 50ms"."""
+        parts = [f"{way}: {shape.words()}" for way, shape in
+                 (("sent", self.sent), ("received", self.received)) if not shape.empty]
+        return "; ".join(parts) or "none"
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     # None: no command given. With ports, podnet's built-in HTTP responder serves them;
@@ -80,6 +116,9 @@ class ContainerSpec:
     # and Services resolve, not the container, so renaming a port restarts nothing (and the
     # lab record, which predates names, compares equal).
     named_ports: tuple[NamedPort, ...] = field(default=(), compare=False)
+    # Ports published on the node (hostPort). Left out of equality too: publishing a port
+    # changes the node's rules, not the process, so it restarts nothing.
+    host_ports: tuple[HostPort, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -103,11 +142,18 @@ class PodSpec:
     subdomain: str | None = None  # named <subdomain>, DNS has <hostname>.<subdomain>.<ns>.svc
     dns_policy: DNSPolicy = "ClusterFirst"
     dns_config: PodDNSConfig | None = None
+    impairment: Impairment = field(default_factory=Impairment)  # its annotations' shaping
+    host_network: bool = False  # spec.hostNetwork: runs in its node's network namespace
 
     @property
     def key(self) -> str:
         """`namespace/name`, unique in a cluster."""
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def host_ports(self) -> tuple[HostPort, ...]:
+        """Every port the pod takes on its node's addresses (two pods cannot share one)."""
+        return tuple(hp for c in self.containers for hp in c.host_ports)
 
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)
@@ -142,6 +188,7 @@ class ServiceSpec:
 class NodeSpec:
     name: str
     role: Literal["control-plane", "worker"] = "worker"
+    impairment: Impairment = field(default_factory=Impairment)  # nodes[].netem: its uplink
 
 
 @dataclass(frozen=True)

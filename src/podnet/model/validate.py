@@ -43,6 +43,7 @@ __all__ = [
     "check",
     "did_you_mean",
     "duplicates",
+    "host_port_conflicts",
     "nearest",
     "service_families",
     "service_specs",
@@ -85,6 +86,9 @@ class PodDraft:
     spec: PodSpec
     origin: Origin  # path "" for a Pod, "spec.template" for a Deployment's replicas
     port_names: dict[str, int] = field(default_factory=dict)  # ports[].name -> containerPort
+    # (port, protocol) it takes on its node (hostPort, hostNetwork) -> the field asking for it,
+    # from the document's top (spec.template.spec... for a Deployment's replicas)
+    host_port_fields: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -183,6 +187,7 @@ def check(draft: ClusterDraft) -> list[Problem]:
         [(f"{s.namespace}/{s.name}", s.origin, "metadata.name") for s in draft.services],
     )
     problems += _pinned(draft)
+    problems += host_port_conflicts(draft)
     problems += _capacity(draft)
     problems += _service_addresses(draft)
     return problems
@@ -243,10 +248,11 @@ def _room(draft: ClusterDraft) -> list[Problem]:
     """The node network holds its gateway and every node (and with vpc every pod), and each
     serviceSubnet a ClusterIP per Service: /30-/32 node networks raised StopIteration."""
     problems = []
-    need = len(draft.nodes) + 1 + (len(draft.pods) if draft.attachment == "vpc" else 0)
+    pods = sum(1 for p in draft.pods if not p.spec.host_network)  # hostNetwork: the node's
+    need = len(draft.nodes) + 1 + (pods if draft.attachment == "vpc" else 0)
     what = f"its gateway and {len(draft.nodes)} node{'s' if len(draft.nodes) > 1 else ''}"
     if draft.attachment == "vpc":
-        what += f" and {len(draft.pods)} pods"
+        what += f" and {pods} pods"
     for net in draft.subnets["nodeSubnet"] or ():
         if draft.nodes and _hosts(net) < need:
             wider = net.supernet(new_prefix=net.max_prefixlen - math.ceil(math.log2(need + 2)))
@@ -408,6 +414,8 @@ def _capacity(draft: ClusterDraft) -> list[Problem]:
     pinned = [0] * len(draft.nodes)
     unpinned = 0
     for pod in draft.pods:
+        if pod.spec.host_network:
+            continue  # takes no pod address: it has its node's
         if pod.spec.node is None:
             unpinned += 1
         elif pod.spec.node in index:
@@ -437,6 +445,46 @@ def _capacity(draft: ClusterDraft) -> list[Problem]:
                 f"use nodeCIDRPrefix {fits} or less, or add worker nodes",
             )
         )
+    return problems
+
+
+def host_port_conflicts(draft: ClusterDraft) -> list[Problem]:
+    """Host ports two pods cannot both have: a node has one listener per port and protocol (a
+    hostPort, or a hostNetwork pod's own port). Pods pinned to one node that ask for the same
+    port, and more pods asking for a port than there are nodes to give it (the scheduler would
+    leave the rest Pending; the planner spreads the others, as its NodePorts filter does)."""
+    nodes = [n.spec.name for n in draft.nodes]
+    schedulable = {n.spec.name for n in _schedulable(draft.nodes)}
+    wanted: dict[tuple[int, str], list[PodDraft]] = {}
+    for pod in draft.pods:
+        for key in pod.host_port_fields:
+            wanted.setdefault(key, []).append(pod)
+    problems = []
+    for (port, protocol), pods in wanted.items():
+        holders: dict[str, PodDraft] = {}
+        for pod in pods:
+            node = pod.spec.node
+            if node is None or node not in nodes:
+                continue
+            first = holders.setdefault(node, pod)
+            if first is not pod:
+                problems.append(Problem(
+                    pod.origin.where, pod.host_port_fields[(port, protocol)],
+                    f"host port {port}/{protocol} on node {node} is already taken by pod "
+                    f"{first.spec.key}",
+                    "a node has one listener per port: give one of them another hostPort, or "
+                    "pin them to different nodes"))
+        unpinned = [p for p in pods if p.spec.node is None]
+        free = sorted(schedulable - set(holders))
+        if len(unpinned) > len(free):
+            last = unpinned[len(free)]
+            where = ", ".join(free) if free else "none is left"
+            problems.append(Problem(
+                last.origin.where, last.host_port_fields[(port, protocol)],
+                f"{len(unpinned)} unpinned pods ask for host port {port}/{protocol}, and "
+                f"{len(free)} node{'s' if len(free) != 1 else ''} can give it ({where})",
+                "a node gives a host port to one pod: run fewer replicas, add worker nodes, "
+                "or reach the pods through a NodePort Service"))
     return problems
 
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from podnet.model import naming, unmodelled
 from podnet.model.addresses import Family, IPAddress
-from podnet.model.containers import ONLY_TCP_UDP, PROTOCOLS, read_pod_spec
+from podnet.model.containers import ONLY_TCP_UDP, PROTOCOLS, PodSpecParts, read_pod_spec
 from podnet.model.fields import Reader, describe, read_target_port
+from podnet.model.impairment import BANDWIDTH, PREFIX, read_pod_annotations
 from podnet.model.pod_dns import read_pod_dns
-from podnet.model.types import PodSpec
+from podnet.model.types import Impairment, PodSpec
 from podnet.model.validate import ClusterDraft, Origin, PodDraft, PortDraft, ServiceDraft
 
 __all__ = [
@@ -59,6 +60,7 @@ class Deployment:
     template: PodSpec
     origin: Origin
     port_names: dict[str, int] = field(default_factory=dict)
+    host_port_fields: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
 def add_replicas(draft: ClusterDraft, deployments: list[Deployment]) -> None:
@@ -71,7 +73,8 @@ def add_replicas(draft: ClusterDraft, deployments: list[Deployment]) -> None:
         for name in naming.replica_pod_names(dep.name, dep.template_hash, dep.replicas, used):
             used.add(name)
             replica = replace(dep.template, name=name, owner=dep.name)
-            draft.pods.append(PodDraft(replica, dep.origin, dep.port_names))
+            draft.pods.append(PodDraft(replica, dep.origin, dep.port_names,
+                                       dep.host_port_fields))
 
 
 # Pods -----------------------------------------------------------------------------------------
@@ -79,14 +82,16 @@ def add_replicas(draft: ClusterDraft, deployments: list[Deployment]) -> None:
 
 def read_metadata(
     r: Reader, m: dict[Any, Any], kind: str
-) -> tuple[str | None, str, tuple[tuple[str, str], ...]]:
-    """metadata.name (None if missing), .namespace and .labels; for a Pod, Deployment or
-    Service also checks the document's own keys."""
+) -> tuple[str | None, str, tuple[tuple[str, str], ...], Impairment]:
+    """metadata.name (None if missing), .namespace, .labels and (a Pod's) the shaping its
+    annotations ask for; for a Pod, Deployment or Service also checks the document's own
+    keys."""
     if kind in NAMESPACED:
         r.known(m, "", DOCUMENT_KEYS, refused=unmodelled.DOCUMENT)
     meta = r.mapping(m.get("metadata"), "metadata", required="add metadata: {name: ...}")
     r.known(meta, "metadata", METADATA_KEYS)
-    read_annotations(r, meta.get("annotations"), "metadata.annotations")
+    shaping = read_annotations(r, meta.get("annotations"), "metadata.annotations",
+                               pod=kind == "Pod")
     need = "add metadata.name" if isinstance(m.get("metadata"), dict) else ""
     if kind == "Service":
         name = r.name(
@@ -118,34 +123,48 @@ def read_metadata(
             )
             or "default"
         )
-    return name, namespace, r.labels(meta.get("labels"), "metadata.labels")
+    return name, namespace, r.labels(meta.get("labels"), "metadata.labels"), shaping
 
 
-def read_annotations(r: Reader, value: object, path: str) -> None:
-    """Annotations are accepted (they are notes) unless they would change the network."""
-    for key, val in r.mapping(value, path).items():
+def read_annotations(r: Reader, value: object, path: str, *, pod: bool) -> Impairment:
+    """Annotations are notes, accepted as written, except those that shape a pod's link
+    (`podnet.model.impairment`): read on a pod or pod template, refused elsewhere (a
+    Deployment's own annotations never reach its pods)."""
+    annotations = r.mapping(value, path)
+    for key, val in annotations.items():
         where = f"{path}.{key}"
         if not isinstance(key, str) or not isinstance(val, str):
             what = describe(key) if not isinstance(key, str) else describe(val)
             r.add(where, f"must map a string to a string, not {what}", "quote it")
-        elif key in unmodelled.ANNOTATIONS:
-            r.add(where, "is not modelled by podnet's lab", unmodelled.ANNOTATIONS[key])
+        elif not pod and (key in BANDWIDTH or key.startswith(PREFIX)):
+            r.add(where, "shapes a pod's link, and this is not a pod",
+                  "kubelet reads it from a pod: in a Deployment, put it under "
+                  "spec.template.metadata.annotations")
+    return read_pod_annotations(r, annotations, path) if pod else Impairment()
+
+
+def _no_link_to_shape(r: Reader, parts: PodSpecParts, shaping: Impairment, path: str) -> None:
+    if parts.host_network and not shaping.empty:
+        r.add(path, "shapes the pod's link, and a hostNetwork pod has none (it uses its node's)",
+              "shape the node's uplink with nodes[].netem in the Cluster document, or remove "
+              "hostNetwork")
 
 
 def read_pod(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
     """A Pod manifest: append it to `draft.pods`."""
-    name, namespace, labels = read_metadata(r, m, "Pod")
+    name, namespace, labels, shaping = read_metadata(r, m, "Pod")
     spec = r.mapping(m.get("spec"), "spec", required="a Pod needs spec.containers")
     given = isinstance(m.get("spec"), dict)  # else only "spec is missing" is reported
-    containers, node, port_names = read_pod_spec(r, spec, "spec", given)
+    parts = read_pod_spec(r, spec, "spec", given)
+    _no_link_to_shape(r, parts, shaping, "metadata.annotations")
     dns = read_pod_dns(r, spec, "spec")
     if name is None:
         return
     pod = PodSpec(
-        name, namespace, labels, containers, node, None,
-        dns.hostname, dns.subdomain, dns.policy, dns.config,
+        name, namespace, labels, parts.containers, parts.node, None,
+        dns.hostname, dns.subdomain, dns.policy, dns.config, shaping, parts.host_network,
     )
-    draft.pods.append(PodDraft(pod, r.origin, port_names))
+    draft.pods.append(PodDraft(pod, r.origin, parts.port_names, parts.host_port_fields))
 
 
 def read_deployment(
@@ -153,7 +172,7 @@ def read_deployment(
 ) -> None:
     """A Deployment manifest: note it in `draft.deployments` and in `pending`, whose replicas
     `add_replicas` names once every document is read."""
-    name, namespace, _ = read_metadata(r, m, "Deployment")
+    name, namespace, _, _ = read_metadata(r, m, "Deployment")
     spec = r.mapping(
         m.get("spec"), "spec", required="a Deployment needs spec.selector and spec.template"
     )
@@ -182,7 +201,8 @@ def read_deployment(
     r.known(template, "spec.template", TEMPLATE_KEYS)
     template_meta = r.mapping(template.get("metadata"), "spec.template.metadata")
     r.known(template_meta, "spec.template.metadata", TEMPLATE_METADATA_KEYS)
-    read_annotations(r, template_meta.get("annotations"), "spec.template.metadata.annotations")
+    shaping = read_annotations(r, template_meta.get("annotations"),
+                               "spec.template.metadata.annotations", pod=True)
     labels = r.labels(template_meta.get("labels"), "spec.template.metadata.labels")
     if "selector" in spec and not wanted and "matchExpressions" not in selector:
         r.add(
@@ -202,9 +222,10 @@ def read_deployment(
         "spec.template.spec",
         required="give the pods' containers" if "template" in spec else "",
     )
-    containers, node, port_names = read_pod_spec(
+    parts = read_pod_spec(
         r, pod_spec, "spec.template.spec", isinstance(template.get("spec"), dict)
     )
+    _no_link_to_shape(r, parts, shaping, "spec.template.metadata.annotations")
     dns = read_pod_dns(r, pod_spec, "spec.template.spec")
     if name is None:
         return
@@ -216,11 +237,12 @@ def read_deployment(
             replicas,
             naming.pod_template_hash(template),
             PodSpec(
-                "", namespace, labels, containers, node, name,
-                dns.hostname, dns.subdomain, dns.policy, dns.config,
+                "", namespace, labels, parts.containers, parts.node, name,
+                dns.hostname, dns.subdomain, dns.policy, dns.config, shaping, parts.host_network,
             ),
             Origin(r.origin.doc, r.origin.where, "spec.template"),
-            port_names,
+            parts.port_names,
+            parts.host_port_fields,
         )
     )
 
@@ -230,7 +252,7 @@ def read_deployment(
 
 def read_service(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
     """A Service manifest: append it to `draft.services`."""
-    name, namespace, _ = read_metadata(r, m, "Service")
+    name, namespace, _, _ = read_metadata(r, m, "Service")
     spec = r.mapping(m.get("spec"), "spec", required="a Service needs spec.selector and spec.ports")
     r.known(spec, "spec", SERVICE_KEYS, refused=unmodelled.SERVICE_SPEC)
     svc_type = (

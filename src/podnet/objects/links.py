@@ -1,6 +1,8 @@
 """Links: every veth of every node with its peer as the kernel pairs them, read from the kernel
 (not from the record). A pod's veth leads to `eth0` in the pod; the node's own `eth0` leads to a
-veth in the node network's namespace, a port of its bridge."""
+veth in the node network's namespace, a port of its bridge. `-o wide` adds each link's qdiscs
+in one phrase (`tc.summaries`: a shaped pod veth says "tbf rate 10mbit; ingress via pnifb...:
+rate 5mbit")."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ NODE_NETWORK = "(node network)"
 
 def _collect(record: LabState, reads: KernelReads) -> list[Obj]:
     lay = record.layout
-    pods_by_netns = {p.netns: p for p in lay.pods}
+    pods_by_netns = {p.netns: p for p in lay.pods if not p.host_network}
     wanted = [lay.fabric_netns, *(n.netns for n in lay.nodes), *pods_by_netns]
     host = reads.host(wanted)
     labels = {ns.label: ns.name for ns in host.namespaces}
@@ -27,6 +29,7 @@ def _collect(record: LabState, reads: KernelReads) -> list[Obj]:
         ns = namespace(host, node.netns)
         if ns is None:
             continue
+        qdiscs = reads.qdiscs(node.netns)
         for link in ns.interfaces:
             if link.kind != "veth":
                 continue
@@ -55,6 +58,7 @@ def _collect(record: LabState, reads: KernelReads) -> list[Obj]:
                 "state": link.state,
                 "master": link.master,
                 "addresses": list(link.addresses),
+                "qdisc": qdiscs.get(link.ifname, "noqueue"),
                 "peer": peer,
             })
     return out
@@ -83,6 +87,8 @@ LINKS = register(Kind(
         Column("MAC", lambda o: o["mac"], wide=True),
         Column("MTU", lambda o: o["mtu"], wide=True),
         Column("PEER-NETNS", lambda o: o["peer"]["netns"] or "?", wide=True),
+        # what tc does to packets leaving by it (and, through an ifb, arriving on it)
+        Column("QDISC", lambda o: o["qdisc"], wide=True),
     ),
     collect=_collect,
     help="every veth of every node, with its peer as the kernel pairs them",

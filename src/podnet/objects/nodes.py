@@ -93,7 +93,8 @@ def describe_node(record: LabState, obj: Obj, reads: KernelReads) -> dict[str, A
         out["Interfaces"] = [interface_line(i) for i in node_ns.interfaces]
         out["Routes"] = route_lines(node_ns)
     out["Pods"] = [f"{p.key} {', '.join(str(i.ip) for i in each_family(p, 'ips', 'ip'))} "
-                   f"via {p.veth}" for p in lay.pods_on(node.name)]
+                   + ("(hostNetwork: the node's own)" if p.host_network else f"via {p.veth}")
+                   for p in lay.pods_on(node.name)]
     return out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from podnet.inspect.model import Host, Interface, Namespace
 from podnet.kernel.netns import path_of
+from podnet.model.types import ContainerSpec
 from podnet.objects.common import each_family, interface_line, namespace, route_lines
 from podnet.objects.kinds import Column, Kind, Obj, register
 from podnet.objects.reads import KernelReads
@@ -37,18 +38,21 @@ def pod_object(record: LabState, pod: PodLayout, reads: KernelReads) -> Obj:
     node = record.layout.node(pod.node)
     pod_ips = [str(i.ip) for i in each_family(pod, "ips", "ip")]
     host_ips = [str(i.ip) for i in each_family(node, "ips", "ip")]
+    spec: dict[str, Any] = {
+        "nodeName": pod.node,
+        "hostname": pod.name,
+        "containers": [{"name": c.name,
+                        "command": list(c.command) if c.command is not None else None,
+                        "ports": _ports(c)}
+                       for c in pod.containers],
+    }
+    if pod.host_network:
+        spec["hostNetwork"] = True
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels)},
-        "spec": {
-            "nodeName": pod.node,
-            "hostname": pod.name,
-            "containers": [{"name": c.name,
-                            "command": list(c.command) if c.command is not None else None,
-                            "ports": [{"containerPort": p, "protocol": "TCP"} for p in c.ports]}
-                           for c in pod.containers],
-        },
+        "spec": spec,
         "status": {
             "phase": "Running" if ready == len(pod.containers) else "Failed",
             "podIP": pod_ips[0],
@@ -64,6 +68,19 @@ def pod_object(record: LabState, pod: PodLayout, reads: KernelReads) -> Obj:
         },
         "podnet": {"netns": pod.netns, "veth": pod.veth, "hostsFile": pod.hosts_file},
     }
+
+
+def _ports(c: ContainerSpec) -> list[dict[str, Any]]:
+    published = {hp.container_port: hp for hp in c.host_ports}
+    out: list[dict[str, Any]] = []
+    for number in c.ports:
+        hp = published.get(number)
+        port: dict[str, Any] = {"containerPort": number,
+                                "protocol": hp.protocol if hp else "TCP"}
+        if hp is not None:
+            port["hostPort"] = hp.host_port
+        out.append(port)
+    return out
 
 
 def _collect(record: LabState, reads: KernelReads) -> list[Obj]:
@@ -104,7 +121,9 @@ def _containers(record: LabState, pod: PodLayout, reads: KernelReads) -> dict[st
             entry["Restart Count"] = str(ref.restarts)
         entry["Command"] = (" ".join(spec.command) if spec.command
                             else "podnet's HTTP responder" if spec.ports else "pause")
-        entry["Ports"] = ", ".join(f"{p}/TCP" for p in spec.ports) or "<none>"
+        entry["Ports"] = ", ".join(f"{p['containerPort']}/{p['protocol']}"
+                                   + (f" (host port {p['hostPort']})" if "hostPort" in p else "")
+                                   for p in _ports(spec)) or "<none>"
         entry["Log"] = container_log(record, pod, spec.name)
         out[spec.name] = entry
     return out
@@ -185,10 +204,13 @@ def describe_pod(record: LabState, obj: Obj, reads: KernelReads) -> dict[str, An
         "Status": obj["status"]["phase"],
         "IP": ips[0],
         "IPs": ips,
-        "Network namespace": f"{pod.netns} ({path_of(pod.netns)})",
+        "Network namespace": f"{pod.netns} ({path_of(pod.netns)})"
+        + (", its node's: hostNetwork" if pod.host_network else ""),
         "Containers": _containers(record, pod, reads),
     }
-    if pod_ns is None:
+    if pod.host_network:
+        out["Interfaces"] = f"node {node.name}'s (`podnet describe node {node.name}`)"
+    elif pod_ns is None:
         out["Interfaces"] = f"the namespace {pod.netns} is gone: `podnet up` rebuilds the pod"
     else:
         out["Interfaces"] = [interface_line(i) for i in pod_ns.interfaces]

@@ -35,6 +35,11 @@ class KernelReads(Protocol):
         """A process start time (clock ticks after boot) as seconds since the epoch."""
         ...
 
+    def qdiscs(self, netns: str) -> dict[str, str]:
+        """{ifname: what its qdiscs do, in one phrase} in the named namespace (`tc.summaries`;
+        an interface it leaves out has its default qdisc)."""
+        ...
+
 
 def _boot_time() -> float | None:
     try:
@@ -64,6 +69,16 @@ class LiveReads:
         from podnet.runtime.procs import ProcessRef, is_alive
 
         return is_alive(ProcessRef(pid, starttime))
+
+    def qdiscs(self, netns: str) -> dict[str, str]:
+        from podnet.errors import KernelError
+        from podnet.kernel import tc
+        from podnet.kernel.netns import path_of
+
+        try:
+            return tc.summaries(path_of(netns))
+        except (KernelError, OSError):  # gone meanwhile, or no tc: no column, no failure
+            return {}
 
     def started(self, starttime: int) -> float | None:
         if self._boot is None:

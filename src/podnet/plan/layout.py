@@ -16,7 +16,7 @@ import hashlib
 import ipaddress
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -29,6 +29,8 @@ from podnet.model.types import (
     INTERNET_SUBNET6,
     ClusterSpec,
     ContainerSpec,
+    HostPort,
+    Impairment,
     PodSpec,
 )
 from podnet.plan.services import ServiceLayout, place_services
@@ -78,6 +80,7 @@ class NodeLayout:
     uts: str  # bind-mounted UTS namespace holding hostname = node name
     hosts_file: str
     vtep_macs: tuple[str, ...] = ()  # per family: MACs of the VXLAN devices, see vtep_mac
+    impairment: Impairment = field(default_factory=Impairment)  # of its uplink, eth0
 
     @property
     def ip(self) -> IPInterface:
@@ -115,6 +118,9 @@ class NodeLayout:
 
 @dataclass(frozen=True)
 class PodLayout:
+    """A pod, placed. A hostNetwork pod has no namespace, veth or hosts file of its own: its
+    `netns`, `ips`, `uts` and `hosts_file` are its node's, and `veth` is empty."""
+
     namespace: str
     name: str
     node: str
@@ -126,10 +132,17 @@ class PodLayout:
     containers: tuple[ContainerSpec, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     owner: str | None = None  # the Deployment that made it, if any
+    impairment: Impairment = field(default_factory=Impairment)  # shaping of its veth
+    host_network: bool = False
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def host_ports(self) -> tuple[HostPort, ...]:
+        """The ports it takes on its node's addresses (a hostNetwork pod's: its own ports)."""
+        return tuple(hp for c in self.containers for hp in c.host_ports)
 
     @property
     def ip(self) -> IPInterface:
@@ -330,6 +343,7 @@ def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
                 uts=f"{state_dir}/nodes/{node.name}.uts",
                 hosts_file=f"{state_dir}/nodes/{node.name}.hosts",
                 vtep_macs=tuple(vtep_mac(spec.name, node.name, c.version) for c in cidrs),
+                impairment=node.impairment,
             )
         )
     fabric_gateways = tuple(
@@ -470,30 +484,45 @@ def _place_pods(
     addresses = _Addresses(spec, nodes, fabric)
     load = {n.name: 0 for n in nodes}
     veths: dict[str, set[str]] = {n.name: set() for n in nodes}
+    ports = _HostPorts()
     placed: dict[str, str] = {}
     kept_ips: dict[str, tuple[IPInterface, ...]] = {}
-    # Pass 1: pods that stay keep their node, addresses and names.
+    # Pass 1: pods that stay keep their node, addresses and names (and their host ports, unless
+    # another pod that stays took them first).
     for pod in spec.pods:
         kept = old.get(pod.key)
-        if kept and kept.node in by_name and pod.node in (None, kept.node):
+        if (kept and kept.node in by_name and pod.node in (None, kept.node)
+                and ports.free(kept.node, pod)):
             placed[pod.key] = kept.node
-            veths[kept.node].add(kept.veth)
+            ports.take(kept.node, pod)
+            if kept.veth:
+                veths[kept.node].add(kept.veth)
             load[kept.node] += 1
-            if addresses.fits(kept.node, kept.ips, spec.families):
+            if not kept.host_network and addresses.fits(kept.node, kept.ips, spec.families):
                 addresses.keep(kept.node, kept.ips)
                 kept_ips[pod.key] = kept.ips
-    # Pass 2: pinned pods, then the rest on the least-loaded schedulable node (ties: file order).
+    # Pass 2: pinned pods, then the rest on the least-loaded schedulable node (ties: file
+    # order) that has their host ports free, as the scheduler's NodePorts filter does.
     candidates = _schedulable(nodes)
     for pod in sorted(spec.pods, key=lambda p: p.node is None):
         if pod.key in placed:
             continue
-        node = pod.node or min(candidates, key=lambda n: load[n.name]).name
+        fits = [n for n in candidates if ports.free(n.name, pod)]
+        if pod.node is not None and not ports.free(pod.node, pod):
+            raise ports.conflict(pod, pod.node)
+        if pod.node is None and not fits:
+            raise ports.conflict(pod, None)
+        node = pod.node or min(fits, key=lambda n: load[n.name]).name
         placed[pod.key] = node
+        ports.take(node, pod)
         load[node] += 1
     out = []
     for pod in spec.pods:
         host = by_name[placed[pod.key]]
         kept = old.get(pod.key)
+        if pod.host_network:
+            out.append(_host_network_layout(spec.name, pod, host, state_dir))
+            continue
         if kept and kept.node == host.name and pod.key in kept_ips:
             ips, veth = kept_ips[pod.key], kept.veth
         else:
@@ -501,6 +530,43 @@ def _place_pods(
             veth = _unique_veth((spec.name, host.name, pod.key), veths[host.name])
         out.append(_pod_layout(spec.name, pod, host.name, ips, veth, state_dir))
     return out
+
+
+class _HostPorts:
+    """The host ports each node has given (hostPort, and hostNetwork pods' own ports)."""
+
+    def __init__(self) -> None:
+        self.taken: dict[str, dict[tuple[int, str], str]] = {}  # node -> port -> pod key
+
+    def free(self, node: str, pod: PodSpec) -> bool:
+        mine = self.taken.get(node, {})
+        return not any((hp.host_port, hp.protocol) in mine for hp in pod.host_ports)
+
+    def take(self, node: str, pod: PodSpec) -> None:
+        for hp in pod.host_ports:
+            self.taken.setdefault(node, {})[(hp.host_port, hp.protocol)] = pod.key
+
+    def conflict(self, pod: PodSpec, node: str | None) -> TopologyError:
+        """Nowhere to run `pod` (pinned to `node`, or anywhere): the loader catches the cases a
+        file alone decides; this one involves what the running lab already holds."""
+        wanted = ", ".join(f"{hp.host_port}/{hp.protocol}" for hp in pod.host_ports)
+        holders = sorted({key for n, taken in self.taken.items() if node in (None, n)
+                          for hp in pod.host_ports
+                          if (key := taken.get((hp.host_port, hp.protocol)))})
+        where = f"node {node}" if node else "every node it may run on"
+        return TopologyError([Problem(
+            f"pod {pod.key}", "hostPort",
+            f"host port {wanted} is already taken on {where} (by {', '.join(holders)})",
+            "give it another hostPort, remove the pod holding it (`podnet delete pod ...`), or "
+            "add worker nodes")])
+
+
+def _host_network_layout(cluster: str, pod: PodSpec, node: NodeLayout,
+                         state_dir: str) -> PodLayout:
+    """A hostNetwork pod: its node's namespace, addresses, hostname and /etc/hosts, as kubelet
+    gives them (the pod's own log files only)."""
+    plain = _pod_layout(cluster, pod, node.name, node.ips, "", state_dir)
+    return replace(plain, netns=node.netns, uts=node.uts, hosts_file=node.hosts_file)
 
 
 def _pod_layout(
@@ -520,4 +586,6 @@ def _pod_layout(
         containers=pod.containers,
         labels=pod.labels,
         owner=pod.owner,
+        impairment=pod.impairment,
+        host_network=pod.host_network,
     )

@@ -16,6 +16,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from podnet.model.shape import Shape
+
 __all__ = [
     "ALL_PODS",
     "OWNER_ALIAS",
@@ -42,6 +44,7 @@ __all__ = [
     "SetLink",
     "SetNeighbour",
     "SetSysctls",
+    "ShapeLink",
     "StartContainer",
     "StopContainers",
     "WriteFile",
@@ -449,6 +452,54 @@ class DeleteRule(Op):
 def _rule(op: AddRule | DeleteRule, verb: str) -> str:
     sel = (f" from {op.src}" if op.src else "") + (f" to {op.dst}" if op.dst else "")
     return f"{_ip(op.ns, op.family)} rule {verb}{sel} lookup {op.table} priority {op.priority}"
+
+
+# --- traffic control ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShapeLink(Op):
+    """The tc shaping of one link (`podnet.kernel.tc`): `egress` shapes what leaves by it (its
+    root qdisc: netem, tbf), `ingress` what arrives on it (redirected to an ifb device shaped
+    the same way). `was_egress` and `was_ingress` are podnet's shaping of the link before (none
+    for a new link), removed first; both empty here means "remove podnet's shaping"."""
+
+    ns: str | None
+    ifname: str
+    egress: Shape = field(default_factory=Shape)
+    ingress: Shape = field(default_factory=Shape)
+    was_egress: Shape = field(default_factory=Shape)
+    was_ingress: Shape = field(default_factory=Shape)
+
+    def render(self) -> tuple[str, ...]:
+        from podnet.kernel import tc
+
+        wanted = tc.LinkShaping(self.ifname, self.egress, self.ingress)
+        if self.ns is not None and self.ns.startswith("/"):  # tc -n takes a name only
+            lines = [f"{_tool(c[0], self.ns)} {' '.join(c[1:])}" for c in tc.commands(wanted)]
+        else:
+            lines = tc.render(wanted, self.ns)
+        return (*self._removal(), *lines)
+
+    def _removal(self) -> list[str]:
+        """What takes the earlier shaping away: `tc.reset_commands` of the link as it was."""
+        from podnet.kernel import tc
+        from podnet.kernel.tc_shape import HANDLE, INGRESS, ifb_name
+
+        qdiscs = []
+        if not self.was_egress.empty:
+            qdiscs.append(tc.Qdisc("tbf", HANDLE, None))
+        if not self.was_ingress.empty:
+            qdiscs.append(tc.Qdisc("ingress", INGRESS, "ffff:fff1"))
+        redirect = ifb_name(self.ifname) if not self.was_ingress.empty else None
+        was = tc.LinkQdiscs(self.ifname, tuple(qdiscs), redirect)
+        return [f"{_tool(c[0], self.ns)} {' '.join(c[1:])}" for c in tc.reset_commands(was)]
+
+    def undo(self) -> Op:
+        """Shape the link as it was (a new link: remove the ifb device the shaping made, which
+        outlives a pod's namespace)."""
+        return ShapeLink(self.ns, self.ifname, self.was_egress, self.was_ingress, self.egress,
+                         self.ingress)
 
 
 # --- nftables and processes ----------------------------------------------------------------

@@ -16,6 +16,13 @@ reaching itself through its Service (hairpin: the pod would see its own address 
 clients from outside the pod CIDR (the node itself), and every NodePort connection (the backend
 may sit on another node). The table's comment carries a digest of the rules, which is how a
 second `up` knows they are already in place.
+
+A node whose pods publish host ports (`ports[].hostPort`) also gets the portmap plugin's DNAT,
+in base chains of their own, only on that node:
+
+    map host-ports        protocol . hostPort  ->  goto that pod port's chain
+    chain hostport-<ns>/<pod>/<proto>/<port>   dnat ip to <pod ip>:<containerPort> (a pod that
+                                               reaches itself so is masqueraded, as with snat)
 """
 
 from __future__ import annotations
@@ -23,12 +30,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from podnet.plan.layout import Layout
+from podnet.plan.layout import Layout, NodeLayout
 from podnet.plan.services import ServiceLayout, ServicePortLayout
 from podnet.policy.nft import policy_tables
 from podnet.policy.world import world_from
 
-__all__ = ["MASQ_MARK", "TABLE", "digest_of", "node_rules", "table_bodies"]
+__all__ = ["MASQ_MARK", "TABLE", "digest_of", "host_port_rules", "node_rules", "table_bodies"]
 
 TABLE = "inet podnet"  # the lab's one table on every node, for both families
 MASQ_MARK = 0x4000  # kube-proxy's bit: "masquerade this connection on its way out"
@@ -201,6 +208,50 @@ def node_rules(lay: Layout) -> str:
     return "\n".join(lines) + "\n"
 
 
+def host_port_rules(lay: Layout, node: NodeLayout) -> str:
+    """The chains that publish the host ports of `node`'s pods on the node's addresses, as the
+    portmap plugin does: a connection to any local address of the node (its eth0, as other
+    nodes, the node network and the outside reach it) on the port is DNATed to the pod. Empty
+    where no pod of the node publishes a port; a hostNetwork pod listens on the node itself."""
+    pods = [p for p in lay.pods_on(node.name) if p.host_ports and not p.host_network]
+    if not pods:
+        return ""
+    maps: list[str] = []
+    lookups: list[str] = []
+    chains: list[str] = []
+    for version in lay.families:
+        fam = _FAMILIES[version]
+        elements = []
+        for pod in pods:
+            ip = pod.ip_of(version)
+            if ip is None:
+                continue
+            for hp in pod.host_ports:
+                proto = hp.protocol.lower()
+                chain = f"hostport{fam.suffix}-{pod.key}/{proto}/{hp.host_port}"
+                elements.append(f"{proto} . {hp.host_port} : goto {chain}")
+                chains += _chain(
+                    chain,
+                    f"{fam.match} saddr {ip.ip} jump mark-for-masquerade",
+                    f"meta l4proto {proto} dnat {fam.match} to "
+                    f"{fam.bracket(str(ip.ip))}:{hp.container_port}",
+                )
+        maps += _map(f"host-ports{fam.suffix}", "inet_proto . inet_service",
+                     "protocol . hostPort, on any address of this node: the pod's chain",
+                     elements)
+        lookups.append(f"fib daddr type local {fam.match} daddr != {fam.loopback} "
+                       f"meta l4proto . th dport vmap @host-ports{fam.suffix}")
+    lines = [
+        *maps,
+        *_chain("hostport-prerouting",
+                "type nat hook prerouting priority dstnat + 1; policy accept;", *lookups),
+        *_chain("hostport-output", "type nat hook output priority -99; policy accept;",
+                *lookups),
+        *chains,
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def digest_of(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
@@ -214,9 +265,11 @@ def table_bodies(lay: Layout) -> dict[str, tuple[str, str]]:
     out = {}
     for node in lay.nodes:
         chains = policies.get(node.name, "")
-        body = services + chains
+        ports = host_port_rules(lay, node)
+        body = services + ports + chains
         digest = digest_of(body)
         what = "Services, egress and NetworkPolicies" if chains else "Services and egress"
+        what += ", host ports" if ports else ""
         comment = f'comment "podnet lab {lay.cluster}: {what}, rules {digest}"'
         out[node.name] = (digest, f"{comment}\n{body}")
     return out

@@ -72,7 +72,8 @@ def running_spec(lay: Layout) -> ClusterSpec:
             else lay.pod_subnets)
     return ClusterSpec(
         name=lay.cluster,
-        nodes=tuple(NodeSpec(n.name, "worker" if n.role == "worker" else "control-plane")
+        nodes=tuple(NodeSpec(n.name, "worker" if n.role == "worker" else "control-plane",
+                             n.impairment)
                     for n in lay.nodes),
         ip_family=_FAMILY[lay.families],
         pod_subnets=pods,
@@ -86,7 +87,8 @@ def running_spec(lay: Layout) -> ClusterSpec:
         vxlan_vni=lay.vxlan_vni,
         vxlan_port=lay.vxlan_port,
         pods=tuple(PodSpec(p.name, p.namespace, p.labels, p.containers, node=p.node,
-                           owner=p.owner) for p in lay.pods),
+                           owner=p.owner, impairment=p.impairment,
+                           host_network=p.host_network) for p in lay.pods),
         services=tuple(_service(s) for s in lay.services),
         namespaces=lay.namespaces,
         policies=lay.policies,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from podnet.model.addresses import IPAddress, IPInterface
+from podnet.model.shape import Shape
 from podnet.plan.attachments import HostSide, PodLink, attachment
 from podnet.plan.layout import (
     INTERNET_KEY,
@@ -42,6 +43,7 @@ from podnet.plan.ops import (
     SetHostname,
     SetLink,
     SetNeighbour,
+    ShapeLink,
     StartContainer,
     StopContainers,
     WriteFile,
@@ -65,6 +67,7 @@ __all__ = [
     "rules_file",
     "seen_as_planned",
     "service_hosts",
+    "shaped_links",
 ]
 
 
@@ -75,6 +78,7 @@ class Action(StrEnum):
     INTERNET_CREATE = "internet.create"
     INTERNET_DELETE = "internet.delete"
     INTERNET_START = "internet.start"
+    LINKS_SHAPE = "links.shape"
     NODE_CREATE = "node.create"
     NODE_DELETE = "node.delete"
     NODE_ROUTES = "node.routes"
@@ -107,6 +111,9 @@ class NodeSeen:
     neighbours: frozenset[tuple[str, str, str]] = frozenset()  # (dev, ip, mac) on tunnels
     fdb: frozenset[tuple[str, str, str]] = frozenset()  # (dev, mac, remote) on tunnels
     rules: str | None = None  # the digest in its nftables table's comment (None: no table)
+    # (ifname, egress, ingress) of each of its links a qdisc shapes, read where the lab shapes
+    # something on the node (podnet.kernel.tc.read); other nodes are not asked
+    shapes: frozenset[tuple[str, Shape, Shape]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,7 @@ def seen_as_planned(lay: Layout) -> Observed:
             neighbours=frozenset((p.dev or "", *p.neighbour) for p in paths if p.neighbour),
             fdb=frozenset((p.dev or "", *p.fdb) for p in paths if p.fdb),
             rules=digests[node.name],
+            shapes=frozenset((name, *ways) for name, ways in shaped_links(lay, node).items()),
         )
     names = {lay.fabric_netns, *(n.netns for n in lay.nodes), *(p.netns for p in lay.pods)}
     if lay.internet is not None:
@@ -151,6 +159,7 @@ def plan(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
         + _removals(desired, current, seen)
         + _infrastructure(desired, current, seen)
         + _pods(desired, current, seen)
+        + _reshape(desired, current, seen)
     )
 
 
@@ -182,10 +191,11 @@ def _removals(desired: Layout, current: Layout | None, seen: Observed) -> list[S
     if current is None:
         return []
     steps = []
+    staying = {n.name for n in desired.nodes}
     for old in current.pods:
         new = desired.pod(old.key)
         if new is None or not _same_place(old, new):
-            steps.append(_pod_delete(current, old))
+            steps.append(_pod_delete(current, old, node_stays=old.node in staying))
         elif new.containers != old.containers and old.netns in seen.netns:
             steps.append(Step(Action.POD_STOP, old.key, f"stop the containers of {old.key}",
                               (StopContainers(old.key),)))
@@ -267,15 +277,85 @@ def _pods(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]
     restarts: list[Step] = []
     for pod in desired.pods:
         old = current.pod(pod.key) if current else None
-        node_kept = pod.node in recorded_nodes and desired.node(pod.node).netns in seen.netns
-        intact = _same_place(old, pod) and node_kept and pod.netns in seen.netns
-        if not intact:
+        intact = _intact(desired, current, seen, pod, recorded_nodes)
+        if not intact and pod.host_network:  # nothing to build: its node's namespace
+            steps.append(_pod_start(desired, pod, restart=old is not None))
+        elif not intact:
             if old is not None and _same_place(old, pod) and old.netns in seen.netns:
                 steps.append(_pod_delete(desired, old))  # its node was rebuilt: rebuild the pod
             steps += [_pod_create(desired, pod, hosts[pod.node]), _pod_start(desired, pod)]
         elif old is not None and (old.containers != pod.containers or pod.key not in seen.running):
             restarts.append(_pod_start(desired, pod, restart=True))
     return steps + restarts
+
+
+def _intact(desired: Layout, current: Layout | None, seen: Observed, pod: PodLayout,
+            recorded_nodes: set[str]) -> bool:
+    """Whether `pod` stands as recorded, on a node that stands too (else it is built again)."""
+    old = current.pod(pod.key) if current else None
+    node_kept = pod.node in recorded_nodes and desired.node(pod.node).netns in seen.netns
+    return _same_place(old, pod) and node_kept and pod.netns in seen.netns
+
+
+def shaped_links(lay: Layout, node: NodeLayout) -> dict[str, tuple[Shape, Shape]]:
+    """{ifname: (egress, ingress)} of every link of `node` the lab shapes: its uplink as its
+    `netem` key says, each pod's veth as the pod's annotations say (what reaches the pod leaves
+    the node by the veth; what the pod sends arrives on it)."""
+    out = {}
+    if not node.impairment.empty:
+        out["eth0"] = (node.impairment.sent, node.impairment.received)
+    for pod in lay.pods_on(node.name):
+        if not pod.impairment.empty and not pod.host_network:
+            out[pod.veth] = (pod.impairment.received, pod.impairment.sent)
+    return out
+
+
+def _same_shape(a: Shape, b: Shape) -> bool:
+    """Equal as the kernel keeps them: times in microseconds, rates in bytes per second, loss
+    to a hundred-thousandth (netem keeps it as a fraction of 2^32)."""
+    def kept(s: Shape) -> tuple[object, ...]:
+        rate = None if s.rate_bps is None else s.rate_bps // 8
+        return (round(s.delay_ms * 1000), round(s.jitter_ms * 1000), round(s.loss_pct, 5), rate)
+
+    return kept(a) == kept(b)
+
+
+def _reshape(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
+    """Links of standing nodes and pods whose shaping differs from the file's (the file
+    changed, or someone changed the link): shaped again in place, nothing restarted. A link the
+    lab never shaped is left as it is, whatever `podnet netem` put there."""
+    if current is None:
+        return []
+    recorded = {n.name for n in current.nodes}
+    steps = []
+    for node in desired.nodes:
+        if node.name not in recorded or node.netns not in seen.netns:
+            continue  # built in this run, shaped as it is built
+        before = shaped_links(current, current.node(node.name))
+        wanted = shaped_links(desired, node)
+        have = {name: (egress, ingress) for name, egress, ingress
+                in seen.nodes.get(node.name, NodeSeen()).shapes}
+        standing = {p.veth for p in desired.pods_on(node.name)
+                    if not p.host_network and _intact(desired, current, seen, p, recorded)}
+        ops: list[Op] = []
+        for name in sorted(set(before) | set(wanted)):
+            if name != "eth0" and name not in standing:
+                continue  # a pod built (or removed) in this run
+            egress, ingress = wanted.get(name, (Shape(), Shape()))
+            was = have.get(name, (Shape(), Shape()))
+            if not (_same_shape(egress, was[0]) and _same_shape(ingress, was[1])):
+                ops.append(ShapeLink(node.netns, name, egress, ingress, *was))
+        if ops:
+            names = ", ".join(op.ifname for op in ops if isinstance(op, ShapeLink))
+            steps.append(Step(Action.LINKS_SHAPE, node.name,
+                              f"{node.name}: shape {names} as the file says (tc), in place",
+                              tuple(ops)))
+    return steps
+
+
+def _link_shaping(ns: str | None, name: str, shaping: tuple[Shape, Shape]) -> list[Op]:
+    egress, ingress = shaping
+    return [] if egress.empty and ingress.empty else [ShapeLink(ns, name, egress, ingress)]
 
 
 def plan_down(current: Layout) -> list[Step]:
@@ -375,6 +455,7 @@ def _node_create(lay: Layout, node: NodeLayout) -> Step:
         SetHostname(node.uts, node.name),
         *attachment(lay.attachment).host_ops(_host_side(lay, node)),
         *routing(lay.routing).node_ops(lay, node),
+        *_link_shaping(ns, "eth0", (node.impairment.sent, node.impairment.received)),
         # Last: a node whose hosts file exists is whole (`apply.lab.observe` relies on it).
         WriteFile(node.hosts_file, node_hosts(node.name, [str(ip.ip) for ip in node.ips]),
                   new=True),
@@ -467,7 +548,8 @@ def _pods_hosts(lay: Layout) -> Step:
         Action.PODS_HOSTS,
         ALL_PODS,
         "the Services changed: rewrite every pod's /etc/hosts with their names",
-        tuple(WriteFile(p.hosts_file, _hosts(lay, p)) for p in lay.pods),
+        # a hostNetwork pod's hosts file is its node's
+        tuple(WriteFile(p.hosts_file, _hosts(lay, p)) for p in lay.pods if not p.host_network),
     )
 
 
@@ -492,6 +574,7 @@ def _pod_create(lay: Layout, pod: PodLayout, host: HostSide) -> Step:
     ops: list[Op] = [
         CreateNetns(pod.netns, _birth_sysctls(lay, router=False)),
         *attachment(lay.attachment).pod_ops(pod_link(lay, pod, host)),
+        *_link_shaping(host.ns, pod.veth, (pod.impairment.received, pod.impairment.sent)),
         SetHostname(pod.uts, pod_hostname(pod.name)),
         # Last: a pod whose hosts file exists is whole (`apply.lab.observe` relies on it).
         WriteFile(pod.hosts_file, _hosts(lay, pod), new=True),
@@ -516,18 +599,30 @@ def _pod_start(lay: Layout, pod: PodLayout, *, restart: bool = False) -> Step:
     # A restart forgets the old processes first (and stops any left alive), so the record never
     # holds a dead container beside its replacement.
     ops: list[Op] = [StopContainers(pod.key), *starts] if restart else list(starts)
+    where = f"node {pod.node}'s namespaces (hostNetwork)" if pod.host_network else \
+        "its namespaces"
     return Step(Action.POD_START, pod.key,
-                f"start {len(pod.containers)} container(s) of {pod.key} in its namespaces",
+                f"start {len(pod.containers)} container(s) of {pod.key} in {where}",
                 tuple(ops))
 
 
-def _pod_delete(lay: Layout, pod: PodLayout, *, stop: bool = True) -> Step:
-    """A pod removed; `stop` False when the whole lab goes (its containers are stopped at once,
-    and its node's namespace takes the rest)."""
+def _pod_delete(lay: Layout, pod: PodLayout, *, stop: bool = True,
+                node_stays: bool = False) -> Step:
+    """A pod removed: `stop` False when the whole lab goes (its containers are stopped at once,
+    and its node's namespace takes the rest); `node_stays` when its node remains, which then
+    loses what outlives the pod's veth there."""
     logs = tuple(log_path(lay, pod, c.name) for c in pod.containers)
     ops: list[Op] = [StopContainers(pod.key)] if stop else []
-    if stop and pod.node in {n.name for n in lay.nodes}:
-        # What outlives the pod's veth on its node (vpc's routing rule).
+    if pod.host_network:  # it ran in its node's namespace, which is the node's to remove
+        return Step(Action.POD_DELETE, pod.key,
+                    f"remove pod {pod.key}: its containers (node {pod.node}'s network, which it "
+                    "shared, stays)", (*ops, RemoveFiles(logs)))
+    if node_stays and not pod.impairment.sent.empty:
+        # What the pod sent was shaped through an ifb device on its node: it outlives the veth.
+        ops.append(ShapeLink(lay.node(pod.node).netns, pod.veth, was_egress=pod.impairment.received,
+                             was_ingress=pod.impairment.sent))
+    if node_stays:
+        # And vpc's routing rule for the pod.
         ops += attachment(lay.attachment).departure_ops(pod_link(lay, pod))
     ops += [DeleteNetns(pod.netns), DeleteUts(pod.uts), RemoveFiles((pod.hosts_file, *logs))]
     return Step(Action.POD_DELETE, pod.key,

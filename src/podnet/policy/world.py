@@ -122,7 +122,9 @@ def world_from(lay: Layout) -> World:
             labels=p.labels,
             named_ports=tuple(n for c in p.containers for n in c.named_ports),
         )
-        for p in lay.pods
+        # A hostNetwork pod is its node's traffic (its addresses are the node's), and no
+        # policy selects it, as in Kubernetes.
+        for p in lay.pods if not p.host_network
     )
     nodes = []
     for n in lay.nodes:

@@ -24,8 +24,9 @@ def _quote(value: str) -> str:
 def _vertex(v: Vertex, pad: str) -> str:
     label = "\n".join((v.name, *v.lines))
     shape = _SHAPE.get(v.kind, "box")
-    fill = "#00aaff" if v.kind == "process" else "#00ffff"
-    return (f"{pad}{v.id} [label={_quote(label)}, shape={shape}, style=\"filled,rounded\", "
+    fill = "#00aaff" if v.kind == "process" else "#ffcccc" if v.impaired else "#00ffff"
+    style = "filled,rounded,dashed" if v.impaired else "filled,rounded"
+    return (f"{pad}{v.id} [label={_quote(label)}, shape={shape}, style=\"{style}\", "
             f"fillcolor=\"{fill}\", tooltip={_quote(v.detail)}];")
 
 

@@ -162,7 +162,10 @@ def _vertex_size(v: Vertex) -> tuple[float, float]:
 
 
 def _vertex_labels(v: Vertex, x: float, y: float) -> list[Label]:
-    return [Label(x + VPAD, y + 3 + ASCENT + i * LINE_H, line, "vname" if i == 0 else "")
+    def cls(i: int, line: str) -> str:
+        return "vname" if i == 0 else "impaired" if line.startswith("impaired: ") else ""
+
+    return [Label(x + VPAD, y + 3 + ASCENT + i * LINE_H, line, cls(i, line))
             for i, line in enumerate((v.name, *v.lines))]
 
 

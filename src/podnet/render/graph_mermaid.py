@@ -31,6 +31,7 @@ _CLASSES = (
     "classDef caption fill:none,stroke:none,font-weight:bold;",
     "classDef iface fill:#0ff,stroke:#333,stroke-width:2px;",
     "classDef proc fill:#0af,stroke:#333,stroke-width:2px;",
+    "classDef impaired fill:#fcc,stroke:#b00020,stroke-width:3px,stroke-dasharray:6 3;",
 )
 _GROUP_CLASS = {"fabric": "fabric", "node": "node", "pod": "pod", "outside": "outside",
                 "host": "fabric", "netns": "netns"}
@@ -197,7 +198,8 @@ def render_mermaid(graph: Graph) -> str:
     if cells:
         by_class["cell"] = cells
     for v in graph.vertices:
-        by_class.setdefault("proc" if v.kind == "process" else "iface", []).append(v.id)
+        name = "proc" if v.kind == "process" else "impaired" if v.impaired else "iface"
+        by_class.setdefault(name, []).append(v.id)
     by_class.setdefault("iface", []).extend(writer.hub.values())
     out += [f"class {','.join(ids)} {name};" for name, ids in by_class.items() if ids]
     return "\n".join(out)

@@ -13,7 +13,7 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from podnet.inspect.model import (
@@ -75,6 +75,9 @@ class Vertex:
     lines: tuple[str, ...]  # addresses, or the container's name
     group: str
     detail: str = ""  # MAC, MTU, state: for tooltips
+    # What a qdisc does to its packets ("rate 10mbit; arriving: rate 5mbit"), when it delays,
+    # drops or rate-limits them: the drawings mark such links. Empty: not impaired.
+    impaired: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def _lab_roles(lab: LabView) -> dict[str, tuple[str, str]]:
         if node.get("netns"):
             roles[str(node["netns"])] = ("node", f"node {node.get('name')}")
     for pod in lab.pods:
-        if pod.get("netns"):
+        if pod.get("netns") and not pod.get("hostNetwork"):  # hostNetwork: the node's own
             roles[str(pod["netns"])] = ("pod", f"pod {pod.get('namespace')}/{pod.get('name')}")
     return roles
 
@@ -190,11 +193,15 @@ def build_graph(
     vxlan: Mapping[tuple[str, str], VxlanInfo] | None = None,
     everything: bool = False,
     isolation: Mapping[str, Sequence[str]] | None = None,
+    impaired: Mapping[tuple[str, str], str] | None = None,
 ) -> Graph:
     """The drawing model of `host`; on a lab (unless `everything`), only the lab's namespaces.
-    `isolation`: for pods (by NAMESPACE/NAME) that NetworkPolicies isolate, why."""
+    `isolation`: for pods (by NAMESPACE/NAME) that NetworkPolicies isolate, why. `impaired`:
+    for links a qdisc delays, drops or rate-limits, by (namespace label, ifname), what it does
+    (`podnet.trace.world.impaired_links`)."""
     lab = lab or LabView()
     vxlan = vxlan or {}
+    impaired = impaired or {}
     roles = _lab_roles(lab)
     shown = [
         ns for ns in host.namespaces
@@ -234,8 +241,11 @@ def build_graph(
                 if vni is not None:
                     detail += f", VNI {vni}, UDP {port}"
             kind_of = iface.kind if iface.kind in ("veth", "bridge", "vxlan") else "device"
-            vertices.append(Vertex(v, kind_of, iface.ifname, _shown_addresses(iface),
-                                   gid[ns.inode], detail))
+            shaped = impaired.get((ns.label, iface.ifname), "")
+            lines = _shown_addresses(iface) + ((f"impaired: {shaped}",) if shaped else ())
+            vertices.append(Vertex(v, kind_of, iface.ifname, lines, gid[ns.inode],
+                                   detail + (f", impaired: {shaped}" if shaped else ""),
+                                   shaped))
         vertices += _processes(ns, gid[ns.inode], kind, lab)
 
     if roles and not everything:  # the lab's own order: node network, nodes, pods, outside
@@ -244,7 +254,7 @@ def build_graph(
         order.update({str(p.get("netns")): i for i, p in enumerate(lab.pods)})
         netns_of = {ns.label: ns.name or "" for ns in shown}
         groups.sort(key=lambda g: (rank.get(g.kind, 4), order.get(netns_of[g.netns], 0)))
-    edges = _edges(host, shown, vid, vxlan)
+    edges = _impaired_edges(_edges(host, shown, vid, vxlan), vertices)
     title = f"podnet lab {lab.cluster}" if roles and not everything else "podnet: this host"
     services = _services(lab, {g.pod: g.id for g in groups if g.pod}) if roles else ()
     return Graph(title, tuple(groups), tuple(vertices), tuple(edges), services)
@@ -306,6 +316,17 @@ def _processes(ns: Namespace, group: str, kind: str, lab: LabView) -> list[Verte
 def _edges(host: Host, shown: list[Namespace], vid: Mapping[tuple[int, int], str],
            vxlan: Mapping[tuple[str, str], VxlanInfo]) -> list[Edge]:
     return [*_veth_edges(host, vid), *_port_edges(shown, vid), *_tunnel_edges(shown, vid, vxlan)]
+
+
+def _impaired_edges(edges: list[Edge], vertices: list[Vertex]) -> list[Edge]:
+    """A veth pair with an impaired end says so on the pair too (what DOT labels edges with)."""
+    shaped = {v.id: f"{v.name}: {v.impaired}" for v in vertices if v.impaired}
+    out = []
+    for e in edges:
+        notes = [shaped[end] for end in (e.a, e.b) if end in shaped]
+        out.append(replace(e, label=f"{e.label}; impaired: {'; '.join(notes)}")
+                   if notes and e.kind == "veth" else e)
+    return out
 
 
 def _veth_edges(host: Host, vid: Mapping[tuple[int, int], str]) -> list[Edge]:

@@ -40,6 +40,8 @@ text.isolated {{ fill: #b00020; font-weight: bold; }}
 rect.group {{ stroke: #333; stroke-width: 1.5; }}
 g.isolated > rect.group {{ stroke: #b00020; stroke-width: 3; stroke-dasharray: 8 4; }}
 rect.vertex {{ stroke: #333; stroke-width: 1; }}
+g.impaired > rect.vertex {{ fill: #fcc; stroke: #b00020; stroke-width: 2; stroke-dasharray: 6 3; }}
+text.impaired {{ fill: #b00020; font-weight: bold; }}
 rect.count {{ fill: #fffbd0; stroke: #333; stroke-width: 1.5; stroke-dasharray: 4 3; }}
 g.count {{ cursor: pointer; }}
 polyline {{ fill: none; }}
@@ -119,8 +121,10 @@ def render_drawing(d: Drawing, title: str) -> str:
     for vb in d.vertices:
         v = vb.vertex
         rx = min(vb.box.h / 2, 13) if v.kind in ("process", "veth", "device") else 3
-        out.append(f'<g class="vertex {v.kind}" id="{v.id}" data-ifname={quoteattr(v.name)} '
-                   f'data-group="{v.group}"><title>{escape(v.detail)}</title>')
+        cls = f"vertex {v.kind}" + (" impaired" if v.impaired else "")
+        shaped = f" data-impaired={quoteattr(v.impaired)}" if v.impaired else ""
+        out.append(f'<g class="{cls}" id="{v.id}" data-ifname={quoteattr(v.name)} '
+                   f'data-group="{v.group}"{shaped}><title>{escape(v.detail)}</title>')
         out.append(_rect(vb.box, "vertex",
                          f' rx="{rx:.1f}" fill="{_VERTEX_FILL.get(v.kind, "#00ffff")}"'))
         out += [_text(lb) for lb in vb.labels]

@@ -55,11 +55,7 @@ class LabView:
 
 def read_lab(cluster: str | None = None, state_dir: str = STATE_DIR) -> LabView:
     """The lab's record (an empty view when no lab is up: trace works on any host)."""
-    try:
-        labs = sorted(d for d in os.listdir(state_dir)
-                      if os.path.isfile(os.path.join(state_dir, d, "state.json")))
-    except OSError:
-        labs = []
+    labs = _labs(state_dir)
     if cluster is None:
         if len(labs) > 1:
             raise StateError(f"{len(labs)} labs are up ({', '.join(labs)})",
@@ -105,7 +101,30 @@ def _find(host: Host, selector: str, namespace: str | None) -> list[Namespace]:
         except OSError:
             return []
         return [ns for ns in host.namespaces if ns.inode == inode]
-    return [ns for ns in host.namespaces if _pod_matches(ns, selector, None)]
+    found = [ns for ns in host.namespaces if _pod_matches(ns, selector, None)]
+    return found or _host_network_pod(host, selector, namespace)
+
+
+def _host_network_pod(host: Host, selector: str, namespace: str | None) -> list[Namespace]:
+    """A lab's hostNetwork pod runs in its node's namespace (which inspect names after the
+    node): the node's namespace, found through the lab's records."""
+    pod_ns, _, name = selector.rpartition("/")
+    wanted = pod_ns or namespace
+    nodes = []
+    for cluster in _labs():
+        for pod in read_lab(cluster).pods:
+            if (pod.get("hostNetwork") and pod.get("name") == name
+                    and wanted in (None, pod.get("namespace", "default"))):
+                nodes.append(str(pod.get("netns")))
+    return [ns for ns in host.namespaces if ns.name in nodes]
+
+
+def _labs(state_dir: str = STATE_DIR) -> list[str]:
+    try:
+        return sorted(d for d in os.listdir(state_dir)
+                      if os.path.isfile(os.path.join(state_dir, d, "state.json")))
+    except OSError:
+        return []
 
 
 def resolve_source(host: Host, selector: str, namespace: str | None = None) -> Namespace:
