@@ -1,9 +1,10 @@
 """Read every link, address and route of a network namespace, without changing anything.
 
-For each namespace: enter it in this thread (setns), open a plain NETLINK_ROUTE socket, come
-straight back (the socket stays bound to the namespace it was opened in), then dump links,
-addresses and the main routing table through it. About 0.15 ms per namespace, where a pyroute2
-`IPRoute(netns=...)` forks a helper process (16 ms) and `ip -n NS` starts a program (1.3 ms).
+For each namespace: enter it in this thread (setns), open podnet's NETLINK_ROUTE socket
+(`kernel.rtnl.RawRtnl`), come straight back (the socket stays bound to the namespace it was
+opened in), then dump links, addresses and the main routing table through it. About 0.15 ms
+per namespace, where a pyroute2 `IPRoute(netns=...)` forks a helper process (16 ms) and
+`ip -n NS` starts a program (1.3 ms).
 
 Message layouts come from pyroute2 (see `discover_schema`); only printed attributes are unpacked.
 """
@@ -12,23 +13,19 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import struct
-from collections.abc import Iterator
 
 from podnet.errors import KernelError
 from podnet.kernel import discover_schema as schema
 from podnet.kernel import netns
 from podnet.kernel.discover_schema import Rtnl
 from podnet.kernel.discover_types import Address, Link, NamespaceDump, Nexthop, Route
+from podnet.kernel.rtnl import RawRtnl
 
 __all__ = ["Session"]
 
-_NLMSGHDR = struct.Struct("=IHHII")
 _NLA = struct.Struct("=HH")
 _RTNH = struct.Struct("=HBBi")  # struct rtnexthop: len, flags, hops, ifindex
-_ERRNO = struct.Struct("=i")
-_RECV_SIZE = 65536  # a dump reply fits in 32 KiB per read; below glibc's mmap threshold
 _NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 _U32_MAX = 0xFFFFFFFF
 # A namespace that went away while podnet looked: its paths are gone (ENOENT, ESRCH), name
@@ -141,49 +138,14 @@ _NSID_FD_OFFSET = -4  # NETNSA_FD is the last attribute: its u32 value ends the 
 _GET_NSID = bytearray(schema.request("nsid", dump=False, attrs={"NETNSA_FD": 0}))
 
 
-class _Socket:
-    """A NETLINK_ROUTE socket, bound to the namespace the thread was in when it was opened."""
+class _Reader(RawRtnl):
+    """podnet's netlink socket, opened strict (the kernel filters route dumps by table), with
+    the few questions inspect asks of a namespace."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        try:
-            # Lets the kernel filter route dumps by table (Linux 4.20+); filtered below otherwise.
-            self.sock.setsockopt(Rtnl.SOL_NETLINK, Rtnl.NETLINK_GET_STRICT_CHK, 1)
-            self.strict = True
-        except OSError:
-            self.strict = False
-        self.interrupted = False  # set when the kernel marks a reply NLM_F_DUMP_INTR
+        super().__init__(strict=True)
 
-    def close(self) -> None:
-        self.sock.close()
-
-    def messages(self, request: bytes | bytearray) -> Iterator[tuple[bytes, int, int, int]]:
-        """Send one request; yield (buffer, body offset, end, type) for each reply message."""
-        self.sock.send(request)
-        recv = self.sock.recv
-        while True:
-            data = recv(_RECV_SIZE)
-            pos = 0
-            size = len(data)
-            while pos + _NLMSGHDR.size <= size:
-                length, mtype, flags, _seq, _pid = _NLMSGHDR.unpack_from(data, pos)
-                if length < _NLMSGHDR.size:
-                    return
-                if flags & Rtnl.NLM_F_DUMP_INTR:
-                    self.interrupted = True
-                if mtype == Rtnl.NLMSG_DONE:
-                    return
-                if mtype == Rtnl.NLMSG_ERROR:
-                    code = -_ERRNO.unpack_from(data, pos + _NLMSGHDR.size)[0]
-                    if code:
-                        raise OSError(code, os.strerror(code))
-                    return  # an ACK
-                yield data, pos + _NLMSGHDR.size, pos + length, mtype
-                if not flags & 0x2:  # NLM_F_MULTI unset: a single answer
-                    return
-                pos += (length + 3) & ~3
-
-    def dump(self) -> NamespaceDump:
+    def namespace(self) -> NamespaceDump:
         """Links, addresses and routes; again (up to 3 times) if the kernel flagged a dump as
         interrupted by a change made while it ran."""
         for _ in range(3):
@@ -268,13 +230,13 @@ class Session:
             hint="it probably went away while podnet was looking; run inspect again",
         )
 
-    def socket_in(self, fd: int | None) -> _Socket:
+    def socket_in(self, fd: int | None) -> _Reader:
         """A netlink socket in the namespace behind `fd` (None: the one this thread started in)."""
         if fd is None:
-            return _Socket()
+            return _Reader()
         with netns.entered(fd, hint="inspect needs root (CAP_SYS_ADMIN) to look inside other "
                                     "namespaces"):
-            return _Socket()
+            return _Reader()
 
     def dump(self, paths: list[str] | None, inode: int) -> NamespaceDump:
         """Links, addresses and main-table routes of one namespace; failures land in `.error`."""
@@ -289,7 +251,7 @@ class Session:
                     return NamespaceDump(error=f"cannot open a netlink socket: {exc.strerror}")
                 return NamespaceDump(error=exc.message, gone=exc.errno in _GONE)
             try:
-                return sock.dump()
+                return sock.namespace()
             except OSError as exc:  # entered, then the dump failed: say so, never hide it
                 return NamespaceDump(error=f"netlink dump failed: {exc.strerror}")
             finally:

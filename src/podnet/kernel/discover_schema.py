@@ -57,13 +57,8 @@ def _by_number(names: dict[Any, Any]) -> dict[int, str]:
 class Rtnl:
     """Numbers for route netlink, read as Rtnl.NAME."""
 
-    NLMSG_ERROR: int = _netlink.NLMSG_ERROR
-    NLMSG_DONE: int = _netlink.NLMSG_DONE
     NLM_F_REQUEST: int = _netlink.NLM_F_REQUEST
     NLM_F_DUMP: int = _netlink.NLM_F_DUMP
-    NLM_F_DUMP_INTR: int = _netlink.NLM_F_DUMP_INTR
-    NETLINK_GET_STRICT_CHK: int = _netlink.NETLINK_GET_STRICT_CHK
-    SOL_NETLINK = 270  # linux/socket.h; pyroute2 keeps it private to its socket module
     RTM_GETLINK: int = _rtnl.RTM_GETLINK
     RTM_GETADDR: int = _rtnl.RTM_GETADDR
     RTM_GETROUTE: int = _rtnl.RTM_GETROUTE

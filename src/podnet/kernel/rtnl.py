@@ -1,9 +1,11 @@
-"""A plain rtnetlink socket for batches: pyroute2 encodes the messages, this only carries them.
+"""podnet's one rtnetlink socket: batches of changes, single requests and dumps.
 
 pyroute2 0.9 runs every request through an asyncio loop, which costs more than the kernel's own
 work for small changes. Batches need none of it: the messages are encoded by pyroute2's classes,
 sent in one datagram, and the kernel's answers are acknowledgements, read here by their fixed
-header (struct nlmsgerr: a netlink header, then the error number).
+header (struct nlmsgerr: a netlink header, then the error number). Dumps come back as raw
+messages (`messages`) for readers that unpack only what they print (`kernel.discover_netlink`)
+or decoded by pyroute2's classes (`dump`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from collections.abc import Iterator
 from typing import Any
 
-from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from podnet.errors import kernel_error
@@ -29,6 +30,12 @@ NETLINK_EXT_ACK = 11  # the kernel's own words on what was wrong
 NETLINK_GET_STRICT_CHK = 12  # dumps filtered by the kernel (by link, by table)
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_DUMP = 0x300
+NLM_F_DUMP_INTR = 0x10
+RTM_NEWLINK = 16
+RTM_GETLINK = 18
 NLMSGERR_ATTR_MSG = 1
 RTEXT_FILTER_SKIP_STATS = 8  # a link's counters: the largest part of its answer, never needed
 _HEADER = struct.Struct("=IHHII")
@@ -36,17 +43,53 @@ _ERROR = struct.Struct("=i")
 
 
 class RawRtnl:
-    """A NETLINK_ROUTE socket in the namespace it was created in."""
+    """A NETLINK_ROUTE socket in the namespace it was created in. With `strict`, the kernel
+    filters dumps by what the request names (Linux 4.20+; `strict` tells whether it does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, strict: bool = False) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self._sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         self._sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
         self._sock.bind((0, 0))
         self._seq = 0
+        self.strict = False
+        if strict:
+            try:
+                self._sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+                self.strict = True
+            except OSError:
+                pass  # an old kernel: callers filter the dump themselves
+        self.interrupted = False  # a dump's answer was marked NLM_F_DUMP_INTR
 
     def close(self) -> None:
         self._sock.close()
+
+    def messages(self, request: bytes | bytearray) -> Iterator[tuple[bytes, int, int, int]]:
+        """Send one request; yield (buffer, body offset, end, type) for each answer message.
+        An error answer raises OSError; an acknowledgement or the end of a dump ends it."""
+        self._sock.send(request)
+        recv = self._sock.recv
+        while True:
+            data = recv(1 << 16)
+            pos = 0
+            size = len(data)
+            while pos + _HEADER.size <= size:
+                length, mtype, flags, _seq, _pid = _HEADER.unpack_from(data, pos)
+                if length < _HEADER.size:
+                    return
+                if flags & NLM_F_DUMP_INTR:
+                    self.interrupted = True
+                if mtype == NLMSG_DONE:
+                    return
+                if mtype == NLMSG_ERROR:
+                    code = -_ERROR.unpack_from(data, pos + _HEADER.size)[0]
+                    if code:
+                        raise OSError(code, os.strerror(code))
+                    return  # an acknowledgement
+                yield data, pos + _HEADER.size, pos + length, mtype
+                if not flags & NLM_F_MULTI:  # a single answer
+                    return
+                pos += (length + 3) & ~3
 
     def send(self, batch: Batch, where: str) -> None:
         """Send the batch in one datagram; raise for the first request the kernel refused."""
@@ -118,7 +161,6 @@ class RawRtnl:
                     break
                 offset += (length + 3) & ~3
 
-
     def dump(self, where: str, request: Any, kind: int) -> list[Any]:
         """Every answer to a dump request (`request`, a pyroute2 message whose header fields and
         attributes the kernel filters on under strict checking), decoded as the request's
@@ -133,7 +175,7 @@ class RawRtnl:
             self._sock.send(request.data)
             return self._read_dump(where, type(request))
         finally:
-            self._sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 0)
+            self._sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, int(self.strict))
 
     def _read_dump(self, where: str, cls: Any) -> list[Any]:
         found: list[Any] = []
