@@ -28,7 +28,7 @@ STATE = Path(__file__).with_name("kernel_state.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 # attachment, routing, ipFamily, MTU: every attachment and routing, every family, a jumbo MTU;
-# "+caps": with shaping, host ports and a hostNetwork pod.
+# "+caps": with shaping, host ports and a hostNetwork pod; "+policy": with NetworkPolicies.
 SHAPES = [
     ("ptp", "static", "ipv4", 1500),
     ("ptp", "host-gw", "ipv4", 1500),
@@ -40,6 +40,7 @@ SHAPES = [
     ("ptp", "vxlan", "dual", 1500),
     ("vpc", "static", "ipv4", 1500),
     ("ptp", "static", "dual+caps", 1500),
+    ("ptp", "host-gw", "dual+policy", 1500),
 ]
 
 CAPS = """---
@@ -61,13 +62,38 @@ spec:
   containers: [{name: web, ports: [{containerPort: 9100}]}]
 """
 
+# The web pods take HTTP from namespace default only; the client may send only to dev's port 80
+# and to addresses outside 10.0.0.0/8 (both families' rules, ipBlock with an exception).
+POLICY = """---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-default, namespace: dev}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: default}}}]
+    ports: [{protocol: TCP, port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-out}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: dev}}}]
+    ports: [{protocol: TCP, port: 80}]
+  - to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}]
+"""
+
 
 def topology(attachment: str, routing: str, family: str, mtu: int) -> str:
-    family, caps = family.removesuffix("+caps"), family.endswith("+caps")
+    family, _, extra = family.partition("+")
+    caps = extra == "caps"
     text = web_lab("same", f"{{attachment: {attachment}, routing: {routing}, "
                    f"ipFamily: {family}, mtu: {mtu}}}",
                    service="  type: NodePort\n  ipFamilyPolicy: PreferDualStack\n",
-                   extra=CAPS if caps else "")
+                   extra={"caps": CAPS, "policy": POLICY}.get(extra, ""))
     if caps:  # a node whose uplink is shaped both ways
         text = text.replace("{role: worker}, {role: worker}",
                             "{role: worker, netem: {rate: 200mbit, ingress: {rate: 100mbit}}}, "
@@ -125,3 +151,5 @@ def test_explain_builds_what_up_builds(
         assert sum(link["kind"] == "ifb" for link in worker["links"]) == 2
         assert "hostport-default/edge/tcp/8080" in worker["nft"]
         assert "hostport" not in namespaces["same-worker2"]["nft"]
+    if family.endswith("+policy"):  # the policies' chains are there, on the pods' nodes
+        assert any("web-from-default" in ns.get("nft", "") for ns in namespaces.values())
