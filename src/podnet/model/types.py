@@ -218,6 +218,8 @@ class ClusterSpec:
     # False for a file of objects alone (no Cluster document): applied to a running lab, it
     # leaves that lab's cluster (nodes, ranges, shape) as it is.
     cluster_given: bool = True
+    # networking.dnsDomain (kubeadm's name for it): the cluster DNS zone, <svc>.<ns>.svc.<domain>
+    dns_domain: str = "cluster.local"
 
     @property
     def families(self) -> tuple[Family, ...]:

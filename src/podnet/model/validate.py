@@ -138,6 +138,7 @@ class ClusterDraft:
     mtu: int = 1500
     vxlan_vni: int = 1
     vxlan_port: int = 8472
+    dns_domain: str = "cluster.local"
     pods: list[PodDraft] = field(default_factory=list)
     services: list[ServiceDraft] = field(default_factory=list)
     deployments: list[tuple[str, Origin]] = field(default_factory=list)  # (ns/name, origin)

@@ -154,6 +154,9 @@ def run(
             mount_template.close()
         os.chdir("/")
         os.umask(0o022)
+        module = _in_process(request.argv)
+        if module is not None:
+            _run_module(request, module, status)
         if request.argv:
             exec_command(request.argv, container_env(request))
         if request.ports:
@@ -171,6 +174,46 @@ def run(
         status.send(f"E {_describe(exc)}\n")
     finally:
         os._exit(code)
+
+
+# podnet's own servers a container may run as `python3 -m MODULE ...`: run in this process (the
+# zygote's interpreter, with podnet and its dependencies), as the responder is, so they need no
+# Python on the machine's PATH and skip an interpreter's start.
+_MODULES = ("podnet.dns.server",)
+
+
+def _in_process(argv: Sequence[str] | None) -> str | None:
+    if argv and len(argv) >= 3 and argv[0] == "python3" and argv[1] == "-m" \
+            and argv[2] in _MODULES:
+        return argv[2]
+    return None
+
+
+def _run_module(request: SpawnRequest, module: str, status: _Status) -> NoReturn:
+    """`python3 -m MODULE ARGS` in this process: MODULE's main(ARGS) is the container."""
+    import importlib
+    import sys
+
+    os.environ.clear()
+    os.environ.update(container_env(request))
+    sys.argv = [module, *request.argv[3:]] if request.argv else [module]
+    pod = f"{request.pod_namespace}/{request.pod_name}"
+    _set_title(module.rsplit(".", 1)[-1], f"{module} {pod} {request.container_name}")
+    status.send("R\n")
+    status.close()
+    code = 1
+    try:
+        import site
+
+        site.main()  # the zygote runs without site-packages (-S); the module's dependencies need it
+        code = importlib.import_module(module).main(sys.argv[1:])
+    except BaseException as exc:  # ready was said already: the log tells what happened
+        print(f"{module}: {_describe(exc)}", file=sys.stderr)
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0)
 
 
 def _serve(request: SpawnRequest, status: _Status) -> NoReturn:

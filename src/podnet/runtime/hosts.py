@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["HOSTNAME_MAX", "node_hosts", "pod_hostname", "render_hosts"]
+__all__ = ["HOSTNAME_MAX", "node_hosts", "pod_hostname", "render_hosts", "resolv_path"]
 
 # sethostname(2) takes 64 bytes; kubelet keeps 63 so the name fits with its terminating NUL.
 HOSTNAME_MAX = 63
@@ -34,6 +34,13 @@ def pod_hostname(pod_name: str) -> str:
     if not cut:
         raise ValueError(f"pod name {pod_name!r} leaves no valid hostname after truncation")
     return cut
+
+
+def resolv_path(hosts_file: str) -> str:
+    """A pod's resolv.conf file: beside its hosts file (`.../dev_web.hosts` ->
+    `.../dev_web.resolv`), so whatever enters a pod with its hosts file finds both."""
+    base = hosts_file[: -len(".hosts")] if hosts_file.endswith(".hosts") else hosts_file
+    return base + ".resolv"
 
 
 def render_hosts(
