@@ -23,6 +23,7 @@ _HEADERS = {
     "other-node": "OTHER-NODE",
     "node": "NODES",
     "service": "SERVICES",
+    "dns": "DNS",
     "nodeport": "NODEPORTS",
     "outside": "OUTSIDE",
     "full-size": "FULL-SIZE",

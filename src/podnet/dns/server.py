@@ -451,7 +451,9 @@ def _set_comm(name: str) -> None:
         fh.write(name[:15])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, ready: Callable[[], None] | None = None) -> int:
+    """The server's command line; `ready` is called once it listens (a lab container's start
+    waits for it)."""
     parser = argparse.ArgumentParser(
         prog="python -m podnet.dns.server",
         description="Answer the cluster's DNS records (written by podnet) on port 53, UDP and TCP.",
@@ -497,6 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     _set_comm("podnet-dns")
     server.note(f"serving {server.metrics.records} records on {', '.join(listening)}")
+    if ready is not None:
+        ready()
     server.serve_forever()
     return 0
 

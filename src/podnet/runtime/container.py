@@ -190,7 +190,9 @@ def _in_process(argv: Sequence[str] | None) -> str | None:
 
 
 def _run_module(request: SpawnRequest, module: str, status: _Status) -> NoReturn:
-    """`python3 -m MODULE ARGS` in this process: MODULE's main(ARGS) is the container."""
+    """`python3 -m MODULE ARGS` in this process: MODULE's `main(ARGS, ready=...)` is the
+    container; it calls `ready` once it serves (so `up` returns with the server answering), and
+    a start that fails before it is reported as any container's."""
     import importlib
     import sys
 
@@ -199,21 +201,26 @@ def _run_module(request: SpawnRequest, module: str, status: _Status) -> NoReturn
     sys.argv = [module, *request.argv[3:]] if request.argv else [module]
     pod = f"{request.pod_namespace}/{request.pod_name}"
     _set_title(module.rsplit(".", 1)[-1], f"{module} {pod} {request.container_name}")
-    status.send("R\n")
-    status.close()
-    code = 1
+
+    def ready() -> None:
+        status.send("R\n")
+        status.close()
+
+    code: object = 1
     try:
         import site
 
         site.main()  # the zygote runs without site-packages (-S); the module's dependencies need it
-        code = importlib.import_module(module).main(sys.argv[1:])
-    except BaseException as exc:  # ready was said already: the log tells what happened
+        code = importlib.import_module(module).main(sys.argv[1:], ready=ready)
+    except BaseException as exc:
+        status.send(f"E {module}: {_describe(exc)}\n")
         print(f"{module}: {_describe(exc)}", file=sys.stderr)
     finally:
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
             sys.stderr.flush()
-    os._exit(code if isinstance(code, int) else 0)
+    status.send(f"E {module} ended with status {code} before it served: see the container's log\n")
+    os._exit(code if isinstance(code, int) else 1)
 
 
 def _serve(request: SpawnRequest, status: _Status) -> NoReturn:
