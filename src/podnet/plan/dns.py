@@ -10,7 +10,11 @@ from podnet.plan.addons import DNS_NAMESPACE, DNS_SERVICE
 from podnet.plan.layout import Layout, PodLayout
 from podnet.plan.services import ServiceLayout
 
-__all__ = ["cluster_dns", "dns_service", "lab_records", "pod_resolv", "service_fqdn"]
+__all__ = ["cluster_dns", "dns_service", "lab_records", "pod_resolv", "resolv_text",
+           "service_fqdn"]
+
+_NO_RESOLVER = ("# dnsPolicy {policy}: the node's resolv.conf; the lab's nodes have no resolver "
+                "(the lab has no upstream)\n")
 
 
 def dns_service(lay: Layout) -> ServiceLayout | None:
@@ -48,3 +52,8 @@ def pod_resolv(lay: Layout, pod: PodLayout) -> ResolvConf:
     their own (no upstream): `dnsPolicy: Default` gives an empty file, as a node without one."""
     return pod_resolv_conf(pod.namespace, pod.dns_policy, pod.dns_config,
                            cluster_dns=cluster_dns(lay)[:1], domain=lay.dns_domain)
+
+
+def resolv_text(lay: Layout, pod: PodLayout) -> str:
+    """The file's text; one that names nothing says why, in a comment."""
+    return pod_resolv(lay, pod).render() or _NO_RESOLVER.format(policy=pod.dns_policy)

@@ -16,7 +16,7 @@ from podnet.model.addresses import IPAddress, IPInterface
 from podnet.model.shape import Shape
 from podnet.plan.addons import records_path
 from podnet.plan.attachments import HostSide, PodLink, attachment
-from podnet.plan.dns import lab_records, pod_resolv
+from podnet.plan.dns import lab_records, resolv_text
 from podnet.plan.layout import (
     INTERNET_KEY,
     InternetLayout,
@@ -586,7 +586,7 @@ def _hostname(pod: PodLayout) -> str:
 
 
 def _resolv(lay: Layout, pod: PodLayout) -> str:
-    return pod_resolv(lay, pod).render()
+    return resolv_text(lay, pod)
 
 
 def pod_link(lay: Layout, pod: PodLayout, host: HostSide | None = None) -> PodLink:
