@@ -395,7 +395,7 @@ def _encode_service(s: ServiceLayout) -> dict[str, Any]:
         "namespace": s.namespace,
         "name": s.name,
         "type": s.type,
-        "cluster_ip": str(s.cluster_ip),
+        "cluster_ip": str(s.cluster_ip) if s.cluster_ips else "None",  # headless: as the API
         "cluster_ips": _strs(s.cluster_ips),
         "ip_family_policy": s.ip_family_policy,
         "selector": dict(s.selector),

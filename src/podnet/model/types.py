@@ -178,6 +178,9 @@ class ServiceSpec:
     ip_families: tuple[Family, ...] = (4,)  # decided from ipFamilyPolicy and ipFamilies
     cluster_ips: tuple[str, ...] = ()  # spec.clusterIPs if the file pins them
     ip_family_policy: str = "SingleStack"  # or PreferDualStack, RequireDualStack
+    # clusterIP: None: no virtual address, no DNAT; the cluster DNS answers its name with the
+    # addresses of the pods it selects
+    headless: bool = False
 
     @property
     def key(self) -> str:

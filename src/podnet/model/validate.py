@@ -112,6 +112,7 @@ class ServiceDraft:
     cluster_ips: tuple[IPAddress, ...] = ()  # spec.clusterIPs (or clusterIP) as written
     ip_families: tuple[Family, ...] = ()  # spec.ipFamilies as written
     ip_family_policy: str = ""  # spec.ipFamilyPolicy as written ("": SingleStack)
+    headless: bool = False  # clusterIP: None
 
 
 @dataclass
@@ -622,6 +623,7 @@ def service_specs(draft: ClusterDraft) -> tuple[tuple[ServiceSpec, ...], list[Pr
                 ip_families=families,
                 cluster_ips=tuple(str(ip) for ip in svc.cluster_ips),
                 ip_family_policy=svc.ip_family_policy or "SingleStack",
+                headless=svc.headless,
             )
         )
     return tuple(services), problems

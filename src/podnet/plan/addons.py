@@ -114,8 +114,9 @@ def with_addons(spec: ClusterSpec, state_dir: str) -> ClusterSpec:
         namespaces = tuple(sorted((*namespaces, ns), key=lambda n: n.name))
     return replace(
         spec,
-        # First, as kubeadm installs them before any workload: their servers start first.
-        pods=pods + tuple(p for p in spec.pods if not is_addon_pod(p.namespace, p.owner)),
+        # Last: listed after the file's pods, as kubectl lists kube-system after default and
+        # dev; their containers say ready only once they answer, so `up` waits for them.
+        pods=tuple(p for p in spec.pods if not is_addon_pod(p.namespace, p.owner)) + pods,
         services=(*(s for s in spec.services if s.key != service.key), service),
         namespaces=namespaces,
     )

@@ -115,6 +115,7 @@ def _service(s: ServiceLayout) -> ServiceSpec:
                           p.node_port, p.name) for p in s.ports),
         ip_families=tuple(4 if ip.version == 4 else 6 for ip in s.cluster_ips),
         cluster_ips=tuple(str(ip) for ip in s.cluster_ips),
+        headless=s.headless,
     )
 
 
