@@ -66,7 +66,7 @@ def test_the_tour_passes_on_the_default_lab(lab: None) -> None:
     assert "✗" not in result.stdout
     for section in ("1. Talk within your pod", "2. Talk to another process", "3. Look at",
                     "4. Build a veth pair", "5. Talk within and between pods",
-                    "6. Who may talk"):
+                    "6. Is it DNS?", "7. Who may talk"):
         assert section in result.stdout
     assert "read-from-the-pipe:jumpbox" in result.stdout
     assert re.search(r"tap1@if\d+: <BROADCAST,MULTICAST", result.stdout)
