@@ -87,8 +87,8 @@ def test_the_tour_says_which_steps_differ_when_the_lab_is_broken(lab: None) -> N
         subprocess.run(["ip", "-n", node, "route", "replace", pods["jumpbox"]["status"]["podIP"],
                         "dev", veth, "scope", "host"], check=False)
     assert result.returncode == 1
-    assert re.search(r"tour: 28 steps on lab kind: \d+ of 28 steps differ", result.stdout)
-    failed = re.findall(r"── step (\d+)/28[^\n]*\n(.*?)(?=── step|\Z)", result.stdout, re.S)
+    assert re.search(r"tour: 32 steps on lab kind: \d+ of 32 steps differ", result.stdout)
+    failed = re.findall(r"── step (\d+)/32[^\n]*\n(.*?)(?=── step|\Z)", result.stdout, re.S)
     differing = {int(n) for n, body in failed if "✗ not what the lesson expects" in body}
     assert 21 in differing  # curl across nodes to the jumpbox
     assert 1 not in differing and 12 not in differing  # loopback and the hand-built pair
