@@ -221,6 +221,15 @@ def test_check_asks_dns_from_every_pod(lab: Path) -> None:
     assert all(p["ok"] and p["address"] == "10.96.0.10" for p in lookups), lookups
 
 
+def test_clients_that_leave_mid_answer_do_not_end_the_servers(lab: Path) -> None:
+    # check --mtu sends a full-size segment to every Service port, 53 and 9153 included, and
+    # closes at once: the servers see EPIPE and resets, and must go on answering.
+    podnet("check", "-C", CLUSTER, "--mtu", "-o", "json", check=False)
+    listed = podnet("get", "pods", "-n", "kube-system", "-C", CLUSTER).stdout
+    assert listed.count("Running") == 2, listed
+    assert ask(f"web.dev.svc.{DOMAIN}.").rcode() == dns.rcode.NOERROR
+
+
 def test_a_service_added_later_resolves_at_once_without_restarts(lab: Path, tmp_path: Path) -> None:
     before = pids()
     name = f"later.dev.svc.{DOMAIN}."

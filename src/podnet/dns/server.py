@@ -422,7 +422,13 @@ def _start_metrics(metrics: Metrics, port: int) -> Any:
         def log_message(self, format: str, *args: Any) -> None:
             return  # scrapes are not news
 
-    class DualStack(HTTPServer):
+    class Quiet(HTTPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            if isinstance(sys.exc_info()[1], ConnectionError):
+                return  # a client that left before its answer (a port probe): not news
+            super().handle_error(request, client_address)
+
+    class DualStack(Quiet):
         address_family = socket.AF_INET6
 
         def server_bind(self) -> None:
@@ -434,7 +440,7 @@ def _start_metrics(metrics: Metrics, port: int) -> Any:
     except OSError as exc:
         if exc.errno != errno.EAFNOSUPPORT:
             raise
-        server = HTTPServer(("0.0.0.0", port), MetricsHandler)  # noqa: S104 - the pod's own
+        server = Quiet(("0.0.0.0", port), MetricsHandler)  # noqa: S104 - the pod's own
     thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
     thread.start()
     return server

@@ -198,6 +198,9 @@ def _run_module(request: SpawnRequest, module: str, status: _Status) -> NoReturn
 
     os.environ.clear()
     os.environ.update(container_env(request))
+    # As a Python started for the module would have it: a client gone mid-answer is EPIPE, an
+    # error the server handles, not a signal that kills it.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     sys.argv = [module, *request.argv[3:]] if request.argv else [module]
     pod = f"{request.pod_namespace}/{request.pod_name}"
     _set_title(module.rsplit(".", 1)[-1], f"{module} {pod} {request.container_name}")

@@ -337,7 +337,7 @@ def resolve_destination(host: Host, lab: LabView, selector: str, namespace: str 
         by_ip = next((s for s in lab.services if addr in _service_ips(s)), None)
         what = (f"service {by_ip.get('namespace', 'default')}/{by_ip.get('name')}"
                 if by_ip else _describe(owners.get(addr)))
-        return Destination(addr, f"{selector} {addr} ({what}, from {source.pod}'s DNS)",
+        return Destination(addr, f"{what} {addr} ({selector} in {source.pod}'s DNS)",
                            _service_port(by_ip) if by_ip else None, owners.get(addr),
                            asked.lines())
     source_pod_ns = (source.pod or "default/").split("/")[0]
