@@ -317,8 +317,10 @@ LESSON: tuple[TourStep, ...] = (
     ),
     TourStep(
         DNS, "Resolve the Service's name as the pod's programs do (glibc).",
-        ("podnet exec -n {pod_ns} {pod_name} -- getent hosts {svc_name}.{svc_ns}",),
-        expect=(r"{svc_ip}\s+{svc_fqdn}",),
+        ("podnet exec -n {pod_ns} {pod_name} -- getent ahosts {svc_name}.{svc_ns}",),
+        # every address of the Service (a dual-stack one's IPv6 first, glibc's order), the
+        # canonical name on the first line
+        expect=(r"{svc_ip}\s+STREAM", r"STREAM {svc_fqdn}"),
         needs=("service",),
         retry=3.0,
         explain="glibc asked the nameserver for {svc_name}.{svc_ns}.{pod_ns}.svc.{domain} "
