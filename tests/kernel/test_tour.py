@@ -138,21 +138,21 @@ def test_interactive_waits_for_enter_and_cleans_up_when_stopped(lab: None) -> No
         term.wait_for(prompt, 3)  # step 14 started the server, and the tour waits
         spaces, servers = leftovers()
         assert len(spaces) == 2 and len(servers) == 1
-        assert b"step 15/28" not in term.seen  # it did not run ahead
+        assert b"step 15/32" not in term.seen  # it did not run ahead
         term.type(b"q")  # the key alone: no Enter
         term.wait_for(b"did not run", 1)
         assert term.proc.wait(timeout=60) == 2  # stopped early: never a success
     finally:
         term.close()
     tail = term.seen.decode(errors="replace").strip().splitlines()[-1]
-    assert "stopped after step 14 of 28" in tail and "as the lesson expects" not in tail
+    assert "stopped after step 14 of 32" in tail and "as the lesson expects" not in tail
     assert leftovers() == ([], [])  # stopping early still removed the pair and the server
 
 
 @pytest.mark.kernel
 def test_a_step_past_the_end_is_an_error(lab: None) -> None:
     result = podnet("tour", "--step", "99", check=False)
-    assert result.returncode == 2 and "the tour has 28 steps: choose 1 to 28" in result.stderr
+    assert result.returncode == 2 and "the tour has 32 steps: choose 1 to 32" in result.stderr
     assert "Traceback" not in result.stderr and leftovers() == ([], [])
 
 
@@ -205,7 +205,7 @@ def test_an_ipv6_lab_gets_the_lesson_in_its_family() -> None:
 
 def test_every_lesson_section_has_steps_with_checks_and_explanations() -> None:
     sections = {s.section for s in LESSON}
-    assert len(sections) == 6
+    assert len(sections) == 7
     for step in LESSON:
         assert step.run
         assert step.expect or step.expect_not or step.background, step.title
