@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from podnet.model.addresses import IPAddress, IPInterface
 from podnet.model.shape import Shape
-from podnet.plan.addons import records_path
+from podnet.plan.addons import is_addon_pod, records_path
 from podnet.plan.attachments import HostSide, PodLink, attachment
 from podnet.plan.dns import lab_records, resolv_text
 from podnet.plan.layout import (
@@ -274,7 +274,9 @@ def _pods(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]
     hosts = {node.name: _host_side(desired, node) for node in desired.nodes}
     steps: list[Step] = []
     restarts: list[Step] = []
-    for pod in desired.pods:
+    # The cluster DNS's pods first: their servers load (a fifth of a second) on the other core
+    # while the rest are built, as kubeadm installs them before any workload.
+    for pod in sorted(desired.pods, key=lambda p: not is_addon_pod(p.namespace, p.owner)):
         old = current.pod(pod.key) if current else None
         intact = _intact(desired, current, seen, pod, recorded_nodes)
         if not intact and pod.host_network:  # nothing to build: its node's namespace
