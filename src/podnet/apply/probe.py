@@ -16,9 +16,10 @@ import re
 import selectors
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.plan.check import Probe, Result
 
@@ -37,18 +38,39 @@ class _Flight:
     request: bytes = b""
     answer: bytearray = field(default_factory=bytearray)
     result: Result | None = None
+    answered_by: str = ""
 
 
 def run_probes(
-    probes: Sequence[Probe], *, timeout: float = 2.0, parallel: int = 128
+    probes: Sequence[Probe], *, timeout: float = 2.0, parallel: int = 128,
+    after_wave: Callable[[Sequence[Result]], None] | None = None,
 ) -> list[Result]:
     """Results in probe order. At most `parallel` connections are open at a time (a burst of
     thousands of SYNs to one responder would overflow its accept queue and cost a retransmit);
-    each probe gets `timeout` seconds from its start."""
+    each probe gets `timeout` seconds from its start. `after_wave` sees each wave's results
+    before the next wave goes."""
     results: list[Result] = []
     for start in range(0, len(probes), parallel):
-        results += _wave(probes[start : start + parallel], timeout)
+        wave = _wave(probes[start : start + parallel], timeout)
+        if after_wave is not None:
+            after_wave(wave)
+        results += wave
     return results
+
+
+def forget_neighbours(names: Iterable[str]) -> int:
+    """Remove the neighbour entries the namespaces `names` learned (see `plan.neighbours`);
+    how many went. A namespace gone meanwhile is skipped."""
+    from podnet.kernel.netlink import Netlink
+
+    forgotten = 0
+    for name in names:
+        try:
+            with Netlink.open(netns.path_of(name), label=name) as nl:
+                forgotten += nl.forget_learned_neighbours()
+        except PodnetError:
+            continue
+    return forgotten
 
 
 def _wave(probes: Sequence[Probe], timeout: float) -> list[Result]:
@@ -214,6 +236,7 @@ def _judge(sel: selectors.BaseSelector, f: _Flight) -> None:
         first = answer.split(b"\r\n", 1)[0].decode(errors="replace")
         _finish(sel, f, False, f"unexpected answer: {first or 'empty'}")
         return
+    f.answered_by = who
     _finish(sel, f, who in expect.pods, f"answered by {who}")
 
 
@@ -229,4 +252,5 @@ def _finish(sel: selectors.BaseSelector | None, f: _Flight, ok: bool, detail: st
             with contextlib.suppress(KeyError, ValueError):
                 sel.unregister(f.sock)
         f.sock.close()
-    f.result = Result(f.probe, ok, detail, (time.monotonic() - f.started) * 1000)
+    f.result = Result(f.probe, ok, detail, (time.monotonic() - f.started) * 1000,
+                      answered_by=f.answered_by)

@@ -98,6 +98,7 @@ class Result:
     ms: float
     full: bool | None = None  # the full-size probe passed (None: not sent)
     full_detail: str = ""
+    answered_by: str = ""  # the pod whose responder answered (a Service's chosen backend)
 
     @property
     def passed(self) -> bool:

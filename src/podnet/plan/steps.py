@@ -284,7 +284,10 @@ def _pods(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]
         elif not intact:
             if old is not None and _same_place(old, pod) and old.netns in seen.netns:
                 steps.append(_pod_delete(desired, old))  # its node was rebuilt: rebuild the pod
-            steps += [_pod_create(desired, pod, hosts[pod.node]), _pod_start(desired, pod)]
+            # A recorded pod's old containers may still live (in its half-built namespace, or
+            # one its node took away): they stop before the new ones start.
+            steps += [_pod_create(desired, pod, hosts[pod.node]),
+                      _pod_start(desired, pod, restart=old is not None)]
         elif old is not None and (old.containers != pod.containers or pod.key not in seen.running):
             restarts.append(_pod_start(desired, pod, restart=True))
     return steps + restarts
