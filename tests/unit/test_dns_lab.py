@@ -174,6 +174,17 @@ def test_a_pod_whose_hostname_changes_is_recreated_and_records_follow() -> None:
     assert before is not None and after is not None and before.ips == after.ips
 
 
+def test_a_pod_with_a_subdomain_has_its_full_name_in_etc_hosts_as_kubelet_writes_it() -> None:
+    lay = layout(load_topology(lab()))
+    pod = lay.pod("dev/db-0")
+    assert pod is not None
+    steps = plan(lay, None, Observed())
+    create = next(s for s in steps if s.action == Action.POD_CREATE and s.target == pod.key)
+    hosts = next(op.text for op in create.ops
+                 if isinstance(op, WriteFile) and op.path == pod.hosts_file)
+    assert hosts.endswith(f"{pod.ip.ip}\tdb-0.db.dev.svc.cluster.local\tdb-0\n")
+
+
 def test_a_changed_dns_config_rewrites_resolv_conf_in_place() -> None:
     first = layout(load_topology(lab()))
     changed = layout(load_topology(lab().replace("192.0.2.53", "192.0.2.54")), first)

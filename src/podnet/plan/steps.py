@@ -574,16 +574,18 @@ def _pods_files(desired: Layout, current: Layout | None, seen: Observed) -> Step
             continue
         if _resolv(desired, pod) != _resolv(current, old):
             ops.append(WriteFile(pod.resolv_file, _resolv(desired, pod)))
-        if _hosts(pod) != _hosts(old):
-            ops.append(WriteFile(pod.hosts_file, _hosts(pod)))
+        if _hosts(desired, pod) != _hosts(current, old):
+            ops.append(WriteFile(pod.hosts_file, _hosts(desired, pod)))
     return Step(Action.PODS_FILES, ALL_PODS,
                 "rewrite the /etc/resolv.conf and /etc/hosts of pods whose DNS settings changed",
                 tuple(ops))
 
 
-def _hosts(pod: PodLayout) -> str:
+def _hosts(lay: Layout, pod: PodLayout) -> str:
     """kubelet's /etc/hosts: the pod's own names, no Service (cluster DNS answers those)."""
-    return render_hosts([str(ip.ip) for ip in pod.ips], _hostname(pod))
+    fqdn = (f"{_hostname(pod)}.{pod.subdomain}.{pod.namespace}.svc.{lay.dns_domain}"
+            if pod.subdomain else None)
+    return render_hosts([str(ip.ip) for ip in pod.ips], _hostname(pod), fqdn=fqdn)
 
 
 def _hostname(pod: PodLayout) -> str:
@@ -614,7 +616,7 @@ def _pod_create(lay: Layout, pod: PodLayout, host: HostSide) -> Step:
         SetHostname(pod.uts, _hostname(pod)),
         WriteFile(pod.resolv_file, _resolv(lay, pod), new=True),
         # Last: a pod whose hosts file exists is whole (`apply.lab.observe` relies on it).
-        WriteFile(pod.hosts_file, _hosts(pod), new=True),
+        WriteFile(pod.hosts_file, _hosts(lay, pod), new=True),
     ]
     ips = ", ".join(str(ip) for ip in pod.ips)
     return Step(Action.POD_CREATE, pod.key,

@@ -47,17 +47,21 @@ def render_hosts(
     pod_ip: str | Sequence[str],
     hostname: str,
     extra: Sequence[tuple[str, Sequence[str]]] = (),
+    fqdn: str | None = None,
 ) -> str:
     """The text of a pod's hosts file.
 
     `pod_ip` is the pod's address (or every address, for a dual-stack pod: one line each, as
     kubelet writes `podIPs`); `hostname` is `pod_hostname(pod name)`; `extra` holds (ip, names)
-    entries, written the way kubelet writes a pod's hostAliases.
+    entries, written the way kubelet writes a pod's hostAliases; `fqdn`, a pod with a hostname
+    and a subdomain's full name (`db-0.db.dev.svc.cluster.local`), which kubelet writes before
+    the hostname.
     """
     ips = [pod_ip] if isinstance(pod_ip, str) else list(pod_ip)
-    for value in (*ips, hostname):
+    own = (fqdn, hostname) if fqdn else (hostname,)
+    for value in (*ips, *own):
         _check_field(value)
-    lines = [_HEADER, *(f"{ip}\t{hostname}\n" for ip in ips)]
+    lines = [_HEADER, *(f"{ip}\t{chr(9).join(own)}\n" for ip in ips)]
     if extra:
         lines.append("\n# Entries added by HostAliases.\n")
         for ip, names in extra:
