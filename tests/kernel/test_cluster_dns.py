@@ -195,6 +195,15 @@ def test_a_headless_service_answers_with_its_pods(lab: Path) -> None:
     assert "None" in next(line for line in out.splitlines() if line.startswith("db "))
     assert podnet("exec", "-C", CLUSTER, "-n", "dev", "db-0", "--", "hostname").stdout.strip() \
         == "db-0"
+    hosts = podnet("exec", "-C", CLUSTER, "-n", "dev", "db-0", "--", "cat", "/etc/hosts").stdout
+    assert f"\tdb-0.db.dev.svc.{DOMAIN}\tdb-0\n" in hosts  # kubelet's line for a subdomain
+    graph = podnet("graph", "-C", CLUSTER, "-o", "svg").stdout
+    assert "headless:5432/TCP" in graph
+    # trace by the headless name: DNS answers the pod, the trace goes to it
+    traced = json.loads(podnet("trace", "-C", CLUSTER, "client", "db.dev", "-o", "json",
+                               "--timeout", "1", check=False).stdout)
+    assert traced["destination"].startswith("pod dev/db-0 ")
+    assert any("db.dev.svc." in line and "NOERROR" in line for line in traced["lookup"])
 
 
 def test_glibc_resolves_through_the_pods_resolv_conf_and_search_path(lab: Path) -> None:

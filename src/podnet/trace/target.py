@@ -207,7 +207,8 @@ def _recorded(entry: dict[str, Any] | None, plural: str, singular: str) -> list[
     values = entry.get(plural)
     if not isinstance(values, list) or not values:
         values = [entry.get(singular)] if entry.get(singular) else []
-    return [str(v).split("/")[0] for v in values if isinstance(v, str) and v]
+    # "None": a headless Service's clusterIP, as the API (and the record) says it
+    return [str(v).split("/")[0] for v in values if isinstance(v, str) and v and v != "None"]
 
 
 def _version(addr: str) -> int:
