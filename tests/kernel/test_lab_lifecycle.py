@@ -69,6 +69,8 @@ def test_failure_mid_up_rolls_back(tmp_path: Path) -> None:
     assert "injected failure" in result.stderr and "rolled back" in result.stderr
     assert netns_list() == ""
     assert not os.path.exists("/run/podnet/small/state.json")
+    # the DNS records the failed run wrote (before any pod) went with the rest
+    assert not os.path.exists("/run/podnet/small/dns")
     assert host_snapshot() == before
 
 
