@@ -217,3 +217,37 @@ def test_delete_refuses_the_add_on_and_takes_user_objects() -> None:
     after = layout(spec, lay)
     assert {s.key for s in after.services} == {"kube-system/kube-dns"}
     assert replace(after, services=()).pods == replace(lay, services=()).pods
+
+
+ADDON_CLASH = """kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+name: clash
+---
+apiVersion: v1
+kind: Service
+metadata: {name: x}
+spec: {clusterIP: 10.96.0.10, selector: {app: x}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system}
+spec: {selector: {app: x}, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system}
+spec:
+  selector: {matchLabels: {app: x}}
+  template:
+    metadata: {labels: {app: x}}
+    spec: {containers: [{name: c}]}
+"""
+
+
+def test_a_file_never_replaces_the_cluster_dns_nor_takes_its_address() -> None:
+    with pytest.raises(TopologyError) as caught:
+        load_topology(ADDON_CLASH)
+    text = str(caught.value) + "".join(str(p) for p in caught.value.problems)
+    assert "10.96.0.10 is the cluster DNS's address" in text
+    assert "Service kube-system/kube-dns is the lab's cluster DNS" in text
+    assert "Deployment kube-system/coredns is the lab's cluster DNS" in text

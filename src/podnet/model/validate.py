@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from podnet.errors import Problem
-from podnet.model.addresses import FAMILIES, Family, IPAddress, IPFamily, IPNetwork
+from podnet.model.addresses import FAMILIES, Family, IPAddress, IPFamily, IPNetwork, nth_host
+from podnet.model.cluster_dns import DNS_DEPLOYMENT, DNS_NAMESPACE, DNS_SERVICE, DNS_SERVICE_INDEX
 from podnet.model.types import (
     DEFAULT_NODE_SUBNETS,
     DEFAULT_POD_SUBNETS,
@@ -188,6 +189,7 @@ def check(draft: ClusterDraft) -> list[Problem]:
         "Service",
         [(f"{s.namespace}/{s.name}", s.origin, "metadata.name") for s in draft.services],
     )
+    problems += _addon(draft)
     problems += _pinned(draft)
     problems += host_port_conflicts(draft)
     problems += _capacity(draft)
@@ -487,6 +489,31 @@ def host_port_conflicts(draft: ClusterDraft) -> list[Problem]:
                 f"{len(free)} node{'s' if len(free) != 1 else ''} can give it ({where})",
                 "a node gives a host port to one pod: run fewer replicas, add worker nodes, "
                 "or reach the pods through a NodePort Service"))
+    return problems
+
+
+def _addon(draft: ClusterDraft) -> list[Problem]:
+    """The cluster DNS is every lab's, as kubeadm's is every kind cluster's: a file names
+    neither its Service nor its Deployment, nor takes its address."""
+    hint = (f"leave it out: every lab has {DNS_NAMESPACE}/{DNS_SERVICE} and the "
+            f"{DNS_DEPLOYMENT} pods behind it, as kind does "
+            f"(podnet get pods,services -n {DNS_NAMESPACE})")
+    problems = [origin.problem("metadata.name", f"Deployment {key} is the lab's cluster DNS", hint)
+                for key, origin in draft.deployments
+                if key == f"{DNS_NAMESPACE}/{DNS_DEPLOYMENT}"]
+    nets = draft.subnets["serviceSubnet"]
+    first = nets[0] if nets else None
+    dns_ip = nth_host(first, DNS_SERVICE_INDEX) if first else None
+    for svc in draft.services:
+        if (svc.namespace, svc.name) == (DNS_NAMESPACE, DNS_SERVICE):
+            problems.append(svc.origin.problem(
+                "metadata.name", f"Service {DNS_NAMESPACE}/{DNS_SERVICE} is the lab's cluster DNS",
+                hint))
+        elif dns_ip is not None and dns_ip in svc.cluster_ips:
+            problems.append(svc.origin.problem(
+                "spec.clusterIP", f"{dns_ip} is the cluster DNS's address "
+                f"({DNS_NAMESPACE}/{DNS_SERVICE}, the 10th of serviceSubnet {first})",
+                "pick another address, or leave clusterIP out"))
     return problems
 
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from podnet.model import naming
 from podnet.model.addresses import nth_host
+from podnet.model.cluster_dns import DNS_DEPLOYMENT, DNS_NAMESPACE, DNS_SERVICE, DNS_SERVICE_INDEX
 from podnet.model.policies import NAMESPACE_NAME_LABEL, NamespaceSpec
 from podnet.model.types import (
     ClusterSpec,
@@ -39,12 +40,8 @@ __all__ = [
     "with_addons",
 ]
 
-DNS_NAMESPACE = "kube-system"
-DNS_SERVICE = "kube-dns"
-DNS_DEPLOYMENT = "coredns"
 DNS_REPLICAS = 2
 DNS_LABELS = (("k8s-app", "kube-dns"),)
-_DNS_INDEX = 10  # kubeadm's GetDNSIP: the 10th address of the service subnet
 _PORTS = (NamedPort("dns", 53, "UDP"), NamedPort("dns-tcp", 53, "TCP"),
           NamedPort("metrics", 9153, "TCP"))
 
@@ -55,7 +52,7 @@ def records_path(state_dir: str) -> str:
 
 
 def dns_service_ip(spec: ClusterSpec) -> str:
-    return str(nth_host(spec.service_subnets[0], _DNS_INDEX))
+    return str(nth_host(spec.service_subnets[0], DNS_SERVICE_INDEX))
 
 
 def is_addon_pod(namespace: str, owner: str | None) -> bool:
