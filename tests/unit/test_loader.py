@@ -89,7 +89,7 @@ kind: Service
 metadata: {name: web, namespace: shop}
 spec:
   type: NodePort
-  clusterIP: 10.33.0.10
+  clusterIP: 10.33.0.20
   selector: {app: web}
   ports:
     - {name: http, port: 80, targetPort: http, nodePort: 30080}
@@ -206,7 +206,7 @@ def test_custom_topology() -> None:
         assert pod.containers[0].named_ports == (NamedPort("http", 8080, "TCP"),)
 
     (svc,) = spec.services
-    assert (svc.key, svc.type, svc.cluster_ips) == ("shop/web", "NodePort", ("10.33.0.10",))
+    assert (svc.key, svc.type, svc.cluster_ips) == ("shop/web", "NodePort", ("10.33.0.20",))
     assert svc.ports == (
         ServicePort(80, 8080, "TCP", 30080, "http"),  # targetPort http -> containerPort 8080
         ServicePort(53, 53, "UDP", None, "dns"),  # targetPort defaults to port
