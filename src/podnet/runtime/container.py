@@ -149,6 +149,7 @@ def run(
             request.uts_path,
             request.hosts_file,
             mount_template=mount_template,
+            sysfs=bool(request.argv),  # the responder and pause never read /sys
         )
         if mount_template is not None:
             mount_template.close()

@@ -72,6 +72,7 @@ class _Zygote:
         self.sel.register(wake_fd, selectors.EVENT_READ, _WAKE)
         self.wake_fd = wake_fd
         self.terminated = False  # SIGTERM came
+        self.children_ended = False  # SIGCHLD came: someone to reap
         self.caller_gone = False
         self.reading = True
         self.inbuf = bytearray()
@@ -91,7 +92,11 @@ class _Zygote:
                     self._read_signals()
                 elif key.fd in self.setting_up:
                     self._read_child(key.data)
-            _reap()
+            if self.children_ended:
+                # Only after a SIGCHLD: each waitpid walks every child the zygote has (one per
+                # container it started), so reaping on every turn made a lab quadratic.
+                self.children_ended = False
+                _reap()
 
     def stop_unkept(self) -> None:
         """Stop what nobody recorded: containers since the last keep, and those setting up."""
@@ -114,10 +119,11 @@ class _Zygote:
 
     def _read_signals(self) -> None:
         with contextlib.suppress(BlockingIOError):
-            got = os.read(self.wake_fd, 64)
+            got = os.read(self.wake_fd, 4096)
             # A SIGHUP alone with the same parent: the caller's thread that started us ended,
             # not the caller (the parent-death signal follows the thread); getppid() decides.
             self.terminated = self.terminated or signal.SIGTERM in got
+            self.children_ended = self.children_ended or signal.SIGCHLD in got
 
     # -- requests in, answers out -----------------------------------------------------------
 
@@ -232,11 +238,11 @@ def _reap() -> None:
 
 
 def _wake_on_signals() -> int:
-    """Route SIGHUP and SIGTERM to a pipe the loop watches (the handlers themselves do
-    nothing: Python retries an interrupted select, so only the pipe wakes the loop)."""
+    """Route SIGHUP, SIGTERM and SIGCHLD to a pipe the loop watches (the handlers themselves
+    do nothing: Python retries an interrupted select, so only the pipe wakes the loop)."""
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    for signum in _ENDING:
+    for signum in (*_ENDING, signal.SIGCHLD):
         signal.signal(signum, lambda *_: None)
     return r
 
