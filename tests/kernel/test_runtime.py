@@ -184,9 +184,14 @@ def test_containers_live_in_the_pods_namespaces_and_outlive_the_spawner(
         with open(f"/proc/{ref.pid}/mountinfo") as fh:
             assert " nsfs " not in fh.read()
     http_ref, sleep_ref = refs
-    # `ps` names what runs: the responder is Python forked from the zygote, not a program.
+    # `ps` names what runs: the responder's container is a pause process (`sleep infinity`)
+    # titled for it; its parent, the node's podhost, holds the pod's listening socket.
     with open(f"/proc/{http_ref.pid}/cmdline", "rb") as fh:
-        assert fh.read().rstrip(b"\0") == b"podnet-http dev/web-1 http :80"
+        assert fh.read() == b"podnet-http dev/web-1 http :80\0infinity\0"
+    host = int(_status(http_ref.pid, "PPid"))
+    with open(f"/proc/{host}/cmdline", "rb") as fh:
+        assert fh.read().rstrip(b"\0") == b"podnet-http node kind-worker"
+    assert ns_inode(host, "net") == ns_inode("self", "net")  # it sets foot in no pod
     with open(f"/proc/{sleep_ref.pid}/cmdline", "rb") as fh:
         assert fh.read() == b"sleep\x001000\x00"
     with open(f"/proc/{sleep_ref.pid}/environ", "rb") as fh:
@@ -196,7 +201,8 @@ def test_containers_live_in_the_pods_namespaces_and_outlive_the_spawner(
     assert b"PODNET_SANDBOX" not in env  # nothing of podnet's own environment leaks in
     # The responder takes EPIPE as an error (SIGPIPE ignored); an exec'd command gets the default.
     pipe_bit = 1 << (signal.SIGPIPE - 1)
-    assert int(_status(http_ref.pid, "SigIgn"), 16) & pipe_bit
+    assert int(_status(host, "SigIgn"), 16) & pipe_bit
+    assert not int(_status(http_ref.pid, "SigIgn"), 16) & pipe_bit
     assert not int(_status(sleep_ref.pid, "SigIgn"), 16) & pipe_bit
     log = f"{web.logs}/http.log"
     assert os.stat(log).st_mode & 0o777 == 0o600
