@@ -98,9 +98,21 @@ def pss_kb(pids: Sequence[int]) -> int:
 
 
 def lab_processes() -> list[int]:
-    """Every process in this sandbox but the bench's own: what the lab started."""
+    """Every live process in this sandbox but the bench's own: what the lab started (the
+    sandbox's shell does not reap the orphans of earlier rounds: zombies are left out)."""
     mine = _ancestors()
-    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in mine]
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        if raw[raw.rindex(b")") + 1 :].split()[0] not in (b"Z", b"X"):
+            out.append(int(entry))
+    return out
 
 
 def _cpu() -> float:
