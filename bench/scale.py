@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -118,6 +119,20 @@ def lab_processes() -> list[int]:
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def namespaces_alive() -> int:
+    """Network namespaces the kernel holds, machine-wide (the `net_namespace` slab)."""
+    with open("/proc/slabinfo") as fh:
+        return next((int(line.split()[1]) for line in fh if line.startswith("net_namespace ")), 0)
+
+
+def settle(baseline: int, timeout: float = 120.0) -> None:
+    """Wait until the kernel has freed the namespaces of the last round (it does so in the
+    background after `down`: a round started earlier would share the CPU with that work)."""
+    deadline = time.monotonic() + timeout
+    while namespaces_alive() > baseline + 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def measure_podnet(podnet: str, pods: int, work: str) -> dict[str, float]:
@@ -276,12 +291,15 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="podnet-bench-scale-")
     podnet_rows: dict[int, dict[str, float]] = {}
     mininet_rows: dict[int, dict[str, float]] = {}
+    baseline = namespaces_alive()
     try:
         for n in sizes:
+            settle(baseline)
             podnet_rows[n] = measure_podnet(podnet, n, work)
             print(f"podnet {n}: " + ", ".join(f"{k} {v:.2f}" for k, v in podnet_rows[n].items()),
                   flush=True)
             if not why_not and n < BIG:
+                settle(baseline)
                 mininet_rows[n] = measure_mininet(n)
                 print(f"mininet {n}: " + ", ".join(f"{k} {v:.2f}"
                                                    for k, v in mininet_rows[n].items()),

@@ -20,7 +20,7 @@ def test_the_warning_names_the_table_the_limit_its_key_and_what_to_do() -> None:
     text = warning("big", 2000, (4,), {4: DEFAULT_LIMIT})
     assert text is not None
     assert "2000 pods may need about 8,600 ARP entries" in text
-    assert "holds 1,024" in text and "net.ipv4.neigh.default.gc_thresh3" in text
+    assert "holds 1,024 for every namespace (net.ipv4.neigh.default.gc_thresh3)" in text
     assert "send traffic between a few pods only" in text
 
 

@@ -36,9 +36,8 @@ def warning(cluster: str, pods: int, families: Sequence[int],
         need = estimate(pods, family)
         if need >= _NEAR * limit:
             return (f"lab {cluster}: {pods} pods may need about {need:,} {_TABLE[family]} "
-                    f"entries once they talk to each other (`podnet check`, traffic between "
-                    f"every pod), and this machine's neighbour table holds {limit:,} for every "
-                    f"namespace on it ({_KEY[family]}); past that, new connections fail "
-                    "machine-wide: send traffic between a few pods only, or raise "
-                    f"{_KEY[family]} on a machine of your own")
+                    f"entries once they all talk (`podnet check`, traffic between every pod); "
+                    f"the machine's table holds {limit:,} for every namespace ({_KEY[family]}) "
+                    "and past that new connections fail machine-wide: send traffic between a "
+                    "few pods only, or raise the limit on a machine of your own")
     return None
