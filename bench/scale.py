@@ -129,10 +129,15 @@ def namespaces_alive() -> int:
 
 def settle(baseline: int, timeout: float = 120.0) -> None:
     """Wait until the kernel has freed the namespaces of the last round (it does so in the
-    background after `down`: a round started earlier would share the CPU with that work)."""
+    background after `down`: a round started earlier would share the CPU with that work): until
+    the machine-wide count is back near `baseline`, or stops falling (others' namespaces)."""
     deadline = time.monotonic() + timeout
-    while namespaces_alive() > baseline + 20 and time.monotonic() < deadline:
+    last, still = namespaces_alive(), 0
+    while last > baseline + 20 and still < 10 and time.monotonic() < deadline:
         time.sleep(0.2)
+        now = namespaces_alive()
+        still = still + 1 if now >= last else 0
+        last = now
 
 
 def measure_podnet(podnet: str, pods: int, work: str) -> dict[str, float]:

@@ -247,6 +247,61 @@ def test_curl_in_the_pod_gets_the_page_naming_the_pod(web: Pod, started: list[Pr
                                "10.244.1.5", "web-1"]
 
 
+def _listening(pod: Pod, port: int) -> bool:
+    """Whether anything listens on TCP `port` in the pod's namespace (/proc/net/tcp there)."""
+    with netns.entered(pod.netns), open("/proc/thread-self/net/tcp") as fh:
+        rows = [line.split() for line in fh.readlines()[1:]]
+    return any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_pods_sockets_close_when_its_container_ends_and_its_neighbours_still_answer(
+    make_pod: Callable[[str, str], Pod], started: list[ProcessRef]
+) -> None:
+    one, two = make_pod("web-1", "10.244.1.5"), make_pod("web-2", "10.244.1.6")
+    with Spawner() as spawner:
+        refs = spawner.spawn_many([one.request("web", ports=(80,)),
+                                   two.request("web", ports=(80,))])
+        started.extend(refs)
+        spawner.keep()
+    host = identify(int(_status(refs[0].pid, "PPid")))
+    assert host is not None
+    assert int(_status(refs[1].pid, "PPid")) == host.pid  # one podhost for the node's pods
+    assert _listening(one, 80) and _listening(two, 80)
+    stop([refs[0]])
+    # The podhost closes the pod's sockets as soon as its container ends: nothing of podnet's
+    # keeps the pod's namespace (and its veth) alive after `down` or `delete`.
+    assert _wait_until(lambda: not _listening(one, 80)), "the ended pod still listens"
+    assert b"pod dev/web-2 answered" in http(
+        two, b"GET / HTTP/1.1\r\nAccept: text/plain\r\nConnection: close\r\n\r\n")
+    stop([refs[1]])
+    assert _wait_until(lambda: not is_alive(host)), "the podhost outlived its last pod"
+
+
+def test_a_killed_podhost_takes_its_containers_with_it(
+    web: Pod, started: list[ProcessRef]
+) -> None:
+    with Spawner() as spawner:
+        ref = spawner.spawn(web.request("web", ports=(80,)))
+        started.append(ref)
+        spawner.keep()
+    host = identify(int(_status(ref.pid, "PPid")))
+    assert host is not None
+    os.kill(host.pid, signal.SIGKILL)
+    # The parent-death signal ends the container, so `up` sees it gone and starts it again,
+    # instead of a pod whose process runs while nothing answers for it.
+    assert _wait_until(lambda: not is_alive(ref)), "the container outlived its podhost"
+    assert _wait_until(lambda: not _listening(web, 80))
+
+
 def test_responder_survives_bad_requests(web: Pod, started: list[ProcessRef]) -> None:
     with Spawner() as spawner:
         ref = spawner.spawn(web.request("web", ports=(80,)))

@@ -54,7 +54,7 @@ from podnet.runtime.procs import ProcessRef, identify, stop
 __all__ = ["main"]
 
 _IN_FLIGHT = 16  # containers setting up at once
-_STOP_WAIT = 5.0  # seconds for podhosts to name the containers they were starting
+_STOP_WAIT = 2.0  # seconds for podhosts to name the containers they were starting
 _ENDING = (signal.SIGHUP, signal.SIGTERM)  # the parent-death signal, and a request to end
 _WAKE = "wake"  # selector tag of the signal wake-up pipe
 
