@@ -5,8 +5,9 @@ The kernel keeps one neighbour table per family for the whole machine, whatever 
 `net.ipv4.neigh.default.gc_thresh3` (and its IPv6 twin) caps it, 1,024 entries by default, and
 past it new entries fail ("neighbour table overflow") for everyone on the machine. Measured here:
 an IPv6 pod adds about 7 NDP entries as its links come up (duplicate address detection, multicast
-listener reports); any pod adds about 4.3 entries per family once it talks to others (`podnet
-check`, curl between pods). An IPv4 lab's `up` itself adds none (IPv6 is off in its namespaces).
+listener reports); any pod adds about 4.3 entries per family once it talks to others (curl
+between pods; `podnet check` removes what its own probes learned as it goes). An IPv4 lab's `up`
+itself adds none (IPv6 is off in its namespaces).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def warning(cluster: str, pods: int, families: Sequence[int],
         need = estimate(pods, family)
         if need >= _NEAR * limit:
             return (f"lab {cluster}: {pods} pods may need about {need:,} {_TABLE[family]} "
-                    f"entries once they all talk (`podnet check`, traffic between every pod); "
+                    f"entries once they all talk to each other (curl, iperf3 between every pod); "
                     f"the machine's table holds {limit:,} for every namespace ({_KEY[family]}) "
                     "and past that new connections fail machine-wide: send traffic between a "
                     "few pods only, or raise the limit on a machine of your own")
