@@ -31,39 +31,23 @@ import time
 from collections.abc import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lab import NODES as LAB_NODES
+from lab import topology as lab_topology
 from sandbox import ensure_sandbox, run, timed
 
 NODES = 10
 SIZES = (100, 500, 1000, 2000)
 BIG = 5000
-CLUSTER = "scale"
+CLUSTER = "bench"  # bench/lab.py's
 
 
 def topology(pods: int) -> str:
-    """`pods` replicas of a responder on 10 workers (a /22 per node: room for 5,000)."""
-    nodes = "\n".join("  - role: worker" for _ in range(NODES))
-    return f"""kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-name: {CLUSTER}
-nodes:
-{nodes}
-networking:
-  podSubnet: 10.240.0.0/12
-  nodeCIDRPrefix: 22
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {CLUSTER}}}
-spec:
-  replicas: {pods}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: web
-        ports: [{{containerPort: 80}}]
-"""
+    """bench/lab.py's Deployment of responders, on 10 workers (a /22 each: room for 5,000)."""
+    workers = "\n".join("  - role: worker" for _ in range(NODES))
+    return (lab_topology(pods)
+            .replace("\n".join("  - role: worker" for _ in LAB_NODES), workers)
+            .replace("  podSubnet: 10.244.0.0/16\n",
+                     "  podSubnet: 10.240.0.0/12\n  nodeCIDRPrefix: 22\n"))
 
 
 def slab_bytes() -> int:
