@@ -1,13 +1,14 @@
-"""How many neighbour (ARP, NDP) entries a lab may add to the machine-wide tables, and a warning
-when that comes near their limit.
+"""`up`'s warning when a lab's pods could fill the machine-wide neighbour (ARP, NDP) tables. Pure.
 
 The kernel keeps one neighbour table per family for the whole machine, whatever the namespace:
 `net.ipv4.neigh.default.gc_thresh3` (and its IPv6 twin) caps it, 1,024 entries by default, and
-past it new entries fail ("neighbour table overflow") for everyone on the machine. Measured here:
-an IPv6 pod adds about 7 NDP entries as its links come up (duplicate address detection, multicast
-listener reports); any pod adds about 4.3 entries per family once it talks to others (curl
-between pods; `podnet check` removes what its own probes learned as it goes). An IPv4 lab's `up`
-itself adds none (IPv6 is off in its namespaces).
+past it new entries fail ("neighbour table overflow") for everyone on the machine. A pod that
+talks leaves about 3 entries per family (its gateway in its namespace, itself on its node, and in
+IPv6 the gateway's link-local address), whoever it talks to; an IPv6 pod was measured adding
+about 7 NDP entries as its links came up (duplicate address detection, multicast listener
+reports), an upper bound now that pods' namespaces turn both off. An IPv4 lab's `up` adds none
+(IPv6 is off in its namespaces). `podnet check` removes what its own probes learned as it goes
+(`plan.neighbours`, on main): this is about traffic people send.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ __all__ = ["DEFAULT_LIMIT", "estimate", "warning"]
 
 DEFAULT_LIMIT = 1024  # gc_thresh3's default
 _AT_UP = {4: 0.0, 6: 7.0}  # entries per pod as its links come up
-_TALKING = 4.3  # entries per pod and family once pods talk to each other
+_TALKING = 3.0  # entries per pod and family once pods talk to each other
 _NEAR = 0.75  # of the limit: warn before the table is full, not after
 _KEY = {4: "net.ipv4.neigh.default.gc_thresh3", 6: "net.ipv6.neigh.default.gc_thresh3"}
 _TABLE = {4: "ARP", 6: "NDP"}
