@@ -77,10 +77,10 @@ def query_mix(records) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     return asked + misses
 
 
-def dnsmasq_conf(records, address: str) -> str:  # type: ignore[no-untyped-def]
+def dnsmasq_conf(records, address: str, port: int = 53) -> str:  # type: ignore[no-untyped-def]
     """The same records as dnsmasq options; its zones answer NXDOMAIN for the rest."""
     lines = ["no-resolv", "no-hosts", "bind-interfaces", f"listen-address={address}",
-             "port=53", f"local-ttl={records.ttl}", "user=root", "pid-file="]
+             f"port={port}", f"local-ttl={records.ttl}", "user=root", "pid-file="]
     lines += [f"local=/{zone[:-1]}/" for zone in records.zones]
     for r in records.records:
         name = r.name[:-1]
@@ -192,9 +192,10 @@ class Perf:
     lost: int = 0
 
 
-def dnsperf(address: str, queries: str, seconds: int, *, tcp: bool, latency: bool) -> Perf:
-    argv = ["ip", "netns", "exec", CLIENT, "dnsperf", "-s", address, "-d", queries,
-            "-l", str(seconds), "-m", "tcp" if tcp else "udp", "-t", "2"]
+def dnsperf(address: str, queries: str, seconds: int, *, tcp: bool, latency: bool,
+            netns: str = CLIENT, port: int = 53) -> Perf:
+    argv = ["ip", "netns", "exec", netns, "dnsperf", "-s", address, "-p", str(port),
+            "-d", queries, "-l", str(seconds), "-m", "tcp" if tcp else "udp", "-t", "2"]
     if latency:
         argv += ["-c", "1", "-q", "1", "-v"]
     else:

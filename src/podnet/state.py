@@ -25,7 +25,7 @@ from typing import Any
 from podnet.errors import StateError
 from podnet.model import codec, naming
 from podnet.model.policies import NamespaceSpec, NetworkPolicySpec
-from podnet.model.types import ContainerSpec, Impairment
+from podnet.model.types import ContainerSpec, Impairment, PodDNSConfig
 from podnet.plan.layout import (
     INTERNET_KEY,
     STATE_ROOT,
@@ -251,12 +251,12 @@ def remove(cluster: str) -> None:
     from podnet.runtime.pod import sweep_leftovers  # `down` only: exec never pays for it
 
     directory = lab_dir(cluster)
-    for sub in ("pods", "nodes", ""):
+    for sub in ("pods", "nodes", "dns", ""):
         sweep_leftovers(f"{directory}/{sub}".rstrip("/"))  # a kill mid-write leaves these
     for name in ("state.json", "state.json.tmp", "rules.nft", "journal", "lock"):
         with suppress(FileNotFoundError):
             os.unlink(f"{directory}/{name}")
-    for sub in ("pods", "nodes", "logs", ""):
+    for sub in ("pods", "nodes", "logs", "dns", ""):
         with suppress(OSError):  # not empty (a file we did not make) or already gone: leave it
             os.rmdir(f"{directory}/{sub}".rstrip("/"))
 
@@ -316,6 +316,7 @@ def _encode(state: LabState) -> dict[str, Any]:
         "service_subnet": str(lay.service_subnet),
         "service_subnets": _strs(lay.service_subnets),
         "vxlan": {"vni": lay.vxlan_vni, "port": lay.vxlan_port},
+        "dns_domain": lay.dns_domain,
         "internet": _encode_internet(lay.internet, by_pod.get(INTERNET_KEY, [])),
         "services": [_encode_service(s) for s in lay.services],
         "namespaces": codec.to_json(lay.namespaces),
@@ -354,6 +355,7 @@ def _encode(state: LabState) -> dict[str, Any]:
                 # Its node's namespace, addresses and files, when it runs in the node's network.
                 "hostNetwork": p.host_network,
                 **_encode_impairment(p.impairment),
+                **_encode_pod_dns(p),
                 "spec": [_encode_container(c) for c in p.containers],
                 "containers": [
                     {"name": c.name, "pid": c.pid, "starttime": c.starttime,
@@ -407,7 +409,7 @@ def _encode_service(s: ServiceLayout) -> dict[str, Any]:
         "namespace": s.namespace,
         "name": s.name,
         "type": s.type,
-        "cluster_ip": str(s.cluster_ip),
+        "cluster_ip": str(s.cluster_ip) if s.cluster_ips else "None",  # headless: as the API
         "cluster_ips": _strs(s.cluster_ips),
         "ip_family_policy": s.ip_family_policy,
         "selector": dict(s.selector),
@@ -447,6 +449,22 @@ def _encode_impairment(impairment: Impairment) -> dict[str, Any]:
 def _decode_impairment(d: dict[str, Any]) -> Impairment:
     found = d.get("impairment")
     return Impairment() if found is None else codec.from_json(Impairment, found)
+
+
+def _encode_pod_dns(p: PodLayout) -> dict[str, Any]:
+    """A pod's DNS fields, when any differs from the default (older records have none)."""
+    fields = {"hostname": p.hostname, "subdomain": p.subdomain,
+              "dnsPolicy": None if p.dns_policy == "ClusterFirst" else p.dns_policy,
+              "dnsConfig": codec.to_json(p.dns_config) if p.dns_config else None}
+    kept = {k: v for k, v in fields.items() if v is not None}
+    return {"dns": kept} if kept else {}
+
+
+def _decode_pod_dns(d: dict[str, Any]) -> dict[str, Any]:
+    config = d.get("dnsConfig")
+    return {"hostname": d.get("hostname"), "subdomain": d.get("subdomain"),
+            "dns_policy": d.get("dnsPolicy") or "ClusterFirst",
+            "dns_config": codec.from_json(PodDNSConfig, config) if config else None}
 
 
 def _encode_container(c: ContainerSpec) -> dict[str, Any]:
@@ -492,6 +510,7 @@ def _decode(d: dict[str, Any]) -> LabState:
                 owner=p.get("owner"),
                 impairment=_decode_impairment(p),
                 host_network=bool(p.get("hostNetwork", False)),
+                **_decode_pod_dns(p.get("dns") or {}),
             )
         )
         key = f"{p['namespace']}/{p['name']}"
@@ -521,6 +540,7 @@ def _decode(d: dict[str, Any]) -> LabState:
         internet=internet,
         namespaces=codec.from_json(tuple[NamespaceSpec, ...], d.get("namespaces", [])),
         policies=codec.from_json(tuple[NetworkPolicySpec, ...], d.get("policies", [])),
+        dns_domain=d.get("dns_domain", "cluster.local"),
     )
     owned = {str(k): int(v) for k, v in d.get("owned", {}).items()}
     applied = {str(k): float(v) for k, v in d.get("applied", {}).items()}

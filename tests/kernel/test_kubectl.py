@@ -312,11 +312,13 @@ def complete(line: str) -> list[str]:
 
 def test_completion_offers_the_labs_names(lab: list[dict[str, Any]]) -> None:
     demo = sorted(p["metadata"]["name"] for p in lab if p["metadata"]["namespace"] == "dev")
+    dns = sorted(p["metadata"]["name"] for p in lab if p["metadata"]["namespace"] == "kube-system")
     assert complete("podnet exec j") == ["jumpbox"]
     assert complete("podnet exec -n dev d") == demo
-    assert complete("podnet logs ") == sorted(["jumpbox", *(f"dev/{n}" for n in demo)])
-    assert complete("podnet get pods -n ") == ["default", "dev"]
-    assert complete("podnet get pods ") == sorted(["jumpbox", *demo])
+    assert complete("podnet logs ") == sorted(["jumpbox", *(f"dev/{n}" for n in demo),
+                                               *(f"kube-system/{n}" for n in dns)])
+    assert complete("podnet get pods -n ") == ["default", "dev", "kube-system"]
+    assert complete("podnet get pods ") == sorted(["jumpbox", *demo, *dns])
     assert complete("podnet describe node kind-w") == ["kind-worker", "kind-worker2"]
     assert complete("podnet node-exec kind-c") == ["kind-control-plane"]
     assert complete("podnet labs use ") == ["kind"]

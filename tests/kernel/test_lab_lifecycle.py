@@ -38,18 +38,24 @@ def test_down_leaves_nothing_and_succeeds_twice(tmp_path: Path) -> None:
     assert "nothing to remove" in podnet("down", "-C", "small").stdout
 
 
+def workloads(cluster: str) -> list[dict[str, object]]:
+    """The file's pods (every lab has the cluster DNS's coredns pods in kube-system too)."""
+    return [p for p in pods_of(cluster)
+            if p["metadata"]["namespace"] != "kube-system"]  # type: ignore[index]
+
+
 def test_up_with_a_changed_file_converges(tmp_path: Path) -> None:
     topo = write_topology(tmp_path, replicas=3)
     podnet("up", "-q", "-f", str(topo))
-    first = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods_of("small")}  # type: ignore[index]
+    first = {p["metadata"]["name"]: p["status"]["podIP"] for p in workloads("small")}  # type: ignore[index]
     podnet("up", "-q", "-f", str(write_topology(tmp_path, replicas=1)))
-    second = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods_of("small")}  # type: ignore[index]
+    second = {p["metadata"]["name"]: p["status"]["podIP"] for p in workloads("small")}  # type: ignore[index]
     assert len(second) == 1 and set(second.items()) <= set(first.items())
     podnet("up", "-q", "-f", str(write_topology(tmp_path, replicas=4)))
-    third = pods_of("small")
+    third = workloads("small")
     assert len(third) == 4 and all(p["status"]["phase"] == "Running" for p in third)  # type: ignore[index]
     netns = netns_list()
-    assert netns.count("cni-") == 4
+    assert netns.count("cni-") == 4 + 2  # and the cluster DNS's two coredns pods
     podnet("down", "-q", "-C", "small")
 
 
@@ -63,6 +69,8 @@ def test_failure_mid_up_rolls_back(tmp_path: Path) -> None:
     assert "injected failure" in result.stderr and "rolled back" in result.stderr
     assert netns_list() == ""
     assert not os.path.exists("/run/podnet/small/state.json")
+    # the DNS records the failed run wrote (before any pod) went with the rest
+    assert not os.path.exists("/run/podnet/small/dns")
     assert host_snapshot() == before
 
 

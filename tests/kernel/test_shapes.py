@@ -154,7 +154,8 @@ def test_check_passes_on_every_path(lab: Lab) -> None:
     failed = [p for p in report["probes"] if not p["ok"]]
     assert result.returncode == 0 and report["ok"], failed
     kinds = {p["kind"] for p in report["probes"]}
-    assert kinds == {"self", "same-node", "other-node", "node", "service", "nodeport", "outside"}
+    assert kinds == {"self", "same-node", "other-node", "node", "service", "dns", "nodeport",
+                     "outside"}
     assert report["attachment"] == lab.attachment and report["routing"] == lab.routing
 
 

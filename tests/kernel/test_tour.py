@@ -66,7 +66,7 @@ def test_the_tour_passes_on_the_default_lab(lab: None) -> None:
     assert "✗" not in result.stdout
     for section in ("1. Talk within your pod", "2. Talk to another process", "3. Look at",
                     "4. Build a veth pair", "5. Talk within and between pods",
-                    "6. Who may talk"):
+                    "6. Is it DNS?", "7. Who may talk"):
         assert section in result.stdout
     assert "read-from-the-pipe:jumpbox" in result.stdout
     assert re.search(r"tap1@if\d+: <BROADCAST,MULTICAST", result.stdout)
@@ -87,8 +87,8 @@ def test_the_tour_says_which_steps_differ_when_the_lab_is_broken(lab: None) -> N
         subprocess.run(["ip", "-n", node, "route", "replace", pods["jumpbox"]["status"]["podIP"],
                         "dev", veth, "scope", "host"], check=False)
     assert result.returncode == 1
-    assert re.search(r"tour: 28 steps on lab kind: \d+ of 28 steps differ", result.stdout)
-    failed = re.findall(r"── step (\d+)/28[^\n]*\n(.*?)(?=── step|\Z)", result.stdout, re.S)
+    assert re.search(r"tour: 32 steps on lab kind: \d+ of 32 steps differ", result.stdout)
+    failed = re.findall(r"── step (\d+)/32[^\n]*\n(.*?)(?=── step|\Z)", result.stdout, re.S)
     differing = {int(n) for n, body in failed if "✗ not what the lesson expects" in body}
     assert 21 in differing  # curl across nodes to the jumpbox
     assert 1 not in differing and 12 not in differing  # loopback and the hand-built pair
@@ -138,21 +138,21 @@ def test_interactive_waits_for_enter_and_cleans_up_when_stopped(lab: None) -> No
         term.wait_for(prompt, 3)  # step 14 started the server, and the tour waits
         spaces, servers = leftovers()
         assert len(spaces) == 2 and len(servers) == 1
-        assert b"step 15/28" not in term.seen  # it did not run ahead
+        assert b"step 15/32" not in term.seen  # it did not run ahead
         term.type(b"q")  # the key alone: no Enter
         term.wait_for(b"did not run", 1)
         assert term.proc.wait(timeout=60) == 2  # stopped early: never a success
     finally:
         term.close()
     tail = term.seen.decode(errors="replace").strip().splitlines()[-1]
-    assert "stopped after step 14 of 28" in tail and "as the lesson expects" not in tail
+    assert "stopped after step 14 of 32" in tail and "as the lesson expects" not in tail
     assert leftovers() == ([], [])  # stopping early still removed the pair and the server
 
 
 @pytest.mark.kernel
 def test_a_step_past_the_end_is_an_error(lab: None) -> None:
     result = podnet("tour", "--step", "99", check=False)
-    assert result.returncode == 2 and "the tour has 28 steps: choose 1 to 28" in result.stderr
+    assert result.returncode == 2 and "the tour has 32 steps: choose 1 to 32" in result.stderr
     assert "Traceback" not in result.stderr and leftovers() == ([], [])
 
 
@@ -205,7 +205,7 @@ def test_an_ipv6_lab_gets_the_lesson_in_its_family() -> None:
 
 def test_every_lesson_section_has_steps_with_checks_and_explanations() -> None:
     sections = {s.section for s in LESSON}
-    assert len(sections) == 6
+    assert len(sections) == 7
     for step in LESSON:
         assert step.run
         assert step.expect or step.expect_not or step.background, step.title

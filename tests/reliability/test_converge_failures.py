@@ -1,6 +1,7 @@
 """The lab's promises under mistakes and failures, each case from the failure-path issue:
 
-- a killed container is healed by one `up`, and the next `up` has nothing to do;
+- a killed container is healed by one `up`, and the next `up` has nothing to do; a pod left
+  half built (its container alive) is built again by one `up`;
 - Deployment template edits converge every time, four in a row (replicas get new names, keep
   addresses: a route the kernel is still freeing must not fail the new pod);
 - a failure inside a step (not only before it) undoes that step's own work, on a new lab and on
@@ -86,6 +87,37 @@ def test_a_killed_container_is_healed_by_one_up(topo: Path) -> None:
     for _ in range(2):  # and it stays healed: no flapping
         assert "nothing to do" in podnet("up", "-f", str(topo)).stdout
     check_passes()
+
+
+def test_a_half_built_pod_whose_container_lives_is_built_again_by_one_up(topo: Path) -> None:
+    """A kill between a pod's namespace and its hosts file (the file its creation writes last)
+    leaves a pod the next `up` builds again. Here its container still runs and holds the old
+    namespace, so the kernel keeps the old veth on the node under the name the rebuild needs:
+    the rebuild takes the veth away first, and stops the old container."""
+    up(topo, topology())
+    web = next(p for p in record()["pods"] if p["namespace"] == "dev")  # type: ignore[attr-defined]
+    old_pid = web["containers"][0]["pid"]
+    os.unlink(web["hosts_file"])
+    up(topo, topology())
+    rebuilt = next(p for p in record()["pods"]  # type: ignore[attr-defined]
+                   if p["name"] == web["name"])
+    assert os.path.exists(rebuilt["hosts_file"])
+    assert rebuilt["containers"][0]["pid"] != old_pid
+    deadline = time.monotonic() + 5
+    while _alive(old_pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(old_pid), "the old container was stopped"
+    assert "nothing to do" in podnet("up", "-f", str(topo)).stdout
+    check_passes()
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its reaper."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_template_edits_converge_four_times_in_a_row(topo: Path) -> None:

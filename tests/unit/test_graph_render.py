@@ -423,7 +423,9 @@ def test_services_reach_their_endpoints_and_isolated_pods_are_marked() -> None:
     svc = next(s for s in graph.services if s.key == "dev/demo")
     ends = {e.get("data-b") for e in root.iter(f"{SVG}polyline")
             if e.get("class") == "service" and e.get("data-a")}
-    assert ends == set(svc.endpoints) and len(ends) == 3
+    # every Service's lines, the cluster DNS's (kube-system/kube-dns) too
+    assert ends == {e for s in graph.services for e in s.endpoints}
+    assert set(svc.endpoints) <= ends and len(svc.endpoints) == 3
     marked = [g for g in root.iter(f"{SVG}g") if "isolated" in g.get("class", "").split()]
     assert [g.get("data-pod") for g in marked] == [demo[0]]
     assert "isolated: ingress: dev/deny-all" in svg
@@ -442,7 +444,8 @@ def test_a_big_node_is_a_count_that_opens() -> None:
     for p in lab.pods:
         per_node[p["node"]] = per_node.get(p["node"], 0) + 1
     assert counts == {n: str(c) for n, c in per_node.items() if c > COLLAPSE_AT}
-    assert not [g for g in root.iter(f"{SVG}g") if g.get("data-pod")]  # none drawn: all counted
+    drawn = [g.get("data-pod") for g in root.iter(f"{SVG}g") if g.get("data-pod")]
+    assert all(p.startswith("kube-system/") for p in drawn)  # only the control plane's two
     worker = next(g.id for g in graph.groups if g.title == "node kind-worker")
     opened = ET.fromstring(render_svg(graph, focus=worker))
     pods = [g.get("data-pod") for g in opened.iter(f"{SVG}g") if g.get("data-pod")]

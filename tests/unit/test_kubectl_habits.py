@@ -274,7 +274,8 @@ def test_pods_are_listed_in_kubectls_shape_with_liveness_from_the_kernel() -> No
     assert demo["status"]["phase"] == "Failed"  # no container was recorded for it
     headers, rows = pods.table(objs, wide=True)
     assert headers[:4] == ["NAME", "READY", "STATUS", "RESTARTS"] and "PIDS" in headers
-    assert rows[0][headers.index("PIDS")] == "4242"
+    row = next(r for r in rows if r[headers.index("NAME")] == "jumpbox")
+    assert row[headers.index("PIDS")] == "4242"
 
 
 def test_describe_pod_joins_the_veth_pair_end_to_end() -> None:

@@ -15,9 +15,10 @@ from podnet.model import load_topology
 from podnet.model.shape import Shape
 from podnet.model.types import HostPort, Impairment
 from podnet.plan.layout import Layout, layout
-from podnet.plan.ops import DeleteNetns, ShapeLink, StartContainer, StopContainers
+from podnet.plan.ops import DeleteNetns, ShapeLink, StartContainer, StopContainers, WriteFile
 from podnet.plan.rules import host_port_rules, table_bodies
 from podnet.plan.steps import Action, Observed, plan, plan_down, seen_as_planned, shaped_links
+from podnet.runtime.hosts import resolv_path
 from podnet.state import LabState, _decode, _encode
 
 CLUSTER = """kind: Cluster
@@ -96,7 +97,8 @@ spec:
     assert len(pods) == 2
     assert {p.impairment.received.rate_bps for p in pods} == {20_000_000}
     lay = layout(load_topology(text))
-    assert sorted(p.node for p in lay.pods) == ["caps-worker", "caps-worker2"]  # a port each
+    web = [p for p in lay.pods if p.owner == "web"]
+    assert sorted(p.node for p in web) == ["caps-worker", "caps-worker2"]  # a port each
 
 
 def test_a_host_network_pods_ports_are_host_ports_of_its_node() -> None:
@@ -208,9 +210,11 @@ def test_a_host_network_pod_is_only_started_in_its_nodes_namespaces() -> None:
     assert isinstance(start, StartContainer)
     assert (start.netns, start.uts, start.hosts_file, start.ip) == (
         node.netns, node.uts, node.hosts_file, str(node.ip.ip))
-    # Services changing rewrite pods' hosts files, never the node's.
-    hosts = [op for s in steps if s.action == Action.PODS_HOSTS for op in s.ops]
-    assert all(getattr(op, "path", "") != node.hosts_file for op in hosts)
+    # No step writes the node's hosts file but the node's own, nor a resolv.conf beside it.
+    written = [op.path for s in steps if s.action != Action.NODE_CREATE for op in s.ops
+               if isinstance(op, WriteFile)]
+    assert node.hosts_file not in written
+    assert resolv_path(node.hosts_file) not in written
 
 
 def test_deleting_a_host_network_pod_never_touches_its_nodes_namespace() -> None:
@@ -218,7 +222,7 @@ def test_deleting_a_host_network_pod_never_touches_its_nodes_namespace() -> None
     without = layout(replace(load_topology(LAB), pods=tuple(
         p for p in load_topology(LAB).pods if p.name != "agent")), lay)
     steps = plan(without, lay, seen_as_planned(lay))
-    assert [s.action for s in steps] == [Action.POD_DELETE]
+    assert [s.action for s in steps] == [Action.POD_DELETE, Action.DNS_RECORDS]
     ops = steps[0].ops
     assert isinstance(ops[0], StopContainers) and not any(isinstance(o, DeleteNetns) for o in ops)
     down = [op for s in plan_down(lay) for op in s.ops if isinstance(op, DeleteNetns)]

@@ -6,11 +6,17 @@ import ipaddress
 from dataclasses import replace
 
 from podnet.model.types import ClusterSpec, ContainerSpec, NodeSpec, PodSpec
-from podnet.plan.layout import layout
+from podnet.plan.addons import DNS_NAMESPACE
+from podnet.plan.layout import Layout, PodLayout, layout
 from podnet.plan.ops import CreateNetns, DeleteNetns, SetHostname, StartContainer
 from podnet.plan.steps import Action, Observed, plan, plan_down, seen_as_planned
 
 WEB = (ContainerSpec("web", ports=(80,)),)
+
+
+def workloads(lay: Layout) -> list[PodLayout]:
+    """The file's pods: every lab has the cluster DNS's coredns pods in kube-system too."""
+    return [p for p in lay.pods if p.namespace != DNS_NAMESPACE]
 
 
 def spec(pods: int = 4, **kw: object) -> ClusterSpec:
@@ -33,8 +39,10 @@ def test_nodes_get_kind_addresses_and_pod_cidrs() -> None:
 
 def test_pods_avoid_the_control_plane_and_spread_evenly() -> None:
     lay = layout(spec(pods=6))
-    assert {p.node for p in lay.pods} == {"lab-worker", "lab-worker2"}
+    assert {p.node for p in workloads(lay)} == {"lab-worker", "lab-worker2"}
     assert sum(p.node == "lab-worker" for p in lay.pods) == 3
+    # kind schedules the coredns replicas on the control plane (they tolerate its taint)
+    assert {p.node for p in lay.pods if p.namespace == DNS_NAMESPACE} == {"lab-control-plane"}
     for pod in lay.pods:
         node = lay.node(pod.node)
         assert pod.ip.ip in node.pod_cidr and pod.ip.ip != node.gateway
@@ -61,8 +69,10 @@ def test_removed_pod_is_deleted_and_kept_pods_do_not_move() -> None:
     first = layout(spec(pods=4))
     smaller = layout(spec(pods=3), first)
     steps = plan(smaller, first, seen_as_planned(first))
-    assert [(s.action, s.target) for s in steps] == [(Action.POD_DELETE, "dev/p3")]
-    assert smaller.pods == first.pods[:3]
+    # the pod's DNS records go with it
+    assert [(s.action, s.target) for s in steps] == [(Action.POD_DELETE, "dev/p3"),
+                                                     (Action.DNS_RECORDS, "lab")]
+    assert workloads(smaller) == workloads(first)[:3]
 
 
 def test_added_pod_gets_a_free_address() -> None:
@@ -73,15 +83,16 @@ def test_added_pod_gets_a_free_address() -> None:
     assert new is not None and new.ip not in used
     steps = plan(bigger, first, seen_as_planned(first))
     assert [(s.action, s.target) for s in steps] == [
-        (Action.POD_CREATE, "dev/p2"), (Action.POD_START, "dev/p2")]
+        (Action.DNS_RECORDS, "lab"), (Action.POD_CREATE, "dev/p2"), (Action.POD_START, "dev/p2")]
 
 
 def test_dead_container_is_restarted_and_missing_namespace_rebuilt() -> None:
     lay = layout(spec(pods=2))
     seen = seen_as_planned(lay)
-    dead = replace(seen, running=frozenset({"dev/p1", "internet"}))
+    dns = {p.key for p in lay.pods if p.namespace == DNS_NAMESPACE}
+    dead = replace(seen, running=frozenset({"dev/p1", "internet", *dns}))
     assert [(s.action, s.target) for s in plan(lay, lay, dead)] == [(Action.POD_START, "dev/p0")]
-    gone = replace(seen, netns=seen.netns - {lay.pods[0].netns})
+    gone = replace(seen, netns=seen.netns - {workloads(lay)[0].netns})
     assert [(s.action, s.target) for s in plan(lay, lay, gone)] == [
         (Action.POD_CREATE, "dev/p0"), (Action.POD_START, "dev/p0")]
 

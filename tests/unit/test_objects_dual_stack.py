@@ -56,9 +56,13 @@ def test_pods_show_the_first_family_by_default_and_every_family_wide() -> None:
     client = next(p for p in lab.layout.pods if p.name == "client")
     v4, v6 = (str(ip.ip) for ip in client.ips)
     assert ":" not in v4 and ":" in v6
-    assert table("pods", lab, wide=False)[0]["IP"] == v4
-    assert table("pods", lab, wide=True)[0]["IP"] == f"{v4},{v6}"
-    obj = kind("pods").collect(lab, Reads())[0]  # type: ignore[arg-type]
+    def row(wide: bool) -> dict[str, str]:
+        return next(r for r in table("pods", lab, wide=wide) if r["NAME"] == "client")
+
+    assert row(False)["IP"] == v4
+    assert row(True)["IP"] == f"{v4},{v6}"
+    obj = next(o for o in kind("pods").collect(lab, Reads())  # type: ignore[arg-type]
+               if o["metadata"]["name"] == "client")
     assert obj["status"]["podIP"] == v4
     assert obj["status"]["podIPs"] == [{"ip": v4}, {"ip": v6}]
 

@@ -66,7 +66,8 @@ def test_cluster_ips_come_from_the_service_subnet_and_stay() -> None:
     lay = layout(spec())
     ips = {s.key: s.cluster_ip for s in lay.services}
     net = ipaddress.IPv4Network("10.96.0.0/16")
-    assert all(ip in net for ip in ips.values()) and len(set(ips.values())) == 2
+    assert all(ip in net for ip in ips.values()) and len(set(ips.values())) == 3
+    assert ips["kube-system/kube-dns"] == ipaddress.IPv4Address("10.96.0.10")  # kubeadm's
     assert ipaddress.IPv4Address("10.96.0.1") not in ips.values()  # the kubernetes Service's
     # A fresh lab draws the same addresses; a kept record keeps them even if the draw moved.
     assert {s.key: s.cluster_ip for s in layout(spec()).services} == ips
@@ -256,12 +257,13 @@ def test_dead_internet_server_is_restarted_and_missing_internet_rebuilt() -> Non
                                                           Action.INTERNET_START]
 
 
-def test_new_service_rewrites_rules_and_hosts_but_moves_nothing() -> None:
+def test_new_service_rewrites_rules_and_dns_records_but_moves_nothing() -> None:
     first = layout(spec(services=spec().services[:1]))
     second = layout(spec(), first)
     assert second.services[0] == first.services[0]
     steps = plan(second, first, seen_all(first))
-    assert [s.action for s in steps] == [Action.NODE_RULES, Action.PODS_HOSTS]
+    # No pod's file changes: Service names are the cluster DNS's, not /etc/hosts'.
+    assert [s.action for s in steps] == [Action.NODE_RULES, Action.DNS_RECORDS]
 
 
 def test_changing_the_shape_rebuilds_the_lab_with_the_same_addresses() -> None:
@@ -310,14 +312,14 @@ def test_check_probes_every_kind_of_path() -> None:
     assert kinds == set(KINDS)
     client = [p for p in planned if p.source == "default/client"]
     assert {p.kind for p in client} == {"self", "same-node", "other-node", "node", "service",
-                                        "outside"}
+                                        "dns", "outside"}
     self_probe = next(p for p in client if p.kind == "self")
     assert not self_probe.expect.http  # no server in it: a reset from lo proves lo is up
     outside = next(p for p in client if p.kind == "outside")
     node = lay.node(lay.pod("default/client").node)  # type: ignore[union-attr]
     assert outside.expect.client == str(node.ip.ip)
     svc = next(p for p in client if p.kind == "service" and p.target == "dev/web:80")
-    assert svc.expect.name == "web.dev" and len(svc.expect.pods) == 3
+    assert len(svc.expect.pods) == 3
     nodeports = [p for p in planned if p.kind == "nodeport"]
     assert len(nodeports) == 3 and all(p.netns == lay.fabric_netns for p in nodeports)
 

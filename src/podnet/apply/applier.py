@@ -331,6 +331,7 @@ def _create_netns(app: Applier, op: o.CreateNetns) -> None:
         if not app.owns(op.name):
             netns.create(op.name)  # raises ObjectExistsError with a hint: someone else's
         app.forget(op.name)  # ours, left half-built by a crash: start it clean
+        _drop_veths(op.name)
         netns.delete(op.name)
     settings = dict(op.sysctls)
 
@@ -343,6 +344,17 @@ def _create_netns(app: Applier, op: o.CreateNetns) -> None:
     netns.create(op.name, prepare=prepare)
     app.forget(op.name)
     app._fresh.add(op.name)  # the applier's own bookkeeping
+
+
+def _drop_veths(name: str) -> None:
+    """Delete the veths of a namespace about to be deleted. Deleting one end of a veth takes the
+    other at once; deleting the namespace frees them only when its last holder lets go (a
+    container still running in it keeps them for as long as it lives), and the rebuild needs
+    their names on the node again."""
+    with Netlink.open(netns.path_of(name), label=name) as nl:
+        for link in nl.links():
+            if link["kind"] == "veth":
+                nl.delete_link(str(link["ifname"]))
 
 
 def _delete_netns(app: Applier, op: o.DeleteNetns) -> None:

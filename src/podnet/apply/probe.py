@@ -3,7 +3,8 @@
 One process, no helper per probe: a socket stays in the network namespace it was created in, so
 each probe's socket is made while this thread visits the source's namespace (a few microseconds),
 and then every connection runs at once in one selector loop. A probe is a TCP connect, then, when
-the target serves HTTP, `GET /` with the answer read to its end.
+the target serves HTTP, `GET /` with the answer read to its end; a DNS probe is one question in
+one UDP datagram (dnspython writes and reads it), answered by the pod's nameserver.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import re
 import selectors
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.plan.check import Probe, Result
 
@@ -36,29 +38,49 @@ class _Flight:
     request: bytes = b""
     answer: bytearray = field(default_factory=bytearray)
     result: Result | None = None
-    note: str = ""  # what the hosts file said, prefixed to the detail
+    answered_by: str = ""
 
 
 def run_probes(
-    probes: Sequence[Probe], *, timeout: float = 2.0, parallel: int = 128
+    probes: Sequence[Probe], *, timeout: float = 2.0, parallel: int = 128,
+    after_wave: Callable[[Sequence[Result]], None] | None = None,
 ) -> list[Result]:
     """Results in probe order. At most `parallel` connections are open at a time (a burst of
     thousands of SYNs to one responder would overflow its accept queue and cost a retransmit);
-    each probe gets `timeout` seconds from its start."""
+    each probe gets `timeout` seconds from its start. `after_wave` sees each wave's results
+    before the next wave goes."""
     results: list[Result] = []
     for start in range(0, len(probes), parallel):
-        results += _wave(probes[start : start + parallel], timeout)
+        wave = _wave(probes[start : start + parallel], timeout)
+        if after_wave is not None:
+            after_wave(wave)
+        results += wave
     return results
 
 
+def forget_neighbours(names: Iterable[str]) -> int:
+    """Remove the neighbour entries the namespaces `names` learned (see `plan.neighbours`);
+    how many went. A namespace gone meanwhile is skipped."""
+    from podnet.kernel.netlink import Netlink
+
+    forgotten = 0
+    for name in names:
+        try:
+            with Netlink.open(netns.path_of(name), label=name) as nl:
+                forgotten += nl.forget_learned_neighbours()
+        except PodnetError:
+            continue
+    return forgotten
+
+
 def _wave(probes: Sequence[Probe], timeout: float) -> list[Result]:
-    hosts: dict[str, dict[str, list[str]]] = {}
-    flights = [_launch_checked(p, hosts) for p in probes]
+    flights = [_launch_dns(p) if p.kind == "dns" else _launch(p) for p in probes]
     sel = selectors.DefaultSelector()
     try:
         for f in flights:
             if f.result is None and f.sock is not None:
-                sel.register(f.sock, selectors.EVENT_WRITE, f)
+                events = selectors.EVENT_READ if f.probe.kind == "dns" else selectors.EVENT_WRITE
+                sel.register(f.sock, events, f)
         deadline = time.monotonic() + timeout
         while sel.get_map():
             left = deadline - time.monotonic()
@@ -74,23 +96,22 @@ def _wave(probes: Sequence[Probe], timeout: float) -> list[Result]:
     return [f.result for f in flights if f.result is not None]
 
 
-def _launch_checked(probe: Probe, hosts: dict[str, dict[str, list[str]]]) -> _Flight:
-    flight = _Flight(probe, None, time.monotonic())
-    name = probe.expect.name
-    if name:
-        table = hosts.setdefault(probe.hosts_file, _read_hosts(probe.hosts_file))
-        found = table.get(name, [])
-        if probe.address not in found:  # a dual-stack Service has a line per family
-            where = f"resolves to {', '.join(found)}" if found else "is missing"
-            flight.result = Result(probe, False, f"{name} {where} in the pod's /etc/hosts", 0.0)
-            return flight
-        flight.note = f"{name} -> {probe.address}: "
-    family = socket.AF_INET6 if probe.family == 6 else socket.AF_INET
+def _socket(flight: _Flight, family: int, kind: int) -> socket.socket | None:
+    """A socket in the probe's source namespace (None: the flight's result says why not)."""
+    probe = flight.probe
+    af = socket.AF_INET6 if family == 6 else socket.AF_INET
     try:
         with netns.entered(netns.path_of(probe.netns)):
-            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+            return socket.socket(af, kind | socket.SOCK_NONBLOCK)
     except OSError as exc:
         flight.result = Result(probe, False, f"cannot open a socket in {probe.netns}: {exc}", 0.0)
+        return None
+
+
+def _launch(probe: Probe) -> _Flight:
+    flight = _Flight(probe, None, time.monotonic())
+    sock = _socket(flight, probe.family, socket.SOCK_STREAM)
+    if sock is None:
         return flight
     flight.sock = sock
     flight.started = time.monotonic()
@@ -100,22 +121,60 @@ def _launch_checked(probe: Probe, hosts: dict[str, dict[str, list[str]]]) -> _Fl
     return flight
 
 
-def _read_hosts(path: str) -> dict[str, list[str]]:
-    """Each name of a hosts file and its addresses, in the file's order."""
-    table: dict[str, list[str]] = {}
+def _launch_dns(probe: Probe) -> _Flight:
+    """Send the DNS question; the answer is read when the socket turns readable."""
+    import dns.message  # dnspython: imported only when a check asks DNS
+
+    flight = _Flight(probe, None, time.monotonic())
+    qtype = "A" if probe.family == 4 else "AAAA"
+    query = dns.message.make_query(probe.expect.name + ".", qtype)
+    server = probe.address
+    sock = _socket(flight, 6 if ":" in server else 4, socket.SOCK_DGRAM)
+    if sock is None:
+        return flight
+    flight.sock = sock
+    flight.request = query.to_wire()
+    flight.started = time.monotonic()
     try:
-        with open(path) as fh:
-            for line in fh:
-                fields = line.split("#", 1)[0].split()
-                for name in fields[1:]:
-                    table.setdefault(name, []).append(fields[0])
-    except OSError:
-        pass
-    return table
+        sock.connect((server, probe.port))
+        sock.send(flight.request)
+    except OSError as exc:
+        _finish(None, flight, False, f"asking {server}: {exc.strerror}")
+    return flight
+
+
+def _dns_answer(sel: selectors.BaseSelector, f: _Flight) -> None:
+    """Judge the DNS answer: NOERROR, and exactly the Service's addresses."""
+    import dns.exception
+    import dns.message
+    import dns.rcode
+
+    assert f.sock is not None
+    try:
+        data = f.sock.recv(65536)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError as exc:  # an ICMP error: port unreachable, no route
+        _finish(sel, f, False, f"asking {f.probe.address}: {exc.strerror}")
+        return
+    try:
+        answer = dns.message.from_wire(data)
+    except dns.exception.DNSException as exc:
+        _finish(sel, f, False, f"{f.probe.address} sent what is not a DNS answer: {exc}")
+        return
+    got = sorted(str(rd) for rrset in answer.answer for rd in rrset
+                 if rrset.rdtype in (1, 28))  # A, AAAA
+    rcode = dns.rcode.to_text(answer.rcode())
+    words = ", ".join(got) or "no address"
+    ok = rcode == "NOERROR" and got == sorted(f.probe.expect.answers)
+    want = "" if ok else f" (expected {', '.join(f.probe.expect.answers)})"
+    _finish(sel, f, ok, f"{f.probe.address} answered {rcode}: {words}{want}")
 
 
 def _advance(sel: selectors.BaseSelector, f: _Flight, events: int) -> None:
-    if not f.request and events & selectors.EVENT_WRITE:
+    if f.probe.kind == "dns":
+        _dns_answer(sel, f)
+    elif not f.request and events & selectors.EVENT_WRITE:
         _connected(sel, f)
     else:
         _receive(sel, f)
@@ -177,6 +236,7 @@ def _judge(sel: selectors.BaseSelector, f: _Flight) -> None:
         first = answer.split(b"\r\n", 1)[0].decode(errors="replace")
         _finish(sel, f, False, f"unexpected answer: {first or 'empty'}")
         return
+    f.answered_by = who
     _finish(sel, f, who in expect.pods, f"answered by {who}")
 
 
@@ -192,4 +252,5 @@ def _finish(sel: selectors.BaseSelector | None, f: _Flight, ok: bool, detail: st
             with contextlib.suppress(KeyError, ValueError):
                 sel.unregister(f.sock)
         f.sock.close()
-    f.result = Result(f.probe, ok, f.note + detail, (time.monotonic() - f.started) * 1000)
+    f.result = Result(f.probe, ok, detail, (time.monotonic() - f.started) * 1000,
+                      answered_by=f.answered_by)

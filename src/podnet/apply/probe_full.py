@@ -17,7 +17,7 @@ import os
 import selectors
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from podnet.kernel import echo, netns
@@ -40,9 +40,10 @@ class _Full:
     verdict: tuple[bool | None, str] | None = None  # (None, why): not probed
 
 
-def run_full_size(results: Sequence[Result], *, timeout: float = 2.0,
-                  parallel: int = 128) -> list[Result]:
-    """`results` with the full-size verdict of each path that worked (and has a link MTU)."""
+def run_full_size(results: Sequence[Result], *, timeout: float = 2.0, parallel: int = 128,
+                  after_wave: Callable[[Sequence[Result]], None] | None = None) -> list[Result]:
+    """`results` with the full-size verdict of each path that worked (and has a link MTU);
+    `after_wave` sees each wave's results before the next wave goes."""
     # A path the policies deny "works" by staying silent: it has nothing to carry full-size.
     wanted = [i for i, r in enumerate(results)
               if r.ok and r.probe.mtu and not r.probe.expect.denied]
@@ -55,6 +56,8 @@ def run_full_size(results: Sequence[Result], *, timeout: float = 2.0,
                    for seq, i in enumerate(wave, 1)]
         for index, (ok, detail) in zip(wave, _wave(flights, timeout), strict=True):
             out[index] = replace(out[index], full=ok, full_detail=detail)
+        if after_wave is not None:
+            after_wave([out[i] for i in wave])
     return out
 
 

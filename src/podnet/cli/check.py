@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -23,6 +24,7 @@ _HEADERS = {
     "other-node": "OTHER-NODE",
     "node": "NODES",
     "service": "SERVICES",
+    "dns": "DNS",
     "nodeport": "NODEPORTS",
     "outside": "OUTSIDE",
     "full-size": "FULL-SIZE",
@@ -50,6 +52,10 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
     and on other nodes, to every node, to each Service by name, to the outside world (which must
     see the node's address), and every NodePort from the node network. A dual-stack lab is
     probed over each family (a row per source and family). Exit 0 only when all work.
+
+    The neighbour (ARP/NDP) tables are the whole machine's: in a lab large enough for its
+    probes to fill a quarter of them (about 85 pods per family), check removes the entries its
+    probes learned as it goes, so the machine's own networking never runs out of room.
     """
     from podnet.apply.probe import run_probes
     from podnet.plan.check import probes, summarize
@@ -66,11 +72,12 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
     started = time.perf_counter()
     wanted = None if family is None else (family,)
     planned, undecided = judged(lay, probes(lay, targets=targets, families=wanted))
-    results = run_probes(planned, timeout=timeout)
+    tidy = _tidy(lay)
+    results = run_probes(planned, timeout=timeout, after_wave=tidy)
     if mtu:
         from podnet.apply.probe_full import run_full_size
 
-        results = run_full_size(results, timeout=timeout)
+        results = run_full_size(results, timeout=timeout, after_wave=tidy)
     elapsed = time.perf_counter() - started
     passed = sum(r.passed for r in results)
     ok = bool(results) and passed == len(results)
@@ -82,6 +89,24 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
         if lay.policies:
             click.echo(_policy_summary(results, undecided))
     sys.exit(0 if ok else 1)
+
+
+def _tidy(lay: Any) -> Callable[[Sequence[Any]], None] | None:
+    """For a lab large enough to fill the machine's neighbour tables, what removes the entries
+    each wave of probes learned (`plan.neighbours`); None for a small one, whose entries stay
+    for `ip neigh` to show."""
+    from podnet.plan import neighbours
+
+    if not neighbours.tidy_needed(lay):
+        return None
+    from podnet.apply.probe import forget_neighbours
+
+    window = neighbours.Window(lay)
+
+    def after_wave(results: Sequence[Any]) -> None:
+        forget_neighbours(window.add(results))
+
+    return after_wave
 
 
 def _policy_summary(results: list[Any], undecided: int) -> str:

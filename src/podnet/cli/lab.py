@@ -181,8 +181,9 @@ def explain(path: str | None) -> None:
     from podnet.plan.steps import Observed, plan
 
     spec, _ = load_spec(path)
-    steps = plan(layout(spec), None, Observed())
-    click.echo(f"# podnet explain: lab {spec.name}, {len(spec.nodes)} nodes, {len(spec.pods)} pods")
+    lay = layout(spec)  # with the cluster DNS's pods, as `up` builds them
+    steps = plan(lay, None, Observed())
+    click.echo(f"# podnet explain: lab {lay.cluster}, {len(lay.nodes)} nodes, {len(lay.pods)} pods")
     for step in steps:
         click.echo(f"\n# {step.comment}")
         for command in step.commands:

@@ -130,9 +130,12 @@ class RecordSet:
             "ttl": self.ttl,
             "pods": self.pods,
             "zones": list(self.zones),
-            "records": [[r.name, r.type, r.data] for r in self.records],
         }
-        return json.dumps(body, indent=1) + "\n"
+        # One record a line, so the file (and `podnet explain`, which prints it) reads as a zone.
+        rows = ",\n  ".join(json.dumps([r.name, r.type, r.data]) for r in self.records)
+        head = json.dumps(body, indent=1)[:-2]  # without the closing "\n}"
+        return f'{head},\n "records": [\n  {rows}\n ]\n}}\n' if rows else \
+            f'{head},\n "records": []\n}}\n'
 
     @classmethod
     def from_json(cls, text: str) -> RecordSet:

@@ -422,7 +422,13 @@ def _start_metrics(metrics: Metrics, port: int) -> Any:
         def log_message(self, format: str, *args: Any) -> None:
             return  # scrapes are not news
 
-    class DualStack(HTTPServer):
+    class Quiet(HTTPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            if isinstance(sys.exc_info()[1], ConnectionError):
+                return  # a client that left before its answer (a port probe): not news
+            super().handle_error(request, client_address)
+
+    class DualStack(Quiet):
         address_family = socket.AF_INET6
 
         def server_bind(self) -> None:
@@ -434,7 +440,7 @@ def _start_metrics(metrics: Metrics, port: int) -> Any:
     except OSError as exc:
         if exc.errno != errno.EAFNOSUPPORT:
             raise
-        server = HTTPServer(("0.0.0.0", port), MetricsHandler)  # noqa: S104 - the pod's own
+        server = Quiet(("0.0.0.0", port), MetricsHandler)  # noqa: S104 - the pod's own
     thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
     thread.start()
     return server
@@ -451,7 +457,9 @@ def _set_comm(name: str) -> None:
         fh.write(name[:15])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, ready: Callable[[], None] | None = None) -> int:
+    """The server's command line; `ready` is called once it listens (a lab container's start
+    waits for it)."""
     parser = argparse.ArgumentParser(
         prog="python -m podnet.dns.server",
         description="Answer the cluster's DNS records (written by podnet) on port 53, UDP and TCP.",
@@ -497,6 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     _set_comm("podnet-dns")
     server.note(f"serving {server.metrics.records} records on {', '.join(listening)}")
+    if ready is not None:
+        ready()
     server.serve_forever()
     return 0
 

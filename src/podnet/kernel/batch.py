@@ -262,10 +262,12 @@ class Batch:
         msg["attrs"] = [["NDA_DST", ip], ["NDA_LLADDR", mac]]
         return self._add(msg, RTM_NEWNEIGH, _REPLACE, f"setting neighbour {ip} to {mac}")
 
-    def neigh_delete(self, index: int, ip: str) -> Batch:
+    def neigh_delete(self, index: int, ip: str, *, missing_ok: bool = False) -> Batch:
+        """`ip neigh del IP dev INDEX`; with `missing_ok`, an entry gone already is success."""
         msg = self._neigh(_family(ip), index, 0)
         msg["attrs"] = [["NDA_DST", ip]]
-        return self._add(msg, RTM_DELNEIGH, _ACKED, f"deleting neighbour {ip}")
+        return self._add(msg, RTM_DELNEIGH, _ACKED, f"deleting neighbour {ip}",
+                         frozenset({errno.ENOENT}) if missing_ok else frozenset())
 
     def fdb_replace(self, index: int, mac: str, remote: str) -> Batch:
         """`bridge fdb replace MAC dev INDEX dst REMOTE self permanent`: frames for MAC go to

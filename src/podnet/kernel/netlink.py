@@ -29,6 +29,7 @@ OWNER_ALIAS = "podnet"
 IFA_F_NOPREFIXROUTE = 0x200
 AF_INET = 2
 AF_INET6 = 10
+NUD_PERMANENT = 0x80
 AF_BRIDGE = 7
 SCOPE_LINK = 253
 SCOPE_HOST = 254
@@ -323,6 +324,23 @@ class Netlink:
         request["family"] = AF_INET if version == 4 else AF_INET6
         request["attrs"] = [["NDA_IFINDEX", index]]
         return [_neigh_dict(msg) for msg in self._raw.dump(self.where, request, RTM_GETNEIGH)]
+
+    def forget_learned_neighbours(self) -> int:
+        """Delete the neighbour entries this namespace learned, ARP's and NDP's, resolved or
+        not (those of `lo` and multicast addresses too), but never a permanent one: what
+        traffic leaves in the machine-wide neighbour tables. How many went."""
+        from pyroute2.netlink.rtnl import RTM_GETNEIGH
+        from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+        request = ndmsg()
+        request["family"] = 0  # AF_UNSPEC: the ARP and the NDP tables in one dump
+        batch = Batch(f"forgetting learned neighbours in {self.where}")
+        for msg in self._raw.dump(self.where, request, RTM_GETNEIGH):
+            dst = msg.get("NDA_DST")
+            if dst and not msg["state"] & NUD_PERMANENT:
+                batch.neigh_delete(msg["ifindex"], dst, missing_ok=True)
+        self.send(batch)
+        return len(batch.messages)
 
     def rules(self, version: int = 4) -> list[dict[str, Any]]:
         """The policy routing rules of one family, as `ip rule` lists them."""

@@ -86,7 +86,8 @@ CLUSTER_KIND_KEYS = (
     "containerdConfigPatchesJSON6902",
 )
 NETWORKING_KEYS = (
-    *SUBNET_KEYS, "ipFamily", "attachment", "routing", "mtu", "vxlan", "nodeCIDRPrefix"
+    *SUBNET_KEYS, "ipFamily", "attachment", "routing", "mtu", "vxlan", "nodeCIDRPrefix",
+    "dnsDomain",
 )
 NETWORKING_KIND_KEYS = (
     "apiServerAddress",
@@ -324,6 +325,8 @@ class _Loader:
             )
             or draft.mtu
         )
+        if net.get("dnsDomain") is not None:
+            self.dns_domain(r, net["dnsDomain"])
         vxlan = r.mapping(net.get("vxlan"), "networking.vxlan")
         r.known(vxlan, "networking.vxlan", VXLAN_KEYS)
         draft.vxlan_vni = (
@@ -346,6 +349,19 @@ class _Loader:
             )
             or draft.vxlan_port
         )
+
+    def dns_domain(self, r: Reader, value: object) -> None:
+        """networking.dnsDomain: kubeadm's, the zone the cluster DNS answers (cluster.local)."""
+        from podnet.dns.records import normalize_domain
+
+        text = r.text(value, "networking.dnsDomain")
+        if text is None:
+            return
+        try:
+            self.draft.dns_domain = normalize_domain(text)
+        except ValueError:
+            r.add("networking.dnsDomain", f"'{text}' is not a domain name",
+                  "labels of 1 to 63 characters joined by dots, such as cluster.local")
 
     def subnets(self, r: Reader, read: dict[str, tuple[IPNetwork, ...] | None]) -> None:
         """Each range as written, or kind's default for each family of `ipFamily`; a dual-stack
@@ -452,4 +468,5 @@ class _Loader:
             policies=policies,
             warnings=tuple(sorted(self.policies.warnings, key=_document_number)),
             cluster_given=self.cluster_doc is not None,
+            dns_domain=draft.dns_domain,
         )

@@ -178,6 +178,9 @@ class ServiceSpec:
     ip_families: tuple[Family, ...] = (4,)  # decided from ipFamilyPolicy and ipFamilies
     cluster_ips: tuple[str, ...] = ()  # spec.clusterIPs if the file pins them
     ip_family_policy: str = "SingleStack"  # or PreferDualStack, RequireDualStack
+    # clusterIP: None: no virtual address, no DNAT; the cluster DNS answers its name with the
+    # addresses of the pods it selects
+    headless: bool = False
 
     @property
     def key(self) -> str:
@@ -218,6 +221,8 @@ class ClusterSpec:
     # False for a file of objects alone (no Cluster document): applied to a running lab, it
     # leaves that lab's cluster (nodes, ranges, shape) as it is.
     cluster_given: bool = True
+    # networking.dnsDomain (kubeadm's name for it): the cluster DNS zone, <svc>.<ns>.svc.<domain>
+    dns_domain: str = "cluster.local"
 
     @property
     def families(self) -> tuple[Family, ...]:

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from podnet.errors import Problem
-from podnet.model.addresses import FAMILIES, Family, IPAddress, IPFamily, IPNetwork
+from podnet.model.addresses import FAMILIES, Family, IPAddress, IPFamily, IPNetwork, nth_host
+from podnet.model.cluster_dns import DNS_DEPLOYMENT, DNS_NAMESPACE, DNS_SERVICE, DNS_SERVICE_INDEX
 from podnet.model.types import (
     DEFAULT_NODE_SUBNETS,
     DEFAULT_POD_SUBNETS,
@@ -112,6 +113,7 @@ class ServiceDraft:
     cluster_ips: tuple[IPAddress, ...] = ()  # spec.clusterIPs (or clusterIP) as written
     ip_families: tuple[Family, ...] = ()  # spec.ipFamilies as written
     ip_family_policy: str = ""  # spec.ipFamilyPolicy as written ("": SingleStack)
+    headless: bool = False  # clusterIP: None
 
 
 @dataclass
@@ -138,6 +140,7 @@ class ClusterDraft:
     mtu: int = 1500
     vxlan_vni: int = 1
     vxlan_port: int = 8472
+    dns_domain: str = "cluster.local"
     pods: list[PodDraft] = field(default_factory=list)
     services: list[ServiceDraft] = field(default_factory=list)
     deployments: list[tuple[str, Origin]] = field(default_factory=list)  # (ns/name, origin)
@@ -186,6 +189,7 @@ def check(draft: ClusterDraft) -> list[Problem]:
         "Service",
         [(f"{s.namespace}/{s.name}", s.origin, "metadata.name") for s in draft.services],
     )
+    problems += _addon(draft)
     problems += _pinned(draft)
     problems += host_port_conflicts(draft)
     problems += _capacity(draft)
@@ -488,6 +492,31 @@ def host_port_conflicts(draft: ClusterDraft) -> list[Problem]:
     return problems
 
 
+def _addon(draft: ClusterDraft) -> list[Problem]:
+    """The cluster DNS is every lab's, as kubeadm's is every kind cluster's: a file names
+    neither its Service nor its Deployment, nor takes its address."""
+    hint = (f"leave it out: every lab has {DNS_NAMESPACE}/{DNS_SERVICE} and the "
+            f"{DNS_DEPLOYMENT} pods behind it, as kind does "
+            f"(podnet get pods,services -n {DNS_NAMESPACE})")
+    problems = [origin.problem("metadata.name", f"Deployment {key} is the lab's cluster DNS", hint)
+                for key, origin in draft.deployments
+                if key == f"{DNS_NAMESPACE}/{DNS_DEPLOYMENT}"]
+    nets = draft.subnets["serviceSubnet"]
+    first = nets[0] if nets else None
+    dns_ip = nth_host(first, DNS_SERVICE_INDEX) if first else None
+    for svc in draft.services:
+        if (svc.namespace, svc.name) == (DNS_NAMESPACE, DNS_SERVICE):
+            problems.append(svc.origin.problem(
+                "metadata.name", f"Service {DNS_NAMESPACE}/{DNS_SERVICE} is the lab's cluster DNS",
+                hint))
+        elif dns_ip is not None and dns_ip in svc.cluster_ips:
+            problems.append(svc.origin.problem(
+                "spec.clusterIP", f"{dns_ip} is the cluster DNS's address "
+                f"({DNS_NAMESPACE}/{DNS_SERVICE}, the 10th of serviceSubnet {first})",
+                "pick another address, or leave clusterIP out"))
+    return problems
+
+
 def _service_addresses(draft: ClusterDraft) -> list[Problem]:
     problems = []
     nets = {n.version: n for n in draft.subnets["serviceSubnet"] or ()}
@@ -621,6 +650,7 @@ def service_specs(draft: ClusterDraft) -> tuple[tuple[ServiceSpec, ...], list[Pr
                 ip_families=families,
                 cluster_ips=tuple(str(ip) for ip in svc.cluster_ips),
                 ip_family_policy=svc.ip_family_policy or "SingleStack",
+                headless=svc.headless,
             )
         )
     return tuple(services), problems

@@ -265,7 +265,10 @@ def read_service(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
         or "ClusterIP"
     )
     selector = r.labels(spec.get("selector"), "spec.selector")
-    cluster_ips = _cluster_ips(r, spec)
+    cluster_ips, headless = _cluster_ips(r, spec)
+    if headless and svc_type != "ClusterIP":
+        r.add("spec.clusterIP", f"None (headless) with type {svc_type}",
+              "a headless Service has no address for node ports: use type ClusterIP")
     families = _ip_families(r, spec)
     policy = r.choice(spec.get("ipFamilyPolicy"), "spec.ipFamilyPolicy", FAMILY_POLICIES,
                       "SingleStack (the default), PreferDualStack or RequireDualStack") or ""
@@ -273,30 +276,32 @@ def read_service(r: Reader, m: dict[Any, Any], draft: ClusterDraft) -> None:
     if name is not None:
         draft.services.append(
             ServiceDraft(name, namespace, r.origin, svc_type, selector, ports, cluster_ips,
-                         families, policy)
+                         families, policy, headless)
         )
 
 
 FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
 
 
-def _cluster_ips(r: Reader, spec: dict[Any, Any]) -> tuple[IPAddress, ...]:
-    """spec.clusterIPs (or its first, spec.clusterIP): the addresses the file pins."""
+def _cluster_ips(r: Reader, spec: dict[Any, Any]) -> tuple[tuple[IPAddress, ...], bool]:
+    """spec.clusterIPs (or its first, spec.clusterIP): the addresses the file pins, and whether
+    it says None (a headless Service)."""
     key = "clusterIPs" if "clusterIPs" in spec else "clusterIP"
     raw = spec.get(key)
     if raw is None:
-        return ()
+        return (), False
     texts = [r.text(v, f"spec.{key}[{i}]") for i, v in enumerate(r.items(raw, f"spec.{key}"))] \
         if key == "clusterIPs" else [r.text(raw, "spec.clusterIP")]
     out = []
+    headless = "None" in texts
+    if headless and len(texts) > 1:
+        r.add(f"spec.{key}", "None (headless) beside an address",
+              "a headless Service has no address: give None alone")
+        return (), True
     for text in texts:
         if text == "None":
-            r.add(
-                f"spec.{key}",
-                "headless Services are not supported",
-                "leave clusterIP out, or give an address in serviceSubnet",
-            )
-        elif text:
+            continue
+        if text:
             try:
                 out.append(ipaddress.ip_address(text))
             except ValueError:
@@ -304,8 +309,8 @@ def _cluster_ips(r: Reader, spec: dict[Any, Any]) -> tuple[IPAddress, ...]:
                       "give an address in serviceSubnet, or leave clusterIP out")
     if len({ip.version for ip in out}) != len(out):
         r.add(f"spec.{key}", "two addresses of one family", "give at most one per family")
-        return ()
-    return tuple(out)
+        return (), headless
+    return tuple(out), headless
 
 
 def _ip_families(r: Reader, spec: dict[Any, Any]) -> tuple[Family, ...]:

@@ -194,7 +194,8 @@ def describe_pod(record: LabState, obj: Obj, reads: KernelReads) -> dict[str, An
     host = reads.host([pod.netns, node.netns])
     pod_ns, node_ns = namespace(host, pod.netns), namespace(host, node.netns)
     ips = [str(i.ip) for i in each_family(pod, "ips", "ip")]
-    services = [f"{s.namespace}/{s.name} ({s.cluster_ip})" for s in lay.services
+    services = [f"{s.namespace}/{s.name} ({s.cluster_ip if s.cluster_ips else 'headless'})"
+                for s in lay.services
                 if pod.key in s.endpoints]
     out: dict[str, Any] = {
         "Name": pod.name,

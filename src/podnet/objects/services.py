@@ -29,8 +29,8 @@ def _collect(record: LabState, reads: KernelReads) -> list[Obj]:
             "metadata": {"name": s.name, "namespace": s.namespace, "labels": {}},
             "spec": {
                 "type": s.type,
-                "clusterIP": ips[0],
-                "clusterIPs": ips,
+                "clusterIP": ips[0] if ips else "None",  # headless, as the API shows it
+                "clusterIPs": ips or ["None"],
                 "ipFamilies": [_family(ip) for ip in ips],
                 "ipFamilyPolicy": s.ip_family_policy,
                 "selector": dict(s.selector),
@@ -87,7 +87,7 @@ def describe_service(record: LabState, obj: Obj, reads: KernelReads) -> dict[str
         "IPs": ",".join(spec["clusterIPs"]),
         "Ports": ports,
         "Endpoint pods": [f"{key} {','.join(ips)} on {node}" for key, ips, node in ends],
-        "Names": list(svc.hostnames(svc.namespace)),
+        "Names": list(svc.hostnames(svc.namespace, record.layout.dns_domain)),
     }
 
 

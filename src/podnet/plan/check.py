@@ -6,7 +6,10 @@ Every pod is a source. From each, the paths a pod network must carry:
     same-node   other pods on its node
     other-node  pods on other nodes
     node        every node's address
-    service     each Service port, by the name /etc/hosts gives it (demo.dev)
+    service     each Service port, by its ClusterIP
+    dns         a lookup of a Service's name (A, or AAAA over IPv6) over UDP to the pod's
+                nameserver (the kube-dns ClusterIP, through the Service DNAT to a coredns pod),
+                which must answer with the Service's addresses
     outside     the web server in the lab's `internet` namespace, which must see the node's
                 address (egress masquerade), not the pod's
 
@@ -29,7 +32,10 @@ from dataclasses import dataclass
 from typing import overload
 
 from podnet.model.addresses import IPAddress
+from podnet.plan.addons import DNS_NAMESPACE
+from podnet.plan.dns import pod_resolv, service_fqdn
 from podnet.plan.layout import Layout, PodLayout
+from podnet.plan.services import ServiceLayout
 
 __all__ = [
     "COLUMNS",
@@ -46,7 +52,7 @@ __all__ = [
     "summarize",
 ]
 
-KINDS = ("self", "same-node", "other-node", "node", "service", "nodeport", "outside")
+KINDS = ("self", "same-node", "other-node", "node", "service", "dns", "nodeport", "outside")
 FULL_SIZE = "full-size"  # not a kind of path: the full-size probes of all of a source's paths
 COLUMNS = (*KINDS, FULL_SIZE)
 NODE_NETWORK = "node network"  # the source name of probes sent from the fabric namespace
@@ -61,7 +67,8 @@ class Expect:
 
     pods: tuple[str, ...] = ()
     client: str = ""
-    name: str = ""  # the hosts-file name the source must resolve to the target address
+    name: str = ""  # a DNS probe's question: the name it asks
+    answers: tuple[str, ...] = ()  # and the addresses that must answer it
     # NetworkPolicies deny this path (why, in words): it works when no answer comes back
     denied: str = ""
 
@@ -92,6 +99,7 @@ class Result:
     ms: float
     full: bool | None = None  # the full-size probe passed (None: not sent)
     full_detail: str = ""
+    answered_by: str = ""  # the pod whose responder answered (a Service's chosen backend)
 
     @property
     def passed(self) -> bool:
@@ -224,13 +232,34 @@ def _pod_probes(lay: Layout, candidates: _Targets, src: PodLayout, index: int, l
             pods = tuple(b.key for b in backends) if http else ()
             yield Probe("service", src.key, src.netns, src.hosts_file,
                         f"{svc.key}:{port.port}", str(vip), port.port,
-                        Expect(pods=pods, name=f"{svc.name}.{svc.namespace}"), mtu, family)
+                        Expect(pods=pods), mtu, family)
+    yield from _dns_probes(lay, src, index, family)
     world = next((a for a in lay.internet.addresses if a.version == family), None) \
         if lay.internet is not None else None
     node_ip = lay.node(src.node).ip_of(family)
     if world is not None and lay.internet is not None and node_ip is not None:
         yield Probe("outside", src.key, src.netns, src.hosts_file, "internet", str(world.ip),
                     lay.internet.port, Expect(client=_text(node_ip.ip)), mtu, family)
+
+
+def _dns_probes(lay: Layout, src: PodLayout, index: int, family: int) -> Iterator[Probe]:
+    """One lookup per source and family: a Service of that family (the sources take turns
+    over the Services), asked of the first nameserver of the pod's resolv.conf. A pod without
+    one (dnsPolicy Default, as the coredns pods; a hostNetwork pod, which has its node's)
+    asks nothing."""
+    nameservers = pod_resolv(lay, src).nameservers
+    if src.host_network or not nameservers:
+        return
+    named = [s for s in lay.services if any(ip.version == family for ip in s.cluster_ips)]
+    mine: list[ServiceLayout] = [s for s in named if s.namespace != DNS_NAMESPACE] or named
+    if not mine:
+        return
+    svc = mine[index % len(mine)]
+    name = service_fqdn(lay, svc)
+    answers = tuple(str(ip) for ip in svc.cluster_ips if ip.version == family)
+    qtype = "A" if family == 4 else "AAAA"
+    yield Probe("dns", src.key, src.netns, src.hosts_file, f"{name} {qtype}", nameservers[0],
+                53, Expect(name=name, answers=answers), 0, family)
 
 
 def _node_port_probes(lay: Layout, fabric: str, family: int) -> Iterator[Probe]:

@@ -50,6 +50,8 @@ def _verdicts(world: World, lay: Layout, probe: Probe) -> Sequence[Verdict]:
         return [verdict(world, probe.source, probe.target, probe.port, family=family)]
     if probe.kind in ("node", "outside"):
         return [verdict(world, probe.source, probe.address, probe.port)]  # an address: its family
+    if probe.kind == "dns":
+        return _dns_verdicts(world, lay, probe)
     svc = next(s for s in lay.services if probe.target.startswith(f"{s.key}:"))
     port = next(p for p in svc.ports
                 if probe.port in (p.port, p.node_port))
@@ -71,3 +73,16 @@ def _verdicts(world: World, lay: Layout, probe: Probe) -> Sequence[Verdict]:
         seen = host if pod.node == node.name else own.ip
         out.append(verdict(world, str(seen), key, port.target_port))
     return out
+
+
+def _dns_verdicts(world: World, lay: Layout, probe: Probe) -> Sequence[Verdict]:
+    """A lookup goes to the nameserver's Service (kube-dns) on 53/UDP, to one of its pods."""
+    svc = next((s for s in lay.services
+                if probe.address in {str(ip) for ip in s.cluster_ips}), None)
+    port = next((p for p in svc.ports if p.port == probe.port and p.protocol == "UDP"),
+                None) if svc else None
+    if svc is None or port is None:
+        return ()
+    family = 6 if ":" in probe.address else 4
+    return [verdict(world, probe.source, key, port.target_port, "UDP", family=family)
+            for key in svc.endpoints if lay.pod(key) is not None]

@@ -29,10 +29,13 @@ from podnet.model.types import (
     INTERNET_SUBNET6,
     ClusterSpec,
     ContainerSpec,
+    DNSPolicy,
     HostPort,
     Impairment,
+    PodDNSConfig,
     PodSpec,
 )
+from podnet.plan.addons import with_addons
 from podnet.plan.services import ServiceLayout, place_services
 
 __all__ = [
@@ -134,10 +137,20 @@ class PodLayout:
     owner: str | None = None  # the Deployment that made it, if any
     impairment: Impairment = field(default_factory=Impairment)  # shaping of its veth
     host_network: bool = False
+    hostname: str | None = None  # spec.hostname, spec.subdomain: its hostname and DNS names
+    subdomain: str | None = None
+    dns_policy: DNSPolicy = "ClusterFirst"  # what its /etc/resolv.conf says (podnet.plan.dns)
+    dns_config: PodDNSConfig | None = None
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def resolv_file(self) -> str:
+        """Its /etc/resolv.conf, beside its /etc/hosts (a node has none: a hostNetwork pod
+        sees the machine's)."""
+        return resolv_file(self.hosts_file)
 
     @property
     def host_ports(self) -> tuple[HostPort, ...]:
@@ -201,6 +214,7 @@ class Layout:
     internet: InternetLayout | None = None
     namespaces: tuple[NamespaceSpec, ...] = ()  # with their labels, for policies' selectors
     policies: tuple[NetworkPolicySpec, ...] = ()
+    dns_domain: str = "cluster.local"  # networking.dnsDomain
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -249,6 +263,13 @@ class Layout:
 
     def pod(self, key: str) -> PodLayout | None:
         return self._pods_by_key.get(key)
+
+
+def resolv_file(hosts_file: str) -> str:
+    """The resolv.conf that goes with a pod's hosts file (runtime.enter mounts both)."""
+    from podnet.runtime.hosts import resolv_path
+
+    return resolv_path(hosts_file)
 
 
 def _short_hash(*parts: str) -> str:
@@ -304,6 +325,7 @@ def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
     """Decide every name and address of the lab described by `spec`."""
     _check_internet_free(spec)
     state_dir = f"{STATE_ROOT}/{spec.name}"
+    spec = with_addons(spec, state_dir)  # as kubeadm installs them: the cluster DNS
     shared_network = spec.attachment == "vpc"  # pods take addresses from the node network
     fabric_uplinks: set[str] = set()
     old_nodes = {n.name: n for n in previous.nodes} if previous else {}
@@ -380,6 +402,7 @@ def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
         internet=internet,
         namespaces=spec.namespaces,
         policies=spec.policies,
+        dns_domain=spec.dns_domain,
     )
 
 
@@ -588,4 +611,8 @@ def _pod_layout(
         owner=pod.owner,
         impairment=pod.impairment,
         host_network=pod.host_network,
+        hostname=pod.hostname,
+        subdomain=pod.subdomain,
+        dns_policy=pod.dns_policy,
+        dns_config=pod.dns_config,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from podnet.errors import InputError
 from podnet.model.addresses import Family, IPFamily
 from podnet.model.types import (
     DEFAULT_POD_SUBNETS,
@@ -22,6 +23,7 @@ from podnet.model.types import (
     ServicePort,
     ServiceSpec,
 )
+from podnet.plan.addons import DNS_DEPLOYMENT, DNS_NAMESPACE, DNS_SERVICE
 from podnet.plan.layout import Layout
 from podnet.plan.services import ServiceLayout
 
@@ -87,11 +89,14 @@ def running_spec(lay: Layout) -> ClusterSpec:
         vxlan_vni=lay.vxlan_vni,
         vxlan_port=lay.vxlan_port,
         pods=tuple(PodSpec(p.name, p.namespace, p.labels, p.containers, node=p.node,
-                           owner=p.owner, impairment=p.impairment,
-                           host_network=p.host_network) for p in lay.pods),
+                           owner=p.owner, hostname=p.hostname, subdomain=p.subdomain,
+                           dns_policy=p.dns_policy, dns_config=p.dns_config,
+                           impairment=p.impairment, host_network=p.host_network)
+                   for p in lay.pods),
         services=tuple(_service(s) for s in lay.services),
         namespaces=lay.namespaces,
         policies=lay.policies,
+        dns_domain=lay.dns_domain,
     )
 
 
@@ -110,6 +115,7 @@ def _service(s: ServiceLayout) -> ServiceSpec:
                           p.node_port, p.name) for p in s.ports),
         ip_families=tuple(4 if ip.version == 4 else 6 for ip in s.cluster_ips),
         cluster_ips=tuple(str(ip) for ip in s.cluster_ips),
+        headless=s.headless,
     )
 
 
@@ -147,9 +153,28 @@ def applied(spec: ClusterSpec, running: Layout, *, prune: bool = False
     return merged, (words if spec.cluster_given else [])
 
 
+def _refuse_addons(named: Named) -> None:
+    """The cluster DNS is the lab's, as kubeadm's add-ons are the cluster's: not for delete."""
+    hits = sorted(
+        [f"namespace {DNS_NAMESPACE}"] * (DNS_NAMESPACE in named.namespaces)
+        + [f"service {k}" for k in named.services if k == f"{DNS_NAMESPACE}/{DNS_SERVICE}"]
+        + [f"deployment {k}" for k in named.deployments
+           if k == f"{DNS_NAMESPACE}/{DNS_DEPLOYMENT}"]
+        + [f"pod {k}" for k in named.pods
+           if k.startswith(f"{DNS_NAMESPACE}/{DNS_DEPLOYMENT}-")]
+    )
+    if hits:
+        raise InputError(
+            f"{', '.join(hits)}: the lab's cluster DNS (the kube-dns Service and its coredns "
+            "pods, which every lab has, as kubeadm installs them on kind) cannot be deleted",
+            hint="delete your own objects only; `podnet down` removes the whole lab, DNS too",
+        )
+
+
 def removed(running: Layout, named: Named) -> tuple[ClusterSpec, list[str]]:
     """The running lab without the objects `named` (a namespace takes everything in it), and
     what goes, in words."""
+    _refuse_addons(named)
     current = running_spec(running)
 
     def gone(objects: Iterable[str], what: str) -> list[str]:

@@ -64,18 +64,24 @@ class ServiceLayout:
         return self.cluster_ips[0]
 
     @property
+    def headless(self) -> bool:
+        """clusterIP: None: no address; DNS answers with the endpoints' own."""
+        return not self.cluster_ips
+
+    @property
     def ip_families(self) -> tuple[int, ...]:
         return tuple(ip.version for ip in self.cluster_ips)
 
-    def hostnames(self, from_namespace: str) -> tuple[str, ...]:
-        """Names a pod of `from_namespace` resolves to the ClusterIP, as cluster DNS answers
-        them (the short name only works from the Service's own namespace)."""
-        return cluster_domain_names(self.name, self.namespace, from_namespace)
+    def hostnames(self, from_namespace: str, domain: str = CLUSTER_DOMAIN) -> tuple[str, ...]:
+        """Names a pod of `from_namespace` resolves to the ClusterIP through the cluster DNS and
+        its search path (the short name only works from the Service's own namespace)."""
+        return cluster_domain_names(self.name, self.namespace, from_namespace, domain)
 
 
-def cluster_domain_names(name: str, namespace: str, from_namespace: str) -> tuple[str, ...]:
+def cluster_domain_names(name: str, namespace: str, from_namespace: str,
+                         domain: str = CLUSTER_DOMAIN) -> tuple[str, ...]:
     names = (f"{name}.{namespace}", f"{name}.{namespace}.svc",
-             f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}")
+             f"{name}.{namespace}.svc.{domain}")
     return (name, *names) if namespace == from_namespace else names
 
 
@@ -142,7 +148,7 @@ def _cluster_ips(
     out: dict[str, dict[int, IPAddress]] = {svc.key: {} for svc in spec.services}
     for net in spec.service_subnets:
         family = net.version
-        wanted = [svc for svc in spec.services if family in svc.ip_families]
+        wanted = [svc for svc in spec.services if family in svc.ip_families and not svc.headless]
         for key, ip in _family_ips(spec, net, wanted, old).items():
             out[key][family] = ip
     return {

@@ -14,7 +14,9 @@ from enum import StrEnum
 
 from podnet.model.addresses import IPAddress, IPInterface
 from podnet.model.shape import Shape
+from podnet.plan.addons import is_addon_pod, records_path
 from podnet.plan.attachments import HostSide, PodLink, attachment
+from podnet.plan.dns import lab_records, resolv_text
 from podnet.plan.layout import (
     INTERNET_KEY,
     InternetLayout,
@@ -66,7 +68,6 @@ __all__ = [
     "pod_link",
     "rules_file",
     "seen_as_planned",
-    "service_hosts",
     "shaped_links",
 ]
 
@@ -87,7 +88,8 @@ class Action(StrEnum):
     POD_DELETE = "pod.delete"
     POD_START = "pod.start"
     POD_STOP = "pod.stop"
-    PODS_HOSTS = "pods.hosts"
+    PODS_FILES = "pods.files"
+    DNS_RECORDS = "dns.records"
 
 
 @dataclass(frozen=True)
@@ -173,17 +175,12 @@ def _must_rebuild(desired: Layout, current: Layout, seen: Observed) -> bool:
     return _shape(desired) != _shape(current) or current.fabric_netns not in seen.netns
 
 
-def service_hosts(lay: Layout, namespace: str) -> list[tuple[str, list[str]]]:
-    """The /etc/hosts entries that name the lab's Services for a pod of `namespace`."""
-    return [(str(ip), list(s.hostnames(namespace))) for s in lay.services for ip in s.cluster_ips]
-
-
-def _service_names(lay: Layout) -> list[tuple[str, str]]:
-    return sorted((s.key, ",".join(map(str, s.cluster_ips))) for s in lay.services)
-
-
 def _same_place(old: PodLayout | None, new: PodLayout) -> bool:
-    return old is not None and (old.node, old.ips, old.veth) == (new.node, new.ips, new.veth)
+    """Whether `new` stands where `old` stood: same node, addresses and veth, and the same
+    names (kubelet gives a pod its hostname once: a pod whose hostname or subdomain changes is
+    a new pod)."""
+    return old is not None and (old.node, old.ips, old.veth, old.hostname, old.subdomain) == (
+        new.node, new.ips, new.veth, new.hostname, new.subdomain)
 
 
 def _removals(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]:
@@ -234,9 +231,11 @@ def _infrastructure(desired: Layout, current: Layout | None, seen: Observed) -> 
     ]
     if stale:
         steps.append(_node_rules(desired, stale, {n.name: bodies[n.name][1] for n in stale}))
-    if current is not None and _service_names(current) != _service_names(desired):
-        steps.append(_pods_hosts(desired))
-    return steps
+    records = lab_records(desired)
+    if current is None or lab_records(current) != records:
+        steps.append(_dns_records(desired, current is None))
+    files = _pods_files(desired, current, seen)
+    return steps + ([files] if files.ops else [])
 
 
 def _path_ops(lay: Layout, node: NodeLayout, have: NodeSeen) -> list[Op]:
@@ -275,7 +274,9 @@ def _pods(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]
     hosts = {node.name: _host_side(desired, node) for node in desired.nodes}
     steps: list[Step] = []
     restarts: list[Step] = []
-    for pod in desired.pods:
+    # The cluster DNS's pods first: their servers load (a fifth of a second) on the other core
+    # while the rest are built, as kubeadm installs them before any workload.
+    for pod in sorted(desired.pods, key=lambda p: not is_addon_pod(p.namespace, p.owner)):
         old = current.pod(pod.key) if current else None
         intact = _intact(desired, current, seen, pod, recorded_nodes)
         if not intact and pod.host_network:  # nothing to build: its node's namespace
@@ -283,7 +284,10 @@ def _pods(desired: Layout, current: Layout | None, seen: Observed) -> list[Step]
         elif not intact:
             if old is not None and _same_place(old, pod) and old.netns in seen.netns:
                 steps.append(_pod_delete(desired, old))  # its node was rebuilt: rebuild the pod
-            steps += [_pod_create(desired, pod, hosts[pod.node]), _pod_start(desired, pod)]
+            # A recorded pod's old containers may still live (in its half-built namespace, or
+            # one its node took away): they stop before the new ones start.
+            steps += [_pod_create(desired, pod, hosts[pod.node]),
+                      _pod_start(desired, pod, restart=old is not None)]
         elif old is not None and (old.containers != pod.containers or pod.key not in seen.running):
             restarts.append(_pod_start(desired, pod, restart=True))
     return steps + restarts
@@ -372,7 +376,8 @@ def plan_down(current: Layout) -> list[Step]:
     steps.append(
         Step(Action.FABRIC_DELETE, current.fabric_netns, "remove the node network",
              (DeleteNetns(current.fabric_netns),
-              RemoveFiles((rules_file(current), *(rules_file(current, n) for n in current.nodes)))))
+              RemoveFiles((rules_file(current), *(rules_file(current, n) for n in current.nodes),
+                           records_path(current.state_dir)))))
     )
     return steps
 
@@ -405,10 +410,23 @@ def _birth_sysctls(lay: Layout, *, router: bool) -> tuple[tuple[str, str], ...]:
 
 
 def _state_dirs(lay: Layout) -> Step:
-    dirs = tuple(f"{lay.state_dir}/{sub}" for sub in ("nodes", "pods", "logs"))
+    dirs = tuple(f"{lay.state_dir}/{sub}" for sub in ("nodes", "pods", "logs", "dns"))
     return Step(Action.STATE_DIRS, lay.cluster,
-                f"podnet's files for lab {lay.cluster}: hostnames, hosts files, logs",
-                (MakeDirs(dirs),))
+                f"podnet's files for lab {lay.cluster}: hostnames, hosts and resolv.conf files, "
+                "logs, DNS records", (MakeDirs(dirs),))
+
+
+def _dns_records(lay: Layout, new: bool) -> Step:
+    """The records the coredns pods answer: written before they start; rewritten when the
+    lab's Services or pods change, which the running servers load at once (inotify)."""
+    path = records_path(lay.state_dir)
+    records = lab_records(lay)
+    ops: list[Op] = [] if new else [MakeDirs((path.rsplit("/", 1)[0],))]
+    ops.append(WriteFile(path, records.to_json(), new=new))
+    return Step(Action.DNS_RECORDS, lay.cluster,
+                f"the cluster DNS records of {lay.dns_domain} ({len(records.records)} records): "
+                "what the coredns pods answer, reloaded by them at once when rewritten",
+                tuple(ops))
 
 
 def _fabric_create(lay: Layout) -> Step:
@@ -543,19 +561,39 @@ def _internet_delete(net: InternetLayout) -> Step:
 # --- pods ---------------------------------------------------------------------------------------
 
 
-def _pods_hosts(lay: Layout) -> Step:
-    return Step(
-        Action.PODS_HOSTS,
-        ALL_PODS,
-        "the Services changed: rewrite every pod's /etc/hosts with their names",
-        # a hostNetwork pod's hosts file is its node's
-        tuple(WriteFile(p.hosts_file, _hosts(lay, p)) for p in lay.pods if not p.host_network),
-    )
+def _pods_files(desired: Layout, current: Layout | None, seen: Observed) -> Step:
+    """Standing pods whose /etc/resolv.conf (the kube-dns address, the pod's dnsPolicy or
+    dnsConfig) or /etc/hosts changed: rewritten in place, nothing restarted. A hostNetwork
+    pod's files are its node's."""
+    ops: list[Op] = []
+    recorded = {n.name for n in current.nodes} if current else set()
+    for pod in desired.pods:
+        old = current.pod(pod.key) if current else None
+        if (current is None or old is None or pod.host_network or old.host_network
+                or not _intact(desired, current, seen, pod, recorded)):
+            continue
+        if _resolv(desired, pod) != _resolv(current, old):
+            ops.append(WriteFile(pod.resolv_file, _resolv(desired, pod)))
+        if _hosts(desired, pod) != _hosts(current, old):
+            ops.append(WriteFile(pod.hosts_file, _hosts(desired, pod)))
+    return Step(Action.PODS_FILES, ALL_PODS,
+                "rewrite the /etc/resolv.conf and /etc/hosts of pods whose DNS settings changed",
+                tuple(ops))
 
 
 def _hosts(lay: Layout, pod: PodLayout) -> str:
-    return render_hosts([str(ip.ip) for ip in pod.ips], pod_hostname(pod.name),
-                        service_hosts(lay, pod.namespace))
+    """kubelet's /etc/hosts: the pod's own names, no Service (cluster DNS answers those)."""
+    fqdn = (f"{_hostname(pod)}.{pod.subdomain}.{pod.namespace}.svc.{lay.dns_domain}"
+            if pod.subdomain else None)
+    return render_hosts([str(ip.ip) for ip in pod.ips], _hostname(pod), fqdn=fqdn)
+
+
+def _hostname(pod: PodLayout) -> str:
+    return pod_hostname(pod.hostname or pod.name)
+
+
+def _resolv(lay: Layout, pod: PodLayout) -> str:
+    return resolv_text(lay, pod)
 
 
 def pod_link(lay: Layout, pod: PodLayout, host: HostSide | None = None) -> PodLink:
@@ -575,7 +613,8 @@ def _pod_create(lay: Layout, pod: PodLayout, host: HostSide) -> Step:
         CreateNetns(pod.netns, _birth_sysctls(lay, router=False)),
         *attachment(lay.attachment).pod_ops(pod_link(lay, pod, host)),
         *_link_shaping(host.ns, pod.veth, (pod.impairment.received, pod.impairment.sent)),
-        SetHostname(pod.uts, pod_hostname(pod.name)),
+        SetHostname(pod.uts, _hostname(pod)),
+        WriteFile(pod.resolv_file, _resolv(lay, pod), new=True),
         # Last: a pod whose hosts file exists is whole (`apply.lab.observe` relies on it).
         WriteFile(pod.hosts_file, _hosts(lay, pod), new=True),
     ]
@@ -624,7 +663,8 @@ def _pod_delete(lay: Layout, pod: PodLayout, *, stop: bool = True,
     if node_stays:
         # And vpc's routing rule for the pod.
         ops += attachment(lay.attachment).departure_ops(pod_link(lay, pod))
-    ops += [DeleteNetns(pod.netns), DeleteUts(pod.uts), RemoveFiles((pod.hosts_file, *logs))]
+    ops += [DeleteNetns(pod.netns), DeleteUts(pod.uts),
+            RemoveFiles((pod.hosts_file, pod.resolv_file, *logs))]
     return Step(Action.POD_DELETE, pod.key,
                 f"remove pod {pod.key}: its namespace (the kernel frees {pod.veth} with it)",
                 tuple(ops))

@@ -264,7 +264,9 @@ def _services(lab: LabView, pod_groups: Mapping[str, str]) -> tuple[Service, ...
     out = []
     for n, svc in enumerate(lab.services):
         key = f"{svc.get('namespace')}/{svc.get('name')}"
-        ips = svc.get("cluster_ips") or [svc.get("cluster_ip")]
+        # a headless Service (clusterIP None) has no address: "headless:5432/TCP"
+        ips = [ip for ip in svc.get("cluster_ips") or [svc.get("cluster_ip")]
+               if ip not in (None, "None")] or ["headless"]
         lines = []
         for port in svc.get("ports") or []:
             if not isinstance(port, dict):

@@ -14,16 +14,8 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-from podnet.render.graph_layout import (
-    FONT,
-    PAD,
-    Box,
-    Drawing,
-    GroupBox,
-    Label,
-    Route,
-    layout,
-)
+from podnet.render.drawing import FONT, PAD, Box, Drawing, GroupBox, Label, Route
+from podnet.render.graph_layout import layout
 from podnet.render.graph_model import Graph
 
 __all__ = ["FILL", "render_drawing", "render_svg"]

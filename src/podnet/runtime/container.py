@@ -175,6 +175,9 @@ def run(
             mount_template.close()
         os.chdir("/")
         os.umask(0o022)
+        module = _in_process(request.argv)
+        if module is not None:
+            _run_module(request, module, status)
         if request.argv:
             exec_command(request.argv, container_env(request))
         _pause(request, status)
@@ -185,6 +188,56 @@ def run(
         status.send(f"E {describe_error(exc)}\n")
     finally:
         os._exit(code)
+
+
+# podnet's own servers a container may run as `python3 -m MODULE ...`: run in this process (the
+# zygote's interpreter, with podnet and its dependencies), as the responder is, so they need no
+# Python on the machine's PATH and skip an interpreter's start.
+_MODULES = ("podnet.dns.server",)
+
+
+def _in_process(argv: Sequence[str] | None) -> str | None:
+    if argv and len(argv) >= 3 and argv[0] == "python3" and argv[1] == "-m" \
+            and argv[2] in _MODULES:
+        return argv[2]
+    return None
+
+
+def _run_module(request: SpawnRequest, module: str, status: _Status) -> NoReturn:
+    """`python3 -m MODULE ARGS` in this process: MODULE's `main(ARGS, ready=...)` is the
+    container; it calls `ready` once it serves (so `up` returns with the server answering), and
+    a start that fails before it is reported as any container's."""
+    import importlib
+    import sys
+
+    os.environ.clear()
+    os.environ.update(container_env(request))
+    # As a Python started for the module would have it: a client gone mid-answer is EPIPE, an
+    # error the server handles, not a signal that kills it.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    sys.argv = [module, *request.argv[3:]] if request.argv else [module]
+    pod = f"{request.pod_namespace}/{request.pod_name}"
+    set_title(module.rsplit(".", 1)[-1], f"{module} {pod} {request.container_name}")
+
+    def ready() -> None:
+        status.send("R\n")
+        status.close()
+
+    code: object = 1
+    try:
+        import site
+
+        site.main()  # the zygote runs without site-packages (-S); the module's dependencies need it
+        code = importlib.import_module(module).main(sys.argv[1:], ready=ready)
+    except BaseException as exc:
+        status.send(f"E {module}: {describe_error(exc)}\n")
+        print(f"{module}: {describe_error(exc)}", file=sys.stderr)
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+    status.send(f"E {module} ended with status {code} before it served: see the container's log\n")
+    os._exit(code if isinstance(code, int) else 1)
 
 
 def pause_title(request: SpawnRequest) -> str:

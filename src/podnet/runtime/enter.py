@@ -35,6 +35,7 @@ from typing import NoReturn
 from podnet.errors import KernelError, ObjectMissingError, ProcessError, os_error
 from podnet.kernel import syscalls
 from podnet.kernel.netns import NETNS_DIR
+from podnet.runtime.hosts import resolv_path
 
 __all__ = [
     "ExecError",
@@ -144,6 +145,7 @@ def enter_pod(
                 syscalls.bind_mount(f"/proc/self/fd/{hosts}", "/etc/hosts")
             except OSError as exc:
                 raise _kernel_error(exc, f"bind-mounting {hosts_file} over /etc/hosts") from None
+            _mount_resolv(resolv_path(hosts_file), fds)
     finally:
         for fd in fds:
             os.close(fd)
@@ -255,6 +257,23 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> N
 def reset_signals() -> None:
     for sig in _RESET:
         signal.signal(sig, signal.SIG_DFL)
+
+
+def _mount_resolv(path: str, fds: list[int]) -> None:
+    """The pod's resolv.conf over /etc/resolv.conf, when it has one (a node has none, nor has
+    a pod of a lab recorded before the cluster DNS: they keep the machine's)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ObjectMissingError(f"pod resolv.conf {path}: {exc.strerror}", errno=exc.errno,
+                                 hint="`podnet up` writes it again") from None
+    fds.append(fd)
+    try:
+        syscalls.bind_mount(f"/proc/self/fd/{fd}", "/etc/resolv.conf")
+    except OSError as exc:
+        raise _kernel_error(exc, f"bind-mounting {path} over /etc/resolv.conf") from None
 
 
 def _open_hosts(path: str) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["HOSTNAME_MAX", "node_hosts", "pod_hostname", "render_hosts"]
+__all__ = ["HOSTNAME_MAX", "node_hosts", "pod_hostname", "render_hosts", "resolv_path"]
 
 # sethostname(2) takes 64 bytes; kubelet keeps 63 so the name fits with its terminating NUL.
 HOSTNAME_MAX = 63
@@ -36,21 +36,32 @@ def pod_hostname(pod_name: str) -> str:
     return cut
 
 
+def resolv_path(hosts_file: str) -> str:
+    """A pod's resolv.conf file: beside its hosts file (`.../dev_web.hosts` ->
+    `.../dev_web.resolv`), so whatever enters a pod with its hosts file finds both."""
+    base = hosts_file[: -len(".hosts")] if hosts_file.endswith(".hosts") else hosts_file
+    return base + ".resolv"
+
+
 def render_hosts(
     pod_ip: str | Sequence[str],
     hostname: str,
     extra: Sequence[tuple[str, Sequence[str]]] = (),
+    fqdn: str | None = None,
 ) -> str:
     """The text of a pod's hosts file.
 
     `pod_ip` is the pod's address (or every address, for a dual-stack pod: one line each, as
     kubelet writes `podIPs`); `hostname` is `pod_hostname(pod name)`; `extra` holds (ip, names)
-    entries, written the way kubelet writes a pod's hostAliases.
+    entries, written the way kubelet writes a pod's hostAliases; `fqdn`, a pod with a hostname
+    and a subdomain's full name (`db-0.db.dev.svc.cluster.local`), which kubelet writes before
+    the hostname.
     """
     ips = [pod_ip] if isinstance(pod_ip, str) else list(pod_ip)
-    for value in (*ips, hostname):
+    own = (fqdn, hostname) if fqdn else (hostname,)
+    for value in (*ips, *own):
         _check_field(value)
-    lines = [_HEADER, *(f"{ip}\t{hostname}\n" for ip in ips)]
+    lines = [_HEADER, *(f"{ip}\t{chr(9).join(own)}\n" for ip in ips)]
     if extra:
         lines.append("\n# Entries added by HostAliases.\n")
         for ip, names in extra:

@@ -39,7 +39,8 @@ PIPE = "2. Talk to another process: through a pipe"
 VETHS = "3. Look at existing veth pairs"
 BUILD = "4. Build a veth pair by hand"
 ADDRESS = "5. Talk within and between pods: by pod address"
-POLICY = "6. Who may talk: a NetworkPolicy"
+DNS = "6. Is it DNS? Names through the cluster DNS"
+POLICY = "7. Who may talk: a NetworkPolicy"
 
 _DENY = ('{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": '
          '{"name": "tour-deny-ingress", "namespace": "{pod_ns}"}, "spec": {"podSelector": {}, '
@@ -302,6 +303,50 @@ LESSON: tuple[TourStep, ...] = (
         explain="`podnet graph -o svg` or `--serve` draw the same picture as an image or a live "
                 "page.",
         show_lines=16,
+    ),
+    TourStep(
+        DNS, "Is it DNS? Look at the resolver configuration of {pod_key}.",
+        ("podnet exec -n {pod_ns} {pod_name} -- cat /etc/resolv.conf",),
+        expect=(r"search {pod_ns}\.svc\.{domain} svc\.{domain} {domain}",
+                r"nameserver {dns_ip}", r"options ndots:5"),
+        needs=("service",),
+        explain="The kubelet gives each pod a resolv.conf (dnsPolicy ClusterFirst): one "
+                "nameserver, the kube-dns Service's ClusterIP, and a search path that makes "
+                "`{svc_name}` and `{svc_name}.{svc_ns}` full names. With ndots:5, a name of fewer "
+                "than five dots is tried with each search domain first.",
+    ),
+    TourStep(
+        DNS, "Resolve the Service's name as the pod's programs do (glibc).",
+        ("podnet exec -n {pod_ns} {pod_name} -- getent ahosts {svc_name}.{svc_ns}",),
+        # every address of the Service (a dual-stack one's IPv6 first, glibc's order), the
+        # canonical name on the first line
+        expect=(r"{svc_ip}\s+STREAM", r"STREAM {svc_fqdn}"),
+        needs=("service",),
+        retry=3.0,
+        explain="glibc asked the nameserver for {svc_name}.{svc_ns}.{pod_ns}.svc.{domain} "
+                "(NXDOMAIN, at once), then {svc_fqdn}: the Service's ClusterIP. No Service "
+                "name is in /etc/hosts: every name comes from the cluster DNS.",
+    ),
+    TourStep(
+        DNS, "Follow the name: the lookup, then the answer's path.",
+        ("podnet trace -q -n {pod_ns} {pod_name} {svc_name}.{svc_ns} --port {svc_port}",),
+        expect=(r"asked {dns_ip} port 53/udp: {svc_fqdn}\. \S+ -> NOERROR {svc_ip}",
+                r"works: path works"),
+        needs=("service",),
+        explain="The trace resolves the name from inside the pod, as its resolver would, and "
+                "shows each question: the query itself went to {dns_ip}, where the node's "
+                "Service rules sent it to a coredns pod. Then it follows the answer, "
+                "{svc_ip}, hop by hop.",
+    ),
+    TourStep(
+        DNS, "Who answered: the coredns pods behind the kube-dns Service.",
+        ("podnet get pods -n kube-system -o wide", "podnet get services -n kube-system"),
+        expect=(r"coredns-\S+\s+1/1\s+Running", r"kube-dns\s+ClusterIP\s+{dns_ip}\s+"
+                r"53/UDP,53/TCP,9153/TCP"),
+        needs=("service",),
+        explain="As on kind: two coredns replicas on the control-plane node, behind kube-dns at "
+                "the 10th address of the service range. Their records change the moment a "
+                "Service or pod does, with no restart.",
     ),
     TourStep(
         POLICY, "Deny every connection into the pods of namespace {pod_ns}.",

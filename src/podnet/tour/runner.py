@@ -79,7 +79,8 @@ def lab_facts(lab: LabView) -> Facts:
     if not lab.pods:
         raise StateError("no lab is up (or it has no pods)",
                          hint="bring the lesson's lab up first: `podnet up`")
-    served = [p for p in lab.pods if _ports(p)]
+    own = [p for p in lab.pods if p.get("namespace") != "kube-system"]  # not the cluster DNS
+    served = [p for p in own if _ports(p)]
     if not served:
         raise StateError("no pod of the lab serves a port",
                          hint="the tour needs a pod with a containerPort, as the jumpbox has")
@@ -116,7 +117,8 @@ def lab_facts(lab: LabView) -> Facts:
         "orange": f"{cluster}-tour-orange",
         "green": f"{cluster}-tour-green",
     }
-    others = [p for p in lab.pods if p.get("node") != pod.get("node")]
+    facts.update(_dns_facts(lab))
+    others = [p for p in own if p.get("node") != pod.get("node")]
     other = next((p for p in others if _ports(p)), others[0] if others else None)
     if other is not None:
         facts.update({
@@ -129,6 +131,27 @@ def lab_facts(lab: LabView) -> Facts:
             "other_veth": str(other.get("veth")),
         })
     return facts
+
+
+def _dns_facts(lab: LabView) -> Facts:
+    """A Service to resolve, and the cluster DNS's address and domain (none: no such step)."""
+    def ips(svc: dict[str, object]) -> list[str]:
+        found = svc.get("cluster_ips")
+        return [str(ip) for ip in found] if isinstance(found, list) else []
+
+    dns = next((s for s in lab.services if s.get("namespace") == "kube-system"
+                and s.get("name") == "kube-dns" and ips(s)), None)
+    svc = next((s for s in lab.services if s.get("namespace") != "kube-system" and ips(s)
+                and s.get("ports")), None)
+    if dns is None or svc is None:
+        return {}
+    domain = str(lab.raw.get("dns_domain") or "cluster.local")
+    ports = svc.get("ports")
+    port = ports[0].get("port") if isinstance(ports, list) and isinstance(ports[0], dict) else 80
+    name, ns = str(svc.get("name")), str(svc.get("namespace"))
+    return {"service": "yes", "svc_name": name, "svc_ns": ns, "svc_ip": ips(svc)[0],
+            "svc_port": str(port), "svc_fqdn": f"{name}.{ns}.svc.{domain}", "domain": domain,
+            "dns_ip": ips(dns)[0]}
 
 
 def fill(text: str, facts: Facts, *, regex: bool = False) -> list[str]:

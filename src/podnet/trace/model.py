@@ -120,3 +120,4 @@ class TraceReport:
     probe: ProbeResult | None
     verdict: Literal["works", "broken", "unknown"]
     summary: str
+    lookup: tuple[str, ...] = ()  # the DNS questions that named the destination, and answers

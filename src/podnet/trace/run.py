@@ -137,7 +137,8 @@ def trace_between(
     source_text = f"{_who(src)} ({packet.src})"
     echo = " (ICMPv6 echo)" if proto == "icmpv6" else " (ICMP echo)"
     target = dst.text + (f" port {port}/{proto}" if port is not None else echo)
-    return TraceReport(source_text, target, forward, reverse, result, verdict, summary)
+    return TraceReport(source_text, target, forward, reverse, result, verdict, summary,
+                       dst.lookup)
 
 
 def _arm(host: Host, reads: Reads, src: Namespace, packet: Packet, index: HostIndex,

@@ -18,6 +18,7 @@ from typing import Any
 
 from podnet.errors import ObjectMissingError, StateError
 from podnet.inspect.model import Host, Namespace
+from podnet.trace.dns import NameLookup
 
 __all__ = [
     "Destination",
@@ -39,6 +40,7 @@ class Destination:
     text: str  # for people: "pod default/jumpbox 10.244.1.2"
     port: int | None = None  # a Service's port when the user gave none
     namespace: Namespace | None = None  # the namespace that owns the address, when known
+    lookup: tuple[str, ...] = ()  # a name resolved through the source pod's DNS: what was asked
 
 
 @dataclass
@@ -213,7 +215,8 @@ def _recorded(entry: dict[str, Any] | None, plural: str, singular: str) -> list[
     values = entry.get(plural)
     if not isinstance(values, list) or not values:
         values = [entry.get(singular)] if entry.get(singular) else []
-    return [str(v).split("/")[0] for v in values if isinstance(v, str) and v]
+    # "None": a headless Service's clusterIP, as the API (and the record) says it
+    return [str(v).split("/")[0] for v in values if isinstance(v, str) and v and v != "None"]
 
 
 def _version(addr: str) -> int:
@@ -337,6 +340,15 @@ def resolve_destination(host: Host, lab: LabView, selector: str, namespace: str 
         world = owners.get(addr)
         return Destination(addr, f"the internet ({addr}, {_describe(world)})",
                            port if isinstance(port, int) else None, world)
+    asked = _dns_lookup(lab, selector, source, family)
+    if asked is not None and asked.address is not None:
+        addr = asked.address
+        by_ip = next((s for s in lab.services if addr in _service_ips(s)), None)
+        what = (f"service {by_ip.get('namespace', 'default')}/{by_ip.get('name')}"
+                if by_ip else _describe(owners.get(addr)))
+        return Destination(addr, f"{what} {addr} ({selector} in {source.pod}'s DNS)",
+                           _service_port(by_ip) if by_ip else None, owners.get(addr),
+                           asked.lines())
     source_pod_ns = (source.pod or "default/").split("/")[0]
     svc = _service(lab, selector, namespace or source_pod_ns)
     if svc is not None and _service_ips(svc):
@@ -350,11 +362,38 @@ def resolve_destination(host: Host, lab: LabView, selector: str, namespace: str 
             addr = _of_family(named, family, f"{selector} in {source.pod}'s /etc/hosts", switch)
             return Destination(addr, f"{selector} {addr} (from {source.pod}'s /etc/hosts)",
                                None, owners.get(addr))
+    said = "; ".join(asked.lines()) if asked is not None else ""
     raise ObjectMissingError(
-        f"cannot resolve {selector!r} to an address",
+        f"cannot resolve {selector!r} to an address" + (f" ({said})" if said else ""),
         hint="give an IPv4 or IPv6 address, a pod (NAMESPACE/NAME), a node, or a Service of the "
-             "lab",
+             "lab (by its DNS name, such as demo.dev.svc.cluster.local)",
     )
+
+
+def _dns_lookup(lab: LabView, selector: str, source: Namespace,
+                family: int | None) -> NameLookup | None:
+    """`selector` asked of the source pod's nameserver, through its resolv.conf (None: not a
+    DNS name, or the source has no resolv.conf of the lab's)."""
+    from podnet.dns.resolv import parse_resolv_conf
+    from podnet.runtime.hosts import resolv_path
+    from podnet.trace.dns import lookup
+    from podnet.trace.world import namespace_path
+
+    pod = lab.pod(source.pod) if source.pod else None
+    if pod is None or "/" in selector or not isinstance(pod.get("hosts_file"), str) \
+            or pod.get("hostNetwork"):
+        return None
+    try:
+        with open(resolv_path(pod["hosts_file"])) as fh:
+            conf = parse_resolv_conf(fh.read())
+    except OSError:
+        return None
+    path = namespace_path(source)
+    if path is None:
+        return None
+    if family is None:
+        family = 4 if any(_version(a) == 4 for a in _own_addresses(source)) else 6
+    return lookup(path, conf, selector, family)
 
 
 def check_source_family(source: Namespace, dst: Destination) -> None:

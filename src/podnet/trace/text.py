@@ -85,6 +85,9 @@ def mtu_line(path: Path) -> str | None:
 def report_text(report: TraceReport, *, commands: bool = True) -> str:
     p = report.forward.packet
     lines = [f"trace from {report.source} to {report.destination}", ""]
+    if report.lookup:
+        lines += ["lookup (the source's resolv.conf, its nameserver):",
+                  *(f"  {line}" for line in report.lookup), ""]
     lines += _path_lines(report.forward, commands=commands)
     mtu = mtu_line(report.forward)
     if mtu:
@@ -126,6 +129,7 @@ def report_json(report: TraceReport) -> dict[str, Any]:
         "destination": report.destination,
         "verdict": report.verdict,
         "summary": report.summary,
+        "lookup": list(report.lookup),
         "probe": asdict(report.probe) if report.probe else None,
         "forward": _path_json(report.forward),
         "reverse": _path_json(report.reverse) if report.reverse else None,
