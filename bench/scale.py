@@ -139,9 +139,8 @@ def measure_podnet(podnet: str, pods: int, work: str) -> dict[str, float]:
     out["slab/pod kB"] = (slab1 - slab0) / 1024 / pods
     out["re-up"] = timed(lambda: run([podnet, "up", "-q", "-f", topo]))
     listed: list[str] = []
-    out["get pods"] = timed(lambda: listed.extend(
-        run([podnet, "get", "pods", "-C", CLUSTER, "-o", "wide", "--no-headers"]).stdout
-        .splitlines()))
+    get = [podnet, "get", "pods", "-C", CLUSTER, "-n", CLUSTER, "-o", "wide", "--no-headers"]
+    out["get pods"] = timed(lambda: listed.extend(run(get).stdout.splitlines()))
     assert len(listed) == pods, f"expected {pods} pods, got {len(listed)}"
     assert all(" Running " in line for line in listed), "a pod is not Running"
     out["inspect"] = timed(lambda: run([podnet, "inspect", "-o", "json"]))
