@@ -14,7 +14,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 venv=${PODNET_VENV:-/opt/podnet/venv}
 runtime_pkgs=(python3 python3-venv iproute2 nftables python3-nftables curl procps util-linux tcpdump)
 test_pkgs=(containernetworking-plugins containerd runc busybox-static iperf3 iptables gcc libc6-dev
-           chromium dnsmasq-base dnsperf)
+           chromium dnsmasq-base dnsperf mininet bridge-utils)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

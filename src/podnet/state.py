@@ -72,9 +72,23 @@ class LabState:
     # When each object of the file was applied as it is now ("NetworkPolicy/dev/x" -> epoch
     # seconds): kubectl's AGE.
     applied: dict[str, float] = field(default_factory=dict)
+    _index: tuple[tuple[int, int], dict[str, list[ContainerRecord]]] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def containers_of(self, pod_key: str) -> list[ContainerRecord]:
-        return [c for c in self.containers if c.pod == pod_key]
+        return list(self._by_pod().get(pod_key, ()))
+
+    def _by_pod(self) -> dict[str, list[ContainerRecord]]:
+        """The records grouped by pod, built once per version of `containers` (a listing asks
+        for every pod's: a scan per pod would make it quadratic). Callers append to the list
+        or replace it, and either changes the key."""
+        key = (id(self.containers), len(self.containers))
+        if self._index is None or self._index[0] != key:
+            index: dict[str, list[ContainerRecord]] = {}
+            for c in self.containers:
+                index.setdefault(c.pod, []).append(c)
+            self._index = (key, index)
+        return self._index[1]
 
 
 def lab_dir(cluster: str) -> str:

@@ -184,9 +184,14 @@ def test_containers_live_in_the_pods_namespaces_and_outlive_the_spawner(
         with open(f"/proc/{ref.pid}/mountinfo") as fh:
             assert " nsfs " not in fh.read()
     http_ref, sleep_ref = refs
-    # `ps` names what runs: the responder is Python forked from the zygote, not a program.
+    # `ps` names what runs: the responder's container is a pause process (`sleep infinity`)
+    # titled for it; its parent, the node's podhost, holds the pod's listening socket.
     with open(f"/proc/{http_ref.pid}/cmdline", "rb") as fh:
-        assert fh.read().rstrip(b"\0") == b"podnet-http dev/web-1 http :80"
+        assert fh.read() == b"podnet-http dev/web-1 http :80\0infinity\0"
+    host = int(_status(http_ref.pid, "PPid"))
+    with open(f"/proc/{host}/cmdline", "rb") as fh:
+        assert fh.read().rstrip(b"\0") == b"podnet-http node kind-worker"
+    assert ns_inode(host, "net") == ns_inode("self", "net")  # it sets foot in no pod
     with open(f"/proc/{sleep_ref.pid}/cmdline", "rb") as fh:
         assert fh.read() == b"sleep\x001000\x00"
     with open(f"/proc/{sleep_ref.pid}/environ", "rb") as fh:
@@ -196,7 +201,8 @@ def test_containers_live_in_the_pods_namespaces_and_outlive_the_spawner(
     assert b"PODNET_SANDBOX" not in env  # nothing of podnet's own environment leaks in
     # The responder takes EPIPE as an error (SIGPIPE ignored); an exec'd command gets the default.
     pipe_bit = 1 << (signal.SIGPIPE - 1)
-    assert int(_status(http_ref.pid, "SigIgn"), 16) & pipe_bit
+    assert int(_status(host, "SigIgn"), 16) & pipe_bit
+    assert not int(_status(http_ref.pid, "SigIgn"), 16) & pipe_bit
     assert not int(_status(sleep_ref.pid, "SigIgn"), 16) & pipe_bit
     log = f"{web.logs}/http.log"
     assert os.stat(log).st_mode & 0o777 == 0o600
@@ -239,6 +245,61 @@ def test_curl_in_the_pod_gets_the_page_naming_the_pod(web: Pod, started: list[Pr
     aliases = exec_in(web, "getent", "hosts", "web.dev.svc.cluster.local", "web-1").stdout
     assert aliases.split() == ["10.96.0.10", "web.dev.svc.cluster.local", "web",
                                "10.244.1.5", "web-1"]
+
+
+def _listening(pod: Pod, port: int) -> bool:
+    """Whether anything listens on TCP `port` in the pod's namespace (/proc/net/tcp there)."""
+    with netns.entered(pod.netns), open("/proc/thread-self/net/tcp") as fh:
+        rows = [line.split() for line in fh.readlines()[1:]]
+    return any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_pods_sockets_close_when_its_container_ends_and_its_neighbours_still_answer(
+    make_pod: Callable[[str, str], Pod], started: list[ProcessRef]
+) -> None:
+    one, two = make_pod("web-1", "10.244.1.5"), make_pod("web-2", "10.244.1.6")
+    with Spawner() as spawner:
+        refs = spawner.spawn_many([one.request("web", ports=(80,)),
+                                   two.request("web", ports=(80,))])
+        started.extend(refs)
+        spawner.keep()
+    host = identify(int(_status(refs[0].pid, "PPid")))
+    assert host is not None
+    assert int(_status(refs[1].pid, "PPid")) == host.pid  # one podhost for the node's pods
+    assert _listening(one, 80) and _listening(two, 80)
+    stop([refs[0]])
+    # The podhost closes the pod's sockets as soon as its container ends: nothing of podnet's
+    # keeps the pod's namespace (and its veth) alive after `down` or `delete`.
+    assert _wait_until(lambda: not _listening(one, 80)), "the ended pod still listens"
+    assert b"pod dev/web-2 answered" in http(
+        two, b"GET / HTTP/1.1\r\nAccept: text/plain\r\nConnection: close\r\n\r\n")
+    stop([refs[1]])
+    assert _wait_until(lambda: not is_alive(host)), "the podhost outlived its last pod"
+
+
+def test_a_killed_podhost_takes_its_containers_with_it(
+    web: Pod, started: list[ProcessRef]
+) -> None:
+    with Spawner() as spawner:
+        ref = spawner.spawn(web.request("web", ports=(80,)))
+        started.append(ref)
+        spawner.keep()
+    host = identify(int(_status(ref.pid, "PPid")))
+    assert host is not None
+    os.kill(host.pid, signal.SIGKILL)
+    # The parent-death signal ends the container, so `up` sees it gone and starts it again,
+    # instead of a pod whose process runs while nothing answers for it.
+    assert _wait_until(lambda: not is_alive(ref)), "the container outlived its podhost"
+    assert _wait_until(lambda: not _listening(web, 80))
 
 
 def test_responder_survives_bad_requests(web: Pod, started: list[ProcessRef]) -> None:

@@ -143,7 +143,8 @@ def test_vxlan_plan_has_the_device_and_per_node_route_neighbour_fdb() -> None:
     assert f"neigh replace 10.244.2.0 lladdr {worker2.vtep_mac} dev flannel.1 nud permanent" in text
     assert f"fdb replace {worker2.vtep_mac} dev flannel.1 dst 172.18.0.4 self permanent" in text
     pod = next(s for s in steps if s.action is Action.POD_CREATE)
-    assert "mtu 1450 type veth peer name eth0 mtu 1450" in pod.commands[2]
+    veth = "mtu 1450 numtxqueues 1 numrxqueues 1 type veth peer name eth0 mtu 1450"
+    assert veth in pod.commands[2]
 
 
 def test_internet_is_test_net_2_routed_through_the_fabric() -> None:

@@ -54,6 +54,7 @@ def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
         # Objects alone (a NetworkPolicy, a Pod): they go to the lab in use, as kubectl applies
         # a manifest to its current context.
         spec = replace(spec, name=pick_cluster(None))
+    _warn_neighbours(spec)
     from podnet.runtime.spawner import Spawner
 
     # The spawner starts first: its process warms up on the other core while netlink work runs.
@@ -89,6 +90,22 @@ def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
         f"lab {spec.name} up: {len(lay.nodes)} nodes, {len(lay.pods)} pods "
         f"({pods} created, {len(outcome.steps)} steps) in {elapsed:.2f}s"
     )
+
+
+def _warn_neighbours(spec: ClusterSpec) -> None:
+    """Say so when the lab's pods could fill the machine-wide neighbour tables."""
+    from podnet.kernel import sysctl
+    from podnet.plan.neighbour_warning import DEFAULT_LIMIT, warning
+
+    limits: dict[int, int] = {}
+    for family in spec.families:
+        try:
+            limits[family] = int(sysctl.read(None, f"net.ipv{family}.neigh.default.gc_thresh3"))
+        except (OSError, ValueError):  # only the machine's own namespace has them
+            limits[family] = DEFAULT_LIMIT
+    text = warning(spec.name, len(spec.pods), spec.families, limits)
+    if text is not None:
+        click.echo(f"podnet: warning: {text}", err=True)
 
 
 def _dry_run_summary(steps: list[Any]) -> str:

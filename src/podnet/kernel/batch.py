@@ -76,13 +76,19 @@ class Batch:
         mac: str = "",
     ) -> Batch:
         """A veth pair with both ifindexes chosen by us, so the next messages of the same batch
-        can address both ends; the peer is born in `peer_netns_fd`, both ends at `mtu`."""
+        can address both ends; the peer is born in `peer_netns_fd`, both ends at `mtu`.
+
+        Both ends get one transmit and one receive queue from the start: without a count, the
+        kernel allocates one per CPU and then cuts the veth down to one, waiting for an
+        expedited RCU grace period under the rtnl lock each time (a third of `up`'s waiting)."""
         msg = ifinfmsg()
         msg["index"] = index
-        peer_attrs = [["IFLA_IFNAME", peer], ["IFLA_NET_NS_FD", peer_netns_fd], ["IFLA_MTU", mtu]]
+        queues = [["IFLA_NUM_TX_QUEUES", 1], ["IFLA_NUM_RX_QUEUES", 1]]
+        peer_attrs = [["IFLA_IFNAME", peer], ["IFLA_NET_NS_FD", peer_netns_fd], ["IFLA_MTU", mtu],
+                      *queues]
         data = {"attrs": [["VETH_INFO_PEER", {"index": peer_index, "attrs": peer_attrs}]]}
         info = {"attrs": [["IFLA_INFO_KIND", "veth"], ["IFLA_INFO_DATA", data]]}
-        attrs: list[list[Any]] = [["IFLA_IFNAME", ifname], ["IFLA_MTU", mtu]]
+        attrs: list[list[Any]] = [["IFLA_IFNAME", ifname], ["IFLA_MTU", mtu], *queues]
         if mac:
             attrs.append(["IFLA_ADDRESS", mac])
         msg["attrs"] = [*attrs, ["IFLA_LINKINFO", info]]

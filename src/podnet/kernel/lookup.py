@@ -317,7 +317,9 @@ class Lookup:
 
     def listeners(self, path: str | None, pids: tuple[int, ...] = ()) -> list[Listener]:
         """TCP sockets listening and unconnected UDP sockets in the namespace, with the
-        processes (among `pids`, those holding the namespace) that own them."""
+        processes that own them: among `pids` (those holding the namespace) and their parents
+        (a socket stays in the namespace it was made in, whoever holds it: podnet's podhost,
+        the parent of its pods' pause processes, holds their listening sockets)."""
         tables = {}
         try:
             if path is None:
@@ -327,7 +329,7 @@ class Lookup:
                     tables = _read_socket_tables()  # /proc/thread-self/net answers for it
         except (OSError, KernelError):
             return []
-        owners = _socket_owners(pids)
+        owners = _socket_owners(tuple(dict.fromkeys((*pids, *_parents(pids)))))
         out = []
         for (proto, state), rows in tables.items():
             wanted = _TCP_LISTEN if proto == "tcp" else _UDP_UNCONNECTED
@@ -368,6 +370,21 @@ def _read_socket_tables() -> dict[tuple[str, str], list[tuple[str, int, int]]]:
                 out.setdefault((proto, fields[3]), []).append(
                     (_hex_address(address), int(port, 16), int(fields[9]))
                 )
+    return out
+
+
+def _parents(pids: tuple[int, ...]) -> list[int]:
+    """The parent of each process (none for those gone, or whose parent is init)."""
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                raw = fh.read()
+            parent = int(raw[raw.rindex(b")") + 1 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent > 1:
+            out.append(parent)
     return out
 
 

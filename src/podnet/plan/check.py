@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from podnet.model.addresses import IPAddress
 from podnet.plan.addons import DNS_NAMESPACE
@@ -152,26 +153,65 @@ def _text(ip: IPAddress | None) -> str:
     return "" if ip is None else str(ip)
 
 
+class _Targets:
+    """Each source's candidate targets, from lists built once per node (a list per source would
+    make planning quadratic in the pods)."""
+
+    def __init__(self, lay: Layout) -> None:
+        self.by_key = {p.key: p for p in lay.pods}
+        self.on_node = {n.name: lay.pods_on(n.name) for n in lay.nodes}
+        self.position = {p.key: i for pods in self.on_node.values() for i, p in enumerate(pods)}
+        self.off_node = {n: [p for p in lay.pods if p.node != n] for n in self.on_node}
+
+    def same(self, src: PodLayout) -> Sequence[PodLayout]:
+        return _Without(self.on_node.get(src.node, []), self.position.get(src.key, -1))
+
+    def other(self, src: PodLayout) -> Sequence[PodLayout]:
+        return self.off_node.get(src.node, [])
+
+
+class _Without(Sequence[PodLayout]):
+    """`items` less the one at `skip` (-1: none), without copying."""
+
+    def __init__(self, items: Sequence[PodLayout], skip: int) -> None:
+        self.items, self.skip = items, skip
+
+    def __len__(self) -> int:
+        return len(self.items) - (self.skip >= 0)
+
+    @overload
+    def __getitem__(self, i: int) -> PodLayout: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[PodLayout]: ...
+
+    def __getitem__(self, i: int | slice) -> PodLayout | Sequence[PodLayout]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        return self.items[i + 1 if 0 <= self.skip <= i else i]
+
+
 def _probes(lay: Layout, limit: int, fabric: str, families: Sequence[int]) -> Iterator[Probe]:
+    targets = _Targets(lay)
     for index, src in enumerate(lay.pods):
         for family in families:
-            yield from _pod_probes(lay, src, index, limit, family)
+            yield from _pod_probes(lay, targets, src, index, limit, family)
     for family in families:
         yield from _node_port_probes(lay, fabric, family)
 
 
-def _pod_probes(lay: Layout, src: PodLayout, index: int, limit: int,
+def _pod_probes(lay: Layout, candidates: _Targets, src: PodLayout, index: int, limit: int,
                 family: int) -> Iterator[Probe]:
     """What one pod probes over one family."""
-    by_key = {p.key: p for p in lay.pods}
+    by_key = candidates.by_key
     mtu = lay.pod_mtu
     loopback = LOOPBACK[family]
     yield (_pod_probe("self", src, src, loopback, 0, family)
            if _http_port(src) is not None
            else Probe("self", src.key, src.netns, src.hosts_file, src.key, loopback,
                       CLOSED_PORT, Expect(), family=family))
-    same = [p for p in lay.pods if p.node == src.node and p.key != src.key]
-    other = [p for p in lay.pods if p.node != src.node]
+    same, other = candidates.same(src), candidates.other(src)
     for kind, targets in (("same-node", same), ("other-node", other)):
         for dst in _pick(targets, limit, index):
             ip = dst.ip_of(family)

@@ -213,7 +213,9 @@ class AddBridge(Op):
 @dataclass(frozen=True)
 class AddVeth(Op):
     """A veth pair whose peer is born in `peer_ns`, both ends with MTU `mtu` (and the host end
-    with `mac`, when the plan must know it: a pod's neighbour entry may point at it)."""
+    with `mac`, when the plan must know it: a pod's neighbour entry may point at it), and one
+    queue each way per end (the kernel's default, one per CPU cut down to one, waits for an RCU
+    grace period per veth)."""
 
     ns: str | None
     name: str
@@ -225,9 +227,10 @@ class AddVeth(Op):
 
     def render(self) -> tuple[str, ...]:
         mac = f" address {self.mac}" if self.mac else ""
+        queues = "numtxqueues 1 numrxqueues 1"
         return (
-            f"{_ip(self.ns)} link add {self.name}{mac} mtu {self.mtu} type veth"
-            f" peer name {self.peer} mtu {self.mtu} netns {self.peer_ns}",
+            f"{_ip(self.ns)} link add {self.name}{mac} mtu {self.mtu} {queues} type veth"
+            f" peer name {self.peer} mtu {self.mtu} {queues} netns {self.peer_ns}",
         )
 
 

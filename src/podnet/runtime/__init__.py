@@ -5,7 +5,8 @@
     enter      join a pod from the current process; `podnet exec`
     procs      processes by (pid, start time): identify, is_alive, stop
     spawner    start many containers fast through a zygote process (zygote, container)
-    responder  the built-in HTTP server a container with ports and no command runs
+    podhost    one process per node answering HTTP for its pods' built-in responder containers
+    responder  the built-in HTTP server (many pods' sockets in one selector loop)
 
 Submodules are imported on demand and none imports pyroute2: `podnet exec` starts in milliseconds.
 """

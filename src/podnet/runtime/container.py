@@ -1,12 +1,15 @@
 """One container: the request that describes it, and the code its process runs after the fork.
 
-`run` executes in a freshly forked child of the zygote. It leads its own session and process
-group, joins the pod, sends stdin to /dev/null and stdout/stderr to the container's log, then
-becomes the container: the command (execvp), podnet's HTTP responder (in this same process, no
-exec), or an idle pause process. It tells the zygote how it went through a status pipe:
+`run` executes in a freshly forked child of the zygote (or of a node's `podhost`). It leads its
+own session and process group, joins the pod, sends stdin to /dev/null and stdout/stderr to the
+container's log, then becomes the container: the command (execvp), or a pause process (`sleep
+infinity` under the container's title: about 130 kB, where a forked Python took 1.5 MB). A
+container with ports and no command is a pause process whose pod's sockets the node's podhost
+holds and answers (podnet's HTTP responder). It tells its parent how it went through a status
+pipe:
 
     P <pid> <starttime>     first, always
-    R                       ready (responder listening, or pause idling)
+    R                       ready (about to become the pause process)
     E <message>             could not start; the process then exits
 
 An exec'd command sends nothing after P: the pipe is close-on-exec, so end of file without an E
@@ -24,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from podnet.runtime import responder
+from podnet.kernel.syscalls import set_parent_death_signal
 from podnet.runtime.enter import (
     ExecError,
     MountTemplate,
@@ -35,7 +38,18 @@ from podnet.runtime.enter import (
 from podnet.runtime.hosts import pod_hostname
 from podnet.runtime.procs import identify
 
-__all__ = ["DEFAULT_PATH", "SpawnRequest", "container_env", "run", "set_process_title"]
+__all__ = [
+    "DEFAULT_PATH",
+    "SpawnRequest",
+    "close_fds_except",
+    "container_env",
+    "describe_error",
+    "open_log",
+    "pause_title",
+    "run",
+    "set_process_title",
+    "set_title",
+]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -128,18 +142,24 @@ class _Status:
 
 
 def run(
-    request: SpawnRequest, status_fd: int, mount_template: MountTemplate | None = None
+    request: SpawnRequest, status_fd: int, mount_template: MountTemplate | None = None, *,
+    parent: int | None = None,
 ) -> NoReturn:
     """Become the container. Never returns, whatever happens: it ends in exec or os._exit.
 
     Call it in a fresh child of a single-threaded process. `mount_template`: see
     `enter.mount_template`; None copies the caller's mount namespace as `ip netns exec` does.
+    `parent`: the PID of the caller, whose death then kills the container (a podhost's pods).
     """
     status = _Status(status_fd)
     code = 1
     try:
-        _close_fds_except(status_fd, *(mount_template.fds() if mount_template else ()))
+        close_fds_except(status_fd, *(mount_template.fds() if mount_template else ()))
         os.setsid()  # leads its own session and group: `stop` signals the group
+        if parent is not None:
+            set_parent_death_signal(signal.SIGKILL)
+            if os.getppid() != parent:
+                raise OSError(f"its parent {parent} ended before it started")
         me = identify(os.getpid())
         status.send(f"P {os.getpid()} {me.starttime if me else 0}\n")
         reset_signals()
@@ -149,6 +169,7 @@ def run(
             request.uts_path,
             request.hosts_file,
             mount_template=mount_template,
+            sysfs=bool(request.argv),  # a pause process never reads /sys
         )
         if mount_template is not None:
             mount_template.close()
@@ -159,19 +180,12 @@ def run(
             _run_module(request, module, status)
         if request.argv:
             exec_command(request.argv, container_env(request))
-        if request.ports:
-            _serve(request, status)
-        pod = f"{request.pod_namespace}/{request.pod_name}"
-        _set_title("pause", f"pause {pod} {request.container_name}")
-        status.send("R\n")
-        status.close()
-        while True:
-            signal.pause()
+        _pause(request, status)
     except ExecError as exc:
         code = exc.exit_status
         status.send(f"E {exc.message}\n")
     except BaseException as exc:  # reported to the zygote, then this process ends
-        status.send(f"E {_describe(exc)}\n")
+        status.send(f"E {describe_error(exc)}\n")
     finally:
         os._exit(code)
 
@@ -203,7 +217,7 @@ def _run_module(request: SpawnRequest, module: str, status: _Status) -> NoReturn
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     sys.argv = [module, *request.argv[3:]] if request.argv else [module]
     pod = f"{request.pod_namespace}/{request.pod_name}"
-    _set_title(module.rsplit(".", 1)[-1], f"{module} {pod} {request.container_name}")
+    set_title(module.rsplit(".", 1)[-1], f"{module} {pod} {request.container_name}")
 
     def ready() -> None:
         status.send("R\n")
@@ -216,8 +230,8 @@ def _run_module(request: SpawnRequest, module: str, status: _Status) -> NoReturn
         site.main()  # the zygote runs without site-packages (-S); the module's dependencies need it
         code = importlib.import_module(module).main(sys.argv[1:], ready=ready)
     except BaseException as exc:
-        status.send(f"E {module}: {_describe(exc)}\n")
-        print(f"{module}: {_describe(exc)}", file=sys.stderr)
+        status.send(f"E {module}: {describe_error(exc)}\n")
+        print(f"{module}: {describe_error(exc)}", file=sys.stderr)
     finally:
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
@@ -226,24 +240,29 @@ def _run_module(request: SpawnRequest, module: str, status: _Status) -> NoReturn
     os._exit(code if isinstance(code, int) else 1)
 
 
-def _serve(request: SpawnRequest, status: _Status) -> NoReturn:
-    who = responder.Identity(
-        pod=f"{request.pod_namespace}/{request.pod_name}",
-        node=request.node_name,
-        ip=request.pod_ip,
-        container=request.container_name,
-    )
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a server takes EPIPE as an error, not death
-    log = os.fdopen(1, "w", encoding="utf-8", errors="replace", closefd=False)
-    server = responder.run(who, request.ports, log)
-    ports = ",".join(str(p) for p in request.ports)
-    _set_title("podnet-http", f"podnet-http {who.pod} {who.container} :{ports}")
+def pause_title(request: SpawnRequest) -> str:
+    """What `ps` shows for a container without a command: the responder's, or a pause's."""
+    pod = f"{request.pod_namespace}/{request.pod_name}"
+    if request.ports:
+        ports = ",".join(str(p) for p in request.ports)
+        return f"podnet-http {pod} {request.container_name} :{ports}"
+    return f"pause {pod} {request.container_name}"
+
+
+def _pause(request: SpawnRequest, status: _Status) -> NoReturn:
+    """Become the pause process: `sleep infinity` (coreutils, on every Debian), titled for `ps`;
+    where it cannot run, this Python process idles instead."""
+    title = pause_title(request)
     status.send("R\n")
     status.close()
-    server.serve_forever()
+    with contextlib.suppress(OSError):
+        os.execvpe("sleep", [title, "infinity"], container_env(request))
+    set_title(title.split(" ", 1)[0], title)
+    while True:
+        signal.pause()
 
 
-def _close_fds_except(*keep: int | None) -> None:
+def close_fds_except(*keep: int | None) -> None:
     """Drop every descriptor inherited from the zygote but stdio and `keep`: a responder never
     execs, so close-on-exec would not clean up for it."""
     low = 3
@@ -253,18 +272,25 @@ def _close_fds_except(*keep: int | None) -> None:
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
-def _redirect(log_path: str) -> None:
-    """stdin from /dev/null; stdout and stderr appended to the log (a regular file, never a FIFO
-    that would block us, never followed through a symlink)."""
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+def open_log(log_path: str) -> int:
+    """A container's log, for appending: created 0600, a regular file (never a FIFO that would
+    block us), never followed through a symlink."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         log = os.open(log_path, flags, 0o600)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot open log {log_path}: {exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(log).st_mode):
+        os.close(log)
         raise OSError(f"log {log_path} is not a regular file")
     os.set_blocking(log, True)
+    return log
+
+
+def _redirect(log_path: str) -> None:
+    """stdin from /dev/null; stdout and stderr appended to the log (see `open_log`)."""
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    log = open_log(log_path)
     os.dup2(null, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -272,7 +298,7 @@ def _redirect(log_path: str) -> None:
     os.close(log)
 
 
-def _set_title(comm: str, title: str) -> None:
+def set_title(comm: str, title: str) -> None:
     """Name the process for `ps`: it runs the zygote's Python, not a program of its own.
 
     `comm` (top, `ps -o comm`) goes through /proc/self/comm; the command line is rewritten in
@@ -300,7 +326,7 @@ def set_process_title(title: str) -> None:
     ctypes.memmove(start, data + b"\0" * (size - len(data)), size)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and not hasattr(exc, "message"):
         text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
     else:

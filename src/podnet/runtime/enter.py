@@ -99,6 +99,7 @@ def enter_pod(
     hosts_file: str | None,
     *,
     mount_template: MountTemplate | None = None,
+    sysfs: bool = True,
 ) -> None:
     """Move the calling (single-threaded) process into a pod; None skips that part.
 
@@ -106,6 +107,10 @@ def enter_pod(
     it, or, given `mount_template` (from `mount_template()`), a copy of that template, with our
     root kept (a chroot stays one). Every file is opened before anything changes, so a missing
     pod fails with ObjectMissingError while the process is still where it was.
+
+    `sysfs` False keeps the copied /sys, for podnet's own processes that never read it: mounting
+    a sysfs for a network namespace makes the kernel compare it with every sysfs mounted before
+    (one per pod), so a lab's containers would cost time in proportion to the square of its pods.
     """
     fds: list[int] = []
     try:
@@ -130,7 +135,8 @@ def enter_pod(
             if exc.errno == errno.EINVAL and not _root_is_a_mount_point():
                 what += f" ({_NOT_A_MOUNT_POINT})"  # in the message: it crosses the zygote's pipe
             raise _kernel_error(exc, what) from None
-        _mount_sysfs()
+        if sysfs:
+            _mount_sysfs()
         if hosts_file:
             # Opened again in the new mount namespace: mount(2) refuses a source from another one.
             hosts = _open_hosts(hosts_file)

@@ -1,9 +1,12 @@
 """podnet's built-in HTTP responder: the stand-in for a web container that declares ports.
 
 One process serves every port on 0.0.0.0 (and [::] when the pod has IPv6) with a selector loop:
-no thread per connection, HTTP/1.1 GET and HEAD with keep-alive. Every path answers a small page
-naming the pod, node, pod IP, container, port and client (plain text if the client asks for
-text/plain), so `curl http://<pod ip>` shows which pod answered; /healthz answers "ok".
+no thread per connection, HTTP/1.1 GET and HEAD with keep-alive. It may serve many pods at once
+(`Responder.add`, each pod a `Site` with its own sockets and log): a socket belongs to the network
+namespace it was created in, so one process per node holds every pod's (see `podhost`). Every
+path answers a small page naming the pod, node, pod IP, container, port and client (plain text if
+the client asks for text/plain), so `curl http://<pod ip>` shows which pod answered; /healthz
+answers "ok".
 
 A bad request, a reset connection or running out of file descriptors ends that connection at
 most, never the server.
@@ -20,11 +23,11 @@ import selectors
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn, TextIO
 
-__all__ = ["Identity", "Responder", "main", "render_page"]
+__all__ = ["Identity", "Responder", "Site", "announce", "main", "render_page", "run"]
 
 _MAX_HEAD = 16 * 1024  # request line plus headers; more gets 431
 _IDLE = 60.0  # seconds a keep-alive connection may stay silent
@@ -72,46 +75,89 @@ def render_page(who: Identity, port: int, client: str, *, plain: bool) -> tuple[
 
 
 @dataclass
+class Site:
+    """One pod's part of a responder: who answers, its listening sockets and its log."""
+
+    who: Identity
+    log: TextIO | None = None
+    listeners: list[socket.socket] = field(default_factory=list)
+    logged: int = 0  # access log lines written
+
+
+@dataclass
 class _Conn:
     sock: socket.socket
     client: str
     port: int
+    site: Site
     inbuf: bytearray = field(default_factory=bytearray)
     outbuf: bytearray = field(default_factory=bytearray)
     close_after: bool = False
     last: float = 0.0
 
 
-class Responder:
-    """Listening sockets for `ports` and the loop that answers them."""
+Watcher = Callable[[], None]  # called when a watched descriptor is readable
 
-    def __init__(self, who: Identity, ports: Sequence[int], log: TextIO | None = None) -> None:
-        self.who = who
-        self.ports = list(dict.fromkeys(ports))
-        self.log = log
-        self._logged = 0
+
+class Responder:
+    """Listening sockets, one `Site` per pod, and the loop that answers them."""
+
+    def __init__(self) -> None:
         self._sel = selectors.DefaultSelector()
-        self._listeners: list[socket.socket] = []
+        self._sites: list[Site] = []
         self._conns: dict[int, _Conn] = {}
         self._paused_until = 0.0
         self._next_sweep = 0.0
 
-    def bind(self) -> list[str]:
-        """Listen on every port; return the addresses. OSError names the port that failed."""
+    def add(self, who: Identity, ports: Sequence[int], log: TextIO | None = None,
+            ) -> tuple[Site, list[str]]:
+        """Listen on every port, in the network namespace of the calling thread; return the
+        pod's site and the addresses. OSError names the port that failed (nothing is kept)."""
+        site = Site(who, log)
         addresses = []
-        for port in self.ports:
-            if not 0 < port < 65536:
-                raise ValueError(f"port {port} is not between 1 and 65535")
-            # Every address on purpose: the pod's own namespace is the boundary.
-            sock = self._listen(socket.AF_INET, "0.0.0.0", port)  # noqa: S104
-            if sock is None:  # pragma: no cover - IPv4 always exists
-                continue
-            addresses.append(f"0.0.0.0:{port}")
-            if self._listen(socket.AF_INET6, "::", port) is not None:
-                addresses.append(f"[::]:{port}")
-        return addresses
+        try:
+            for port in dict.fromkeys(ports):
+                if not 0 < port < 65536:
+                    raise ValueError(f"port {port} is not between 1 and 65535")
+                # Every address on purpose: the pod's own namespace is the boundary.
+                sock = self._listen(site, socket.AF_INET, "0.0.0.0", port)  # noqa: S104
+                if sock is None:  # pragma: no cover - IPv4 always exists
+                    continue
+                addresses.append(f"0.0.0.0:{port}")
+                if self._listen(site, socket.AF_INET6, "::", port) is not None:
+                    addresses.append(f"[::]:{port}")
+        except (OSError, ValueError):
+            self.drop(site)
+            raise
+        self._sites.append(site)
+        return site, addresses
 
-    def _listen(self, family: socket.AddressFamily, host: str, port: int) -> socket.socket | None:
+    def drop(self, site: Site) -> None:
+        """Close a pod's listening sockets and connections (its namespace may then go)."""
+        for conn in [c for c in self._conns.values() if c.site is site]:
+            self._close(conn)
+        for sock in site.listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(sock)
+            sock.close()
+        site.listeners.clear()
+        if site in self._sites:
+            self._sites.remove(site)
+
+    @property
+    def sites(self) -> list[Site]:
+        return list(self._sites)
+
+    def watch(self, fd: int, callback: Watcher) -> None:
+        """Call `callback` from the loop whenever `fd` is readable."""
+        self._sel.register(fd, selectors.EVENT_READ, callback)
+
+    def unwatch(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(fd)
+
+    def _listen(self, site: Site, family: socket.AddressFamily, host: str,
+                port: int) -> socket.socket | None:
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError:
@@ -131,8 +177,8 @@ class Responder:
                 return None  # IPv6 is off in this namespace
             what = f"cannot listen on {host} port {port}: {exc.strerror}"
             raise OSError(exc.errno, what) from None
-        self._listeners.append(sock)
-        self._sel.register(sock, selectors.EVENT_READ, None)
+        site.listeners.append(sock)
+        self._sel.register(sock, selectors.EVENT_READ, site)
         return sock
 
     def serve_forever(self) -> NoReturn:
@@ -142,8 +188,11 @@ class Responder:
     def serve_once(self, timeout: float) -> None:
         """Handle what is ready within `timeout` seconds, then close idle connections."""
         for key, events in self._sel.select(timeout):
-            if key.data is None:
-                self._accept(key.fileobj)  # type: ignore[arg-type]
+            if isinstance(key.data, Site):
+                self._accept(key.data, key.fileobj)  # type: ignore[arg-type]
+                continue
+            if callable(key.data):
+                key.data()
                 continue
             conn: _Conn = key.data
             try:
@@ -152,21 +201,19 @@ class Responder:
                 if conn.sock.fileno() >= 0 and events & selectors.EVENT_WRITE:
                     self._flush(conn)
             except Exception as exc:  # one bad connection must never stop the server
-                self._note(f"{conn.client}: dropped: {exc!r}")
+                self._note(conn.site, f"{conn.client}: dropped: {exc!r}")
                 self._close(conn)
         self._sweep()
 
     def close(self) -> None:
-        for conn in list(self._conns.values()):
-            self._close(conn)
-        for sock in self._listeners:
-            with contextlib.suppress(KeyError, ValueError):
-                self._sel.unregister(sock)
-            sock.close()
-        self._listeners.clear()
+        for site in list(self._sites):
+            self.drop(site)
         self._sel.close()
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _listeners(self) -> list[tuple[Site, socket.socket]]:
+        return [(site, sock) for site in self._sites for sock in site.listeners]
+
+    def _accept(self, site: Site, listener: socket.socket) -> None:
         port = listener.getsockname()[1]
         for _ in range(64):  # a burst, then let the others have a turn
             try:
@@ -185,14 +232,14 @@ class Responder:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             host = addr[0]
             client = f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-            conn = _Conn(sock, client, port, last=time.monotonic())
+            conn = _Conn(sock, client, port, site, last=time.monotonic())
             self._conns[sock.fileno()] = conn
             self._sel.register(sock, selectors.EVENT_READ, conn)
 
     def _pause_accepting(self) -> None:
         """Out of file descriptors: stop accepting for a second instead of spinning on accept."""
         self._paused_until = time.monotonic() + 1.0
-        for sock in self._listeners:
+        for _, sock in self._listeners():
             with contextlib.suppress(KeyError, ValueError):
                 self._sel.unregister(sock)
 
@@ -253,7 +300,7 @@ class Responder:
         else:
             accept = headers.get("accept", "")
             plain = "text/plain" in accept and "text/html" not in accept
-            body, ctype = render_page(self.who, conn.port, conn.client, plain=plain)
+            body, ctype = render_page(conn.site.who, conn.port, conn.client, plain=plain)
         self._respond(conn, 200, body, close=close, ctype=ctype, head_only=method == "HEAD")
         self._access(conn, request, 200)
 
@@ -278,7 +325,7 @@ class Responder:
             f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}",
             f"Content-Type: {ctype}",
             f"Content-Length: {len(raw)}",
-            f"X-Podnet-Pod: {self.who.pod}",
+            f"X-Podnet-Pod: {conn.site.who.pod}",
             f"Connection: {'close' if close else 'keep-alive'}",
         ]
         if allow:
@@ -326,25 +373,25 @@ class Responder:
             self._close(conn)
         if self._paused_until and now >= self._paused_until:
             self._paused_until = 0.0
-            for sock in self._listeners:
+            for site, sock in self._listeners():
                 with contextlib.suppress(KeyError, ValueError):
-                    self._sel.register(sock, selectors.EVENT_READ, None)
+                    self._sel.register(sock, selectors.EVENT_READ, site)
 
     def _access(self, conn: _Conn, request: str, status: int) -> None:
-        if self._logged == _LOG_LINES:
-            self._note(f"log stops after {_LOG_LINES} lines; still serving")
+        if conn.site.logged == _LOG_LINES:
+            self._note(conn.site, f"log stops after {_LOG_LINES} lines; still serving")
             return
         # Printable ASCII only: a request line must not forge lines in the log.
         safe = "".join(c if " " <= c <= "~" else "?" for c in request)
-        self._note(f'{conn.client} "{safe}" {status}')
+        self._note(conn.site, f'{conn.client} "{safe}" {status}')
 
-    def _note(self, line: str) -> None:
-        if self.log is None or self._logged > _LOG_LINES:
+    def _note(self, site: Site, line: str) -> None:
+        if site.log is None or site.logged > _LOG_LINES:
             return
-        self._logged += 1
+        site.logged += 1
         with contextlib.suppress(OSError, ValueError):
-            self.log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
-            self.log.flush()
+            site.log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+            site.log.flush()
 
 
 _ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
@@ -368,14 +415,20 @@ def _take_head(buf: bytearray) -> bytes | None:
     return head
 
 
-def run(who: Identity, ports: Sequence[int], log: TextIO | None) -> Responder:
-    """Bind and announce; the caller then calls serve_forever()."""
-    server = Responder(who, ports, log)
-    addresses = server.bind()
-    if log is not None:
+def announce(site: Site, addresses: Sequence[str]) -> None:
+    """The log's first line for a pod: where it listens."""
+    if site.log is not None:
         with contextlib.suppress(OSError, ValueError):
-            log.write(f"podnet responder for pod {who.pod} listening on {', '.join(addresses)}\n")
-            log.flush()
+            site.log.write(f"podnet responder for pod {site.who.pod} listening on "
+                           f"{', '.join(addresses)}\n")
+            site.log.flush()
+
+
+def run(who: Identity, ports: Sequence[int], log: TextIO | None) -> Responder:
+    """Bind and announce one pod; the caller then calls serve_forever()."""
+    server = Responder()
+    site, addresses = server.add(who, ports, log)
+    announce(site, addresses)
     return server
 
 

@@ -34,15 +34,19 @@ import contextlib
 import gc
 import json
 import os
+import select
 import selectors
 import signal
+import socket
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.errors import PodnetError
 from podnet.kernel.syscalls import set_parent_death_signal
+from podnet.runtime import podhost
 from podnet.runtime.container import SpawnRequest, run, set_process_title
 from podnet.runtime.enter import MountTemplate, mount_template
 from podnet.runtime.procs import ProcessRef, identify, stop
@@ -50,6 +54,7 @@ from podnet.runtime.procs import ProcessRef, identify, stop
 __all__ = ["main"]
 
 _IN_FLIGHT = 16  # containers setting up at once
+_STOP_WAIT = 2.0  # seconds for podhosts to name the containers they were starting
 _ENDING = (signal.SIGHUP, signal.SIGTERM)  # the parent-death signal, and a request to end
 _WAKE = "wake"  # selector tag of the signal wake-up pipe
 
@@ -61,6 +66,7 @@ class _Child:
     fd: int
     ref: ProcessRef | None  # None: it ended before the zygote could look at it
     report: bytearray = field(default_factory=bytearray)
+    handed_over: bool = False  # to a podhost: `ref` comes from the report
 
 
 class _Zygote:
@@ -72,12 +78,14 @@ class _Zygote:
         self.sel.register(wake_fd, selectors.EVENT_READ, _WAKE)
         self.wake_fd = wake_fd
         self.terminated = False  # SIGTERM came
+        self.children_ended = False  # SIGCHLD came: someone to reap
         self.caller_gone = False
         self.reading = True
         self.inbuf = bytearray()
         self.queue: deque[tuple[int, SpawnRequest]] = deque()
         self.setting_up: dict[int, _Child] = {}  # by status pipe fd: forked, not yet answered
         self.unkept: list[ProcessRef] = []  # started, not yet recorded by the caller
+        self.podhosts: dict[str, socket.socket] = {}  # by node: control sockets of podhosts
 
     def serve(self) -> None:
         """Fork and answer until the caller is done (or gone) and nothing is in flight."""
@@ -91,10 +99,22 @@ class _Zygote:
                     self._read_signals()
                 elif key.fd in self.setting_up:
                     self._read_child(key.data)
-            _reap()
+            if self.children_ended:
+                # Only after a SIGCHLD: each waitpid walks every child the zygote has (one per
+                # container it started), so reaping on every turn made a lab quadratic.
+                self.children_ended = False
+                _reap()
 
     def stop_unkept(self) -> None:
         """Stop what nobody recorded: containers since the last keep, and those setting up."""
+        # Podhosts take no more requests; each reports (or refuses) those it already has.
+        for sock in self.podhosts.values():
+            sock.close()
+        self.podhosts.clear()
+        deadline = time.monotonic() + _STOP_WAIT
+        for child in self.setting_up.values():
+            if child.ref is None and child.handed_over:
+                child.ref = _await_pid(child, deadline)
         refs = self.unkept + [c.ref for c in self.setting_up.values() if c.ref is not None]
         self.unkept = []
         if refs:
@@ -114,10 +134,11 @@ class _Zygote:
 
     def _read_signals(self) -> None:
         with contextlib.suppress(BlockingIOError):
-            got = os.read(self.wake_fd, 64)
+            got = os.read(self.wake_fd, 4096)
             # A SIGHUP alone with the same parent: the caller's thread that started us ended,
             # not the caller (the parent-death signal follows the thread); getppid() decides.
             self.terminated = self.terminated or signal.SIGTERM in got
+            self.children_ended = self.children_ended or signal.SIGCHLD in got
 
     # -- requests in, answers out -----------------------------------------------------------
 
@@ -157,6 +178,9 @@ class _Zygote:
     # -- containers -------------------------------------------------------------------------
 
     def _fork(self, ident: int, request: SpawnRequest) -> None:
+        if request.argv is None and request.ports:
+            self._hand_over(ident, request)
+            return
         try:
             r, w = os.pipe2(os.O_CLOEXEC)
         except OSError as exc:
@@ -187,10 +211,62 @@ class _Zygote:
         self.setting_up[r] = child
         self.sel.register(r, selectors.EVENT_READ, child)
 
+    def _hand_over(self, ident: int, request: SpawnRequest) -> None:
+        """A container of podnet's responder: its node's podhost starts it and answers for it."""
+        try:
+            r, w = os.pipe2(os.O_CLOEXEC)
+        except OSError as exc:
+            self._answer({"id": ident, "error": f"{request.label}: cannot start: {exc.strerror}"})
+            return
+        try:
+            message = json.dumps(request.to_wire()).encode()
+            socket.send_fds(self._podhost(request.node_name), [message], [w])
+        except OSError as exc:
+            self.podhosts.pop(request.node_name, None)
+            os.close(r)
+            self._answer({"id": ident, "error": f"{request.label}: the responder of node "
+                                                f"{request.node_name} is gone: {exc.strerror}"})
+            return
+        finally:
+            os.close(w)
+        child = _Child(ident, request, r, None, handed_over=True)  # its PID: in the report
+        self.setting_up[r] = child
+        self.sel.register(r, selectors.EVENT_READ, child)
+
+    def _podhost(self, node: str) -> socket.socket:
+        """The control socket of `node`'s podhost, started on first use."""
+        found = self.podhosts.get(node)
+        if found is not None:
+            return found
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            ours.close()
+            theirs.close()
+            raise
+        if pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                for signum in _ENDING:
+                    signal.signal(signum, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                podhost.serve(theirs, self.template, node)
+            finally:
+                os._exit(1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        theirs.close()
+        self.podhosts[node] = ours
+        return ours
+
     def _read_child(self, child: _Child) -> None:
         data = os.read(child.fd, 65536)
         if data:
             child.report += data
+            if child.ref is None:
+                child.ref = _reported(child.report)  # a podhost's pause: stop it if we must
             return
         self.sel.unregister(child.fd)
         os.close(child.fd)
@@ -200,6 +276,32 @@ class _Zygote:
         if "pid" in outcome:
             self.unkept.append(ProcessRef(outcome["pid"], outcome["starttime"]))
         self._answer({"id": child.ident, **outcome})
+
+
+def _await_pid(child: _Child, deadline: float) -> ProcessRef | None:
+    """Read a podhost's report until it names the process (or says there is none)."""
+    while (remaining := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([child.fd], [], [], remaining)
+        if not ready:
+            break
+        data = os.read(child.fd, 65536)
+        if not data:
+            break
+        child.report += data
+        if (ref := _reported(child.report)) is not None:
+            return ref
+    return None
+
+
+def _reported(report: bytearray) -> ProcessRef | None:
+    """The process named by a report's P line, once it has arrived whole."""
+    for line in bytes(report).decode("utf-8", "replace").splitlines(keepends=True):
+        tag, _, rest = line.partition(" ")
+        if tag == "P" and line.endswith("\n"):
+            with contextlib.suppress(ValueError):
+                pid, starttime = (int(x) for x in rest.split())
+                return ProcessRef(pid, starttime)
+    return None
 
 
 def _outcome(request: SpawnRequest, report: str) -> dict[str, Any]:
@@ -232,11 +334,11 @@ def _reap() -> None:
 
 
 def _wake_on_signals() -> int:
-    """Route SIGHUP and SIGTERM to a pipe the loop watches (the handlers themselves do
-    nothing: Python retries an interrupted select, so only the pipe wakes the loop)."""
+    """Route SIGHUP, SIGTERM and SIGCHLD to a pipe the loop watches (the handlers themselves
+    do nothing: Python retries an interrupted select, so only the pipe wakes the loop)."""
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    for signum in _ENDING:
+    for signum in (*_ENDING, signal.SIGCHLD):
         signal.signal(signum, lambda *_: None)
     return r
 

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from podnet.errors import ObjectMissingError, StateError
@@ -51,8 +52,15 @@ class LabView:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def pod(self, key: str) -> dict[str, Any] | None:
-        return next((p for p in self.pods if f"{p.get('namespace')}/{p.get('name')}" == key),
-                    None)
+        return self._pods_by_key.get(key)
+
+    @cached_property
+    def _pods_by_key(self) -> dict[str, dict[str, Any]]:
+        """Built once: a trace over every pod looks each one up (a scan each is quadratic)."""
+        out: dict[str, dict[str, Any]] = {}
+        for p in self.pods:
+            out.setdefault(f"{p.get('namespace')}/{p.get('name')}", p)
+        return out
 
 
 def read_lab(cluster: str | None = None, state_dir: str = STATE_DIR) -> LabView:
