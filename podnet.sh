@@ -14,7 +14,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 venv=${PODNET_VENV:-/opt/podnet/venv}
 runtime_pkgs=(python3 python3-venv iproute2 nftables python3-nftables curl procps util-linux tcpdump)
 test_pkgs=(containernetworking-plugins containerd runc busybox-static iperf3 iptables gcc libc6-dev
-           chromium dnsmasq-base dnsperf mininet bridge-utils)
+           chromium dnsmasq-base dnsperf)
+bench_pkgs=(mininet bridge-utils)  # bench/scale.py's reference; no test needs them
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -113,6 +114,7 @@ case "${1:-}" in
   bench)
     shift
     setup dev
+    apt_install "${bench_pkgs[@]}"
     cd "$here"
     sandbox "$venv/bin/python" bench/run.py "$@"
     ;;
