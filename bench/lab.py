@@ -98,7 +98,8 @@ def main() -> None:
                                                         "recipe down (ip netns del)")}
     for _ in range(args.rounds):
         results["podnet up"].append(timed(lambda: run([podnet, "up", "-q", "-f", topo])))
-        check = run([podnet, "get", "pods", "-C", "bench", "-n", "bench", "-o", "name"]).stdout.split()
+        listed = [podnet, "get", "pods", "-C", "bench", "-n", "bench", "-o", "name"]
+        check = run(listed).stdout.split()
         assert len(check) == args.pods, f"expected {args.pods} pods, got {len(check)}"
         results["recipe up"].append(timed(lambda: run(["bash", "-c", up_script])))
         results["podnet down"].append(timed(lambda: run([podnet, "down", "-q", "-C", "bench"])))

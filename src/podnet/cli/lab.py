@@ -95,7 +95,7 @@ def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
 def _warn_neighbours(spec: ClusterSpec) -> None:
     """Say so when the lab's pods could fill the machine-wide neighbour tables."""
     from podnet.kernel import sysctl
-    from podnet.plan.neighbour_warning import DEFAULT_LIMIT, warning
+    from podnet.plan.neighbours import DEFAULT_LIMIT, warning
 
     limits: dict[int, int] = {}
     for family in spec.families:
