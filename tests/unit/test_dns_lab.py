@@ -13,11 +13,12 @@ from podnet.dns.records import RecordSet
 from podnet.errors import InputError, TopologyError
 from podnet.model.loader import default_topology, load_topology
 from podnet.plan.addons import DNS_NAMESPACE, records_path, with_addons
+from podnet.plan.builds import Action
 from podnet.plan.dns import lab_records, pod_resolv, resolv_text
 from podnet.plan.layout import layout
 from podnet.plan.ops import WriteFile
 from podnet.plan.running import Named, removed
-from podnet.plan.steps import Action, Observed, plan, plan_down, seen_as_planned
+from podnet.plan.steps import Observed, plan, plan_down, seen_as_planned
 
 LAB = """kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4

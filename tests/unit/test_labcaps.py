@@ -14,10 +14,11 @@ from podnet.kernel import tc
 from podnet.model import load_topology
 from podnet.model.shape import Shape
 from podnet.model.types import HostPort, Impairment
+from podnet.plan.builds import Action
 from podnet.plan.layout import Layout, layout
 from podnet.plan.ops import DeleteNetns, ShapeLink, StartContainer, StopContainers, WriteFile
 from podnet.plan.rules import host_port_rules, table_bodies
-from podnet.plan.steps import Action, Observed, plan, plan_down, seen_as_planned, shaped_links
+from podnet.plan.steps import Observed, plan, plan_down, seen_as_planned, shaped_links
 from podnet.runtime.hosts import resolv_path
 from podnet.state import LabState, _decode, _encode
 

@@ -7,9 +7,10 @@ from dataclasses import replace
 
 from podnet.model.types import ClusterSpec, ContainerSpec, NodeSpec, PodSpec
 from podnet.plan.addons import DNS_NAMESPACE
+from podnet.plan.builds import Action
 from podnet.plan.layout import Layout, PodLayout, layout
 from podnet.plan.ops import CreateNetns, DeleteNetns, SetHostname, StartContainer
-from podnet.plan.steps import Action, Observed, plan, plan_down, seen_as_planned
+from podnet.plan.steps import Observed, plan, plan_down, seen_as_planned
 
 WEB = (ContainerSpec("web", ports=(80,)),)
 

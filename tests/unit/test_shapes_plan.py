@@ -18,19 +18,13 @@ from podnet.model.types import (
     ServicePort,
     ServiceSpec,
 )
+from podnet.plan.builds import Action, nft_replace_script
 from podnet.plan.check import KINDS, Probe, Result, probes, summarize
 from podnet.plan.layout import INTERNET_SUBNET, Layout, layout, vtep_mac
 from podnet.plan.ops import CreateNetns, SetHostname, StartContainer
 from podnet.plan.rules import node_rules, table_bodies
 from podnet.plan.services import NODE_PORT_RANGE
-from podnet.plan.steps import (
-    Action,
-    NodeSeen,
-    Observed,
-    nft_replace_script,
-    plan,
-    seen_as_planned,
-)
+from podnet.plan.steps import NodeSeen, Observed, plan, seen_as_planned
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "plans"
 WEB = (ContainerSpec("web", ports=(80,)),)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from podnet.apply.applier import Applier
 from podnet.errors import ApplyError, PodnetError
-from podnet.plan.steps import Step
+from podnet.plan.builds import Step
 
 __all__ = ["FAIL_ENV", "Progress", "execute", "execute_all"]
 

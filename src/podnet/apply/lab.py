@@ -16,10 +16,11 @@ from podnet.kernel.netlink import Netlink
 from podnet.model.addresses import IPNetwork
 from podnet.model.shape import Shape
 from podnet.model.types import ClusterSpec
+from podnet.plan.builds import Step
 from podnet.plan.layout import INTERNET_KEY, TUNNELS, Layout, NodeLayout, layout
 from podnet.plan.rules import TABLE
 from podnet.plan.running import Named, applied, removed
-from podnet.plan.steps import NodeSeen, Observed, Step, plan, plan_down, shaped_links
+from podnet.plan.steps import NodeSeen, Observed, plan, plan_down, shaped_links
 from podnet.runtime.procs import ProcessRef, is_alive
 from podnet.runtime.spawner import Spawner
 

@@ -110,7 +110,7 @@ def _warn_neighbours(spec: ClusterSpec) -> None:
 
 def _dry_run_summary(steps: list[Any]) -> str:
     """What the plan would create and remove, removals always named."""
-    from podnet.plan.steps import Action
+    from podnet.plan.builds import Action
 
     def named(action: Action) -> list[str]:
         return [s.target for s in steps if s.action == action]

@@ -21,7 +21,7 @@ __all__ = ["PODS", "container_log", "pod_object"]
 
 def container_log(record: LabState, pod: PodLayout, container: str) -> str:
     """Where `up` sends the container's stdout and stderr."""
-    from podnet.plan.steps import log_path  # the one place that names it
+    from podnet.plan.builds import log_path  # the one place that names it
 
     return log_path(record.layout, pod, container)
 
