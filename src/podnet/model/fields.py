@@ -9,7 +9,7 @@ from typing import Any
 from podnet.errors import Problem
 from podnet.model import naming
 from podnet.model.addresses import IPNetwork
-from podnet.model.validate import KIND_SUBNETS, Origin, did_you_mean
+from podnet.model.drafts import KIND_SUBNETS, Origin, did_you_mean
 
 __all__ = [
     "SPECIAL_RANGES",

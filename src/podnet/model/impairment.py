@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from podnet.model.drafts import did_you_mean
 from podnet.model.fields import Reader, describe
 from podnet.model.shape import (
     Shape,
@@ -34,7 +35,6 @@ from podnet.model.shape import (
     rate_from_quantity,
 )
 from podnet.model.types import Impairment
-from podnet.model.validate import did_you_mean
 
 __all__ = [
     "BANDWIDTH",

@@ -21,6 +21,7 @@ from podnet.errors import Problem, TopologyError
 from podnet.inputs import MAX_TOPOLOGY, read_bounded
 from podnet.model import naming, unmodelled
 from podnet.model.addresses import FAMILIES, Family, IPFamily, IPNetwork
+from podnet.model.drafts import SUBNET_KEYS, ClusterDraft, NodeDraft, Origin, did_you_mean, nearest
 from podnet.model.fields import Reader, describe, read_cidrs
 from podnet.model.impairment import read_node_netem
 from podnet.model.policy_docs import PolicyBook
@@ -34,16 +35,7 @@ from podnet.model.types import (
     NodeSpec,
     Routing,
 )
-from podnet.model.validate import (
-    SUBNET_KEYS,
-    ClusterDraft,
-    NodeDraft,
-    Origin,
-    check,
-    did_you_mean,
-    nearest,
-    service_specs,
-)
+from podnet.model.validate import check, service_specs
 from podnet.model.workloads import (
     DOCUMENT_KEYS,
     NAMESPACED,

@@ -17,6 +17,7 @@ from typing import Any
 
 from podnet.errors import Problem
 from podnet.model import naming
+from podnet.model.drafts import Origin, PodDraft, did_you_mean
 from podnet.model.fields import Reader
 from podnet.model.policies import (
     NAMESPACE_NAME_LABEL,
@@ -37,7 +38,7 @@ from podnet.model.policies import (
     Requirement,
 )
 from podnet.model.types import PodSpec
-from podnet.model.validate import Origin, PodDraft, did_you_mean, duplicates
+from podnet.model.validate import duplicates
 
 __all__ = ["API_VERSION", "PolicyBook"]
 

@@ -1,7 +1,8 @@
 """Checks that need the whole file at once: overlapping subnets, names used twice, pods pinned to
 nodes that do not exist, nodes whose pod CIDR cannot hold their pods, Service ports.
 
-The loader reads each document into a draft (the model's objects plus where each came from);
+The loader reads each document into a draft (`podnet.model.drafts`: the model's objects plus
+where each came from);
 `check` returns every problem it finds across drafts, and `service_specs` resolves what
 Services need from pods (named target ports). Problems are collected, never raised, so that a
 person sees all of them at once.
@@ -12,161 +13,36 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from podnet.errors import Problem
-from podnet.model.addresses import FAMILIES, Family, IPAddress, IPFamily, IPNetwork, nth_host
+from podnet.model.addresses import Family, IPAddress, IPNetwork, nth_host
 from podnet.model.cluster_dns import DNS_DEPLOYMENT, DNS_NAMESPACE, DNS_SERVICE, DNS_SERVICE_INDEX
+from podnet.model.drafts import (
+    KIND_SUBNETS,
+    SUBNET_KEYS,
+    ClusterDraft,
+    NodeDraft,
+    Origin,
+    PodDraft,
+    ServiceDraft,
+    did_you_mean,
+)
 from podnet.model.types import (
-    DEFAULT_NODE_SUBNETS,
-    DEFAULT_POD_SUBNETS,
-    DEFAULT_SERVICE_SUBNETS,
     INTERNET_SUBNET,
     INTERNET_SUBNET6,
-    Attachment,
-    NodeSpec,
     PodSpec,
-    Routing,
     ServicePort,
     ServiceSpec,
 )
 
 __all__ = [
-    "KIND_SUBNETS",
-    "SUBNET_KEYS",
-    "ClusterDraft",
-    "NodeDraft",
-    "Origin",
-    "PodDraft",
-    "PortDraft",
-    "ServiceDraft",
     "check",
-    "did_you_mean",
     "duplicates",
     "host_port_conflicts",
-    "nearest",
     "service_families",
     "service_specs",
     "usable_pod_addresses",
 ]
-
-SUBNET_KEYS = ("podSubnet", "serviceSubnet", "nodeSubnet")
-KIND_SUBNETS = (
-    "kind uses podSubnet 10.244.0.0/16, serviceSubnet 10.96.0.0/16, nodeSubnet 172.18.0.0/16"
-)
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where an object was written: `doc` is "document 2", `where` adds what it is, and `path`
-    is the object's own field path inside the document ("" for a whole document)."""
-
-    doc: str
-    where: str
-    path: str = ""
-
-    def at(self, rel: str) -> str:
-        if not self.path:
-            return rel
-        return f"{self.path}{rel}" if rel.startswith("[") else f"{self.path}.{rel}"
-
-    def problem(self, rel: str, message: str, hint: str = "") -> Problem:
-        return Problem(self.where, self.at(rel), message, hint)
-
-
-@dataclass
-class NodeDraft:
-    spec: NodeSpec
-    origin: Origin  # path "nodes[i]"
-    named: bool  # the file set `name:`; otherwise kind's numbering chose it
-
-
-@dataclass
-class PodDraft:
-    spec: PodSpec
-    origin: Origin  # path "" for a Pod, "spec.template" for a Deployment's replicas
-    port_names: dict[str, int] = field(default_factory=dict)  # ports[].name -> containerPort
-    # (port, protocol) it takes on its node (hostPort, hostNetwork) -> the field asking for it,
-    # from the document's top (spec.template.spec... for a Deployment's replicas)
-    host_port_fields: dict[tuple[int, str], str] = field(default_factory=dict)
-
-
-@dataclass
-class PortDraft:
-    port: int
-    target: int | str  # a number, or the name of a container port
-    field: str  # "spec.ports[0]"
-    protocol: str = "TCP"
-    node_port: int | None = None
-    name: str = ""
-
-
-@dataclass
-class ServiceDraft:
-    name: str
-    namespace: str
-    origin: Origin
-    type: str = "ClusterIP"
-    selector: tuple[tuple[str, str], ...] = ()
-    ports: list[PortDraft] = field(default_factory=list)
-    cluster_ips: tuple[IPAddress, ...] = ()  # spec.clusterIPs (or clusterIP) as written
-    ip_families: tuple[Family, ...] = ()  # spec.ipFamilies as written
-    ip_family_policy: str = ""  # spec.ipFamilyPolicy as written ("": SingleStack)
-    headless: bool = False  # clusterIP: None
-
-
-@dataclass
-class ClusterDraft:
-    """The Cluster document as read; a setting that was invalid is None here (and reported), so
-    that checks built on it are skipped instead of piling up consequences of one mistake."""
-
-    origin: Origin
-    name: str = "kind"
-    nodes: list[NodeDraft] = field(default_factory=list)
-    ip_family: IPFamily = "ipv4"
-    # One network per family, first family first; None: invalid (and reported).
-    subnets: dict[str, tuple[IPNetwork, ...] | None] = field(
-        default_factory=lambda: {
-            "podSubnet": (DEFAULT_POD_SUBNETS[4],),
-            "serviceSubnet": (DEFAULT_SERVICE_SUBNETS[4],),
-            "nodeSubnet": (DEFAULT_NODE_SUBNETS[4],),
-        }
-    )
-    explicit: set[str] = field(default_factory=set)  # networking keys the file set
-    node_cidr_prefix: int | None = 24
-    attachment: Attachment = "ptp"
-    routing: Routing = "static"
-    mtu: int = 1500
-    vxlan_vni: int = 1
-    vxlan_port: int = 8472
-    dns_domain: str = "cluster.local"
-    pods: list[PodDraft] = field(default_factory=list)
-    services: list[ServiceDraft] = field(default_factory=list)
-    deployments: list[tuple[str, Origin]] = field(default_factory=list)  # (ns/name, origin)
-
-    def net_field(self, key: str) -> str:
-        return f"networking.{key}"
-
-    @property
-    def families(self) -> tuple[Family, ...]:
-        pods = self.subnets["podSubnet"]
-        return tuple(4 if n.version == 4 else 6 for n in pods) if pods else FAMILIES[self.ip_family]
-
-
-def nearest(word: str, choices: Iterable[str]) -> str | None:
-    """The choice closest to `word` (case aside), or None when nothing is close."""
-    import difflib  # only on the error path
-
-    by_lower = {c.lower(): c for c in choices}
-    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
-    return by_lower[match[0]] if match else None
-
-
-def did_you_mean(word: str, choices: Iterable[str], otherwise: str) -> str:
-    guess = nearest(word, choices)
-    return f"did you mean '{guess}'?" if guess else otherwise
-
 
 def usable_pod_addresses(prefix: int) -> int:
     """Pod addresses in a node's /prefix: all but network, gateway (the node) and broadcast."""

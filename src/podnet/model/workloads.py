@@ -14,11 +14,11 @@ from typing import Any
 from podnet.model import naming, unmodelled
 from podnet.model.addresses import Family, IPAddress
 from podnet.model.containers import ONLY_TCP_UDP, PROTOCOLS, PodSpecParts, read_pod_spec
+from podnet.model.drafts import ClusterDraft, Origin, PodDraft, PortDraft, ServiceDraft
 from podnet.model.fields import Reader, describe, read_target_port
 from podnet.model.impairment import BANDWIDTH, PREFIX, read_pod_annotations
 from podnet.model.pod_dns import read_pod_dns
 from podnet.model.types import Impairment, PodSpec
-from podnet.model.validate import ClusterDraft, Origin, PodDraft, PortDraft, ServiceDraft
 
 __all__ = [
     "DOCUMENT_KEYS",
