@@ -3,8 +3,8 @@ nodes that do not exist, nodes whose pod CIDR cannot hold their pods, Service po
 
 The loader reads each document into a draft (`podnet.model.drafts`: the model's objects plus
 where each came from); `check` returns every problem it finds across drafts, and
-`service_specs` resolves what Services need from pods (named target ports). Problems are collected, never raised, so that a
-person sees all of them at once.
+`service_specs` resolves what Services need from pods (named target ports). Problems are
+collected, never raised, so that a person sees all of them at once.
 """
 
 from __future__ import annotations
