@@ -309,6 +309,16 @@ def _processes(ns: Namespace, group: str, kind: str, lab: LabView) -> list[Verte
         return out
     if ns.current or kind in ("fabric", "node", "host"):
         return out
+    outside = lab.raw.get("internet") if kind == "outside" else None
+    if isinstance(outside, dict) and outside.get("containers"):
+        # The lab's web server out there: named as the record names it, as a pod's containers
+        # are (its process is a pause process titled for it, whose command is `sleep`).
+        for c in outside["containers"]:
+            if isinstance(c, dict):
+                out.append(Vertex(f"{group}_c{len(out)}", "process", f"container {c.get('name')}",
+                                  (f"PID {c.get('pid')}",), group,
+                                  f"container {c.get('name')} of the lab's internet"))
+        return out
     for holder in ns.holders[:_HOLDERS_SHOWN]:
         out.append(Vertex(f"{group}_p{holder.pid}", "process", f"PID {holder.pid}",
                           (holder.comm,), group, f"PID {holder.pid} {holder.comm}"))
