@@ -44,17 +44,19 @@ def chroot(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
     try:
         for link in ("bin", "sbin", "lib", "lib64"):
             os.symlink(f"usr/{link}", root / link)
+        # Its own /proc, /run and /tmp first: a checkout or venv under /tmp (a CI's clone) is
+        # then bound inside the chroot's /tmp rather than hidden by it.
+        for path, fstype in (("proc", "proc"), ("run", "tmpfs"), ("tmp", "tmpfs")):
+            (root / path).mkdir()
+            _mount("-t", fstype, fstype, str(root / path))
+        for path in ("run/netns", "run/podnet"):
+            (root / path).mkdir()
         binds = ["/usr", "/etc", "/dev", "/sys", VENV, SRC]
         for path in binds:
             (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
             _mount("--bind", path, str(root / path.lstrip("/")))
         for path in ("/usr", "/etc", VENV, SRC):
             _mount("-o", "remount,bind,ro", str(root / path.lstrip("/")))
-        for path, fstype in (("proc", "proc"), ("run", "tmpfs"), ("tmp", "tmpfs")):
-            (root / path).mkdir()
-            _mount("-t", fstype, fstype, str(root / path))
-        for path in ("run/netns", "run/podnet"):
-            (root / path).mkdir()
         yield root
     finally:
         subprocess.run(["umount", "-R", "-l", str(top)], check=False)
