@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from podnet.cli.context import require_lab
+from podnet.cli.progress import Update, with_progress
 
 __all__ = ["check_command"]
 
@@ -73,11 +74,19 @@ def check_command(cluster: str | None, output: str, timeout: float, targets: int
     wanted = None if family is None else (family,)
     planned, undecided = judged(lay, probes(lay, targets=targets, families=wanted))
     tidy = _tidy(lay)
-    results = run_probes(planned, timeout=timeout, after_wave=tidy)
-    if mtu:
-        from podnet.apply.probe_full import run_full_size
 
-        results = run_full_size(results, timeout=timeout, after_wave=tidy)
+    def probe_all(update: Update | None) -> list[Any]:
+        results = run_probes(planned, timeout=timeout,
+                             after_wave=_counted(tidy, update, len(planned)))
+        if mtu:
+            from podnet.apply.probe_full import run_full_size
+
+            results = run_full_size(results, timeout=timeout,
+                                    after_wave=_counted(tidy, update, None))
+        return results
+
+    label = f"probing {len(planned):,} paths" + (", then full-size" if mtu else "")
+    results = with_progress(False, label, probe_all)
     elapsed = time.perf_counter() - started
     passed = sum(r.passed for r in results)
     ok = bool(results) and passed == len(results)
@@ -105,6 +114,25 @@ def _tidy(lay: Any) -> Callable[[Sequence[Any]], None] | None:
 
     def after_wave(results: Sequence[Any]) -> None:
         forget_neighbours(window.add(results))
+
+    return after_wave
+
+
+def _counted(tidy: Callable[[Sequence[Any]], None] | None, update: Update | None,
+             total: int | None) -> Callable[[Sequence[Any]], None] | None:
+    """What runs after each wave of probes: the neighbour tidying, and the progress bar moved
+    by the wave's probes (`total` None: a count without an end, as for the full-size probes,
+    which go to the paths that worked)."""
+    if update is None:
+        return tidy
+    done = 0
+
+    def after_wave(results: Sequence[Any]) -> None:
+        nonlocal done
+        if tidy is not None:
+            tidy(results)
+        done += len(results)
+        update(results, done, total)
 
     return after_wave
 

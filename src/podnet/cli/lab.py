@@ -7,7 +7,6 @@ happen inside the commands that need them, so `podnet exec` starts in tens of mi
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import replace
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import click
 
 from podnet.cli.context import cluster_option, pick_cluster, remember_current
+from podnet.cli.progress import with_progress
 from podnet.model.types import ClusterSpec
 
 __all__ = ["down", "explain", "load_spec", "up"]
@@ -61,7 +61,7 @@ def up(path: str | None, dry_run: bool, prune: bool, quiet: bool) -> None:
     with Spawner() as spawner:
         from podnet.apply.lab import up as lab_up
 
-        outcome = _with_progress(
+        outcome = with_progress(
             quiet or dry_run,
             "building lab " + spec.name,
             lambda progress: lab_up(
@@ -139,7 +139,7 @@ def down(cluster: str | None, quiet: bool) -> None:
 
     name = pick_cluster(cluster)
     started = time.perf_counter()
-    outcome = _with_progress(
+    outcome = with_progress(
         quiet, f"removing lab {name}", lambda progress: lab_down(name, progress=progress)
     )
     if outcome.layout is None:
@@ -151,19 +151,6 @@ def down(cluster: str | None, quiet: bool) -> None:
         f"lab {name} down: {len(outcome.layout.pods)} pods, {len(outcome.layout.nodes)} nodes "
         f"removed in {time.perf_counter() - started:.2f}s"
     )
-
-
-def _with_progress(quiet: bool, label: str, run: Any) -> Any:
-    if quiet or not sys.stderr.isatty():
-        return run(None)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), transient=True, console=None,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-        return run(lambda step, done, total: bar.update(task, completed=done, total=total))
 
 
 # --- explain -----------------------------------------------------------------------------------
