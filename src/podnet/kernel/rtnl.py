@@ -1,12 +1,11 @@
 """podnet's one rtnetlink socket: batches of changes, single requests and dumps.
 
-pyroute2 0.9 runs every request through an asyncio loop, which costs more than the kernel's own
-work for small changes. Batches need none of it: the messages are encoded by pyroute2's classes,
-sent in one datagram, and the kernel's answers are acknowledgements, read here by their fixed
-header (struct nlmsgerr: a netlink header, then the error number). Dumps come back as raw
-messages (`messages`) for readers that unpack only what they print (`kernel.discover_netlink`)
-or decoded by pyroute2's classes (`dump`).
-"""
+pyroute2 0.9 runs every request through an asyncio loop, which costs more than the kernel's own work
+for small changes. Batches need none of it: their requests come packed (`kernel.rtnl_requests`), are
+sent in one datagram, and the kernel's answers are acknowledgements, read here by their fixed header
+(struct nlmsgerr: a netlink header, then the error number). Dumps come back as raw messages
+(`messages`) for readers that unpack only what they print (`kernel.discover_netlink`) or decoded by
+pyroute2's classes (`dump`). """
 
 from __future__ import annotations
 
@@ -95,12 +94,9 @@ class RawRtnl:
         """Send the batch in one datagram; raise for the first request the kernel refused."""
         chunks = []
         first = self._seq + 1
-        for msg in batch.messages:
+        for request in batch.messages:
             self._seq += 1
-            msg["header"]["sequence_number"] = self._seq
-            msg.reset()
-            msg.encode()
-            chunks.append(msg.data)
+            chunks.append(request.encode(self._seq))
         self._sock.send(b"".join(chunks))
         pending = len(chunks)
         failure: tuple[int, int, str] | None = None
