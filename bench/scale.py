@@ -3,13 +3,16 @@
     ./podnet.sh bench scale     (or: python bench/scale.py [--pods 100,500] [--big] [--no-mininet])
 
 For each size: `podnet up` (and its CPU time), a second `up` that has nothing to do, `get pods -o
-wide`, `inspect -o json`, `down`; the memory of every process the lab started (the sum of their
-PSS, divided by the pods); the kernel memory a pod costs (slab, from /proc/slabinfo before and
-after `up`: machine-wide, so other work on the machine blurs it). Then Mininet: N hosts on 10
-Linux bridges through its Python API (build, stop, PSS of the hosts' shells), in a sandbox of its
-own inside this one (its cleanup kills processes by name and deletes links by pattern), when
-Debian's `mininet` and `bridge-utils` are installed. Growth ratios follow the table: linear
-growth from one size to the next is the ratio of the sizes.
+wide`, `inspect -o json`, `check` (every pod probes 3 targets: `check`'s default), `trace` between
+two pods on different nodes, `graph -o json`, `down`; the netlink floor under `up` and `down`
+(bench/netlink_floor.py: the same pods' namespaces, veths, addresses and routes from a minimal loop,
+start-up counted in as for podnet's); the memory of every process the lab started (the sum of their
+PSS, divided by the pods); the kernel memory a pod costs (slab, from /proc/slabinfo before and after
+`up`: machine-wide, so other work on the machine blurs it). Then Mininet: N hosts on 10 Linux
+bridges through its Python API (build, stop, PSS of the hosts' shells), in a sandbox of its own
+inside this one (its cleanup kills processes by name and deletes links by pattern), when Debian's
+`mininet` and `bridge-utils` are installed. Growth ratios follow the table: linear growth from one
+size to the next is the ratio of the sizes.
 
 Neighbour tables: the machine-wide ARP and NDP tables hold 1,024 entries for everyone. Nothing
 here sends traffic between pods: an IPv4 lab's `up` adds no neighbour entry (IPv6 is off in its
@@ -144,10 +147,23 @@ def measure_podnet(podnet: str, pods: int, work: str) -> dict[str, float]:
     assert len(listed) == pods, f"expected {pods} pods, got {len(listed)}"
     assert all(" Running " in line for line in listed), "a pod is not Running"
     out["inspect"] = timed(lambda: run([podnet, "inspect", "-o", "json"]))
+    out["check"] = timed(lambda: run([podnet, "check", "-C", CLUSTER]))
+    first, last = (f"{CLUSTER}/{line.split()[0]}" for line in (listed[0], listed[-1]))
+    out["trace"] = timed(lambda: run([podnet, "trace", "-C", CLUSTER, first, last, "-p", "80"]))
+    out["graph"] = timed(lambda: run([podnet, "graph", "-C", CLUSTER, "-o", "json"]))
     out["down"] = timed(lambda: run([podnet, "down", "-q", "-C", CLUSTER]))
     leftover = run(["ip", "netns", "list"]).stdout.strip()
     assert not leftover, f"namespaces left behind: {leftover[:200]}"
     return out
+
+
+def measure_floor(pods: int) -> dict[str, float]:
+    """bench/netlink_floor.py at the same size: its build from the process's start, and its down."""
+    floor = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netlink_floor.py")
+    begun = time.time()
+    values: dict[str, float] = json.loads(run([sys.executable, floor, str(pods), str(NODES)])
+                                          .stdout)
+    return {"up": values["built_at"] - begun, "down": values["down"]}
 
 
 MININET = r"""
@@ -228,33 +244,42 @@ def _row(values: Sequence[str], widths: Sequence[int]) -> str:
 
 
 def report(sizes: Sequence[int], podnet: dict[int, dict[str, float]],
-           mininet: dict[int, dict[str, float]], why_not: str) -> None:
-    cols = ["pods", "up s", "up cpu s", "re-up s", "get s", "inspect s", "down s",
-            "PSS/pod kB", "slab/pod kB", "mn up s", "mn stop s", "mn PSS/host kB"]
+           floor: dict[int, dict[str, float]], mininet: dict[int, dict[str, float]],
+           why_not: str) -> None:
+    cols = ["pods", "up s", "up cpu s", "re-up s", "get s", "inspect s", "check s", "trace s",
+            "graph s", "down s", "PSS/pod kB", "slab/pod kB", "floor up s", "floor down s",
+            "mn up s", "mn stop s", "mn PSS/host kB"]
     widths = [max(len(c), 6) for c in cols]
-    print(f"\nscale: N pods on {NODES} nodes (podnet), N hosts on {NODES} Linux bridges "
-          "(mininet, mn); whole commands, start-up included")
+    print(f"\nscale: N pods on {NODES} nodes (podnet), the netlink floor (floor), N hosts on "
+          f"{NODES} Linux bridges (mininet, mn); whole commands, start-up included")
     print(_row(cols, widths))
     for n in sizes:
-        p, m = podnet[n], mininet.get(n, {})
-        cells = [f"{n}", f"{p['up']:.2f}", f"{p['up cpu']:.2f}", f"{p['re-up']:.2f}",
-                 f"{p['get pods']:.2f}", f"{p['inspect']:.2f}", f"{p['down']:.2f}",
+        p, f, m = podnet[n], floor[n], mininet.get(n, {})
+        cells = [f"{n}", *(f"{p[k]:.2f}" for k in ("up", "up cpu", "re-up", "get pods",
+                                                     "inspect", "check", "trace", "graph",
+                                                     "down")),
                  f"{p['pss/pod kB']:.0f}", f"{p['slab/pod kB']:.0f}",
+                 f"{f['up']:.2f}", f"{f['down']:.2f}",
                  f"{m['up']:.2f}" if m else "-", f"{m['stop']:.2f}" if m else "-",
                  f"{m['pss/host kB']:.0f}" if m else "-"]
         print(_row(cells, widths))
     if why_not:
         print(f"  mininet: not run: {why_not}")
+    for n in sizes:
+        print(f"  {n} pods: podnet's up takes {podnet[n]['up'] / floor[n]['up']:.2f}x the "
+              f"netlink floor's, its down {podnet[n]['down'] / floor[n]['down']:.2f}x")
     print("\ngrowth from one size to the next (linear: the ratio of the sizes)")
-    keys = ["up", "up cpu", "re-up", "get pods", "inspect", "down"]
-    print(_row(["sizes", "pods x", *keys, "mn up", "mn stop"], [11, 6, *[8] * (len(keys) + 2)]))
+    keys = ["up", "up cpu", "re-up", "get pods", "inspect", "check", "trace", "graph", "down"]
+    widths = [11, 6, *[8] * (len(keys) + 4)]
+    print(_row(["sizes", "pods x", *keys, "floor up", "floor dn", "mn up", "mn stop"], widths))
     for a, b in itertools.pairwise(sizes):
         ratios = [podnet[b][k] / podnet[a][k] for k in keys]
+        ratios += [floor[b][k] / floor[a][k] for k in ("up", "down")]
         mn = [mininet[b][k] / mininet[a][k] if a in mininet and b in mininet else 0.0
               for k in ("up", "stop")]
         cells = [f"{a}->{b}", f"{b / a:.1f}", *(f"{r:.2f}" for r in ratios),
                  *(f"{r:.2f}" if r else "-" for r in mn)]
-        print(_row(cells, [11, 6, *[8] * (len(keys) + 2)]))
+        print(_row(cells, widths))
     for n in sizes:
         if n in mininet:
             p, m = podnet[n], mininet[n]
@@ -278,6 +303,7 @@ def main() -> None:
     why_not = "--no-mininet" if args.no_mininet else mininet_ready()
     work = tempfile.mkdtemp(prefix="podnet-bench-scale-")
     podnet_rows: dict[int, dict[str, float]] = {}
+    floor_rows: dict[int, dict[str, float]] = {}
     mininet_rows: dict[int, dict[str, float]] = {}
     baseline = namespaces_alive()
     try:
@@ -285,6 +311,10 @@ def main() -> None:
             settle(baseline)
             podnet_rows[n] = measure_podnet(podnet, n, work)
             print(f"podnet {n}: " + ", ".join(f"{k} {v:.2f}" for k, v in podnet_rows[n].items()),
+                  flush=True)
+            settle(baseline)
+            floor_rows[n] = measure_floor(n)
+            print(f"floor {n}: " + ", ".join(f"{k} {v:.2f}" for k, v in floor_rows[n].items()),
                   flush=True)
             if not why_not and n < BIG:
                 settle(baseline)
@@ -294,7 +324,7 @@ def main() -> None:
                       flush=True)
     finally:
         shutil.rmtree(work)
-    report(sizes, podnet_rows, mininet_rows, why_not)
+    report(sizes, podnet_rows, floor_rows, mininet_rows, why_not)
 
 
 if __name__ == "__main__":
