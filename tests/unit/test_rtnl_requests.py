@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import (
+
+# pyroute2 is the oracle here: what it encodes is what the kernel was sent before.
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST  # noqa: TID251
+from pyroute2.netlink.rtnl import (  # noqa: TID251
     RTM_DELLINK,
     RTM_DELNEIGH,
     RTM_DELROUTE,
@@ -20,11 +22,11 @@ from pyroute2.netlink.rtnl import (
     RTM_NEWROUTE,
     RTM_NEWRULE,
 )
-from pyroute2.netlink.rtnl.fibmsg import fibmsg
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.ndmsg import ndmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
+from pyroute2.netlink.rtnl.fibmsg import fibmsg  # noqa: TID251
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: TID251
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: TID251
+from pyroute2.netlink.rtnl.ndmsg import ndmsg  # noqa: TID251
+from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: TID251
 
 from podnet.kernel.batch import Batch
 
