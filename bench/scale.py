@@ -2,17 +2,18 @@
 
     ./podnet.sh bench scale     (or: python bench/scale.py [--pods 100,500] [--big] [--no-mininet])
 
-For each size: `podnet up` (and its CPU time), a second `up` that has nothing to do, `get pods -o
-wide`, `inspect -o json`, `check` (every pod probes 3 targets: `check`'s default), `trace` between
-two pods on different nodes, `graph -o json`, `down`; the netlink floor under `up` and `down`
-(bench/netlink_floor.py: the same pods' namespaces, veths, addresses and routes from a minimal loop,
-start-up counted in as for podnet's); the memory of every process the lab started (the sum of their
-PSS, divided by the pods); the kernel memory a pod costs (slab, from /proc/slabinfo before and after
-`up`: machine-wide, so other work on the machine blurs it). Then Mininet: N hosts on 10 Linux
-bridges through its Python API (build, stop, PSS of the hosts' shells), in a sandbox of its own
-inside this one (its cleanup kills processes by name and deletes links by pattern), when Debian's
-`mininet` and `bridge-utils` are installed. Growth ratios follow the table: linear growth from one
-size to the next is the ratio of the sizes.
+For each size: `podnet up` (and its CPU time; the CPU the lab's own processes, podhosts and DNS,
+used meanwhile; and the CPU everything else on the machine used meanwhile, from /proc/stat), a
+second `up` that has nothing to do, `get pods -o wide`, `inspect -o json`, `check` (every pod probes
+3 targets: `check`'s default), `trace` between two pods on different nodes, `graph -o json`, `down`;
+the netlink floor under `up` and `down` (bench/netlink_floor.py: the same pods' namespaces, veths,
+addresses and routes from a minimal loop, start-up counted in as for podnet's); the memory of every
+process the lab started (the sum of their PSS, divided by the pods); the kernel memory a pod costs
+(slab, from /proc/slabinfo before and after `up`: machine-wide, so other work on the machine blurs
+it). Then Mininet: N hosts on 10 Linux bridges through its Python API (build, stop, PSS of the
+hosts' shells), in a sandbox of its own inside this one (its cleanup kills processes by name and
+deletes links by pattern), when Debian's `mininet` and `bridge-utils` are installed. Growth ratios
+follow the table: linear growth from one size to the next is the ratio of the sizes.
 
 Neighbour tables: the machine-wide ARP and NDP tables hold 1,024 entries for everyone. Nothing
 here sends traffic between pods: an IPv4 lab's `up` adds no neighbour entry (IPv6 is off in its
@@ -108,6 +109,32 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (every core, every process and kernel
+    thread, inside this sandbox or not: /proc/stat is machine-wide)."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
+def processes_cpu(pids: Sequence[int]) -> float:
+    """CPU seconds the processes `pids` have used (user and system, their own)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
 def namespaces_alive() -> int:
     """Network namespaces the kernel holds, machine-wide (the `net_namespace` slab)."""
     with open("/proc/slabinfo") as fh:
@@ -132,11 +159,16 @@ def measure_podnet(podnet: str, pods: int, work: str) -> dict[str, float]:
     with open(topo, "w") as fh:
         fh.write(topology(pods))
     slab0 = slab_bytes()
-    cpu0 = _cpu()
+    cpu0, busy0 = _cpu(), machine_busy()
     out: dict[str, float] = {"up": timed(lambda: run([podnet, "up", "-q", "-f", topo]))}
     out["up cpu"] = _cpu() - cpu0
+    busy = machine_busy() - busy0
     slab1 = slab_bytes()
     procs = lab_processes()
+    # What else ran meanwhile: the lab's own processes (podhosts, DNS), then everything else on
+    # the machine (the kernel's threads, other people's work, the machine's own agents).
+    out["lab cpu"] = processes_cpu(procs)
+    out["others cpu"] = max(0.0, busy - out["up cpu"] - out["lab cpu"])
     out["pss/pod kB"] = pss_kb(procs) / pods
     out["processes"] = len(procs)
     out["slab/pod kB"] = (slab1 - slab0) / 1024 / pods
@@ -243,21 +275,26 @@ def _row(values: Sequence[str], widths: Sequence[int]) -> str:
     return "  ".join(v.rjust(w) for v, w in zip(values, widths, strict=True))
 
 
+def _ratio(later: float, earlier: float) -> float:
+    """Growth from one size to the next (0: nothing to compare, shown as -)."""
+    return later / earlier if earlier > 0.01 else 0.0
+
+
 def report(sizes: Sequence[int], podnet: dict[int, dict[str, float]],
            floor: dict[int, dict[str, float]], mininet: dict[int, dict[str, float]],
            why_not: str) -> None:
-    cols = ["pods", "up s", "up cpu s", "re-up s", "get s", "inspect s", "check s", "trace s",
-            "graph s", "down s", "PSS/pod kB", "slab/pod kB", "floor up s", "floor down s",
-            "mn up s", "mn stop s", "mn PSS/host kB"]
+    timed_keys = ("up", "up cpu", "lab cpu", "others cpu", "re-up", "get pods", "inspect",
+                  "check", "trace", "graph", "down")
+    cols = ["pods", "up s", "up cpu s", "lab cpu s", "others cpu s", "re-up s", "get s",
+            "inspect s", "check s", "trace s", "graph s", "down s", "PSS/pod kB", "slab/pod kB",
+            "floor up s", "floor down s", "mn up s", "mn stop s", "mn PSS/host kB"]
     widths = [max(len(c), 6) for c in cols]
     print(f"\nscale: N pods on {NODES} nodes (podnet), the netlink floor (floor), N hosts on "
           f"{NODES} Linux bridges (mininet, mn); whole commands, start-up included")
     print(_row(cols, widths))
     for n in sizes:
         p, f, m = podnet[n], floor[n], mininet.get(n, {})
-        cells = [f"{n}", *(f"{p[k]:.2f}" for k in ("up", "up cpu", "re-up", "get pods",
-                                                     "inspect", "check", "trace", "graph",
-                                                     "down")),
+        cells = [f"{n}", *(f"{p[k]:.2f}" for k in timed_keys),
                  f"{p['pss/pod kB']:.0f}", f"{p['slab/pod kB']:.0f}",
                  f"{f['up']:.2f}", f"{f['down']:.2f}",
                  f"{m['up']:.2f}" if m else "-", f"{m['stop']:.2f}" if m else "-",
@@ -269,15 +306,15 @@ def report(sizes: Sequence[int], podnet: dict[int, dict[str, float]],
         print(f"  {n} pods: podnet's up takes {podnet[n]['up'] / floor[n]['up']:.2f}x the "
               f"netlink floor's, its down {podnet[n]['down'] / floor[n]['down']:.2f}x")
     print("\ngrowth from one size to the next (linear: the ratio of the sizes)")
-    keys = ["up", "up cpu", "re-up", "get pods", "inspect", "check", "trace", "graph", "down"]
-    widths = [11, 6, *[8] * (len(keys) + 4)]
+    keys = list(timed_keys)
+    widths = [11, 6, *[10] * (len(keys) + 4)]
     print(_row(["sizes", "pods x", *keys, "floor up", "floor dn", "mn up", "mn stop"], widths))
     for a, b in itertools.pairwise(sizes):
-        ratios = [podnet[b][k] / podnet[a][k] for k in keys]
-        ratios += [floor[b][k] / floor[a][k] for k in ("up", "down")]
+        ratios = [_ratio(podnet[b][k], podnet[a][k]) for k in keys]
+        ratios += [_ratio(floor[b][k], floor[a][k]) for k in ("up", "down")]
         mn = [mininet[b][k] / mininet[a][k] if a in mininet and b in mininet else 0.0
               for k in ("up", "stop")]
-        cells = [f"{a}->{b}", f"{b / a:.1f}", *(f"{r:.2f}" for r in ratios),
+        cells = [f"{a}->{b}", f"{b / a:.1f}", *(f"{r:.2f}" if r else "-" for r in ratios),
                  *(f"{r:.2f}" if r else "-" for r in mn)]
         print(_row(cells, widths))
     for n in sizes:
