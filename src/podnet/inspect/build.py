@@ -191,7 +191,7 @@ def assemble(
                 mtu=link.mtu, state=link.state, up=link.up,
                 addresses=tuple(addrs.get((ref.inode, link.index), ())),
                 master=ifnames.get(link.master) if link.master else None,
-                peer=peers.get((ref.inode, link.index)),
+                peer=peers.get((ref.inode, link.index)), qdisc=link.qdisc,
             )
             for link in sorted(dump.links, key=lambda link: link.index)
         )

@@ -49,6 +49,7 @@ class Interface:
     addresses: tuple[str, ...]  # CIDR, e.g. 10.244.3.1/32 and fe80::1/64
     master: str | None  # the bridge (or bond, VRF) it is enslaved to
     peer: PeerRef | None = None  # veths only
+    qdisc: str | None = None  # its root qdisc's kind, as the kernel lists the link (not in JSON)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ def _link(data: bytes, pos: int, end: int) -> Link:
         master=master or None,  # type: ignore[arg-type]
         peer_index=peer or None,  # type: ignore[arg-type]
         peer_netnsid=a.get("IFLA_LINK_NETNSID"),  # type: ignore[arg-type]
+        qdisc=a.get("IFLA_QDISC"),  # type: ignore[arg-type]
     )
 
 

@@ -161,7 +161,7 @@ class Layout:
 LINK = Layout.of(
     _ifinf.ifinfmsg,
     ("IFLA_IFNAME", "IFLA_ADDRESS", "IFLA_MTU", "IFLA_OPERSTATE", "IFLA_MASTER", "IFLA_LINK",
-     "IFLA_LINK_NETNSID", "IFLA_LINKINFO"),
+     "IFLA_LINK_NETNSID", "IFLA_LINKINFO", "IFLA_QDISC"),
     # IFLA_IF_NETNSID is the kernel's IFLA_TARGET_NETNSID: look into a peer's namespace by its id
     extra=("IFLA_IF_NETNSID", "IFLA_EXT_MASK"),
 )

@@ -35,6 +35,7 @@ class Link:
     # IFLA_LINK_NETNSID: an id local to THIS namespace; None: the same one; -1: another one,
     # with no id here because it is being torn down (its end is as good as gone)
     peer_netnsid: int | None
+    qdisc: str | None = None  # IFLA_QDISC: the kind of its root qdisc ("noqueue" for a veth)
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,14 @@ class KernelReads:
         return found[0] if found else None
 
 
+def _only_default_qdiscs(ns: Namespace) -> bool:
+    """Whether the link dump already says every interface has only the default qdisc
+    (`noqueue`), so that nothing delays, drops or rate-limits there: an ingress qdisc does not
+    show in the dump, but its shaping does, on the ifb it redirects to in the same namespace.
+    A link that is down lists `noop` whatever it has configured: read as any other."""
+    return bool(ns.interfaces) and all(i.qdisc == "noqueue" for i in ns.interfaces)
+
+
 def impaired_links(host: Host, labels: Iterable[str] | None = None) -> dict[tuple[str, str], str]:
     """{(namespace label, ifname): "delay 50ms, loss 1%, rate 10mbit"} for every interface a
     qdisc delays, drops or rate-limits (either way), in the namespaces `labels` (default: all;
@@ -115,6 +123,8 @@ def impaired_links(host: Host, labels: Iterable[str] | None = None) -> dict[tupl
     for ns in host.namespaces:
         if wanted is not None and ns.label not in wanted:
             continue
+        if _only_default_qdiscs(ns):
+            continue  # nothing to read: a tc process costs 4 ms, 2,000 pods 8 s
         try:
             links = tc_read.read(namespace_path(ns))
         except (KernelError, OSError, LookupError):
