@@ -1,8 +1,10 @@
-"""Progress bars: on standard error when it is a terminal (`up`, `check`, `down`), gone when the
-work ends; never on a pipe, never in standard output, so scripts read the same text either way."""
+"""Progress on standard error when it is a terminal (a bar for `up`, `check` and `down`, a spinner
+while `inspect`, `graph` and `trace` read the host), gone when the work ends; never on a pipe,
+never in standard output, so scripts read the same text either way."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -74,6 +76,16 @@ def test_up_check_and_down_show_progress_on_a_terminal_only(topo: Path) -> None:
     # Piped, the same commands show no bar at all.
     piped = podnet("check", "-C", CLUSTER)
     assert "probing" not in piped.stderr and piped.stdout.count("paths work") == 1
+
+    web = podnet("get", "pods", "-C", CLUSTER, "-n", "dev", "-o", "name").stdout.split()[0]
+    for command in (["inspect", "-o", "json"], ["graph", "-C", CLUSTER, "-o", "json"],
+                    ["trace", "-C", CLUSTER, "client", "dev/" + web.split("/")[-1], "-p", "80"]):
+        status, out, shown = on_a_terminal(*command)
+        assert status == 0, (command, shown)
+        assert "reading this host's namespaces" in shown, (command, shown)
+        assert "\x1b[" not in out, command
+        if command[-1] == "json":
+            json.loads(out)
 
     status, out, shown = on_a_terminal("down", "-C", CLUSTER)
     assert status == 0, shown

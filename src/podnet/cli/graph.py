@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from podnet.cli.context import cluster_option, pick_cluster
+from podnet.cli.progress import spinner
 from podnet.errors import PodnetError
 from podnet.render.graph_model import Graph
 
@@ -369,7 +370,8 @@ def graph_command(output: str, everything: bool, source: str | None, serve: bool
         with contextlib.suppress(KeyboardInterrupt):
             server.run(timeout)
         return
-    graph, details = build()
+    with spinner("reading this host's namespaces and the lab"):
+        graph, details = build()
     if output == "mermaid":
         from podnet.render.graph_mermaid import render_mermaid
 

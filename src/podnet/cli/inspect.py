@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from podnet.cli.progress import spinner
 from podnet.errors import ObjectMissingError, PodnetError
 
 __all__ = ["inspect_command"]
@@ -39,7 +40,8 @@ def inspect_command(netns: str | None, interface: str | None, output: str) -> No
     # A one-shot command that builds some 10^5 small objects and frees none before it exits:
     # the cyclic collector's passes would find nothing, yet cost a third of a 1,000-pod run.
     gc.disable()
-    host = inspect_host()
+    with spinner("reading this host's namespaces"):
+        host = inspect_host()
     if netns is not None:
         found = host.find(netns)
         if not found:

@@ -1,13 +1,16 @@
-"""A progress bar on standard error for work that takes more than a moment (`up`, `down`,
-`check`): shown only on a terminal, gone when the work ends, so output and pipes stay clean."""
+"""Progress on standard error for work that takes more than a moment: a bar where the work is
+counted (`up`, `down`, `check`), a spinner with words where it is not (reading a host's
+namespaces, a trace's probe). Shown only on a terminal, gone when the work ends, so output and
+pipes stay clean."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
-__all__ = ["Update", "with_progress"]
+__all__ = ["Update", "spinner", "with_progress"]
 
 T = TypeVar("T")
 Update = Callable[[Any, int, int | None], None]  # (what was just done, done so far, in all)
@@ -27,3 +30,15 @@ def with_progress(quiet: bool, label: str, run: Callable[[Update | None], T]) ->
     ) as bar:
         task = bar.add_task(label, total=None)
         return run(lambda _what, done, total: bar.update(task, completed=done, total=total))
+
+
+@contextmanager
+def spinner(text: str) -> Iterator[None]:
+    """A spinner saying `text` while the block runs, only when standard error is a terminal."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(text):
+        yield

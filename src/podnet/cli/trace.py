@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 
-__all__ = ["spinner", "trace_command"]
+from podnet.cli.progress import spinner
 
-
-@contextmanager
-def spinner(text: str) -> Iterator[None]:
-    """A spinner on stderr while a probe runs, only when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        yield
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status(text):
-        yield
+__all__ = ["trace_command"]
 
 
 @click.command("trace")

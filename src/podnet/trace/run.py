@@ -56,7 +56,8 @@ def run_trace(
     from podnet.kernel.lookup import Lookup
     from podnet.trace.world import KernelReads
 
-    host = inspect_host()
+    with (status or (lambda _t: nullcontext()))("reading this host's namespaces"):
+        host = inspect_host()
     lab = read_lab(cluster)
     src = resolve_source(host, source, namespace)
     dst = resolve_destination(host, lab, destination, namespace, src, family)
