@@ -114,7 +114,8 @@ def _only_default_qdiscs(ns: Namespace) -> bool:
 def impaired_links(host: Host, labels: Iterable[str] | None = None) -> dict[tuple[str, str], str]:
     """{(namespace label, ifname): "delay 50ms, loss 1%, rate 10mbit"} for every interface a
     qdisc delays, drops or rate-limits (either way), in the namespaces `labels` (default: all;
-    one `tc` process each). What `graph` labels impaired links with."""
+    one `tc` process each where the link dump shows more than the default qdisc). What `graph`
+    labels impaired links with."""
     from podnet.errors import KernelError
     from podnet.kernel import tc_read
 
