@@ -476,3 +476,36 @@ def test_a_tcp_client_that_never_reads_is_cut_off_and_others_are_served(lab: Lab
             except ConnectionResetError:
                 pass
     assert is_alive(lab.server)
+
+
+def test_a_port_its_predecessor_still_holds_is_waited_for() -> None:
+    """After `up` is killed, its zygote stops the DNS server it started (SIGTERM, up to 2 s, then
+    SIGKILL) while the next `up` starts a new one in the same pod: the new server waits for the
+    port instead of failing the whole `up` (seen once in a kill-then-up test under load)."""
+    import errno
+    import socket
+    import threading
+
+    from podnet.dns.server import _listen, when_free
+
+    held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    threading.Timer(0.3, held.close).start()
+    started = time.monotonic()
+    sock = when_free(lambda: _listen(socket.AF_INET, socket.SOCK_DGRAM, "127.0.0.1", port))
+    try:
+        assert time.monotonic() - started >= 0.25
+    finally:
+        sock.close()
+
+    forever = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    forever.bind(("127.0.0.1", 0))
+    forever.listen(1)
+    try:
+        with pytest.raises(OSError) as raised:
+            when_free(lambda: _listen(socket.AF_INET, socket.SOCK_STREAM, "127.0.0.1",
+                                      forever.getsockname()[1]), wait=0.2)
+        assert raised.value.errno == errno.EADDRINUSE
+    finally:
+        forever.close()

@@ -29,7 +29,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from functools import partial
+from typing import Any, TextIO, TypeVar
 
 import dns.exception
 import dns.flags
@@ -42,6 +43,8 @@ from podnet.dns.metrics import CONTENT_TYPE, Metrics
 from podnet.dns.records import RecordsFileError
 from podnet.dns.watch import FileWatch
 from podnet.dns.zone import Zones
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_ADDRESSES", "DnsServer", "main", "server_command"]
 
@@ -180,7 +183,7 @@ class DnsServer:
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             for kind, proto in ((socket.SOCK_DGRAM, "udp"), (socket.SOCK_STREAM, "tcp")):
                 try:
-                    sock = _listen(family, kind, address, self.port)
+                    sock = when_free(partial(_listen, family, kind, address, self.port))
                 except OSError as exc:
                     if family == socket.AF_INET6 and exc.errno == errno.EAFNOSUPPORT:
                         break  # no IPv6 in this namespace: IPv4 serves alone
@@ -381,6 +384,24 @@ def _formerr(wire: bytes) -> bytes:
     return response.to_wire()
 
 
+IN_USE_WAIT = 5.0  # seconds a port may stay taken before the server gives up
+
+
+def when_free(make: Callable[[], T], wait: float = IN_USE_WAIT) -> T:
+    """`make()` (a socket bound to a port), tried again while the port is in use, for at most
+    `wait` seconds. The server a crashed `up` started in this pod may still hold it: that run's
+    zygote stops it (SIGTERM, up to 2 s, then SIGKILL) while the next `up` starts this one, as a
+    restarted container finds its predecessor's port for a moment."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return make()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
+
+
 def _listen(family: socket.AddressFamily, kind: int, address: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind)
     try:
@@ -436,11 +457,11 @@ def _start_metrics(metrics: Metrics, port: int) -> Any:
             super().server_bind()
 
     try:
-        server: HTTPServer = DualStack(("::", port), MetricsHandler)
+        server: HTTPServer = when_free(lambda: DualStack(("::", port), MetricsHandler))
     except OSError as exc:
         if exc.errno != errno.EAFNOSUPPORT:
             raise
-        server = Quiet(("0.0.0.0", port), MetricsHandler)  # noqa: S104 - the pod's own
+        server = when_free(lambda: Quiet(("0.0.0.0", port), MetricsHandler))  # noqa: S104
     thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
     thread.start()
     return server
