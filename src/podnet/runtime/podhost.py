@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import resource
+import select
 import signal
 import socket
 from typing import NoReturn, TextIO
@@ -50,9 +51,18 @@ __all__ = ["serve"]
 
 
 class _Host:
-    def __init__(self, control: socket.socket, template: MountTemplate | None) -> None:
+    def __init__(self, control: socket.socket, template: MountTemplate | None,
+                 caller: int) -> None:
         self.control = control
         self.template = template
+        self.caller: int | None = None  # a pidfd, readable once the zygote's caller has ended
+        self.caller_ended = False
+        try:
+            self.caller = os.pidfd_open(caller)
+        except ProcessLookupError:
+            self.caller_ended = True
+        except OSError:
+            pass  # no pidfds here: the zygote's closing the control socket is the only sign
         self.server = Responder()
         self.pods: dict[int, tuple[Site, TextIO]] = {}  # by pause PID
         self.listening = True  # the zygote may still send requests
@@ -87,9 +97,19 @@ class _Host:
             os.close(status)
             return
         try:
-            self._start(request, status)
+            if self._caller_gone():
+                # Sent before podnet died, read after: nobody would record it, and the zygote
+                # is stopping what was started; starting more would only race that.
+                _send(status, "E not started: the podnet that asked for it has ended\n")
+            else:
+                self._start(request, status)
         finally:
             os.close(status)
+
+    def _caller_gone(self) -> bool:
+        if not self.caller_ended and self.caller is not None:
+            self.caller_ended = bool(select.select([self.caller], [], [], 0)[0])
+        return self.caller_ended
 
     def _start(self, request: SpawnRequest, status: int) -> None:
         try:
@@ -150,9 +170,11 @@ def _send(fd: int, text: str) -> None:
         os.write(fd, text.encode("utf-8", "replace"))
 
 
-def serve(control: socket.socket, template: MountTemplate | None, node: str) -> NoReturn:
+def serve(control: socket.socket, template: MountTemplate | None, node: str,
+          caller: int) -> NoReturn:
     """Run the host of `node`'s responders until its work is done; never returns. Call it in a
-    fresh child of the zygote, with the ending signals at their defaults."""
+    fresh child of the zygote, with the ending signals at their defaults; `caller` is the PID of
+    the podnet the zygote serves (requests that arrive after it ended are refused)."""
     try:
         # Nothing of the zygote's: its pipes to podnet must end when the zygote does.
         close_fds_except(control.fileno(), *(template.fds() if template else ()))
@@ -168,6 +190,6 @@ def serve(control: socket.socket, template: MountTemplate | None, node: str) -> 
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         del soft
         set_title("podnet-http", f"podnet-http node {node}")
-        _Host(control, template).loop()
+        _Host(control, template, caller).loop()
     finally:
         os._exit(0)

@@ -253,7 +253,7 @@ class _Zygote:
                 for signum in _ENDING:
                     signal.signal(signum, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-                podhost.serve(theirs, self.template, node)
+                podhost.serve(theirs, self.template, node, self.parent)
             finally:
                 os._exit(1)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
