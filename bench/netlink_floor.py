@@ -6,15 +6,16 @@ of, and nothing else. Run by bench/scale.py beside podnet, in the same sandbox.
     caller can count the interpreter's start-up in as it does for podnet's)
 
 Per node: a named namespace. Per pod, spread round-robin over the nodes: a named namespace (made as
-`ip netns add` makes one, in this thread: unshare, bind mount, setns back) with IPv6 off before
-any link exists, as in podnet's IPv4 pods (else each pod's link-local addresses would add entries
-to the machine-wide NDP table), `lo` up, a veth pair born in the pod namespace with its peer in the
-node's, the pod's /32 on `eth0`, both ends up, the gateway (169.254.1.1 on the node's end,
-kindnet-style) and a default route in the pod, a /32 host route on the node. One netlink message
-per object, each waiting for the kernel's answer, encoded here with `struct` (pyroute2 0.9 runs
-every call through an asyncio loop: about 1 ms each, more than podnet's whole cost per pod, so it
-would be no floor). `--pyroute2` sends the same requests through pyroute2's IPRoute instead, as
-the loop is usually written: the floor a person reaches without writing netlink by hand.
+`ip netns add` makes one, in this thread: unshare, bind mount, setns back) with IPv6 off before any
+link exists, as in podnet's IPv4 pods (else each pod's link-local addresses would add entries to the
+machine-wide NDP table), `lo` up, a veth pair born in the pod namespace with its peer in the node's,
+the pod's /32 on `eth0`, both ends up, the gateway (169.254.1.1 on the node's end, kindnet-style)
+and a default route in the pod, a /32 host route on the node. One netlink request per object in a
+datagram of its own, each waiting for the kernel's answer, packed as podnet packs them
+(`kernel.rtnl_requests`, through `Batch`'s builders; pyroute2 0.9 runs every call through an asyncio
+loop: about 1 ms each, more than podnet's whole cost per pod, so it would be no floor). `--pyroute2`
+sends the same requests through pyroute2's IPRoute instead, as the loop is usually written: the
+floor a person reaches without writing netlink by hand.
 
 What podnet's `up` does beyond this floor: parse and check the topology file, plan, the node
 network (a bridge and each node's uplink), routes between nodes, its other sysctls (forwarding on
@@ -33,6 +34,8 @@ import struct
 import sys
 import time
 
+from podnet.kernel.batch import Batch
+
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MNT_DETACH = 2
@@ -40,15 +43,6 @@ NETNS_DIR = "/run/netns"
 GATEWAY = ipaddress.IPv4Address("169.254.1.1")
 POD_NET = ipaddress.IPv4Network("10.240.0.0/12")
 
-RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 1, 4, 0x200, 0x400
-CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE
-IFLA_IFNAME, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 18, 28
-IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 31, 32
-IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
-IFA_ADDRESS, IFA_LOCAL = 1, 2
-RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
-IFF_UP = 1
 SCOPE_LINK = 253
 ETH0 = 2  # the pod's eth0 asks for this ifindex (lo is 1), the node's end for 1000 + pod
 
@@ -118,17 +112,9 @@ def delete_netns(name: str) -> None:
     os.unlink(path)
 
 
-def attr(kind: int, data: bytes) -> bytes:
-    size = 4 + len(data)
-    return struct.pack("HH", size, kind) + data + bytes(-size % 4)
-
-
-def ifinfo(index: int, flags: int = 0, change: int = 0) -> bytes:
-    return struct.pack("BxHiII", socket.AF_UNSPEC, 0, index, flags, change)
-
-
 class Rtnl:
-    """An rtnetlink socket of one namespace (a socket keeps the namespace it was made in)."""
+    """An rtnetlink socket of one namespace (a socket keeps the namespace it was made in),
+    sending one request per datagram and waiting for each answer."""
 
     def __init__(self, path: str, home: int) -> None:
         fd = os.open(path, os.O_RDONLY)
@@ -140,45 +126,33 @@ class Rtnl:
             os.close(fd)
         self.seq = 0
 
-    def call(self, kind: int, flags: int, body: bytes) -> None:
-        """Send one request and wait for its acknowledgement."""
+    def call(self, batch: Batch) -> None:
+        """Send the one request `batch` holds and wait for its acknowledgement."""
+        (request,) = batch.messages
         self.seq += 1
-        self.sock.send(struct.pack("IHHII", 16 + len(body), kind, flags, self.seq, 0) + body)
+        self.sock.send(request.encode(self.seq))
         answer = self.sock.recv(65536)
         error = struct.unpack_from("i", answer, 16)[0]
         if error:
-            raise OSError(-error, f"netlink {kind}: {os.strerror(-error)}")
+            raise OSError(-error, f"{batch.notes[0]}: {os.strerror(-error)}")
 
     def up(self, index: int) -> None:
-        self.call(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, ifinfo(index, IFF_UP, IFF_UP))
+        self.call(Batch("").link_set(index))
 
     def veth(self, name: str, index: int, peer: str, peer_index: int, peer_ns: int) -> None:
         # One queue each way per end, as podnet makes them (one per CPU by default, cut to one
         # under the rtnl lock after an RCU grace period).
-        queues = attr(IFLA_NUM_TX_QUEUES, struct.pack("I", 1)) + attr(
-            IFLA_NUM_RX_QUEUES, struct.pack("I", 1))
-        peer_msg = ifinfo(peer_index) + attr(IFLA_IFNAME, peer.encode() + b"\0") + attr(
-            IFLA_NET_NS_FD, struct.pack("I", peer_ns)) + queues
-        info = attr(IFLA_INFO_KIND, b"veth\0") + attr(
-            IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_msg))
-        self.call(RTM_NEWLINK, CREATE, ifinfo(index) + attr(IFLA_IFNAME, name.encode() + b"\0")
-                  + queues + attr(IFLA_LINKINFO, info))
+        self.call(Batch("").veth_add(name, index, peer, peer_index, peer_ns, 1500))
 
     def address(self, index: int, address: ipaddress.IPv4Address) -> None:
-        raw = address.packed
-        self.call(RTM_NEWADDR, CREATE, struct.pack("BBBBI", socket.AF_INET, 32, 0, 0, index)
-                  + attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw))
+        self.call(Batch("").addr_add(index, f"{address}/32"))
 
     def route(self, dst: ipaddress.IPv4Address | None, index: int,
               gateway: ipaddress.IPv4Address | None = None) -> None:
-        scope = 0 if gateway else SCOPE_LINK
-        body = struct.pack("BBBBBBBBI", socket.AF_INET, 32 if dst else 0, 0, 0, 254, 3, scope,
-                           1, 0)
-        if dst:
-            body += attr(RTA_DST, dst.packed)
         if gateway:
-            body += attr(RTA_GATEWAY, gateway.packed)
-        self.call(RTM_NEWROUTE, CREATE, body + attr(RTA_OIF, struct.pack("I", index)))
+            self.call(Batch("").route_add("default", oif=index, gateway=str(gateway)))
+        else:
+            self.call(Batch("").route_add(f"{dst}/32", oif=index, scope="link"))
 
     def index_of(self, name: str, requested: int) -> int:
         """The index a link was asked to have, which the kernel gives."""
