@@ -54,6 +54,10 @@ _PLAIN_UDP = 512  # RFC 1035: a client without EDNS takes no more
 _TCP_IDLE = 10.0  # seconds a TCP client may stay silent (RFC 7766 suggests seconds)
 _MAX_TCP = 1024
 _MAX_UNREAD = 256 * 1024  # answers a TCP client has not read: past this it is cut off
+# A fixed send buffer per TCP client: left to autotuning, the kernel holds up to tcp_wmem's 4 MB
+# of a client's unread answers before _MAX_UNREAD ever sees them, and whether it is ever cut off
+# depends on timing.
+_TCP_SNDBUF = 64 * 1024
 _CACHE_MAX = 20_000
 _BATCH = 64  # datagrams read per wake-up, so TCP clients get their turn
 Handler = Callable[[Any, int], None]
@@ -288,6 +292,7 @@ class DnsServer:
                 sock.close()
                 continue
             sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _TCP_SNDBUF)
             conn = _TcpConn(sock, time.monotonic())
             self.tcp[sock.fileno()] = conn
             self.selector.register(sock, selectors.EVENT_READ, self._on_tcp)
