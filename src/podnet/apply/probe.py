@@ -74,7 +74,11 @@ def forget_neighbours(names: Iterable[str]) -> int:
 
 
 def _wave(probes: Sequence[Probe], timeout: float) -> list[Result]:
-    flights = [_launch_dns(p) if p.kind == "dns" else _launch(p) for p in probes]
+    flights = [_Flight(p, None, time.monotonic()) for p in probes]
+    _open_sockets(flights)
+    for f in flights:
+        if f.result is None:
+            (_launch_dns if f.probe.kind == "dns" else _launch)(f)
     sel = selectors.DefaultSelector()
     try:
         for f in flights:
@@ -96,43 +100,59 @@ def _wave(probes: Sequence[Probe], timeout: float) -> list[Result]:
     return [f.result for f in flights if f.result is not None]
 
 
-def _socket(flight: _Flight, family: int, kind: int) -> socket.socket | None:
-    """A socket in the probe's source namespace (None: the flight's result says why not)."""
+def _open_sockets(flights: Sequence[_Flight]) -> None:
+    """Give each flight a socket in its probe's source namespace, visiting each namespace once
+    per wave (a wave's probes come mostly from a few sources); a flight that gets none has a
+    result saying why."""
+    by_netns: dict[str, list[_Flight]] = {}
+    for f in flights:
+        by_netns.setdefault(f.probe.netns, []).append(f)
+    for name, group in by_netns.items():
+        try:
+            with netns.entered(netns.path_of(name)):
+                for f in group:
+                    f.sock = _socket(f)
+        except OSError as exc:
+            for f in group:
+                if f.sock is not None:
+                    f.sock.close()
+                    f.sock = None
+                f.result = Result(f.probe, False, f"cannot open a socket in {name}: {exc}", 0.0)
+
+
+def _socket(flight: _Flight) -> socket.socket | None:
+    """The probe's socket, in the namespace this thread is in (None: the result says why)."""
     probe = flight.probe
+    family = (6 if ":" in probe.address else 4) if probe.kind == "dns" else probe.family
     af = socket.AF_INET6 if family == 6 else socket.AF_INET
+    kind = socket.SOCK_DGRAM if probe.kind == "dns" else socket.SOCK_STREAM
     try:
-        with netns.entered(netns.path_of(probe.netns)):
-            return socket.socket(af, kind | socket.SOCK_NONBLOCK)
+        return socket.socket(af, kind | socket.SOCK_NONBLOCK)
     except OSError as exc:
-        flight.result = Result(probe, False, f"cannot open a socket in {probe.netns}: {exc}", 0.0)
+        where = probe.netns
+        flight.result = Result(probe, False, f"cannot open a socket in {where}: {exc}", 0.0)
         return None
 
 
-def _launch(probe: Probe) -> _Flight:
-    flight = _Flight(probe, None, time.monotonic())
-    sock = _socket(flight, probe.family, socket.SOCK_STREAM)
-    if sock is None:
-        return flight
-    flight.sock = sock
+def _launch(flight: _Flight) -> None:
+    """Start the connection (the flight has its socket)."""
+    sock, probe = flight.sock, flight.probe
+    assert sock is not None
     flight.started = time.monotonic()
     code = sock.connect_ex((probe.address, probe.port))
     if code not in (0, errno.EINPROGRESS):
         _finish(None, flight, False, os.strerror(code))
-    return flight
 
 
-def _launch_dns(probe: Probe) -> _Flight:
+def _launch_dns(flight: _Flight) -> None:
     """Send the DNS question; the answer is read when the socket turns readable."""
     import dns.message  # dnspython: imported only when a check asks DNS
 
-    flight = _Flight(probe, None, time.monotonic())
+    sock, probe = flight.sock, flight.probe
+    assert sock is not None
     qtype = "A" if probe.family == 4 else "AAAA"
     query = dns.message.make_query(probe.expect.name + ".", qtype)
     server = probe.address
-    sock = _socket(flight, 6 if ":" in server else 4, socket.SOCK_DGRAM)
-    if sock is None:
-        return flight
-    flight.sock = sock
     flight.request = query.to_wire()
     flight.started = time.monotonic()
     try:
@@ -140,7 +160,6 @@ def _launch_dns(probe: Probe) -> _Flight:
         sock.send(flight.request)
     except OSError as exc:
         _finish(None, flight, False, f"asking {server}: {exc.strerror}")
-    return flight
 
 
 def _dns_answer(sel: selectors.BaseSelector, f: _Flight) -> None:
