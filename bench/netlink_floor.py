@@ -1,7 +1,7 @@
 """The floor under `podnet up`: a minimal netlink loop that builds what an IPv4 lab's pods are made
 of, and nothing else. Run by bench/scale.py beside podnet, in the same sandbox.
 
-    python bench/netlink_floor.py PODS NODES [--pyroute2]
+    python bench/netlink_floor.py PODS NODES [--pyroute2] [--pause]
     (prints JSON: "up" and "down" in seconds, "built_at": the time.time() the build ended, so the
     caller can count the interpreter's start-up in as it does for podnet's)
 
@@ -15,7 +15,11 @@ datagram of its own, each waiting for the kernel's answer, packed as podnet pack
 (`kernel.rtnl_requests`, through `Batch`'s builders; pyroute2 0.9 runs every call through an asyncio
 loop: about 1 ms each, more than podnet's whole cost per pod, so it would be no floor). `--pyroute2`
 sends the same requests through pyroute2's IPRoute instead, as the loop is usually written: the
-floor a person reaches without writing netlink by hand.
+floor a person reaches without writing netlink by hand. `--pause` adds what a pod needs beyond its
+objects: a process holding each pod's namespace, as a pause container does (`sleep infinity` joined
+to it by `nsenter`, spawned with posix_spawn: no copy of this process's memory). A machine whose
+own agents do work per namespace that has a process in it (this project's VM: its PID 1 polls each
+one) charges that work to every lab, podnet's or this floor's, and `--pause` shows how much.
 
 What podnet's `up` does beyond this floor: parse and check the topology file, plan, the node
 network (a bridge and each node's uplink), routes between nodes, its other sysctls (forwarding on
@@ -29,6 +33,7 @@ import ctypes
 import ipaddress
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -201,7 +206,16 @@ class Pyroute2Rtnl:
         self.ipr.close()
 
 
-def build(pods: int, nodes: int, home: int, kind: type[Rtnl | Pyroute2Rtnl] = Rtnl) -> list[str]:
+def pause(path: str) -> int:
+    """A process that holds the namespace at `path`, as a pod's pause container does."""
+    argv = ["nsenter", f"--net={path}", "sleep", "infinity"]
+    return os.posix_spawn("/usr/bin/nsenter", argv, os.environ)
+
+
+def build(pods: int, nodes: int, home: int, kind: type[Rtnl | Pyroute2Rtnl] = Rtnl,
+          pauses: list[int] | None = None) -> list[str]:
+    """The lab's namespaces, veths, addresses and routes; with `pauses`, a pause process per pod
+    too (their PIDs are appended to it)."""
     names: list[str] = []
     node_rtnl, node_fds = [], []
     for n in range(nodes):
@@ -213,7 +227,10 @@ def build(pods: int, nodes: int, home: int, kind: type[Rtnl | Pyroute2Rtnl] = Rt
     for p in range(pods):
         node = p % nodes
         names.append(f"floor-pod-{p}")
-        pod = kind(create_netns(names[-1], home), home)
+        path = create_netns(names[-1], home)
+        if pauses is not None:
+            pauses.append(pause(path))
+        pod = kind(path, home)
         address = POD_NET.network_address + 2 + p
         pod.up(1)
         veth = f"veth{p:08x}"
@@ -238,13 +255,18 @@ def build(pods: int, nodes: int, home: int, kind: type[Rtnl | Pyroute2Rtnl] = Rt
 def main() -> None:
     pods, nodes = int(sys.argv[1]), int(sys.argv[2])
     kind = Pyroute2Rtnl if "--pyroute2" in sys.argv[3:] else Rtnl
+    pauses: list[int] | None = [] if "--pause" in sys.argv[3:] else None
     os.makedirs(NETNS_DIR, exist_ok=True)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     begun = time.perf_counter()
-    names = build(pods, nodes, home, kind)
+    names = build(pods, nodes, home, kind, pauses)
     up = time.perf_counter() - begun
     built_at = time.time()
     begun = time.perf_counter()
+    for pid in pauses or ():
+        os.kill(pid, signal.SIGKILL)
+    for pid in pauses or ():
+        os.waitpid(pid, 0)
     for name in names:
         delete_netns(name)
     print(json.dumps({"up": up, "down": time.perf_counter() - begun, "built_at": built_at}))

@@ -7,10 +7,11 @@ used meanwhile; and the CPU everything else on the machine used meanwhile, from 
 second `up` that has nothing to do, `get pods -o wide`, `inspect -o json`, `check` (every pod probes
 3 targets: `check`'s default), `trace` between two pods on different nodes, `graph -o json`, `down`;
 the netlink floor under `up` and `down` (bench/netlink_floor.py: the same pods' namespaces, veths,
-addresses and routes from a minimal loop, start-up counted in as for podnet's); the memory of every
-process the lab started (the sum of their PSS, divided by the pods); the kernel memory a pod costs
-(slab, from /proc/slabinfo before and after `up`: machine-wide, so other work on the machine blurs
-it). Then Mininet: N hosts on 10 Linux bridges through its Python API (build, stop, PSS of the
+addresses and routes from a minimal loop, start-up counted in as for podnet's; then again with a
+pause process holding each pod's namespace, the part of a pod's cost this machine's own agents
+charge per namespace with a process in it); the memory of every process the lab started (the sum
+of their PSS, divided by the pods); the kernel memory a pod costs (slab, from /proc/slabinfo before
+and after `up`: machine-wide, so other work on the machine blurs it). Then Mininet: N hosts on 10 Linux bridges through its Python API (build, stop, PSS of the
 hosts' shells), in a sandbox of its own inside this one (its cleanup kills processes by name and
 deletes links by pattern), when Debian's `mininet` and `bridge-utils` are installed. Growth ratios
 follow the table: linear growth from one size to the next is the ratio of the sizes.
@@ -190,12 +191,15 @@ def measure_podnet(podnet: str, pods: int, work: str) -> dict[str, float]:
 
 
 def measure_floor(pods: int) -> dict[str, float]:
-    """bench/netlink_floor.py at the same size: its build from the process's start, and its down."""
+    """bench/netlink_floor.py at the same size: its build from the process's start, and its down;
+    then again with a pause process per pod ("pause up", "pause down")."""
     floor = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netlink_floor.py")
-    begun = time.time()
-    values: dict[str, float] = json.loads(run([sys.executable, floor, str(pods), str(NODES)])
-                                          .stdout)
-    return {"up": values["built_at"] - begun, "down": values["down"]}
+    out: dict[str, float] = {}
+    for prefix, extra in (("", []), ("pause ", ["--pause"])):
+        begun = time.time()
+        values = json.loads(run([sys.executable, floor, str(pods), str(NODES), *extra]).stdout)
+        out |= {f"{prefix}up": values["built_at"] - begun, f"{prefix}down": values["down"]}
+    return out
 
 
 MININET = r"""
@@ -287,7 +291,8 @@ def report(sizes: Sequence[int], podnet: dict[int, dict[str, float]],
                   "check", "trace", "graph", "down")
     cols = ["pods", "up s", "up cpu s", "lab cpu s", "others cpu s", "re-up s", "get s",
             "inspect s", "check s", "trace s", "graph s", "down s", "PSS/pod kB", "slab/pod kB",
-            "floor up s", "floor down s", "mn up s", "mn stop s", "mn PSS/host kB"]
+            "floor up s", "floor down s", "floor+pause up s", "mn up s", "mn stop s",
+            "mn PSS/host kB"]
     widths = [max(len(c), 6) for c in cols]
     print(f"\nscale: N pods on {NODES} nodes (podnet), the netlink floor (floor), N hosts on "
           f"{NODES} Linux bridges (mininet, mn); whole commands, start-up included")
@@ -296,7 +301,7 @@ def report(sizes: Sequence[int], podnet: dict[int, dict[str, float]],
         p, f, m = podnet[n], floor[n], mininet.get(n, {})
         cells = [f"{n}", *(f"{p[k]:.2f}" for k in timed_keys),
                  f"{p['pss/pod kB']:.0f}", f"{p['slab/pod kB']:.0f}",
-                 f"{f['up']:.2f}", f"{f['down']:.2f}",
+                 f"{f['up']:.2f}", f"{f['down']:.2f}", f"{f['pause up']:.2f}",
                  f"{m['up']:.2f}" if m else "-", f"{m['stop']:.2f}" if m else "-",
                  f"{m['pss/host kB']:.0f}" if m else "-"]
         print(_row(cells, widths))
@@ -304,14 +309,16 @@ def report(sizes: Sequence[int], podnet: dict[int, dict[str, float]],
         print(f"  mininet: not run: {why_not}")
     for n in sizes:
         print(f"  {n} pods: podnet's up takes {podnet[n]['up'] / floor[n]['up']:.2f}x the "
-              f"netlink floor's, its down {podnet[n]['down'] / floor[n]['down']:.2f}x")
+              f"netlink floor's ({podnet[n]['up'] / floor[n]['pause up']:.2f}x the floor's with a "
+              f"pause process per pod), its down {podnet[n]['down'] / floor[n]['down']:.2f}x")
     print("\ngrowth from one size to the next (linear: the ratio of the sizes)")
     keys = list(timed_keys)
-    widths = [11, 6, *[10] * (len(keys) + 4)]
-    print(_row(["sizes", "pods x", *keys, "floor up", "floor dn", "mn up", "mn stop"], widths))
+    widths = [11, 6, *[10] * (len(keys) + 5)]
+    print(_row(["sizes", "pods x", *keys, "floor up", "floor dn", "+pause up", "mn up", "mn stop"],
+               widths))
     for a, b in itertools.pairwise(sizes):
         ratios = [_ratio(podnet[b][k], podnet[a][k]) for k in keys]
-        ratios += [_ratio(floor[b][k], floor[a][k]) for k in ("up", "down")]
+        ratios += [_ratio(floor[b][k], floor[a][k]) for k in ("up", "down", "pause up")]
         mn = [mininet[b][k] / mininet[a][k] if a in mininet and b in mininet else 0.0
               for k in ("up", "stop")]
         cells = [f"{a}->{b}", f"{b / a:.1f}", *(f"{r:.2f}" if r else "-" for r in ratios),
