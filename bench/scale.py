@@ -11,10 +11,11 @@ addresses and routes from a minimal loop, start-up counted in as for podnet's; t
 pause process holding each pod's namespace, the part of a pod's cost this machine's own agents
 charge per namespace with a process in it); the memory of every process the lab started (the sum
 of their PSS, divided by the pods); the kernel memory a pod costs (slab, from /proc/slabinfo before
-and after `up`: machine-wide, so other work on the machine blurs it). Then Mininet: N hosts on 10 Linux bridges through its Python API (build, stop, PSS of the
-hosts' shells), in a sandbox of its own inside this one (its cleanup kills processes by name and
-deletes links by pattern), when Debian's `mininet` and `bridge-utils` are installed. Growth ratios
-follow the table: linear growth from one size to the next is the ratio of the sizes.
+and after `up`: machine-wide, so other work on the machine blurs it). Then Mininet: N hosts on 10
+Linux bridges through its Python API (build, stop, PSS of the hosts' shells), in a sandbox of its
+own inside this one (its cleanup kills processes by name and deletes links by pattern), when
+Debian's `mininet` and `bridge-utils` are installed. Growth ratios follow the table: linear
+growth from one size to the next is the ratio of the sizes.
 
 Neighbour tables: the machine-wide ARP and NDP tables hold 1,024 entries for everyone. Nothing
 here sends traffic between pods: an IPv4 lab's `up` adds no neighbour entry (IPv6 is off in its

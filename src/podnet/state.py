@@ -202,8 +202,11 @@ def save(state: LabState) -> None:
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        # Compact, so json's C encoder writes it (indenting takes its pure-Python path: 5x
+        # slower, a twentieth of a large `up`); `jq . state.json` shows it indented.
+        text = json.dumps(_encode(state), separators=(",", ":"))
         with os.fdopen(fd, "w") as fh:
-            json.dump(_encode(state), fh, indent=1)
+            fh.write(text)
         os.replace(tmp, path)
     except OSError as exc:
         with suppress(OSError):
