@@ -349,6 +349,8 @@ class Netlink:
         try:
             for data, pos, end, _kind in self._raw.messages(request.encode(0)):
                 family, index, state, _flags, _type = _NDMSG.unpack_from(data, pos)
+                if family not in (AF_INET, AF_INET6):
+                    continue  # no other table holds what traffic teaches
                 dst = _neigh_dst(data, pos + _NDMSG.size, end, family)
                 if dst is not None and not state & NUD_PERMANENT:
                     batch.neigh_delete(index, dst, missing_ok=True)
