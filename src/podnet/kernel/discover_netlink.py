@@ -1,4 +1,5 @@
-"""Read every link, address and route of a network namespace, without changing anything.
+"""Read every link, address and route of a network namespace (and, for `check`, its neighbour
+entries), without changing anything.
 
 For each namespace: enter it in this thread (setns), open podnet's NETLINK_ROUTE socket
 (`kernel.rtnl.RawRtnl`), come straight back (the socket stays bound to the namespace it was
@@ -14,6 +15,9 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from collections.abc import Iterator
+from socket import AF_INET, AF_INET6
+from typing import NamedTuple
 
 from podnet.errors import KernelError
 from podnet.kernel import discover_schema as schema
@@ -22,7 +26,7 @@ from podnet.kernel.discover_schema import Rtnl
 from podnet.kernel.discover_types import Address, Link, NamespaceDump, Nexthop, Route
 from podnet.kernel.rtnl import RawRtnl
 
-__all__ = ["Session"]
+__all__ = ["Neighbour", "Session", "attributes", "neighbours"]
 
 _NLA = struct.Struct("=HH")
 _RTNH = struct.Struct("=HBBi")  # struct rtnexthop: len, flags, hops, ifindex
@@ -33,7 +37,7 @@ _U32_MAX = 0xFFFFFFFF
 _GONE = frozenset({errno.ENOENT, errno.ESRCH, errno.ESTALE, errno.EINVAL})
 
 
-def _attrs(
+def attributes(
     data: bytes, pos: int, end: int, layout: schema.Layout, family: int
 ) -> dict[str, object]:
     """Walk one attribute chain; unpack only the attributes named in `layout`."""
@@ -54,11 +58,11 @@ def _attrs(
 def _link(data: bytes, pos: int, end: int) -> Link:
     layout = schema.LINK
     _family, _type, index, flags, _change = layout.header.unpack_from(data, pos)
-    a = _attrs(data, pos + layout.header.size, end, layout, 0)
+    a = attributes(data, pos + layout.header.size, end, layout, 0)
     info = a.get("IFLA_LINKINFO")
     kind = None
     if isinstance(info, bytes):
-        kind = _attrs(info, 0, len(info), schema.LINKINFO, 0).get("IFLA_INFO_KIND")
+        kind = attributes(info, 0, len(info), schema.LINKINFO, 0).get("IFLA_INFO_KIND")
     if kind is None:
         kind = "loopback" if flags & Rtnl.IFF_LOOPBACK else "device"
     master = a.get("IFLA_MASTER")
@@ -85,7 +89,7 @@ def _link(data: bytes, pos: int, end: int) -> Link:
 def _address(data: bytes, pos: int, end: int) -> Address:
     layout = schema.ADDR
     family, prefixlen, _flags, scope, index = layout.header.unpack_from(data, pos)
-    a = _attrs(data, pos + layout.header.size, end, layout, family)
+    a = attributes(data, pos + layout.header.size, end, layout, family)
     # IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's on point-to-point links
     local = a.get("IFA_LOCAL", a.get("IFA_ADDRESS"))
     return Address(index, family, str(local), prefixlen, scope)
@@ -98,7 +102,7 @@ def _nexthops(blob: bytes, family: int) -> tuple[Nexthop, ...]:
         length, _flags, _hops, ifindex = _RTNH.unpack_from(blob, pos)
         if length < _RTNH.size:
             break
-        a = _attrs(blob, pos + _RTNH.size, pos + length, schema.ROUTE, family)
+        a = attributes(blob, pos + _RTNH.size, pos + length, schema.ROUTE, family)
         gateway = a.get("RTA_GATEWAY")
         hops.append(Nexthop(ifindex, str(gateway) if gateway else None))
         pos += (length + 3) & ~3
@@ -110,7 +114,7 @@ def _route(data: bytes, pos: int, end: int) -> Route:
     family, dst_len, _src_len, _tos, table, proto, scope, rtype, _flags = (
         layout.header.unpack_from(data, pos)
     )
-    a = _attrs(data, pos + layout.header.size, end, layout, family)
+    a = attributes(data, pos + layout.header.size, end, layout, family)
     multipath = a.get("RTA_MULTIPATH")
     return Route(
         family=family,
@@ -135,8 +139,27 @@ _DUMP_LINKS = schema.request(
 )
 _DUMP_ADDRS = schema.request("addr", family=0)
 _DUMP_ROUTES = schema.request("route", family=0, table=Rtnl.RT_TABLE_MAIN)
+_DUMP_NEIGHS = schema.request("neigh", family=0)  # the ARP and the NDP tables
 _NSID_FD_OFFSET = -4  # NETNSA_FD is the last attribute: its u32 value ends the message
 _GET_NSID = bytearray(schema.request("nsid", dump=False, attrs={"NETNSA_FD": 0}))
+
+
+class Neighbour(NamedTuple):
+    family: int  # AF_INET: ARP's table; AF_INET6: NDP's
+    ifindex: int
+    state: int  # NUD_* bits
+    dst: str | None
+
+
+def neighbours(rtnl: RawRtnl) -> Iterator[Neighbour]:
+    """Every ARP and NDP entry of the namespace `rtnl` was opened in (`ip neigh`, both
+    families). OSError when the kernel refuses the dump."""
+    layout = schema.NEIGH
+    for data, pos, end, _kind in rtnl.messages(_DUMP_NEIGHS):
+        family, index, state, _flags, _type = layout.header.unpack_from(data, pos)
+        if family in (AF_INET, AF_INET6):
+            dst = attributes(data, pos + layout.header.size, end, layout, family).get("NDA_DST")
+            yield Neighbour(family, index, state, dst if isinstance(dst, str) else None)
 
 
 class _Reader(RawRtnl):
@@ -168,7 +191,7 @@ class _Reader(RawRtnl):
             if mtype != Rtnl.RTM_NEWNSID:
                 continue
             header = schema.NSID.header
-            a = _attrs(data, pos + header.size, end, schema.NSID, 0)
+            a = attributes(data, pos + header.size, end, schema.NSID, 0)
             nsid = a.get("NETNSA_NSID")
             if isinstance(nsid, int) and nsid not in (-1, 0xFFFFFFFF):
                 return nsid

@@ -31,6 +31,7 @@ __all__ = [
     "ADDR",
     "LINK",
     "LINKINFO",
+    "NEIGH",
     "NSID",
     "ROUTE",
     "Layout",
@@ -47,6 +48,7 @@ _ifinf = light_import("pyroute2.netlink.rtnl.ifinfmsg")
 _ifaddr = light_import("pyroute2.netlink.rtnl.ifaddrmsg")
 _rt = light_import("pyroute2.netlink.rtnl.rtmsg")
 _nsid = light_import("pyroute2.netlink.rtnl.nsidmsg")
+_nd = light_import("pyroute2.netlink.rtnl.ndmsg")
 
 
 def _by_number(names: dict[Any, Any]) -> dict[int, str]:
@@ -63,6 +65,7 @@ class Rtnl:
     RTM_GETADDR: int = _rtnl.RTM_GETADDR
     RTM_GETROUTE: int = _rtnl.RTM_GETROUTE
     RTM_GETNSID: int = _rtnl.RTM_GETNSID
+    RTM_GETNEIGH: int = _rtnl.RTM_GETNEIGH
     RTM_NEWNSID: int = _rtnl.RTM_NEWNSID
     RT_TABLE_MAIN = 254  # `ip route` shows the main table
     # linux/rtnetlink.h (pyroute2 names it only in a comment): leave IFLA_STATS* out of link
@@ -173,6 +176,7 @@ ROUTE = Layout.of(
      "RTA_MULTIPATH"),
 )
 NSID = Layout.of(_nsid.nsidmsg, ("NETNSA_NSID",), extra=("NETNSA_FD",))
+NEIGH = Layout.of(_nd.ndmsg, ("NDA_DST",))
 
 
 def request(kind: str, *, dump: bool = True, attrs: dict[str, int] | None = None,
@@ -183,12 +187,14 @@ def request(kind: str, *, dump: bool = True, attrs: dict[str, int] | None = None
         "addr": _ifaddr.ifaddrmsg,
         "route": _rt.rtmsg,
         "nsid": _nsid.nsidmsg,
+        "neigh": _nd.ndmsg,
     }[kind]
     msg_type = {
         "link": Rtnl.RTM_GETLINK,
         "addr": Rtnl.RTM_GETADDR,
         "route": Rtnl.RTM_GETROUTE,
         "nsid": Rtnl.RTM_GETNSID,
+        "neigh": Rtnl.RTM_GETNEIGH,
     }[kind]
     msg = msg_class()
     msg["header"]["type"] = msg_type

@@ -10,8 +10,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import socket
-import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -22,7 +20,6 @@ from podnet.errors import ObjectExistsError, ObjectMissingError, kernel_error
 from podnet.kernel import netns
 from podnet.kernel.batch import Batch
 from podnet.kernel.rtnl import RawRtnl
-from podnet.kernel.rtnl_requests import Request, ndmsg
 
 __all__ = ["OWNER_ALIAS", "Netlink", "netlink_errors"]
 
@@ -36,13 +33,6 @@ NUD_PERMANENT = 0x80
 AF_BRIDGE = 7
 SCOPE_LINK = 253
 SCOPE_HOST = 254
-RTM_GETNEIGH = 30
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300
-NDA_DST = 1
-_NDMSG = struct.Struct("=B3xiHBB")  # struct ndmsg: family, ifindex, state, flags, type
-_NLA = struct.Struct("=HH")
-_NLA_TYPE_MASK = 0x3FFF
 T = TypeVar("T")
 
 
@@ -340,20 +330,17 @@ class Netlink:
         not (those of `lo` and multicast addresses too), but never a permanent one: what
         traffic leaves in the machine-wide neighbour tables. How many went.
 
-        `check` calls this for every namespace its probes crossed, once per wave: the answers
-        are unpacked here by their fixed header and one attribute, not by pyroute2's classes,
-        which cost more than the kernel's own work for a node's few hundred entries."""
+        `check` calls this for every namespace its probes crossed, once per wave, so the dump
+        is read as `inspect` reads its dumps (`discover_netlink`: the fixed header and the one
+        attribute needed), not by pyroute2's classes, which cost more than the kernel's own
+        work for a node's few hundred entries."""
+        from podnet.kernel.discover_netlink import neighbours
+
         batch = Batch(f"forgetting learned neighbours in {self.where}")
-        request = Request(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP,
-                          ndmsg(0, 0, state=0, flags=0))  # AF_UNSPEC: ARP and NDP in one dump
         try:
-            for data, pos, end, _kind in self._raw.messages(request.encode(0)):
-                family, index, state, _flags, _type = _NDMSG.unpack_from(data, pos)
-                if family not in (AF_INET, AF_INET6):
-                    continue  # no other table holds what traffic teaches
-                dst = _neigh_dst(data, pos + _NDMSG.size, end, family)
-                if dst is not None and not state & NUD_PERMANENT:
-                    batch.neigh_delete(index, dst, missing_ok=True)
+            for entry in neighbours(self._raw):
+                if entry.dst is not None and not entry.state & NUD_PERMANENT:
+                    batch.neigh_delete(entry.ifindex, entry.dst, missing_ok=True)
         except OSError as exc:
             what = f"listing neighbours in {self.where}"
             raise kernel_error(exc.errno or 0, f"{what}: {exc.strerror}") from None
@@ -397,16 +384,3 @@ class Netlink:
         family = AF_BRIDGE if bridge else (AF_INET if version == 4 else AF_INET6)
         return [_neigh_dict(msg) for msg in self._call("listing neighbours",
                                                        self._ipr.get_neighbours, family=family)]
-
-
-def _neigh_dst(data: bytes, pos: int, end: int, family: int) -> str | None:
-    """NDA_DST of one neighbour message, as text (None: the entry has none)."""
-    while pos + 4 <= end:
-        length, kind = _NLA.unpack_from(data, pos)
-        if length < 4:
-            return None
-        if kind & _NLA_TYPE_MASK == NDA_DST:
-            af = socket.AF_INET6 if family == AF_INET6 else socket.AF_INET
-            return socket.inet_ntop(af, data[pos + 4:pos + length])
-        pos += (length + 3) & ~3
-    return None
