@@ -129,8 +129,7 @@ def _socket(flight: _Flight) -> socket.socket | None:
     try:
         return socket.socket(af, kind | socket.SOCK_NONBLOCK)
     except OSError as exc:
-        where = probe.netns
-        flight.result = Result(probe, False, f"cannot open a socket in {where}: {exc}", 0.0)
+        flight.result = Result(probe, False, f"cannot open a socket in {probe.netns}: {exc}", 0.0)
         return None
 
 
