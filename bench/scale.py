@@ -5,7 +5,8 @@
 For each size: `podnet up` (and its CPU time; the CPU the lab's own processes, podhosts and DNS,
 used meanwhile; and the CPU everything else on the machine used meanwhile, from /proc/stat), a
 second `up` that has nothing to do, `get pods -o wide`, `inspect -o json`, `check` (every pod probes
-3 targets: `check`'s default), `trace` between two pods on different nodes, `graph -o json`, `down`;
+3 targets: `check`'s default), `trace` between two pods on different nodes, `graph -o json`, `down`
+(each with its own CPU time too: podnet's, and that of the processes it waited for);
 the netlink floor under `up` and `down` (bench/netlink_floor.py: the same pods' namespaces, veths,
 addresses and routes from a minimal loop, start-up counted in as for podnet's; then again with a
 pause process holding each pod's namespace, the part of a pod's cost this machine's own agents
@@ -174,18 +175,26 @@ def measure_podnet(podnet: str, pods: int, work: str) -> dict[str, float]:
     out["pss/pod kB"] = pss_kb(procs) / pods
     out["processes"] = len(procs)
     out["slab/pod kB"] = (slab1 - slab0) / 1024 / pods
-    out["re-up"] = timed(lambda: run([podnet, "up", "-q", "-f", topo]))
+
+    def command(name: str, argv: list[str], keep: list[str] | None = None) -> None:
+        """Time one command: its wall time under `name`, its own CPU under `name cpu`."""
+        began = _cpu()
+        out[name] = timed(lambda: (keep if keep is not None else []).extend(
+            run(argv).stdout.splitlines()))
+        out[f"{name} cpu"] = _cpu() - began
+
+    command("re-up", [podnet, "up", "-q", "-f", topo])
     listed: list[str] = []
-    get = [podnet, "get", "pods", "-C", CLUSTER, "-n", CLUSTER, "-o", "wide", "--no-headers"]
-    out["get pods"] = timed(lambda: listed.extend(run(get).stdout.splitlines()))
+    command("get pods", [podnet, "get", "pods", "-C", CLUSTER, "-n", CLUSTER, "-o", "wide",
+                         "--no-headers"], listed)
     assert len(listed) == pods, f"expected {pods} pods, got {len(listed)}"
     assert all(" Running " in line for line in listed), "a pod is not Running"
-    out["inspect"] = timed(lambda: run([podnet, "inspect", "-o", "json"]))
-    out["check"] = timed(lambda: run([podnet, "check", "-C", CLUSTER]))
+    command("inspect", [podnet, "inspect", "-o", "json"])
+    command("check", [podnet, "check", "-C", CLUSTER])
     first, last = (f"{CLUSTER}/{line.split()[0]}" for line in (listed[0], listed[-1]))
-    out["trace"] = timed(lambda: run([podnet, "trace", "-C", CLUSTER, first, last, "-p", "80"]))
-    out["graph"] = timed(lambda: run([podnet, "graph", "-C", CLUSTER, "-o", "json"]))
-    out["down"] = timed(lambda: run([podnet, "down", "-q", "-C", CLUSTER]))
+    command("trace", [podnet, "trace", "-C", CLUSTER, first, last, "-p", "80"])
+    command("graph", [podnet, "graph", "-C", CLUSTER, "-o", "json"])
+    command("down", [podnet, "down", "-q", "-C", CLUSTER])
     leftover = run(["ip", "netns", "list"]).stdout.strip()
     assert not leftover, f"namespaces left behind: {leftover[:200]}"
     return out
@@ -325,6 +334,16 @@ def report(sizes: Sequence[int], podnet: dict[int, dict[str, float]],
         cells = [f"{a}->{b}", f"{b / a:.1f}", *(f"{r:.2f}" if r else "-" for r in ratios),
                  *(f"{r:.2f}" if r else "-" for r in mn)]
         print(_row(cells, widths))
+    cpu_keys = ("up", "re-up", "get pods", "inspect", "check", "trace", "graph", "down")
+    print("\neach command's own CPU in seconds (podnet's process and those it waited for), then "
+          "its growth")
+    widths = [11, *[10] * len(cpu_keys)]
+    print(_row(["pods", *cpu_keys], widths))
+    for n in sizes:
+        print(_row([f"{n}", *(f"{podnet[n][k + ' cpu']:.2f}" for k in cpu_keys)], widths))
+    for a, b in itertools.pairwise(sizes):
+        ratios = [_ratio(podnet[b][k + " cpu"], podnet[a][k + " cpu"]) for k in cpu_keys]
+        print(_row([f"{a}->{b}", *(f"{r:.2f}x" if r else "-" for r in ratios)], widths))
     for n in sizes:
         if n in mininet:
             p, m = podnet[n], mininet[n]
