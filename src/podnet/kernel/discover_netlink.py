@@ -26,7 +26,7 @@ from podnet.kernel.discover_schema import Rtnl
 from podnet.kernel.discover_types import Address, Link, NamespaceDump, Nexthop, Route
 from podnet.kernel.rtnl import RawRtnl
 
-__all__ = ["Neighbour", "Session", "attributes", "neighbours"]
+__all__ = ["Neighbour", "Session", "attributes", "neighbours", "route_message"]
 
 _NLA = struct.Struct("=HH")
 _RTNH = struct.Struct("=HBBi")  # struct rtnexthop: len, flags, hops, ifindex
@@ -109,7 +109,8 @@ def _nexthops(blob: bytes, family: int) -> tuple[Nexthop, ...]:
     return tuple(hops)
 
 
-def _route(data: bytes, pos: int, end: int) -> Route:
+def route_message(data: bytes, pos: int, end: int) -> Route:
+    """One RTM_NEWROUTE message (of a dump, or the answer to `ip route get`)."""
     layout = schema.ROUTE
     family, dst_len, _src_len, _tos, table, proto, scope, rtype, _flags = (
         layout.header.unpack_from(data, pos)
@@ -177,7 +178,7 @@ class _Reader(RawRtnl):
             out = NamespaceDump()
             out.links = [_link(d, p, e) for d, p, e, _ in self.messages(_DUMP_LINKS)]
             out.addresses = [_address(d, p, e) for d, p, e, _ in self.messages(_DUMP_ADDRS)]
-            routes = [_route(d, p, e) for d, p, e, _ in self.messages(_DUMP_ROUTES)]
+            routes = [route_message(d, p, e) for d, p, e, _ in self.messages(_DUMP_ROUTES)]
             out.routes = (routes if self.strict
                           else [r for r in routes if r.table == Rtnl.RT_TABLE_MAIN])
             if not self.interrupted:

@@ -32,11 +32,12 @@ __all__ = [
     "LINK",
     "LINKINFO",
     "NEIGH",
+    "NEIGH_FULL",
     "NSID",
     "ROUTE",
     "Layout",
     "Rtnl",
-        "request",
+    "request",
 ]
 
 Decoder = Callable[[bytes, int, int, int], Any]  # (data, start, end, family) -> value
@@ -67,6 +68,7 @@ class Rtnl:
     RTM_GETNSID: int = _rtnl.RTM_GETNSID
     RTM_GETNEIGH: int = _rtnl.RTM_GETNEIGH
     RTM_NEWNSID: int = _rtnl.RTM_NEWNSID
+    AF_BRIDGE = socket.AF_BRIDGE  # the family of bridge and VXLAN forwarding entries
     RT_TABLE_MAIN = 254  # `ip route` shows the main table
     # linux/rtnetlink.h (pyroute2 names it only in a comment): leave IFLA_STATS* out of link
     # dumps, as `ip link` does without -s; the kernel then skips summing per-CPU counters.
@@ -90,6 +92,8 @@ def _l2addr(data: bytes, start: int, end: int, family: int) -> str:
 
 
 def _ipaddr(data: bytes, start: int, end: int, family: int) -> str:
+    if family not in (socket.AF_INET, socket.AF_INET6):  # a forwarding entry's remote VTEP
+        family = socket.AF_INET if end - start == 4 else socket.AF_INET6
     return socket.inet_ntop(family, data[start:end])
 
 
@@ -114,6 +118,7 @@ def _raw(data: bytes, start: int, end: int, family: int) -> bytes:
 _BY_FORMAT: dict[str, Decoder] = {
     "asciiz": _asciiz,
     "l2addr": _l2addr,
+    "lladdr": _l2addr,  # ndmsg's name for it
     "ipaddr": _ipaddr,
     "target": _ipaddr,
     "state": _state,
@@ -174,9 +179,13 @@ ROUTE = Layout.of(
     _rt.rtmsg,
     ("RTA_DST", "RTA_OIF", "RTA_GATEWAY", "RTA_PRIORITY", "RTA_PREFSRC", "RTA_TABLE",
      "RTA_MULTIPATH"),
+    extra=("RTA_SRC", "RTA_IIF"),  # what `ip route get ... from SRC iif DEV` asks with
 )
 NSID = Layout.of(_nsid.nsidmsg, ("NETNSA_NSID",), extra=("NETNSA_FD",))
 NEIGH = Layout.of(_nd.ndmsg, ("NDA_DST",))
+# Neighbour and forwarding entries as `trace` reads them: the address, the link-layer address,
+# and (forwarding entries) the bridge a port belongs to.
+NEIGH_FULL = Layout.of(_nd.ndmsg, ("NDA_DST", "NDA_LLADDR", "NDA_MASTER"))
 
 
 def request(kind: str, *, dump: bool = True, attrs: dict[str, int] | None = None,

@@ -7,8 +7,10 @@ neighbour entry, the forwarding database of a bridge or VXLAN device, a VXLAN de
 port, the nftables ruleset (`nft -j list ruleset`, run inside the namespace), and the sockets
 listening there.
 
-Nothing here changes anything. The records are plain data and the module imports pyroute2 only
-when a netlink question is first asked, so the pure tracer can import them cheaply.
+Nothing here changes anything. The records are plain data. Netlink questions go out on podnet's
+own socket (`kernel.rtnl`), packed and read with the layouts `kernel.discover_schema` takes from
+pyroute2: pyroute2's IPRoute would cost more to import (about 0.1 s) than a whole trace's
+questions. Only conntrack's question loads pyroute2's Conntrack, when a trace meets a Service.
 """
 
 from __future__ import annotations
@@ -17,12 +19,19 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from podnet.errors import KernelError
+from podnet.kernel import discover_schema as schema
 from podnet.kernel import netns
+from podnet.kernel import rtnl_requests as req
+from podnet.kernel.discover_netlink import attributes, route_message
+from podnet.kernel.discover_schema import Rtnl
+from podnet.kernel.rtnl import RawRtnl
 
 __all__ = [
     "FdbEntry",
@@ -34,10 +43,6 @@ __all__ = [
     "Vxlan",
 ]
 
-_ROUTE_TYPES = {
-    1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast", 6: "blackhole",
-    7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat",
-}
 _NUD = {
     0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
     0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT",
@@ -117,8 +122,22 @@ def _nft_binary() -> str | None:
     )
 
 
-def _mac(value: Any) -> str | None:
+class _Entry(NamedTuple):
+    """One neighbour or forwarding entry, as the kernel's dump gives it."""
+
+    ifindex: int
+    state: str
+    dst: str | None
+    mac: str | None
+    master: int | None
+
+
+def _text(value: object) -> str | None:
     return str(value) if value else None
+
+
+def _number(value: object) -> int | None:
+    return value if isinstance(value, int) and value else None
 
 
 class Lookup:
@@ -129,7 +148,7 @@ class Lookup:
     """
 
     def __init__(self) -> None:
-        self._sockets: dict[str | None, Any] = {}
+        self._sockets: dict[str | None, RawRtnl] = {}
         self._nft: dict[str | None, NftRead] = {}
 
     def close(self) -> None:
@@ -143,16 +162,14 @@ class Lookup:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _ipr(self, path: str | None) -> Any:
+    def _rtnl(self, path: str | None) -> RawRtnl:
         sock = self._sockets.get(path)
         if sock is None:
-            from pyroute2.iproute.linux import IPRoute
-
             if path is None:
-                sock = IPRoute()
+                sock = RawRtnl()
             else:
                 with netns.entered(path):
-                    sock = IPRoute()  # the socket stays in the namespace it was opened in
+                    sock = RawRtnl()  # the socket stays in the namespace it was opened in
             self._sockets[path] = sock
         return sock
 
@@ -163,46 +180,48 @@ class Lookup:
     ) -> RouteAnswer:
         """`ip route get DST [from SRC iif DEV]`: with `iif`, the decision for a packet that
         arrived on that interface (forwarding and reverse-path filtering included)."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        spec: dict[str, Any] = {"dst": dst}
+        family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+        numbers = schema.ROUTE.numbers
+        body = req.rtmsg(family, 128 if family == socket.AF_INET6 else 32, table=0, proto=0,
+                         scope=0, kind=0) + req.ip(numbers["RTA_DST"], dst)
         if src is not None and iif is not None:
-            spec["src"] = src
+            body += req.ip(numbers["RTA_SRC"], src)
         if iif is not None:
-            spec["iif"] = iif
+            body += req.u32(numbers["RTA_IIF"], iif)
+        request = req.Request(Rtnl.RTM_GETROUTE, Rtnl.NLM_F_REQUEST, body).encode(1)
         try:
-            msg = self._ipr(path).route("get", **spec)[0]
-        except NetlinkError as exc:
-            return RouteAnswer(dst=dst, type="error", error=exc.code or errno.EINVAL)
-        return RouteAnswer(
-            dst=dst,
-            type=_ROUTE_TYPES.get(msg["type"], str(msg["type"])),
-            oif=msg.get("RTA_OIF"),
-            gateway=msg.get("RTA_GATEWAY"),
-            src=msg.get("RTA_PREFSRC"),
-            table=msg.get("RTA_TABLE", msg["table"]),
-        )
+            answers = [route_message(data, pos, end)
+                       for data, pos, end, _ in self._rtnl(path).messages(request)]
+        except OSError as exc:
+            return RouteAnswer(dst=dst, type="error", error=exc.errno or errno.EINVAL)
+        if not answers:
+            return RouteAnswer(dst=dst, type="error", error=errno.ENETUNREACH)
+        found = answers[0]
+        return RouteAnswer(dst=dst, type=found.type, oif=found.oif, gateway=found.gateway,
+                           src=found.prefsrc, table=found.table)
 
     # --- neighbours and forwarding databases ------------------------------------------------
+
+    def _neighbour_dump(self, path: str | None, family: int) -> Iterator[_Entry]:
+        """Every entry of one family's neighbour table (AF_BRIDGE: the forwarding database)."""
+        request = req.Request(Rtnl.RTM_GETNEIGH, Rtnl.NLM_F_REQUEST | Rtnl.NLM_F_DUMP,
+                              req.ndmsg(family, 0, state=0, flags=0)).encode(1)
+        layout = schema.NEIGH_FULL
+        for data, pos, end, _kind in self._rtnl(path).messages(request):
+            got_family, index, state, _flags, _type = layout.header.unpack_from(data, pos)
+            a = attributes(data, pos + layout.header.size, end, layout, got_family)
+            state_name = next((n for bit, n in _NUD.items() if state & bit), "NONE")
+            yield _Entry(index, state_name, _text(a.get("NDA_DST")),
+                         _text(a.get("NDA_LLADDR")), _number(a.get("NDA_MASTER")))
 
     def neighbours(self, path: str | None, ifindex: int | None = None,
                    version: int = 4) -> list[Neighbour]:
         """Neighbour entries of one family (IPv4: ARP, IPv6: NDP), of one interface when
         `ifindex` is given."""
-        spec: dict[str, Any] = {"family": 10 if version == 6 else 2}  # AF_INET6, AF_INET
-        if ifindex is not None:
-            spec["ifindex"] = ifindex
-        out = []
-        for msg in self._ipr(path).neigh("dump", **spec):
-            if ifindex is not None and msg["ifindex"] != ifindex:
-                continue
-            dst = msg.get("NDA_DST")
-            if not dst:
-                continue
-            state = msg["state"]
-            name = next((n for bit, n in _NUD.items() if state & bit), "NONE")
-            out.append(Neighbour(str(dst), _mac(msg.get("NDA_LLADDR")), name, msg["ifindex"]))
-        return out
+        family = socket.AF_INET6 if version == 6 else socket.AF_INET
+        return [Neighbour(entry.dst, entry.mac, entry.state, entry.ifindex)
+                for entry in self._neighbour_dump(path, family)
+                if entry.dst and (ifindex is None or entry.ifindex == ifindex)]
 
     def neighbour(self, path: str | None, ifindex: int, ip: str) -> Neighbour | None:
         version = 6 if ":" in ip else 4
@@ -210,24 +229,14 @@ class Lookup:
 
     def fdb(self, path: str | None) -> list[FdbEntry]:
         """Every bridge and VXLAN forwarding entry in the namespace (`bridge fdb show`)."""
-        out = []
-        for msg in self._ipr(path).fdb("dump"):
-            mac = msg.get("NDA_LLADDR")
-            if not mac:
-                continue
-            state = msg["state"]
-            name = next((n for bit, n in _NUD.items() if state & bit), "NONE")
-            out.append(FdbEntry(str(mac), msg["ifindex"], msg.get("NDA_MASTER"),
-                                msg.get("NDA_DST"), name))
-        return out
+        return [FdbEntry(entry.mac, entry.ifindex, entry.master, entry.dst, entry.state)
+                for entry in self._neighbour_dump(path, Rtnl.AF_BRIDGE) if entry.mac]
 
     def vxlan(self, path: str | None, ifindex: int) -> Vxlan | None:
         """A VXLAN device's VNI, UDP port, local address and underlay (None: not VXLAN)."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
         try:
-            msg = self._ipr(path).link("get", index=ifindex)[0]
-        except NetlinkError:
+            msg = self._rtnl(path).get_link(path or "this namespace", index=ifindex)
+        except KernelError:
             return None
         info = msg.get("IFLA_LINKINFO")
         if not info or info.get("IFLA_INFO_KIND") != "vxlan":

@@ -220,7 +220,7 @@ class Netlink:
 
     def links(self) -> list[dict[str, Any]]:
         """Every link, as plain dicts: index, ifname, kind, mac, mtu, state, alias, master."""
-        return [_link_dict(msg) for msg in self._call("listing links", self._ipr.get_links)]
+        return [_link_dict(msg) for msg in self._raw.links(self.where)]
 
     def link(self, ifname: str | int) -> dict[str, Any]:
         """One link, as `links()` describes it; ObjectMissingError if there is none. One

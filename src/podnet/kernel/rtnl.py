@@ -157,6 +157,13 @@ class RawRtnl:
                     break
                 offset += (length + 3) & ~3
 
+    def links(self, where: str) -> list[Any]:
+        """Every link, as pyroute2's decoded messages (`ip link show`; one dump on this socket,
+        where IPRoute's import alone costs more than the dump)."""
+        request = ifinfmsg()
+        request["attrs"] = [["IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS]]
+        return self.dump(where, request, RTM_GETLINK)
+
     def dump(self, where: str, request: Any, kind: int) -> list[Any]:
         """Every answer to a dump request (`request`, a pyroute2 message whose header fields and
         attributes the kernel filters on under strict checking), decoded as the request's

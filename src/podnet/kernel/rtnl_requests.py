@@ -9,7 +9,6 @@ encoding. Reading the kernel's answers stays with pyroute2.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
@@ -78,8 +77,13 @@ def be16(kind: int, value: int) -> bytes:
 
 
 def ip(kind: int, text: str) -> bytes:
-    """An IPv4 or IPv6 address: 4 or 16 bytes."""
-    return attr(kind, ipaddress.ip_address(text).packed)
+    """An IPv4 or IPv6 address: 4 or 16 bytes (inet_pton: a tenth of ip_address's cost, and
+    `up` packs a few per pod)."""
+    try:
+        return attr(kind, socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET,
+                                           text))
+    except OSError:
+        raise ValueError(f"{text!r} is not an IP address") from None
 
 
 def lladdr(kind: int, mac: str) -> bytes:
