@@ -244,15 +244,20 @@ def _describe(host: Host, ifname: str) -> list[str]:
     return describe_interface(host, ifname)
 
 
+@pytest.mark.parametrize("same_mac", [False, True], ids=["own-macs", "one-mac-for-all"])
 def test_pairs_between_non_root_namespaces(
-    netns_factory: Callable[[str], str], tmp_path: Path
+    netns_factory: Callable[[str], str], tmp_path: Path, same_mac: bool
 ) -> None:
     """Pairs whose ends are both away from podnet's namespace, with every end at ifindex 2: the
-    ifindexes alone cannot tell them apart, the namespace ids must."""
+    ifindexes alone cannot tell them apart. A look at each end's peer does, by its MAC address;
+    where every end has the same MAC (set by hand, as some runtimes do), the namespace ids must."""
     lefts = [netns_factory("left") for _ in range(4)]
     rights = [netns_factory("right") for _ in range(4)]
     for n, (left, right) in enumerate(zip(lefts, rights, strict=True)):
         ip("-n", left, "link", "add", "xa", "type", "veth", "peer", "name", "xb", "netns", right)
+        if same_mac:
+            ip("-n", left, "link", "set", "xa", "address", "02:00:00:00:00:99")
+            ip("-n", right, "link", "set", "xb", "address", "02:00:00:00:00:99")
         ip("-n", left, "addr", "add", f"192.168.{n}.1/30", "dev", "xa")
         ip("-n", right, "addr", "add", f"192.168.{n}.2/30", "dev", "xb")
         ip("-n", left, "link", "set", "xa", "up")

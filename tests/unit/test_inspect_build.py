@@ -139,4 +139,4 @@ def test_veth_ends_are_taken_from_veths_only() -> None:
     _, dumps = host_records()
     assert {(e.inode, e.index) for e in veth_ends(dumps)} == {
         (HOST, 3), (HOST, 4), (HOST, 5), (POD, 2)}
-    assert End(HOST, 3, 2, 0) in veth_ends(dumps)
+    assert End(HOST, 3, 2, 0, "02:00:00:00:00:03") in veth_ends(dumps)  # with its MAC

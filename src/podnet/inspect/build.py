@@ -52,22 +52,32 @@ def inspect_host(
         refs = [ref for ref in refs if not dumps[ref.inode].gone]
         dumps = {ref.inode: dumps[ref.inode] for ref in refs}
         plan = pairing.Pairing(veth_ends(dumps))
+        looked: dict[tuple[int, int], k.Link | None] = {}  # (inode, ifindex) -> its peer
+        for ask, ends in plan.looks().items():
+            try:
+                found = session.peer_links(paths(ask), ask, [_peer_of(e) for e in ends])
+            except OSError:
+                continue  # the namespace went away meanwhile: nsid questions decide
+            looked.update({(e.inode, e.index): found[_peer_of(e)] for e in ends})
+        seen = {key: link.mac if link else None for key, link in looked.items()}
         answers: dict[tuple[int, int], int | None] = {}
-        for ask, about in plan.questions().items():
+        for ask, about in plan.questions(seen).items():
             others = {other: by_inode[other].paths for other in about}
             try:
                 for other, nsid in session.nsids(paths(ask), ask, others).items():
                     answers[(ask, other)] = nsid
             except OSError:
                 continue  # the namespace went away meanwhile: its pairs stay unconfirmed
-        matched, left = plan.match(answers)
+        matched, left = plan.match(answers, seen)
         probes: list[Probe] = []
         # With `names`, ends whose peer lies outside them are left unpaired (not asked about).
         for end in left if names is None else []:
             if end.peer_netnsid is None or end.peer_netnsid < 0 or end.peer_index is None:
                 probes.append((end, None))  # same namespace and unmatched, or a dying one
                 continue
-            peer = session.peer_link(paths(end.inode), end.inode, end.peer_netnsid, end.peer_index)
+            key = (end.inode, end.index)
+            peer = looked[key] if key in looked else session.peer_link(
+                paths(end.inode), end.inode, end.peer_netnsid, end.peer_index)
             probes.append((end, peer))
 
     sources = [*podsrc.read_lab_state(state_dir), *podsrc.read_cni_cache(cni_cache_dir)]
@@ -75,9 +85,15 @@ def inspect_host(
     return assemble(refs, dumps, matched, probes, claims)
 
 
+def _peer_of(end: pairing.End) -> tuple[int, int]:
+    """(netnsid, ifindex): where an end's peer is, as its own namespace names it."""
+    assert end.peer_netnsid is not None and end.peer_index is not None
+    return end.peer_netnsid, end.peer_index
+
+
 def veth_ends(dumps: Mapping[int, k.NamespaceDump]) -> list[pairing.End]:
     return [
-        pairing.End(inode, link.index, link.peer_index, link.peer_netnsid)
+        pairing.End(inode, link.index, link.peer_index, link.peer_netnsid, link.mac)
         for inode, dump in dumps.items()
         for link in dump.links
         if link.kind == "veth"

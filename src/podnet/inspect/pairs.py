@@ -2,18 +2,27 @@
 
 A veth reports its peer as (IFLA_LINK, IFLA_LINK_NETNSID): the peer's ifindex, and an id that
 only means something inside the namespace being dumped (namespace A may call B "3" while C calls
-B "0"). So pairing runs in two steps:
+B "0"). So pairing runs in three steps:
 
-1. `Pairing.questions`: structural candidates. The peer of end E (in A) must be a veth in another
-   namespace B whose ifindex is E's IFLA_LINK and whose own IFLA_LINK is E's ifindex. Usually
-   one candidate remains; several remain when pods reuse the same small ifindexes. For each
-   candidate pair, one nsid question settles it: "what does A call B?" (RTM_GETNSID with B's fd,
-   asked inside A). It is asked from the busier side (the node, with hundreds of veths), so the
-   questions group into few namespaces.
-2. `Pairing.match`: a candidate pair is confirmed when the answer equals the id the veth reported.
+1. Structural candidates. The peer of end E (in A) must be a veth in another namespace B whose
+   ifindex is E's IFLA_LINK and whose own IFLA_LINK is E's ifindex. On a single node usually
+   one candidate remains; several remain when namespaces reuse the same small ifindexes (a host
+   with 10 kind nodes: every pod's eth0 is ifindex 2, and the nodes' ends repeat across nodes).
+   Each candidate pair is stored asker first: the end in the busier namespace (the node, with
+   hundreds of veths), so the kernel is asked in few namespaces.
+2. `Pairing.looks`: for each asker end, one question in its own namespace: "show me link
+   IFLA_LINK of the namespace you call IFLA_LINK_NETNSID" (RTM_GETLINK with
+   IFLA_TARGET_NETNSID). That is the real peer; its MAC address names the candidate, when exactly
+   one candidate has it. One question per pair, where asking "what does A call B?" for every
+   candidate namespace took ten per pair on a 10-node host, each costing the kernel a walk of
+   A's whole id table (hundreds of ids on a node).
+3. `Pairing.questions`: for the asker ends a look did not settle (no answer, or candidates that
+   share a MAC address), the old question: "what does A call B?" (RTM_GETNSID with B's fd, asked
+   inside A), and `Pairing.match` confirms a candidate whose answer equals the id the veth
+   reported.
 
-Ends left over have a peer podnet could not find: the caller asks the kernel about them
-(IFLA_TARGET_NETNSID) to tell a peer in a namespace it cannot see from a peer that is gone.
+Ends left over have a peer podnet could not find: the caller asks the kernel about them (the
+same look) to tell a peer in a namespace it cannot see from a peer that is gone.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ class End:
     index: int
     peer_index: int | None
     peer_netnsid: int | None  # None: the peer is in the same namespace
+    mac: str | None = None
 
 
 def _candidates(ends: Iterable[End]) -> list[tuple[End, End]]:
@@ -73,6 +83,13 @@ def _asker(a: End, b: End, degree: Counter[int]) -> tuple[End, End]:
     return a, b
 
 
+Key = tuple[int, int]  # (namespace inode, ifindex): one end
+
+
+def _key(end: End) -> Key:
+    return end.inode, end.index
+
+
 class Pairing:
     """The veth ends of a host, their structural candidates, and the questions that settle them."""
 
@@ -81,29 +98,60 @@ class Pairing:
         degree = Counter(end.inode for end in self.ends)
         # Each candidate is stored asker first: (end in the namespace to ask in, its candidate).
         self.candidates = [_asker(a, b, degree) for a, b in _candidates(self.ends)]
+        self._askers: dict[Key, End] = {}  # ends whose peer is in another namespace
+        self._of: dict[Key, list[End]] = {}  # asker end -> its candidates
+        for first, second in self.candidates:
+            if first.peer_netnsid is not None:
+                self._askers[_key(first)] = first
+                self._of.setdefault(_key(first), []).append(second)
 
-    def questions(self) -> dict[int, set[int]]:
-        """{namespace to ask in: {namespaces whose nsid to ask for}}, by inode."""
+    def looks(self) -> dict[int, list[End]]:
+        """{namespace to ask in: its ends whose peer to look at}, by inode (step 2)."""
+        out: dict[int, list[End]] = {}
+        for end in self._askers.values():
+            out.setdefault(end.inode, []).append(end)
+        return out
+
+    def _settled(self, first: End, seen: Mapping[Key, str | None]) -> End | None:
+        """The one candidate of `first` whose MAC is the one its look saw (None: not settled)."""
+        mac = seen.get(_key(first))
+        if not mac:
+            return None
+        same = [c for c in self._of.get(_key(first), ()) if c.mac == mac]
+        return same[0] if len(same) == 1 else None
+
+    def questions(self, seen: Mapping[Key, str | None] | None = None) -> dict[int, set[int]]:
+        """{namespace to ask in: {namespaces whose nsid to ask for}}, by inode: for the ends
+        that `seen` (each asker end's peer MAC, from the looks) leaves unsettled."""
+        seen = seen or {}
         asked: dict[int, set[int]] = {}
         for first, second in self.candidates:
-            if first.peer_netnsid is not None:  # same namespace: nothing to ask
+            if first.peer_netnsid is not None and self._settled(first, seen) is None:
                 asked.setdefault(first.inode, set()).add(second.inode)
         return asked
 
     def match(
-        self, answers: Mapping[tuple[int, int], int | None]
+        self, answers: Mapping[tuple[int, int], int | None],
+        seen: Mapping[Key, str | None] | None = None,
     ) -> tuple[list[tuple[End, End]], list[End]]:
-        """(confirmed pairs, ends with no confirmed peer). `answers[(A, B)]`: A's nsid for B."""
-        paired: set[tuple[int, int]] = set()
+        """(confirmed pairs, ends with no confirmed peer). `answers[(A, B)]`: A's nsid for B;
+        `seen`: what each asker end's look saw."""
+        seen = seen or {}
+        paired: set[Key] = set()
         pairs = []
         for first, second in self.candidates:
-            if (first.inode, first.index) in paired or (second.inode, second.index) in paired:
+            if _key(first) in paired or _key(second) in paired:
                 continue
             if first.peer_netnsid is not None:
-                answer = answers.get((first.inode, second.inode))
-                if answer is None or answer != first.peer_netnsid:
-                    continue
-            paired.update({(first.inode, first.index), (second.inode, second.index)})
+                settled = self._settled(first, seen)
+                if settled is not None:
+                    if settled is not second:
+                        continue
+                else:
+                    answer = answers.get((first.inode, second.inode))
+                    if answer is None or answer != first.peer_netnsid:
+                        continue
+            paired.update({_key(first), _key(second)})
             pairs.append((first, second))
-        left = [end for end in self.ends if (end.inode, end.index) not in paired]
+        left = [end for end in self.ends if _key(end) not in paired]
         return pairs, left

@@ -26,7 +26,7 @@ from podnet.kernel.discover_schema import Rtnl
 from podnet.kernel.discover_types import Address, Link, NamespaceDump, Nexthop, Route
 from podnet.kernel.rtnl import RawRtnl
 
-__all__ = ["Neighbour", "Session", "attributes", "neighbours", "route_message"]
+__all__ = ["Neighbour", "Session", "attributes", "neighbours", "peer_request", "route_message"]
 
 _NLA = struct.Struct("=HH")
 _RTNH = struct.Struct("=HBBi")  # struct rtnexthop: len, flags, hops, ifindex
@@ -142,6 +142,20 @@ _DUMP_ADDRS = schema.request("addr", family=0)
 _DUMP_ROUTES = schema.request("route", family=0, table=Rtnl.RT_TABLE_MAIN)
 _DUMP_NEIGHS = schema.request("neigh", family=0)  # the ARP and the NDP tables
 _NSID_FD_OFFSET = -4  # NETNSA_FD is the last attribute: its u32 value ends the message
+# One link of a peer namespace, without its counters; the ifindex and the namespace id are
+# patched in (the id is the last attribute) instead of encoding a request per question.
+_GET_PEER = schema.request("link", dump=False, index=0, attrs={
+    "IFLA_EXT_MASK": Rtnl.RTEXT_FILTER_SKIP_STATS, "IFLA_IF_NETNSID": 0})
+_IFINDEX_OFFSET = 16 + 4  # after the netlink header: family, pad, type, then the ifindex
+_S32 = struct.Struct("=i")
+
+
+def peer_request(netnsid: int, ifindex: int) -> bytes:
+    """RTM_GETLINK for link `ifindex` of the namespace called `netnsid` here."""
+    request = bytearray(_GET_PEER)
+    _S32.pack_into(request, _IFINDEX_OFFSET, ifindex)
+    _S32.pack_into(request, len(request) - 4, netnsid)
+    return bytes(request)
 _GET_NSID = bytearray(schema.request("nsid", dump=False, attrs={"NETNSA_FD": 0}))
 
 
@@ -202,9 +216,7 @@ class _Reader(RawRtnl):
         """Link `ifindex` of the namespace this one calls `netnsid` (IFLA_TARGET_NETNSID)."""
         if not 0 <= netnsid <= _U32_MAX or not 0 < ifindex <= _U32_MAX:
             return None  # -1: the peer's namespace has no id here, it is being torn down
-        request = schema.request(
-            "link", dump=False, index=ifindex, attrs={"IFLA_IF_NETNSID": netnsid}
-        )
+        request = peer_request(netnsid, ifindex)
         try:
             for data, pos, end, _ in self.messages(request):
                 return _link(data, pos, end)
@@ -312,6 +324,22 @@ class Session:
         finally:
             sock.close()
         return answers
+
+    def peer_links(
+        self, paths: list[str] | None, inode: int, asks: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], Link | None]:
+        """Inside namespace `inode`, the link of each (netnsid, ifindex) in `asks`, on one
+        socket (None: no such link or namespace id). OSError if `inode` cannot be entered."""
+        fd = None if paths is None else self.open_namespace(paths, inode)
+        try:
+            sock = self.socket_in(fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        try:
+            return {ask: sock.peer_link(*ask) for ask in asks}
+        finally:
+            sock.close()
 
     def peer_link(
         self, paths: list[str] | None, inode: int, netnsid: int, ifindex: int
