@@ -112,21 +112,23 @@ class Pairing:
             out.setdefault(end.inode, []).append(end)
         return out
 
-    def _settled(self, first: End, seen: Mapping[Key, str | None]) -> End | None:
-        """The one candidate of `first` whose MAC is the one its look saw (None: not settled)."""
-        mac = seen.get(_key(first))
-        if not mac:
-            return None
-        same = [c for c in self._of.get(_key(first), ()) if c.mac == mac]
-        return same[0] if len(same) == 1 else None
+    def _settled(self, seen: Mapping[Key, str | None]) -> dict[Key, End]:
+        """{asker end: the one candidate whose MAC its look saw}, for the ends a look settled."""
+        out = {}
+        for key, candidates in self._of.items():
+            mac = seen.get(key)
+            same = [c for c in candidates if c.mac == mac] if mac else []
+            if len(same) == 1:
+                out[key] = same[0]
+        return out
 
     def questions(self, seen: Mapping[Key, str | None] | None = None) -> dict[int, set[int]]:
         """{namespace to ask in: {namespaces whose nsid to ask for}}, by inode: for the ends
         that `seen` (each asker end's peer MAC, from the looks) leaves unsettled."""
-        seen = seen or {}
+        settled = self._settled(seen or {})
         asked: dict[int, set[int]] = {}
         for first, second in self.candidates:
-            if first.peer_netnsid is not None and self._settled(first, seen) is None:
+            if first.peer_netnsid is not None and _key(first) not in settled:
                 asked.setdefault(first.inode, set()).add(second.inode)
         return asked
 
@@ -136,16 +138,16 @@ class Pairing:
     ) -> tuple[list[tuple[End, End]], list[End]]:
         """(confirmed pairs, ends with no confirmed peer). `answers[(A, B)]`: A's nsid for B;
         `seen`: what each asker end's look saw."""
-        seen = seen or {}
+        settled = self._settled(seen or {})
         paired: set[Key] = set()
         pairs = []
         for first, second in self.candidates:
             if _key(first) in paired or _key(second) in paired:
                 continue
             if first.peer_netnsid is not None:
-                settled = self._settled(first, seen)
-                if settled is not None:
-                    if settled is not second:
+                chosen = settled.get(_key(first))
+                if chosen is not None:
+                    if chosen is not second:
                         continue
                 else:
                     answer = answers.get((first.inode, second.inode))
