@@ -277,22 +277,25 @@ class Session:
 
     def dump(self, paths: list[str] | None, inode: int) -> NamespaceDump:
         """Links, addresses and main-table routes of one namespace; failures land in `.error`."""
-        fd = None
         try:
-            try:
-                if paths is not None:
-                    fd = self.open_namespace(paths, inode)
-                sock = self.socket_in(fd)
-            except OSError as exc:  # it could not be entered: gone, or not ours to enter
-                if not isinstance(exc, KernelError):
-                    return NamespaceDump(error=f"cannot open a netlink socket: {exc.strerror}")
-                return NamespaceDump(error=exc.message, gone=exc.errno in _GONE)
-            try:
-                return sock.namespace()
-            except OSError as exc:  # entered, then the dump failed: say so, never hide it
-                return NamespaceDump(error=f"netlink dump failed: {exc.strerror}")
-            finally:
-                sock.close()
+            sock = self.reader(paths, inode)
+        except OSError as exc:  # it could not be entered: gone, or not ours to enter
+            if not isinstance(exc, KernelError):
+                return NamespaceDump(error=f"cannot open a netlink socket: {exc.strerror}")
+            return NamespaceDump(error=exc.message, gone=exc.errno in _GONE)
+        try:
+            return sock.namespace()
+        except OSError as exc:  # entered, then the dump failed: say so, never hide it
+            return NamespaceDump(error=f"netlink dump failed: {exc.strerror}")
+        finally:
+            sock.close()
+
+    def reader(self, paths: list[str] | None, inode: int) -> _Reader:
+        """A netlink socket inside namespace `inode` (paths None: this thread's own);
+        KernelError if it cannot be entered."""
+        fd = None if paths is None else self.open_namespace(paths, inode)
+        try:
+            return self.socket_in(fd)
         finally:
             if fd is not None:
                 os.close(fd)
@@ -302,12 +305,7 @@ class Session:
     ) -> dict[int, int | None]:
         """Inside the namespace `inode`, the nsid of each namespace in `others` (by inode)."""
         answers: dict[int, int | None] = {}
-        fd = None if paths is None else self.open_namespace(paths, inode)
-        try:
-            sock = self.socket_in(fd)
-        finally:
-            if fd is not None:
-                os.close(fd)
+        sock = self.reader(paths, inode)
         try:
             for other, other_paths in others.items():
                 try:
@@ -330,12 +328,7 @@ class Session:
     ) -> dict[tuple[int, int], Link | None]:
         """Inside namespace `inode`, the link of each (netnsid, ifindex) in `asks`, on one
         socket (None: no such link or namespace id). OSError if `inode` cannot be entered."""
-        fd = None if paths is None else self.open_namespace(paths, inode)
-        try:
-            sock = self.socket_in(fd)
-        finally:
-            if fd is not None:
-                os.close(fd)
+        sock = self.reader(paths, inode)
         try:
             return {ask: sock.peer_link(*ask) for ask in asks}
         finally:
@@ -346,16 +339,9 @@ class Session:
     ) -> Link | None:
         """Ask namespace `inode` for link `ifindex` in its namespace `netnsid` (None: gone)."""
         try:
-            fd = None if paths is None else self.open_namespace(paths, inode)
+            sock = self.reader(paths, inode)
         except KernelError:
             return None
-        try:
-            sock = self.socket_in(fd)
-        except KernelError:
-            return None
-        finally:
-            if fd is not None:
-                os.close(fd)
         try:
             return sock.peer_link(netnsid, ifindex)
         finally:
