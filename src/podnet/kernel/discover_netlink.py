@@ -142,6 +142,7 @@ _DUMP_ADDRS = schema.request("addr", family=0)
 _DUMP_ROUTES = schema.request("route", family=0, table=Rtnl.RT_TABLE_MAIN)
 _DUMP_NEIGHS = schema.request("neigh", family=0)  # the ARP and the NDP tables
 _NSID_FD_OFFSET = -4  # NETNSA_FD is the last attribute: its u32 value ends the message
+_GET_NSID = bytearray(schema.request("nsid", dump=False, attrs={"NETNSA_FD": 0}))
 # One link of a peer namespace, without its counters; the ifindex and the namespace id are
 # patched in (the id is the last attribute) instead of encoding a request per question.
 _GET_PEER = schema.request("link", dump=False, index=0, attrs={
@@ -156,7 +157,6 @@ def peer_request(netnsid: int, ifindex: int) -> bytes:
     _S32.pack_into(request, _IFINDEX_OFFSET, ifindex)
     _S32.pack_into(request, len(request) - 4, netnsid)
     return bytes(request)
-_GET_NSID = bytearray(schema.request("nsid", dump=False, attrs={"NETNSA_FD": 0}))
 
 
 class Neighbour(NamedTuple):

@@ -4,7 +4,9 @@ pyroute2's message classes encode through layers of generic Python (name lookups
 dictionaries, per-field dispatch): about 1 ms per pod for its ten requests, a quarter of a large
 lab's `up`. The requests `Batch` makes are few and fixed, so they are packed here directly;
 `tests/unit/test_rtnl_requests.py` holds every one of them byte for byte against pyroute2's
-encoding. Reading the kernel's answers stays with pyroute2.
+encoding. `kernel.lookup` packs `trace`'s questions with the same pieces, and
+`tests/kernel/test_lookup.py` holds their answers to iproute2's. Reading the kernel's answers
+stays with pyroute2's layouts.
 """
 
 from __future__ import annotations
