@@ -140,7 +140,8 @@ _DUMP_LINKS = schema.request(
 )
 _DUMP_ADDRS = schema.request("addr", family=0)
 _DUMP_ROUTES = schema.request("route", family=0, table=Rtnl.RT_TABLE_MAIN)
-_DUMP_NEIGHS = schema.request("neigh", family=0)  # the ARP and the NDP tables
+# By family; 0: the ARP and the NDP tables in one dump.
+_DUMP_NEIGHS: dict[int, bytes] = {0: schema.request("neigh", family=0)}
 _NSID_FD_OFFSET = -4  # NETNSA_FD is the last attribute: its u32 value ends the message
 _GET_NSID = bytearray(schema.request("nsid", dump=False, attrs={"NETNSA_FD": 0}))
 # One link of a peer namespace, without its counters; the ifindex and the namespace id are
@@ -160,21 +161,30 @@ def peer_request(netnsid: int, ifindex: int) -> bytes:
 
 
 class Neighbour(NamedTuple):
-    family: int  # AF_INET: ARP's table; AF_INET6: NDP's
+    family: int  # AF_INET: ARP's table; AF_INET6: NDP's; AF_BRIDGE: a forwarding database's
     ifindex: int
     state: int  # NUD_* bits
     dst: str | None
+    mac: str | None = None
+    master: int | None = None  # a forwarding entry's bridge
 
 
-def neighbours(rtnl: RawRtnl) -> Iterator[Neighbour]:
-    """Every ARP and NDP entry of the namespace `rtnl` was opened in (`ip neigh`, both
-    families). OSError when the kernel refuses the dump."""
+def neighbours(rtnl: RawRtnl, family: int = 0) -> Iterator[Neighbour]:
+    """The neighbour entries of the namespace `rtnl` was opened in: of both the ARP and the NDP
+    table (`ip neigh`), or of one family (AF_BRIDGE: `bridge fdb`). OSError when the kernel
+    refuses the dump."""
     layout = schema.NEIGH
-    for data, pos, end, _kind in rtnl.messages(_DUMP_NEIGHS):
-        family, index, state, _flags, _type = layout.header.unpack_from(data, pos)
-        if family in (AF_INET, AF_INET6):
-            dst = attributes(data, pos + layout.header.size, end, layout, family).get("NDA_DST")
-            yield Neighbour(family, index, state, dst if isinstance(dst, str) else None)
+    request = _DUMP_NEIGHS.get(family)
+    if request is None:
+        request = _DUMP_NEIGHS[family] = schema.request("neigh", family=family)
+    for data, pos, end, _kind in rtnl.messages(request):
+        got, index, state, _flags, _type = layout.header.unpack_from(data, pos)
+        if family or got in (AF_INET, AF_INET6):
+            a = attributes(data, pos + layout.header.size, end, layout, got)
+            dst, mac, master = a.get("NDA_DST"), a.get("NDA_LLADDR"), a.get("NDA_MASTER")
+            yield Neighbour(got, index, state, dst if isinstance(dst, str) else None,
+                            mac if isinstance(mac, str) and mac else None,
+                            master if isinstance(master, int) and master else None)
 
 
 class _Reader(RawRtnl):

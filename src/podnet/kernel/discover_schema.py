@@ -32,7 +32,6 @@ __all__ = [
     "LINK",
     "LINKINFO",
     "NEIGH",
-    "NEIGH_FULL",
     "NSID",
     "ROUTE",
     "Layout",
@@ -182,10 +181,9 @@ ROUTE = Layout.of(
     extra=("RTA_SRC", "RTA_IIF"),  # what `ip route get ... from SRC iif DEV` asks with
 )
 NSID = Layout.of(_nsid.nsidmsg, ("NETNSA_NSID",), extra=("NETNSA_FD",))
-NEIGH = Layout.of(_nd.ndmsg, ("NDA_DST",))
-# Neighbour and forwarding entries as `trace` reads them: the address, the link-layer address,
-# and (forwarding entries) the bridge a port belongs to.
-NEIGH_FULL = Layout.of(_nd.ndmsg, ("NDA_DST", "NDA_LLADDR", "NDA_MASTER"))
+# Neighbour and forwarding entries: the address, the link-layer address, and (forwarding
+# entries) the bridge a port belongs to.
+NEIGH = Layout.of(_nd.ndmsg, ("NDA_DST", "NDA_LLADDR", "NDA_MASTER"))
 
 
 def request(kind: str, *, dump: bool = True, attrs: dict[str, int] | None = None,

@@ -21,15 +21,14 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from podnet.errors import KernelError
 from podnet.kernel import discover_schema as schema
 from podnet.kernel import netns
 from podnet.kernel import rtnl_requests as req
-from podnet.kernel.discover_netlink import attributes, route_message
+from podnet.kernel.discover_netlink import neighbours, route_message
 from podnet.kernel.discover_schema import Rtnl
 from podnet.kernel.rtnl import RawRtnl
 
@@ -122,22 +121,8 @@ def _nft_binary() -> str | None:
     )
 
 
-class _Entry(NamedTuple):
-    """One neighbour or forwarding entry, as the kernel's dump gives it."""
-
-    ifindex: int
-    state: str
-    dst: str | None
-    mac: str | None
-    master: int | None
-
-
-def _text(value: object) -> str | None:
-    return str(value) if value else None
-
-
-def _number(value: object) -> int | None:
-    return value if isinstance(value, int) and value else None
+def _state(bits: int) -> str:
+    return next((name for bit, name in _NUD.items() if bits & bit), "NONE")
 
 
 class Lookup:
@@ -202,26 +187,14 @@ class Lookup:
 
     # --- neighbours and forwarding databases ------------------------------------------------
 
-    def _neighbour_dump(self, path: str | None, family: int) -> Iterator[_Entry]:
-        """Every entry of one family's neighbour table (AF_BRIDGE: the forwarding database)."""
-        request = req.Request(Rtnl.RTM_GETNEIGH, Rtnl.NLM_F_REQUEST | Rtnl.NLM_F_DUMP,
-                              req.ndmsg(family, 0, state=0, flags=0)).encode(1)
-        layout = schema.NEIGH_FULL
-        for data, pos, end, _kind in self._rtnl(path).messages(request):
-            got_family, index, state, _flags, _type = layout.header.unpack_from(data, pos)
-            a = attributes(data, pos + layout.header.size, end, layout, got_family)
-            state_name = next((n for bit, n in _NUD.items() if state & bit), "NONE")
-            yield _Entry(index, state_name, _text(a.get("NDA_DST")),
-                         _text(a.get("NDA_LLADDR")), _number(a.get("NDA_MASTER")))
-
     def neighbours(self, path: str | None, ifindex: int | None = None,
                    version: int = 4) -> list[Neighbour]:
         """Neighbour entries of one family (IPv4: ARP, IPv6: NDP), of one interface when
         `ifindex` is given."""
         family = socket.AF_INET6 if version == 6 else socket.AF_INET
-        return [Neighbour(entry.dst, entry.mac, entry.state, entry.ifindex)
-                for entry in self._neighbour_dump(path, family)
-                if entry.dst and (ifindex is None or entry.ifindex == ifindex)]
+        return [Neighbour(n.dst, n.mac, _state(n.state), n.ifindex)
+                for n in neighbours(self._rtnl(path), family)
+                if n.dst and (ifindex is None or n.ifindex == ifindex)]
 
     def neighbour(self, path: str | None, ifindex: int, ip: str) -> Neighbour | None:
         version = 6 if ":" in ip else 4
@@ -229,8 +202,8 @@ class Lookup:
 
     def fdb(self, path: str | None) -> list[FdbEntry]:
         """Every bridge and VXLAN forwarding entry in the namespace (`bridge fdb show`)."""
-        return [FdbEntry(entry.mac, entry.ifindex, entry.master, entry.dst, entry.state)
-                for entry in self._neighbour_dump(path, Rtnl.AF_BRIDGE) if entry.mac]
+        return [FdbEntry(n.mac, n.ifindex, n.master, n.dst, _state(n.state))
+                for n in neighbours(self._rtnl(path), Rtnl.AF_BRIDGE) if n.mac]
 
     def vxlan(self, path: str | None, ifindex: int) -> Vxlan | None:
         """A VXLAN device's VNI, UDP port, local address and underlay (None: not VXLAN)."""
