@@ -35,20 +35,27 @@ REPLICAS = 100
 POINTS = (1, 25, 50, 80)
 
 
-def _kill_mid_up(topo: Path, point: int) -> tuple[int, set[int]]:
+def _kill_mid_up(topo: Path, point: int, attempts: int = 3) -> tuple[int, set[int]]:
     """Start `up` and SIGKILL it once `point` containers run: (containers then, podnet's
-    processes once it is dead: the zygote, containers and children of the zygote setting up)."""
-    proc = subprocess.Popen([*PODNET, "up", "-q", "-f", str(topo)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while (running := _running()) < point:
-            assert proc.poll() is None, "up ended before the kill point"
-            assert time.monotonic() < deadline, "up never reached the kill point"
-            time.sleep(0.002)
-    finally:
-        proc.kill()
-        proc.wait()
+    processes once it is dead: the zygote, containers and children of the zygote setting up).
+    Counting containers takes a pass over /proc, and a fast `up` can start the last ones within
+    one pass: a kill that lands after the last container is cleaned up and tried again."""
+    for attempt in range(attempts):
+        proc = subprocess.Popen([*PODNET, "up", "-q", "-f", str(topo)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while (running := _running()) < point:
+                assert proc.poll() is None, "up ended before the kill point"
+                assert time.monotonic() < deadline, "up never reached the kill point"
+                time.sleep(0.002)
+        finally:
+            proc.kill()
+            proc.wait()
+        if running < REPLICAS or attempt == attempts - 1:
+            break
+        podnet("down", "-q", "-C", CLUSTER)
+        assert_nothing_left(CLUSTER)
     assert running < REPLICAS, "the kill came after the last container: no work was in flight"
     return running, set(podnet_processes())
 

@@ -50,7 +50,8 @@ def churn() -> Iterator[None]:
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 10
-        while "churn-keep" not in netns_names():
+        # `ip netns add` creates the file, then mounts the namespace on it: wait for the mount.
+        while not os.path.ismount("/run/netns/churn-keep"):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.01)
         yield
