@@ -4,13 +4,12 @@ TCP probes that report the source address the far end saw (a real packet each wa
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["NodeNets", "iperf", "node_networks", "tcp_reach", "tcp_server"]
+__all__ = ["NodeNets", "node_networks", "tcp_reach", "tcp_server"]
 
 SERVER = ("import socket,sys;six=sys.argv[2]=='6';"
           "s=socket.socket(socket.AF_INET6 if six else socket.AF_INET);"
@@ -83,25 +82,3 @@ def tcp_reach(client_ns: str | None, ip: str, port: int, timeout: float = 5) -> 
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 15,
                           check=False)
     return proc.stdout.strip() if proc.returncode == 0 else ""
-
-
-def iperf(server_ns: str, client_ns: str, server_ip: str, *, reverse: bool = False,
-          seconds: int = 3) -> float:
-    """Bits per second the receiver measured, iperf3 from `client_ns` to `server_ns` (with
-    `reverse`, the server sends)."""
-    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p",
-                               "5201", "--forceflush"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        while "listening" not in server.stdout.readline():
-            assert server.poll() is None, "iperf3 -s exited"
-        argv = ["ip", "netns", "exec", client_ns, "iperf3", "-c", server_ip, "-p", "5201",
-                "-t", str(seconds), "-O", "1", "-J", *(["-R"] if reverse else [])]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30,
-                             check=True).stdout
-        return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
-    finally:
-        server.kill()
-        server.wait()
-        if server.stdout is not None:
-            server.stdout.close()

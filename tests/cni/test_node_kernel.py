@@ -29,7 +29,8 @@ from tests.cni.conftest import (
     stop_process,
 )
 from tests.cni.driver import Answer, Chain, Plugin, run_plugin
-from tests.cni.nets import NodeNets, iperf, node_networks, tcp_reach, tcp_server
+from tests.cni.nets import NodeNets, node_networks, tcp_reach, tcp_server
+from tests.iperf import assert_shaped, iperf
 
 pytestmark = pytest.mark.kernel
 
@@ -369,9 +370,13 @@ def test_the_first_call_starts_the_agent(flavor: Flavor, netns_factory: NetnsFac
     lock = Path(f"{cni_install.auto_socket}.lock")
     pid = int(lock.read_text().split()[0])
     assert os.path.exists(f"/proc/{pid}") and os.getsid(pid) == pid  # its own session
-    start = time.perf_counter()
-    plugin.check("c1", _path(ns)).ok()
-    assert time.perf_counter() - start < 0.15  # served by the agent, not a fresh Python
+    took = []
+    for _ in range(3):  # the fastest of three: one call may meet a busy machine
+        start = time.perf_counter()
+        plugin.check("c1", _path(ns)).ok()
+        took.append(time.perf_counter() - start)
+    # Served by the agent (10 to 40 ms here), not a fresh Python (160 to 650 ms here).
+    assert min(took) < 0.15, took
     plugin.delete("c1", _path(ns)).ok()
     assert int(lock.read_text().split()[0]) == pid
 
@@ -457,13 +462,13 @@ def test_bandwidth_limits_measured_with_iperf3(cni_install: Install,
              "egressRate": 10_000_000, "egressBurst": 1_000_000}
     ip = _ip_of(chain.add("bw", _path(pod), runtime={"bandwidth": limit}).ok())
     try:
-        into = iperf(pod, nets.peer, ip)  # the peer sends: the pod's ingress
-        out = iperf(pod, nets.peer, ip, reverse=True)  # the pod sends: its egress
+        into = assert_shaped(lambda: iperf(pod, nets.peer, ip), 20,  # the peer sends to the pod
+                             "ingressRate 20M")
+        out = assert_shaped(lambda: iperf(pod, nets.peer, ip, reverse=True), 10,  # the pod sends
+                            "egressRate 10M")
     finally:
         chain.delete("bw", _path(pod)).ok()
-    print(f"bandwidth: ingress {into / 1e6:.2f} Mbit/s, egress {out / 1e6:.2f} Mbit/s")
-    assert abs(into - limit["ingressRate"]) / limit["ingressRate"] < 0.15, into
-    assert abs(out - limit["egressRate"]) / limit["egressRate"] < 0.15, out
+    print(f"bandwidth: ingress {into:.2f} Mbit/s, egress {out:.2f} Mbit/s")
 
 
 # --- odd input -------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import json
 import os
 import statistics
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,13 @@ from typing import Any
 import pytest
 
 from podnet.kernel import netns
+from tests.iperf import assert_shaped, iperf
 from tests.kernel.test_lab import host_snapshot, podnet
 from tests.kernel.test_netem import rtts
 
 pytestmark = pytest.mark.kernel
 
 CLUSTER = "caps"
-TOLERANCE = 0.15  # iperf3 within 15% of a limit
 
 LAB = """kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
@@ -103,30 +102,12 @@ def inside(ns: str, *argv: str, check: bool = True, timeout: float = 30,
     return done
 
 
-def iperf(client: str, server: str, *, reverse: bool = False, seconds: int = 3) -> float:
+def iperf_pods(client: str, server: str, *, reverse: bool = False) -> float:
     """Mbit/s from pod `client` to pod `server` (back with `reverse`), by iperf3 in their
     namespaces."""
-    src, dst = pod(client), pod(server)
-    address = str(dst["ip"]).split("/")[0]
-    srv = subprocess.Popen(["ip", "netns", "exec", dst["netns"], "iperf3", "-s", "-1", "-B",
-                            address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        argv = ["iperf3", "-c", address, "-t", str(seconds), "-J", "--connect-timeout", "2000",
-                *(["-R"] if reverse else [])]
-        for _ in range(50):  # the server listens within a few ms
-            done = inside(src["netns"], *argv, check=False, timeout=seconds + 30)
-            report = json.loads(done.stdout or "{}")
-            if done.returncode == 0 and "sum_received" in report.get("end", {}):
-                return float(report["end"]["sum_received"]["bits_per_second"]) / 1e6
-            time.sleep(0.05)
-        raise AssertionError(f"iperf3 failed: {done.stdout[-500:]}")
-    finally:
-        srv.kill()
-        srv.wait()
-
-
-def within(measured: float, limit: float) -> bool:
-    return abs(measured - limit) <= TOLERANCE * limit
+    dst = pod(server)
+    return iperf(dst["netns"], pod(client)["netns"], str(dst["ip"]).split("/")[0],
+                 reverse=reverse)
 
 
 def curl(ns: str, url: str) -> str:
@@ -161,23 +142,20 @@ def caps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_bandwidth_annotations_limit_both_ways(caps: Path) -> None:
-    to_pod = iperf("client", "limited")
-    assert within(to_pod, 10), f"ingress-bandwidth 10M: iperf3 measured {to_pod:.2f} Mbit/s"
-    from_pod = iperf("client", "limited", reverse=True)
-    assert within(from_pod, 5), f"egress-bandwidth 5M: iperf3 measured {from_pod:.2f} Mbit/s"
+    assert_shaped(lambda: iperf_pods("client", "limited"), 10, "ingress-bandwidth 10M")
+    assert_shaped(lambda: iperf_pods("client", "limited", reverse=True), 5, "egress-bandwidth 5M")
 
 
 def test_podnets_rate_limits_what_a_pod_sends(caps: Path) -> None:
-    sent = iperf("paced", "client")
-    assert within(sent, 20), f"podnet.io/rate 20mbit: iperf3 measured {sent:.2f} Mbit/s"
-    back = iperf("paced", "client", reverse=True)
+    assert_shaped(lambda: iperf_pods("paced", "client"), 20, "podnet.io/rate 20mbit")
+    back = iperf_pods("paced", "client", reverse=True)
     assert back > 200, f"what reaches the pod is not limited, yet only {back:.0f} Mbit/s"
 
 
 def test_a_nodes_uplink_rate_limits_what_leaves_the_node(caps: Path) -> None:
-    out = iperf("plain", "client")  # caps-worker's eth0, then caps-worker2
-    assert within(out, 50), f"netem rate 50mbit on caps-worker: measured {out:.2f} Mbit/s"
-    arriving = iperf("plain", "client", reverse=True)  # the node's eth0 shapes what leaves
+    assert_shaped(lambda: iperf_pods("plain", "client"),  # caps-worker's eth0, then caps-worker2
+                  50, "netem rate 50mbit on caps-worker")
+    arriving = iperf_pods("plain", "client", reverse=True)  # the node's eth0 shapes what leaves
     assert arriving > 200, f"what reaches caps-worker is not limited, yet {arriving:.0f} Mbit/s"
 
 
@@ -265,8 +243,7 @@ def test_a_changed_rate_is_reshaped_in_place(caps: Path, tmp_path: Path) -> None
         assert read_link(path, pod("limited")["veth"]).egress.rate_bps == 20_000_000
         assert read_link(path, "eth0").egress.empty
         assert pids("limited") == before, "reshaped, not restarted"
-        to_pod = iperf("client", "limited")
-        assert within(to_pod, 20), f"20M after the edit: measured {to_pod:.2f} Mbit/s"
+        assert_shaped(lambda: iperf_pods("client", "limited"), 20, "20M after the edit")
         assert "nothing to do" in podnet("up", "-f", str(edited)).stdout
     finally:
         podnet("up", "-q", "-f", str(caps))
