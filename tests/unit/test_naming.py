@@ -160,3 +160,31 @@ def test_label_values() -> None:
 )
 def test_port_names(name: str, ok: bool) -> None:
     assert (naming.bad_port_name(name) is None) is ok
+
+
+# --- the kernel objects a lab names -------------------------------------------------------------
+
+
+def test_pod_netns_name_is_a_runtimes_name_and_stable() -> None:
+    name = naming.pod_netns_name("kind", "default/web-1")
+    assert re.fullmatch(r"cni-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", name)
+    assert name == naming.pod_netns_name("kind", "default/web-1")
+    assert name != naming.pod_netns_name("kind2", "default/web-1")
+
+
+def test_unique_veth_fits_an_interface_name_and_salts_a_taken_one() -> None:
+    taken: set[str] = set()
+    first = naming.unique_veth(("kind", "kind-worker", "default/web-1"), taken)
+    again = naming.unique_veth(("kind", "kind-worker", "default/web-1"), taken)
+    assert re.fullmatch(r"veth[0-9a-f]{8}", first) and len(first) <= 15
+    assert again != first and taken == {first, again}
+    assert naming.unique_veth(("kind", "kind-worker", "default/web-1"), set()) == first
+
+
+@pytest.mark.parametrize("seed", ["kind/kind-worker/veth0a1b2c3d", "x", ""])
+def test_link_mac_is_locally_administered_unicast(seed: str) -> None:
+    mac = naming.link_mac(seed)
+    first = int(mac[:2], 16)
+    assert re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", mac)
+    assert first & 0x02 and not first & 0x01  # local, not a multicast group
+    assert naming.vtep_mac("kind", "kind-worker") != naming.vtep_mac("kind", "kind-worker", 6)

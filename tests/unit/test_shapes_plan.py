@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from podnet.kernel.nftables import Table, Transaction
+from podnet.model.naming import vtep_mac
 from podnet.model.types import (
     ClusterSpec,
     ContainerSpec,
@@ -20,7 +21,7 @@ from podnet.model.types import (
 )
 from podnet.plan.builds import Action, nft_replace_script
 from podnet.plan.check import KINDS, Probe, Result, probes, summarize
-from podnet.plan.layout import INTERNET_SUBNET, Layout, layout, vtep_mac
+from podnet.plan.layout import INTERNET_SUBNET, Layout, layout
 from podnet.plan.ops import CreateNetns, SetHostname, StartContainer
 from podnet.plan.rules import node_rules, table_bodies
 from podnet.plan.services import NODE_PORT_RANGE

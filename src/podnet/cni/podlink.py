@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from podnet.cni.result import DNS, Interface, IPConfig, Result, Route
 from podnet.errors import CNI_INVALID_CONFIG, CniError
 from podnet.model.addresses import IPAddress, IPInterface
+from podnet.model.naming import link_mac
 from podnet.plan.attachments import Attachment, HostSide, PodLink, attachment
-from podnet.plan.layout import link_mac
 from podnet.plan.ops import AddAddress, AddBridge, AddRoute, AddVeth, Op, SetSysctls
 
 __all__ = ["CniLink", "build"]

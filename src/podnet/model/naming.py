@@ -1,5 +1,6 @@
-"""Names as Kubernetes, kind and the kernel make and accept them. Pure functions, no imports
-beyond `re`, so that anything may call them cheaply.
+"""Names as Kubernetes, kind, container runtimes and the kernel make and accept them. Pure
+functions, no imports beyond the standard library's `re`, `hashlib` and `uuid`, so that anything
+(the CNI plugin's start-up too) may call them cheaply.
 
 Replica names follow the Deployment controller: `<deployment>-<pod-template-hash>-<suffix>`, as in
 `demo-58465f467c-24bcq`. Kubernetes hashes the pod template with FNV-32a and spells the decimal
@@ -10,7 +11,9 @@ loads to the same names, and scaling up keeps the names of the replicas that wer
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
@@ -28,11 +31,15 @@ __all__ = [
     "canonical",
     "fnv1a_32",
     "kind_node_names",
+    "link_mac",
+    "pod_netns_name",
     "pod_suffix",
     "pod_template_hash",
     "replica_pod_names",
     "safe_encode",
     "suggest_label",
+    "unique_veth",
+    "vtep_mac",
 ]
 
 # k8s.io/apimachinery/pkg/util/rand: "bcdfghjklmnpqrstvwxz2456789".
@@ -138,6 +145,47 @@ def kind_node_names(cluster: str, nodes: Sequence[tuple[str, str | None]]) -> li
         n = seen[role] = seen.get(role, 0) + 1
         names.append(f"{cluster}-{role}{n if n > 1 else ''}")
     return names
+
+
+# --- the kernel objects a lab names: derived from stable seeds (cluster, node, pod), so a second
+# `up` decides the same ones and `podnet explain` can name each before it exists.
+
+_NETNS_UUID_NAMESPACE = uuid.UUID("0b7f5a2e-4f4e-4c1b-9d8a-706f646e6574")
+
+
+def _short_hash(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:8]
+
+
+def pod_netns_name(cluster: str, pod_key: str) -> str:
+    """`cni-<uuid>`, as container runtimes name a pod's namespace; the same for the same pod."""
+    return f"cni-{uuid.uuid5(_NETNS_UUID_NAMESPACE, f'{cluster}/{pod_key}')}"
+
+
+def unique_veth(seed: tuple[str, ...], taken: set[str]) -> str:
+    """`veth` and 8 hex digits of a hash of `seed`, as the CNI plugins name a pod's host end;
+    salted until it is not in `taken` (and then added to it)."""
+    salt = 0
+    while True:
+        name = "veth" + _short_hash(*seed, str(salt))
+        if name not in taken:
+            taken.add(name)
+            return name
+        salt += 1
+
+
+def link_mac(seed: str) -> str:
+    """A stable, locally administered unicast MAC derived from `seed`: chosen by the plan, so
+    `podnet explain` can name every neighbour entry that points at it before anything exists."""
+    raw = bytearray(hashlib.sha256(seed.encode()).digest()[:6])
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def vtep_mac(cluster: str, node: str, family: int = 4) -> str:
+    """The MAC of a node's VXLAN device. flannel lets the kernel pick one and publishes it in a
+    node annotation; deciding it here lets the plan name every neighbour and FDB entry."""
+    return link_mac(f"vtep/{cluster}/{node}" + ("" if family == 4 else f"/{family}"))
 
 
 def _bad_name(name: str, pattern: re.Pattern[str], rule: str, limit: int) -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from podnet.model.addresses import IPAddress, IPInterface
+from podnet.model.naming import link_mac
 from podnet.model.shape import Shape
 from podnet.plan.addons import records_path
 from podnet.plan.attachments import HostSide, PodLink, attachment
@@ -23,7 +24,6 @@ from podnet.plan.layout import (
     Layout,
     NodeLayout,
     PodLayout,
-    link_mac,
 )
 from podnet.plan.ops import (
     AddAddress,

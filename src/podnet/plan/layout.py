@@ -12,9 +12,7 @@ the first family's, as `status.podIP` is the first of `status.podIPs`.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -23,6 +21,7 @@ from typing import Any
 from podnet.errors import Problem, TopologyError
 from podnet.ipam.pool import Pool, PoolExhaustedError
 from podnet.model.addresses import Family, IPAddress, IPInterface, IPNetwork, nth_host
+from podnet.model.naming import pod_netns_name, unique_veth, vtep_mac
 from podnet.model.policies import NamespaceSpec, NetworkPolicySpec
 from podnet.model.types import (
     INTERNET_SUBNET,
@@ -51,13 +50,9 @@ __all__ = [
     "NodeLayout",
     "PodLayout",
     "layout",
-    "link_mac",
-    "pod_netns_name",
-    "vtep_mac",
 ]
 
 STATE_ROOT = "/run/podnet"
-_NETNS_UUID_NAMESPACE = uuid.UUID("0b7f5a2e-4f4e-4c1b-9d8a-706f646e6574")
 # flannel's names for its VXLAN devices (".1": VNI 1), one per family.
 TUNNELS: dict[int, str] = {4: "flannel.1", 6: "flannel-v6.1"}
 TUNNEL = TUNNELS[4]
@@ -272,38 +267,6 @@ def resolv_file(hosts_file: str) -> str:
     return resolv_path(hosts_file)
 
 
-def _short_hash(*parts: str) -> str:
-    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:8]
-
-
-def pod_netns_name(cluster: str, pod_key: str) -> str:
-    return f"cni-{uuid.uuid5(_NETNS_UUID_NAMESPACE, f'{cluster}/{pod_key}')}"
-
-
-def _unique_veth(seed: tuple[str, ...], taken: set[str]) -> str:
-    salt = 0
-    while True:
-        name = "veth" + _short_hash(*seed, str(salt))
-        if name not in taken:
-            taken.add(name)
-            return name
-        salt += 1
-
-
-def link_mac(seed: str) -> str:
-    """A stable, locally administered unicast MAC derived from `seed`: chosen by the plan, so
-    `podnet explain` can name every neighbour entry that points at it before anything exists."""
-    raw = bytearray(hashlib.sha256(seed.encode()).digest()[:6])
-    raw[0] = (raw[0] & 0xFC) | 0x02
-    return ":".join(f"{b:02x}" for b in raw)
-
-
-def vtep_mac(cluster: str, node: str, family: int = 4) -> str:
-    """The MAC of a node's VXLAN device. flannel lets the kernel pick one and publishes it in a
-    node annotation; deciding it here lets the plan name every neighbour and FDB entry."""
-    return link_mac(f"vtep/{cluster}/{node}" + ("" if family == 4 else f"/{family}"))
-
-
 def _node_prefix(spec: ClusterSpec, net: IPNetwork) -> int:
     return spec.node_cidr_prefix if net.version == 4 else spec.node_cidr_prefix6
 
@@ -361,7 +324,7 @@ def layout(spec: ClusterSpec, previous: Layout | None = None) -> Layout:
                 pod_cidrs=cidrs,
                 uplink=kept.uplink
                 if kept
-                else _unique_veth((spec.name, node.name), fabric_uplinks),
+                else unique_veth((spec.name, node.name), fabric_uplinks),
                 uts=f"{state_dir}/nodes/{node.name}.uts",
                 hosts_file=f"{state_dir}/nodes/{node.name}.hosts",
                 vtep_macs=tuple(vtep_mac(spec.name, node.name, c.version) for c in cidrs),
@@ -550,7 +513,7 @@ def _place_pods(
             ips, veth = kept_ips[pod.key], kept.veth
         else:
             ips = addresses.allocate(host.name, spec.families)
-            veth = _unique_veth((spec.name, host.name, pod.key), veths[host.name])
+            veth = unique_veth((spec.name, host.name, pod.key), veths[host.name])
         out.append(_pod_layout(spec.name, pod, host.name, ips, veth, state_dir))
     return out
 
