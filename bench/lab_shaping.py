@@ -22,10 +22,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sandbox import ensure_sandbox, run, timed
+from throughput import iperf
 
 REFERENCE = "/usr/lib/cni/bandwidth"
 INGRESS, EGRESS = 10_000_000, 5_000_000
@@ -71,32 +71,14 @@ def reference_shape(lab: list[dict[str, str]]) -> None:
             raise SystemExit(f"bandwidth plugin failed: {done.stdout} {done.stderr}")
 
 
-def iperf(client_ns: str, server_ns: str, address: str, *, reverse: bool) -> float:
-    srv = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B",
-                            address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(50):
-            done = subprocess.run(["ip", "netns", "exec", client_ns, "iperf3", "-c", address,
-                                   "-t", "3", "-J", *(["-R"] if reverse else [])],
-                                  capture_output=True, text=True, check=False)
-            report = json.loads(done.stdout or "{}")
-            if done.returncode == 0 and "sum_received" in report.get("end", {}):
-                return float(report["end"]["sum_received"]["bits_per_second"]) / 1e6
-            time.sleep(0.05)
-        raise SystemExit("iperf3 failed")
-    finally:
-        srv.kill()
-        srv.wait()
-
-
 def measure(label: str) -> str:
     with open("/run/podnet/shape/state.json") as fh:
         lab = json.load(fh)["pods"]
     shaped = next(p for p in lab if p["name"] == "p0")
     peer = next(p for p in lab if p["name"] == "peer")
     address = shaped["ip"].split("/")[0]
-    into = iperf(peer["netns"], shaped["netns"], address, reverse=False)
-    out = iperf(peer["netns"], shaped["netns"], address, reverse=True)
+    into = 1000 * iperf(peer["netns"], shaped["netns"], address, 3).gbits
+    out = 1000 * iperf(peer["netns"], shaped["netns"], address, 3, reverse=True).gbits
     return f"  {label:<34} to the pod {into:5.2f} Mbit/s (10M), from it {out:5.2f} Mbit/s (5M)"
 
 

@@ -81,10 +81,12 @@ def iperf_server(netns: str) -> Iterator[None]:
             proc.wait()
 
 
-def iperf(client_netns: str, server_netns: str, address: str, seconds: int) -> Sample:
+def iperf(client_netns: str, server_netns: str, address: str, seconds: int, *,
+          reverse: bool = False) -> Sample:
+    """One iperf3 run from the client to the server (with `reverse`, the server sends)."""
     with iperf_server(server_netns):
         argv = ["ip", "netns", "exec", client_netns, "iperf3", "-c", address, "-p", str(PORT),
-                "-t", str(seconds), "-O", "1", "-J"]
+                "-t", str(seconds), "-O", "1", "-J", *(["-R"] if reverse else [])]
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 15,
                                  check=False)
