@@ -3,8 +3,9 @@
 The operations are the same objects `podnet explain` prints, so what runs here is what the
 explanation says. Speed comes from how they run, not from what they are:
 
-- Consecutive netlink operations in one namespace go out in one datagram (`kernel.batch`): a
-  pod's veth, addresses and routes cost one round trip per side.
+- Consecutive netlink operations in one namespace go out in one datagram (`kernel.batch`; each
+  operation's message is made by `netlink_ops`): a pod's veth, addresses and routes cost one
+  round trip per side.
 - Interfaces are addressed by index: the applier chooses the index of every link it creates, so
   later messages of the same datagram can name it, and reads a namespace's links at most once.
   In a namespace others change at the same time (`shared`: the real host under the CNI plugin,
