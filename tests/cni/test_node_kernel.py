@@ -462,10 +462,10 @@ def test_bandwidth_limits_measured_with_iperf3(cni_install: Install,
              "egressRate": 10_000_000, "egressBurst": 1_000_000}
     ip = _ip_of(chain.add("bw", _path(pod), runtime={"bandwidth": limit}).ok())
     try:
-        into = assert_shaped(lambda: iperf(pod, nets.peer, ip), 20,  # the peer sends to the pod
-                             "ingressRate 20M")
-        out = assert_shaped(lambda: iperf(pod, nets.peer, ip, reverse=True), 10,  # the pod sends
-                            "egressRate 10M")
+        into = assert_shaped(lambda: iperf(pod, nets.peer, ip),  # the peer sends to the pod
+                             limit["ingressRate"] / 1e6, "ingressRate")
+        out = assert_shaped(lambda: iperf(pod, nets.peer, ip, reverse=True),  # the pod sends
+                            limit["egressRate"] / 1e6, "egressRate")
     finally:
         chain.delete("bw", _path(pod)).ok()
     print(f"bandwidth: ingress {into:.2f} Mbit/s, egress {out:.2f} Mbit/s")
