@@ -87,16 +87,6 @@ def _route_dict(msg: Any) -> dict[str, Any]:
     }
 
 
-def _neigh_dict(msg: Any) -> dict[str, Any]:
-    return {
-        "ifindex": msg["ifindex"],
-        "dst": msg.get("NDA_DST"),
-        "mac": msg.get("NDA_LLADDR"),
-        "state": msg["state"],
-        "flags": msg["flags"],
-    }
-
-
 class Netlink:
     """Route netlink in one namespace: links, addresses, routes, neighbours."""
 
@@ -317,13 +307,7 @@ class Netlink:
 
     def link_neighbours(self, index: int, version: int = 4) -> list[dict[str, Any]]:
         """The neighbour entries of link `index`, as `neighbours()` has them."""
-        from pyroute2.netlink.rtnl import RTM_GETNEIGH
-        from pyroute2.netlink.rtnl.ndmsg import ndmsg
-
-        request = ndmsg()
-        request["family"] = AF_INET if version == 4 else AF_INET6
-        request["attrs"] = [["NDA_IFINDEX", index]]
-        return [_neigh_dict(msg) for msg in self._raw.dump(self.where, request, RTM_GETNEIGH)]
+        return [n for n in self.neighbours(version=version) if n["ifindex"] == index]
 
     def forget_learned_neighbours(self) -> int:
         """Delete the neighbour entries this namespace learned, ARP's and NDP's, resolved or
@@ -380,7 +364,14 @@ class Netlink:
 
     def neighbours(self, *, bridge: bool = False, version: int = 4) -> list[dict[str, Any]]:
         """Neighbour entries of one family as `ip neigh` lists them, or with `bridge` the
-        forwarding database (`bridge fdb`): ifindex, dst, mac, state, flags."""
+        forwarding database (`bridge fdb`): ifindex, dst, mac, state. Read by the one reader of
+        the neighbour dump (`discover_netlink.neighbours`)."""
+        from podnet.kernel.discover_netlink import neighbours
+
         family = AF_BRIDGE if bridge else (AF_INET if version == 4 else AF_INET6)
-        return [_neigh_dict(msg) for msg in self._call("listing neighbours",
-                                                       self._ipr.get_neighbours, family=family)]
+        try:
+            return [{"ifindex": n.ifindex, "dst": n.dst, "mac": n.mac, "state": n.state}
+                    for n in neighbours(self._raw, family)]
+        except OSError as exc:
+            what = f"listing neighbours in {self.where}"
+            raise kernel_error(exc.errno or 0, f"{what}: {exc.strerror}") from None
