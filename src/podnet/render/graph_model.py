@@ -40,8 +40,7 @@ __all__ = [
 ]
 
 _HOLDERS_SHOWN = 3
-
-
+VxlanInfo = tuple[int | None, int | None]  # (VNI, UDP port)
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
@@ -52,7 +51,6 @@ def _record(obj: Any) -> dict[str, Any]:
     if names is None:
         names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
     return {name: getattr(obj, name) for name in names}
-VxlanInfo = tuple[int | None, int | None]  # (VNI, UDP port)
 
 
 @dataclass(frozen=True)
